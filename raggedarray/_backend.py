@@ -1,0 +1,158 @@
+"""The small numpy/torch surface the rest of the package needs.
+
+Backends are told apart by type, lazily: torch is only looked at when it has already been
+imported, so numpy-only work never pays for importing it. Every function here takes plain
+arrays and knows nothing of ragged arrays.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from typing import Any
+
+import numpy as np
+
+NUMPY = "numpy"
+TORCH = "torch"
+
+
+def torch_module() -> Any:
+    """Import torch on first use and return the module."""
+    import torch
+
+    return torch
+
+
+def is_tensor(x: Any) -> bool:
+    """Whether ``x`` is a ``torch.Tensor`` (without importing torch)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def backend_of(x: Any) -> str | None:
+    """``"numpy"`` or ``"torch"`` for arrays, ``None`` for anything else."""
+    if isinstance(x, np.ndarray):
+        return NUMPY
+    if is_tensor(x):
+        return TORCH
+    return None
+
+
+def describe(x: Any) -> str:
+    """A short description of an array (or any object) for error messages."""
+    backend = backend_of(x)
+    if backend == NUMPY:
+        return f"numpy array of shape {x.shape} and dtype {x.dtype}"
+    if backend == TORCH:
+        return f"torch tensor of shape {tuple(x.shape)}, dtype {x.dtype} on {x.device}"
+    return f"{type(x).__name__}"
+
+
+def device_of(x: Any) -> Any:
+    """The torch device of a tensor, ``torch.device("cpu")`` for a numpy array."""
+    if is_tensor(x):
+        return x.device
+    return torch_module().device("cpu")
+
+
+def device_str(x: Any) -> str:
+    """The device as a string, without importing torch for numpy arrays."""
+    return str(x.device) if is_tensor(x) else "cpu"
+
+
+def is_cuda(x: Any) -> bool:
+    """Whether ``x`` is a tensor on a non-CPU device."""
+    return is_tensor(x) and x.device.type != "cpu"
+
+
+def to_torch_dtype(dtype: Any) -> Any:
+    """The torch dtype for a torch or numpy dtype (or anything ``np.dtype`` accepts)."""
+    torch = torch_module()
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    np_dtype = np.dtype(dtype)
+    try:
+        return torch.from_numpy(np.empty(0, dtype=np_dtype)).dtype
+    except TypeError:
+        raise TypeError(f"dtype {np_dtype} has no torch equivalent") from None
+
+
+def to_numpy_dtype(dtype: Any) -> np.dtype:
+    """The numpy dtype for a torch or numpy dtype."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(dtype, torch.dtype):
+        try:
+            return torch.empty(0, dtype=dtype).numpy().dtype
+        except TypeError:
+            raise TypeError(f"dtype {dtype} has no numpy equivalent") from None
+    return np.dtype(dtype)
+
+
+def is_dtype(obj: Any) -> bool:
+    """Whether ``obj`` names a dtype (a torch dtype, a numpy dtype or a scalar type)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(obj, torch.dtype):
+        return True
+    return isinstance(obj, np.dtype) or (isinstance(obj, type) and issubclass(obj, np.generic))
+
+
+def numeric_dtype(dtype: Any) -> bool:
+    """Whether a dtype holds numbers or booleans (not objects, strings, dates)."""
+    if is_tensor_dtype(dtype):
+        return True
+    return np.dtype(dtype).kind in "biufc"
+
+
+def is_tensor_dtype(dtype: Any) -> bool:
+    """Whether ``dtype`` is a ``torch.dtype``."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(dtype, torch.dtype)
+
+
+def tensor_from_numpy(a: np.ndarray) -> Any:
+    """``torch.from_numpy`` that accepts read-only arrays we only read from.
+
+    Torch warns once per process about non-writable arrays; the tensors made here are only
+    read (sources of a copy), so the warning would be noise.
+    """
+    torch = torch_module()
+    if a.flags.writeable:
+        return torch.from_numpy(a)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(a)
+
+
+def host_int64(x: Any) -> np.ndarray:
+    """A host numpy int64 copy or view of an integer array, list or tensor (syncs for CUDA)."""
+    if is_tensor(x):
+        x = x.detach()
+        if x.device.type != "cpu":
+            x = x.cpu()
+        return x.numpy().astype(np.int64, copy=False)
+    return np.asarray(x).astype(np.int64, copy=False)
+
+
+def upload(host: np.ndarray, like: Any) -> Any:
+    """Put a host array (offsets, an index, a mask) on the backend and device of ``like``.
+
+    For CUDA the host array is first pinned and then copied with ``non_blocking=True``, so no
+    device synchronisation happens; the caching host allocator keeps the pinned block alive
+    until the copy has run.
+    """
+    if not is_tensor(like):
+        return host
+    t = tensor_from_numpy(host)
+    if like.device.type == "cpu":
+        return t
+    if like.device.type == "cuda":
+        t = t.pin_memory()
+    return t.to(like.device, non_blocking=True)
+
+
+def index_rows(values: Any, index: np.ndarray) -> Any:
+    """Gather rows ``values[index]`` into one new buffer (``index`` is host int64)."""
+    if is_tensor(values):
+        return values.index_select(0, upload(index, values))
+    return np.take(values, index, axis=0)

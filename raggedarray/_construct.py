@@ -1,0 +1,282 @@
+"""Functional constructors: plain arrays in, ``(values, host_offsets)`` out.
+
+The ragged classes wrap these; nothing here knows about them. Each function makes at most
+one allocation for the values buffer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _backend, _offsets
+from ._backend import NUMPY, TORCH
+
+
+def check_values(values: Any, where: str, item_ndim: int | None) -> str:
+    """Check that ``values`` is an array with a leading axis; return its backend name."""
+    backend = _backend.backend_of(values)
+    if backend is None:
+        hint = (
+            " (for a list of per-segment arrays use from_list)"
+            if isinstance(values, (list, tuple))
+            else ""
+        )
+        raise TypeError(
+            f"{where}: values must be a numpy array or a torch tensor; "
+            f"got {type(values).__name__}{hint}"
+        )
+    if values.ndim == 0:
+        raise ValueError(f"{where}: values must have a leading item axis; got a 0-d array")
+    if backend == NUMPY and not _backend.numeric_dtype(values.dtype):
+        raise TypeError(f"{where}: values must hold numbers or booleans; got dtype {values.dtype}")
+    if item_ndim is not None and values.ndim != item_ndim + 1:
+        raise ValueError(
+            f"{where}: items must be {item_ndim}-D (C, H, W), so values must be "
+            f"{item_ndim + 1}-D (N, C, H, W); got {_backend.describe(values)}"
+        )
+    return backend
+
+
+def check_same_place(values: Any, other: Any, where: str, what: str) -> None:
+    """Reject ``other`` when it is an array of another backend or device than ``values``."""
+    other_backend = _backend.backend_of(other)
+    if other_backend is None:
+        return
+    backend = _backend.backend_of(values)
+    if other_backend != backend:
+        raise TypeError(
+            f"{where}: values and {what} must have the same backend; "
+            f"got values as {backend} and {what} as {other_backend}"
+        )
+    if backend == TORCH and other.device != values.device:
+        raise ValueError(
+            f"{where}: values and {what} must be on the same device; "
+            f"got values on {values.device} and {what} on {other.device}"
+        )
+
+
+def device_offsets(offsets: Any, host: np.ndarray, values: Any) -> Any:
+    """Offsets on the values' backend and device, reusing ``offsets`` when it already fits."""
+    if _backend.is_tensor(values):
+        torch = _backend.torch_module()
+        if _backend.is_tensor(offsets) and offsets.dtype == torch.int64:
+            return offsets.detach()
+    return _backend.upload(host, values)
+
+
+def _items(arrays: Any, where: str, image: bool) -> list[Any]:
+    """Read the per-segment arrays: arrays stay as they are, anything else via ``np.asarray``."""
+    if _backend.backend_of(arrays) is not None:
+        raise TypeError(
+            f"{where}: arrays must be a list of per-segment arrays; got one "
+            f"{_backend.describe(arrays)} (for one buffer use from_lengths or the constructor)"
+        )
+    try:
+        items = list(arrays)
+    except TypeError:
+        raise TypeError(
+            f"{where}: arrays must be a list of per-segment arrays; got {type(arrays).__name__}"
+        ) from None
+    for k, a in enumerate(items):
+        if _backend.backend_of(a) is None:
+            a = items[k] = np.asarray(a)
+        if a.ndim == 0:
+            raise ValueError(
+                f"{where}: every array must have a leading item axis; got arrays[{k}] of shape ()"
+            )
+        if image and a.ndim == 3:
+            items[k] = a[:, None]
+    return items
+
+
+def _check_item_shapes(
+    items: list[Any], where: str, image: bool, item_shape: tuple[int, ...] | None
+) -> tuple[int, ...]:
+    first = tuple(items[0].shape[1:])
+    for k, a in enumerate(items):
+        shape = tuple(a.shape[1:])
+        if shape != first:
+            raise ValueError(
+                f"{where}: all arrays must have the same item shape; got item shape {first} "
+                f"for arrays[0] and {shape} for arrays[{k}]"
+            )
+    if item_shape is not None and item_shape != first:
+        raise ValueError(
+            f"{where}: arrays must have the requested item_shape={item_shape}; "
+            f"got item shape {first}"
+        )
+    if image and len(first) != 3:
+        raise ValueError(
+            f"{where}: image arrays must be (n_i, C, H, W) or (n_i, H, W); "
+            f"got arrays[0] of shape {tuple(items[0].shape)}"
+        )
+    return first
+
+
+def concat(
+    arrays: Any,
+    *,
+    dtype: Any,
+    device: Any,
+    where: str,
+    image: bool,
+    item_shape: tuple[int, ...] | None,
+) -> tuple[Any, np.ndarray]:
+    """Concatenate per-segment arrays into one buffer (one allocation) and its offsets.
+
+    The result is a torch tensor when any item is one or when ``device`` is given, else a
+    numpy array. Dtypes are promoted (``dtype`` overrides); items must share one item shape.
+    """
+    items = _items(arrays, where, image)
+    host = np.zeros(len(items) + 1, dtype=np.int64)
+    np.cumsum([a.shape[0] for a in items], out=host[1:])
+    to_torch = device is not None or any(_backend.is_tensor(a) for a in items)
+    if not items:
+        if item_shape is None:
+            item_shape = (1, 0, 0) if image else ()
+        return _empty_values(item_shape, dtype, device, to_torch), host
+    _check_item_shapes(items, where, image, item_shape)
+    if to_torch:
+        return _concat_torch(items, dtype, device, where), host
+    return _concat_numpy(items, dtype, where), host
+
+
+def _empty_values(item_shape: tuple[int, ...], dtype: Any, device: Any, to_torch: bool) -> Any:
+    if to_torch:
+        torch = _backend.torch_module()
+        dtype = torch.float32 if dtype is None else _backend.to_torch_dtype(dtype)
+        return torch.empty((0, *item_shape), dtype=dtype, device=device)
+    dtype = np.float32 if dtype is None else _backend.to_numpy_dtype(dtype)
+    return np.empty((0, *item_shape), dtype=dtype)
+
+
+def _concat_numpy(items: list[np.ndarray], dtype: Any, where: str) -> np.ndarray:
+    for k, a in enumerate(items):
+        if not _backend.numeric_dtype(a.dtype):
+            raise TypeError(
+                f"{where}: arrays must hold numbers or booleans; got dtype {a.dtype} "
+                f"for arrays[{k}]"
+            )
+    if dtype is None:
+        return np.concatenate(items, axis=0)
+    return np.concatenate(items, axis=0, dtype=_backend.to_numpy_dtype(dtype), casting="unsafe")
+
+
+def _concat_torch(items: list[Any], dtype: Any, device: Any, where: str) -> Any:
+    torch = _backend.torch_module()
+    tensors = []
+    for k, a in enumerate(items):
+        if _backend.is_tensor(a):
+            tensors.append(a)
+            continue
+        try:
+            tensors.append(_backend.tensor_from_numpy(a))
+        except TypeError:
+            raise TypeError(
+                f"{where}: arrays[{k}] has dtype {a.dtype}, which torch cannot hold"
+            ) from None
+    devices = {t.device for t in tensors}
+    if device is None:
+        if len(devices) > 1:
+            raise ValueError(
+                f"{where}: arrays are on several devices ({', '.join(sorted(map(str, devices)))})"
+                "; pass device= to choose where the buffer lives"
+            )
+        target = tensors[0].device
+    else:
+        target = torch.device(device)
+    # Concatenate where the sources are (one host buffer, pinned for an async upload),
+    # then move once: many small host-to-device copies would cost far more.
+    staging = target if devices == {target} else torch.device("cpu")
+    tensors = [t if t.device == staging else t.to(staging) for t in tensors]
+    if dtype is None:
+        values = torch.cat(tensors, dim=0)
+    else:
+        dtype = _backend.to_torch_dtype(dtype)
+        if any(t.requires_grad for t in tensors):
+            values = torch.cat(tensors, dim=0).to(dtype)
+        else:
+            if not all(torch.can_cast(t.dtype, dtype) for t in tensors):
+                tensors = [t.to(dtype) for t in tensors]
+            shape = (sum(t.shape[0] for t in tensors), *tensors[0].shape[1:])
+            pin = staging.type == "cpu" and target.type == "cuda"
+            out = torch.empty(shape, dtype=dtype, device=staging, pin_memory=pin)
+            values = torch.cat(tensors, dim=0, out=out)
+    if staging != target:
+        if target.type == "cuda" and not values.is_pinned():
+            values = values.pin_memory()
+        values = values.to(target, non_blocking=True)
+    return values
+
+
+def padded_values(padded: Any, lengths: Any, where: str) -> tuple[Any, np.ndarray]:
+    """Copy the valid part of ``padded`` ``(m, n_max, *item_shape)`` into one buffer."""
+    backend = _backend.backend_of(padded)
+    if backend is None:
+        raise TypeError(
+            f"{where}: padded must be a numpy array or a torch tensor; got {type(padded).__name__}"
+        )
+    if padded.ndim < 2:
+        raise ValueError(
+            f"{where}: padded must be (m, n_max, *item_shape), at least 2-D; "
+            f"got {_backend.describe(padded)}"
+        )
+    host = _offsets.from_lengths(lengths, where)
+    m, n_max = padded.shape[0], padded.shape[1]
+    counts = np.diff(host)
+    if counts.shape[0] != m:
+        raise ValueError(
+            f"{where}: lengths must have one entry per row of padded ({m}); got {counts.shape[0]}"
+        )
+    too_long = np.flatnonzero(counts > n_max)
+    if too_long.size:
+        i = int(too_long[0])
+        raise ValueError(
+            f"{where}: lengths must be <= padded.shape[1]={n_max}; got lengths[{i}]={counts[i]}"
+        )
+    rows = _offsets.segment_ids(host)
+    cols = np.arange(host[-1], dtype=np.int64) - np.repeat(host[:-1], counts)
+    values = padded[_backend.upload(rows, padded), _backend.upload(cols, padded)]
+    return values, host
+
+
+def pad(values: Any, host: np.ndarray, length: int, fill: Any, where: str) -> tuple[Any, Any]:
+    """Pad segments into ``(m, length, *item_shape)`` plus a ``(m, length)`` validity mask."""
+    check_fill(fill, values.dtype, where)
+    index, mask = _offsets.pad_index(host, length)
+    shape = (host.shape[0] - 1, length, *values.shape[1:])
+    mask_out = _backend.upload(mask, values)
+    if not _backend.is_tensor(values):
+        if host[-1] == 0:
+            return np.full(shape, fill, dtype=values.dtype), mask_out
+        padded = np.take(values, index.reshape(-1), axis=0).reshape(shape)
+        padded[~mask] = fill
+        return padded, mask_out
+    if host[-1] == 0:
+        torch = _backend.torch_module()
+        return torch.full(shape, fill, dtype=values.dtype, device=values.device), mask_out
+    padded = _backend.index_rows(values, index.reshape(-1)).reshape(shape)
+    hidden = ~mask_out.view(*mask.shape, *(1,) * (values.ndim - 1))
+    return padded.masked_fill_(hidden, fill), mask_out
+
+
+def check_fill(fill: Any, dtype: Any, where: str) -> None:
+    """Check that ``fill`` is a scalar that ``dtype`` holds exactly (any number for floats)."""
+    if not isinstance(fill, (bool, int, float, complex, np.generic)):
+        raise TypeError(f"{where}: fill must be a number; got {type(fill).__name__}")
+    if _backend.is_tensor_dtype(dtype):
+        if dtype.is_floating_point or dtype.is_complex:
+            return
+        kind = "b" if dtype == _backend.torch_module().bool else "i"
+    else:
+        kind = np.dtype(dtype).kind
+        if kind in "fc":
+            return
+    value = complex(fill)
+    ok = value.imag == 0 and float(value.real).is_integer()
+    if kind == "b":
+        ok = ok and value.real in (0, 1)
+    if not ok:
+        raise ValueError(f"{where}: fill must be representable in dtype {dtype}; got {fill!r}")

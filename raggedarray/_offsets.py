@@ -1,0 +1,179 @@
+"""Pure functions on host offsets: validation, lengths <-> offsets <-> segment ids, gathers.
+
+Everything here works on host ``numpy.int64`` arrays and never touches a device: the ragged
+classes keep a host copy of their offsets precisely so that this arithmetic needs no sync.
+``where`` arguments name the public function for error messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _backend
+
+
+def _as_host_integer_vector(x: Any, where: str, what: str) -> np.ndarray:
+    """Read an integer vector (list, numpy array or tensor) into host int64, checking its kind."""
+    if _backend.is_tensor(x):
+        if x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == _bool_dtype():
+            raise TypeError(f"{where}: {what} must have an integer dtype; got {x.dtype}")
+        host = _backend.host_int64(x)
+    else:
+        arr = np.asarray(x)
+        if arr.dtype.kind not in "iu" and not (arr.size == 0 and arr.dtype.kind == "f"):
+            raise TypeError(f"{where}: {what} must have an integer dtype; got {arr.dtype}")
+        host = arr.astype(np.int64, copy=False)
+    if host.ndim != 1:
+        raise ValueError(f"{where}: {what} must be 1-D; got shape {tuple(host.shape)}")
+    return host
+
+
+def _bool_dtype() -> Any:
+    return _backend.torch_module().bool
+
+
+def read_offsets(offsets: Any, where: str) -> np.ndarray:
+    """Host int64 copy of user offsets, with kind and shape checked (values not checked)."""
+    host = _as_host_integer_vector(offsets, where, "offsets")
+    if host.shape[0] == 0:
+        raise ValueError(f"{where}: offsets must have at least one entry (offsets[0] == 0); got []")
+    return host
+
+
+def validate(offsets: np.ndarray, num_items: int, where: str) -> None:
+    """Check the offsets invariants against a buffer of ``num_items`` items.
+
+    Raises:
+        ValueError: unless ``offsets[0] == 0``, offsets are non-decreasing and
+            ``offsets[-1] == num_items``.
+    """
+    if offsets[0] != 0:
+        raise ValueError(f"{where}: offsets[0] must be 0; got offsets[0]={offsets[0]}")
+    steps = np.diff(offsets)
+    bad = np.flatnonzero(steps < 0)
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(
+            f"{where}: offsets must be non-decreasing; "
+            f"got offsets[{i}]={offsets[i]} > offsets[{i + 1}]={offsets[i + 1]}"
+        )
+    if offsets[-1] != num_items:
+        raise ValueError(
+            f"{where}: offsets[-1] must equal the number of items values.shape[0]={num_items}; "
+            f"got offsets[-1]={offsets[-1]}"
+        )
+
+
+def from_lengths(lengths: Any, where: str) -> np.ndarray:
+    """Offsets ``[0, l0, l0 + l1, ...]`` from non-negative lengths."""
+    host = _as_host_integer_vector(lengths, where, "lengths")
+    bad = np.flatnonzero(host < 0)
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"{where}: lengths must be non-negative; got lengths[{i}]={host[i]}")
+    offsets = np.zeros(host.shape[0] + 1, dtype=np.int64)
+    np.cumsum(host, out=offsets[1:])
+    return offsets
+
+
+def from_segment_ids(segment_ids: Any, num_segments: int | None, where: str) -> np.ndarray:
+    """Offsets from sorted, non-negative segment ids (trailing empty segments when asked)."""
+    ids = _as_host_integer_vector(segment_ids, where, "segment_ids")
+    if ids.size:
+        if ids[0] < 0:
+            raise ValueError(f"{where}: segment_ids must be non-negative; got {ids[0]}")
+        bad = np.flatnonzero(np.diff(ids) < 0)
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(
+                f"{where}: segment_ids must be sorted; "
+                f"got segment_ids[{i}]={ids[i]} > segment_ids[{i + 1}]={ids[i + 1]}"
+            )
+    needed = int(ids[-1]) + 1 if ids.size else 0
+    if num_segments is None:
+        num_segments = needed
+    elif isinstance(num_segments, bool) or not isinstance(num_segments, (int, np.integer)):
+        raise TypeError(f"{where}: num_segments must be an int; got {type(num_segments).__name__}")
+    elif num_segments < needed:
+        raise ValueError(
+            f"{where}: segment ids must be < num_segments={num_segments}; got id {needed - 1}"
+        )
+    offsets = np.zeros(int(num_segments) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(ids, minlength=int(num_segments)), out=offsets[1:])
+    return offsets
+
+
+def lengths(offsets: np.ndarray) -> np.ndarray:
+    """Segment lengths ``offsets[1:] - offsets[:-1]``."""
+    return np.diff(offsets)
+
+
+def segment_ids(offsets: np.ndarray) -> np.ndarray:
+    """Segment id of every item: ``[0] * n_0 + [1] * n_1 + ...``."""
+    return np.repeat(np.arange(offsets.shape[0] - 1, dtype=np.int64), np.diff(offsets))
+
+
+def gather(offsets: np.ndarray, segments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets and item index of the segments ``segments`` taken in that order.
+
+    Returns:
+        ``(new_offsets, item_index)`` such that ``values[item_index]`` laid out with
+        ``new_offsets`` holds segment ``segments[k]`` of the input as its segment ``k``.
+    """
+    starts = offsets[segments]
+    counts = offsets[segments + 1] - starts
+    new_offsets = np.zeros(segments.shape[0] + 1, dtype=np.int64)
+    np.cumsum(counts, out=new_offsets[1:])
+    shift = np.repeat(starts - new_offsets[:-1], counts)
+    return new_offsets, shift + np.arange(new_offsets[-1], dtype=np.int64)
+
+
+def segment_index(key: Any, num_segments: int, where: str) -> np.ndarray:
+    """Host int64 segment indices (in range, negatives resolved) from an index array or mask.
+
+    Accepts lists, numpy arrays and tensors (on any device) of integers or booleans, and
+    slices of any step.
+    """
+    if isinstance(key, slice):
+        return np.arange(*key.indices(num_segments), dtype=np.int64)
+    if _backend.is_tensor(key):
+        key = key.detach().cpu().numpy()
+    arr = np.asarray(key)
+    if arr.dtype == np.bool_:
+        if arr.shape != (num_segments,):
+            raise IndexError(
+                f"{where}: a boolean mask must have shape ({num_segments},), one entry per "
+                f"segment; got shape {arr.shape}"
+            )
+        return np.flatnonzero(arr).astype(np.int64, copy=False)
+    if arr.size == 0:
+        arr = arr.astype(np.int64)
+    if arr.dtype.kind not in "iu":
+        raise IndexError(
+            f"{where}: segment indices must be integers or booleans; got dtype {arr.dtype}"
+        )
+    if arr.ndim != 1:
+        raise IndexError(f"{where}: an index array must be 1-D; got shape {arr.shape}")
+    idx = arr.astype(np.int64, copy=False)
+    bad = np.flatnonzero((idx < -num_segments) | (idx >= num_segments))
+    if bad.size:
+        raise IndexError(
+            f"{where}: segment index out of range for {num_segments} segments; "
+            f"got {idx[bad[0]]} at position {bad[0]}"
+        )
+    return np.where(idx < 0, idx + num_segments, idx)
+
+
+def pad_index(offsets: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Item index ``(m, length)`` and validity mask for padding (invalid slots clamped).
+
+    Slot ``(i, j)`` holds item ``offsets[i] + j`` when ``j < n_i``; other slots point at a valid
+    row (clamped) and are marked ``False`` in the mask.
+    """
+    starts = offsets[:-1, None]
+    slots = np.arange(length, dtype=np.int64)[None, :]
+    mask = slots < np.diff(offsets)[:, None]
+    index = np.minimum(starts + slots, max(int(offsets[-1]) - 1, 0))
+    return index, mask

@@ -1,0 +1,47 @@
+"""``RaggedImageBatch``: a ragged array whose items are ``(C, H, W)`` images."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from .ragged import RaggedArray
+
+
+class RaggedImageBatch(RaggedArray):
+    """A ragged batch of images: location ``i`` holds ``n_i`` images of shape ``(C, H, W)``.
+
+    ``values`` is the ``(N, C, H, W)`` 4D view of all images of all locations, ready for a
+    convolution; ``batch[i]`` is the ``(n_i, C, H, W)`` view of location ``i``. Everything
+    else is as in :class:`RaggedArray`; ``from_list`` also accepts ``(n_i, H, W)`` arrays as
+    single-channel images.
+
+    Raises:
+        ValueError: values are not 4-D (items are not 3-D).
+
+    Examples:
+        >>> import numpy as np
+        >>> import raggedarray as ra
+        >>> batch = ra.RaggedImageBatch.from_list([np.zeros((2, 16, 16)), np.zeros((3, 16, 16))])
+        >>> batch.values.shape, batch[1].shape
+        ((5, 1, 16, 16), (3, 1, 16, 16))
+        >>> batch.channels, batch.height, batch.width
+        (1, 16, 16)
+    """
+
+    __slots__ = ()
+    _item_ndim: ClassVar[int | None] = 3
+
+    @property
+    def channels(self) -> int:
+        """Number of channels ``C``."""
+        return int(self._values.shape[1])
+
+    @property
+    def height(self) -> int:
+        """Image height ``H``."""
+        return int(self._values.shape[2])
+
+    @property
+    def width(self) -> int:
+        """Image width ``W``."""
+        return int(self._values.shape[3])
