@@ -6,6 +6,8 @@ one allocation for the values buffer.
 
 from __future__ import annotations
 
+import operator
+import sys
 from typing import Any
 
 import numpy as np
@@ -66,8 +68,13 @@ def device_offsets(offsets: Any, host: np.ndarray, values: Any) -> Any:
     return _backend.upload(host, values)
 
 
-def _items(arrays: Any, where: str, image: bool) -> list[Any]:
-    """Read the per-segment arrays: arrays stay as they are, anything else via ``np.asarray``."""
+def _items(arrays: Any, where: str, image: bool) -> tuple[list[Any], list[int], bool, bool]:
+    """Read the per-segment arrays in one pass: ``(items, lengths, any_tensor, any_numpy)``.
+
+    Arrays stay as they are, anything else goes through ``np.asarray``; ``(n_i, H, W)`` images
+    gain a channel axis. Only the number of dimensions is checked here: the concatenation
+    checks the rest, and a failure there is explained by ``_check_item_shapes``.
+    """
     if _backend.backend_of(arrays) is not None:
         raise TypeError(
             f"{where}: arrays must be a list of per-segment arrays; got one "
@@ -79,21 +86,48 @@ def _items(arrays: Any, where: str, image: bool) -> list[Any]:
         raise TypeError(
             f"{where}: arrays must be a list of per-segment arrays; got {type(arrays).__name__}"
         ) from None
+    torch = sys.modules.get("torch")
+    tensor_type = torch.Tensor if torch is not None else ()
+    kinds = set(map(type, items))
+    if len(kinds) == 1 and (np.ndarray in kinds or tensor_type in kinds):
+        # Fast path, a list of plain arrays of one backend: C-level loops only.
+        shapes = list(map(_shape_of, items))
+        ndims = set(map(len, shapes))
+        if len(ndims) == 1 and 0 not in ndims and not (image and 3 in ndims):
+            return items, list(map(_first, shapes)), tensor_type in kinds, np.ndarray in kinds
+    lengths = [0] * len(items)
+    any_tensor = any_numpy = False
+    ndim = None
     for k, a in enumerate(items):
-        if _backend.backend_of(a) is None:
-            a = items[k] = np.asarray(a)
-        if a.ndim == 0:
-            raise ValueError(
-                f"{where}: every array must have a leading item axis; got arrays[{k}] of shape ()"
-            )
-        if image and a.ndim == 3:
-            items[k] = a[:, None]
-    return items
+        if isinstance(a, tensor_type):
+            any_tensor = True
+        else:
+            any_numpy = True
+            if not isinstance(a, np.ndarray):
+                a = items[k] = np.asarray(a)
+        shape = a.shape
+        if image and len(shape) == 3:
+            a = items[k] = a[:, None]
+            shape = a.shape
+        if len(shape) != ndim:
+            if not shape:
+                raise ValueError(
+                    f"{where}: every array must have a leading item axis; "
+                    f"got arrays[{k}] of shape ()"
+                )
+            if ndim is not None:
+                _check_item_shapes(items[: k + 1], where)
+            ndim = len(shape)
+        lengths[k] = shape[0]
+    return items, lengths, any_tensor, any_numpy
 
 
-def _check_item_shapes(
-    items: list[Any], where: str, image: bool, item_shape: tuple[int, ...] | None
-) -> tuple[int, ...]:
+_shape_of = operator.attrgetter("shape")
+_first = operator.itemgetter(0)
+
+
+def _check_item_shapes(items: list[Any], where: str) -> None:
+    """Raise the error that explains why the items cannot share one item shape."""
     first = tuple(items[0].shape[1:])
     for k, a in enumerate(items):
         shape = tuple(a.shape[1:])
@@ -102,17 +136,6 @@ def _check_item_shapes(
                 f"{where}: all arrays must have the same item shape; got item shape {first} "
                 f"for arrays[0] and {shape} for arrays[{k}]"
             )
-    if item_shape is not None and item_shape != first:
-        raise ValueError(
-            f"{where}: arrays must have the requested item_shape={item_shape}; "
-            f"got item shape {first}"
-        )
-    if image and len(first) != 3:
-        raise ValueError(
-            f"{where}: image arrays must be (n_i, C, H, W) or (n_i, H, W); "
-            f"got arrays[0] of shape {tuple(items[0].shape)}"
-        )
-    return first
 
 
 def concat(
@@ -129,18 +152,33 @@ def concat(
     The result is a torch tensor when any item is one or when ``device`` is given, else a
     numpy array. Dtypes are promoted (``dtype`` overrides); items must share one item shape.
     """
-    items = _items(arrays, where, image)
+    items, lengths, any_tensor, any_numpy = _items(arrays, where, image)
     host = np.zeros(len(items) + 1, dtype=np.int64)
-    np.cumsum([a.shape[0] for a in items], out=host[1:])
-    to_torch = device is not None or any(_backend.is_tensor(a) for a in items)
+    host[1:] = lengths
+    host.cumsum(out=host)
+    to_torch = device is not None or any_tensor
     if not items:
         if item_shape is None:
             item_shape = (1, 0, 0) if image else ()
         return _empty_values(item_shape, dtype, device, to_torch), host
-    _check_item_shapes(items, where, image, item_shape)
-    if to_torch:
-        return _concat_torch(items, dtype, device, where), host
-    return _concat_numpy(items, dtype, where), host
+    first = tuple(items[0].shape[1:])
+    if item_shape is not None and item_shape != first:
+        raise ValueError(
+            f"{where}: arrays must have the requested item_shape={item_shape}; "
+            f"got item shape {first}"
+        )
+    if image and len(first) != 3:
+        raise ValueError(
+            f"{where}: image arrays must be (n_i, C, H, W) or (n_i, H, W); "
+            f"got arrays[0] of shape {tuple(items[0].shape)}"
+        )
+    try:
+        if to_torch:
+            return _concat_torch(items, dtype, device, where, any_numpy), host
+        return _concat_numpy(items, dtype, where), host
+    except (RuntimeError, ValueError):
+        _check_item_shapes(items, where)
+        raise
 
 
 def _empty_values(item_shape: tuple[int, ...], dtype: Any, device: Any, to_torch: bool) -> Any:
@@ -153,40 +191,40 @@ def _empty_values(item_shape: tuple[int, ...], dtype: Any, device: Any, to_torch
 
 
 def _concat_numpy(items: list[np.ndarray], dtype: Any, where: str) -> np.ndarray:
-    for k, a in enumerate(items):
-        if not _backend.numeric_dtype(a.dtype):
-            raise TypeError(
-                f"{where}: arrays must hold numbers or booleans; got dtype {a.dtype} "
-                f"for arrays[{k}]"
+    try:
+        if dtype is None:
+            values = np.concatenate(items, axis=0)
+        else:
+            values = np.concatenate(
+                items, axis=0, dtype=_backend.to_numpy_dtype(dtype), casting="unsafe"
             )
-    if dtype is None:
-        return np.concatenate(items, axis=0)
-    return np.concatenate(items, axis=0, dtype=_backend.to_numpy_dtype(dtype), casting="unsafe")
+    except TypeError as err:
+        raise TypeError(f"{where}: the arrays' dtypes do not promote to one dtype; {err}") from None
+    if not _backend.numeric_dtype(values.dtype):
+        k = next(k for k, a in enumerate(items) if not _backend.numeric_dtype(a.dtype))
+        raise TypeError(
+            f"{where}: arrays must hold numbers or booleans; got dtype {items[k].dtype} "
+            f"for arrays[{k}]"
+        )
+    return values
 
 
-def _concat_torch(items: list[Any], dtype: Any, device: Any, where: str) -> Any:
+def _concat_torch(items: list[Any], dtype: Any, device: Any, where: str, any_numpy: bool) -> Any:
     torch = _backend.torch_module()
-    tensors = []
-    for k, a in enumerate(items):
-        if _backend.is_tensor(a):
-            tensors.append(a)
-            continue
+    tensors = items
+    if any_numpy:
+        tensors = [
+            a if isinstance(a, torch.Tensor) else _numpy_as_tensor(a, k, where)
+            for k, a in enumerate(items)
+        ]
+    if device is None and dtype is None:  # the common case: one cat, checked by torch
         try:
-            tensors.append(_backend.tensor_from_numpy(a))
-        except TypeError:
-            raise TypeError(
-                f"{where}: arrays[{k}] has dtype {a.dtype}, which torch cannot hold"
-            ) from None
+            return torch.cat(tensors, dim=0)
+        except RuntimeError:
+            _single_device(tensors, where)
+            raise
     devices = {t.device for t in tensors}
-    if device is None:
-        if len(devices) > 1:
-            raise ValueError(
-                f"{where}: arrays are on several devices ({', '.join(sorted(map(str, devices)))})"
-                "; pass device= to choose where the buffer lives"
-            )
-        target = tensors[0].device
-    else:
-        target = torch.device(device)
+    target = _single_device(tensors, where) if device is None else torch.device(device)
     # Concatenate where the sources are (one host buffer, pinned for an async upload),
     # then move once: many small host-to-device copies would cost far more.
     staging = target if devices == {target} else torch.device("cpu")
@@ -209,6 +247,26 @@ def _concat_torch(items: list[Any], dtype: Any, device: Any, where: str) -> Any:
             values = values.pin_memory()
         values = values.to(target, non_blocking=True)
     return values
+
+
+def _numpy_as_tensor(a: np.ndarray, k: int, where: str) -> Any:
+    try:
+        return _backend.tensor_from_numpy(a)
+    except TypeError:
+        raise TypeError(
+            f"{where}: arrays[{k}] has dtype {a.dtype}, which torch cannot hold"
+        ) from None
+
+
+def _single_device(tensors: list[Any], where: str) -> Any:
+    """The one device all tensors share; a ValueError naming them when there are several."""
+    devices = {t.device for t in tensors}
+    if len(devices) > 1:
+        raise ValueError(
+            f"{where}: arrays are on several devices ({', '.join(sorted(map(str, devices)))})"
+            "; pass device= to choose where the buffer lives"
+        )
+    return tensors[0].device
 
 
 def padded_values(padded: Any, lengths: Any, where: str) -> tuple[Any, np.ndarray]:

@@ -66,11 +66,10 @@ class RaggedArray:
         self._set(values, _construct.device_offsets(offsets, host, values), host)
 
     def _set(self, values: Any, offsets: Any, host: np.ndarray) -> None:
-        host = host.view()
-        host.flags.writeable = False
         self._values = values
         self._offsets = _backend.upload(host, values) if offsets is None else offsets
-        self._host = host
+        self._host = host.view()
+        self._host.flags.writeable = False
         self._cache: dict[str, Any] = {}
 
     @classmethod

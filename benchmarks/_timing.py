@@ -1,0 +1,33 @@
+"""Side-by-side timing: candidates run interleaved in one process, medians compared."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+
+def median_times(fns: dict[str, Callable[[], object]], *, repeats: int = 31, number: int = 1):
+    """Median seconds per call of each function, timed in interleaved rounds.
+
+    Interleaving (a, b, a, b, ...) keeps a noisy shared machine from favouring whichever
+    candidate happened to run during a quiet spell.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():  # warm up caches, allocator, lazy imports
+        fn()
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(number):
+                fn()
+            samples[name].append((time.perf_counter() - start) / number)
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def fmt(seconds: float) -> str:
+    """Seconds as a short human string."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"

@@ -1,0 +1,77 @@
+"""Construction and indexing cost of RaggedArray against plain concatenation.
+
+Run: python benchmarks/bench_construct.py
+
+1. ``from_list`` against ``torch.cat`` / ``np.concatenate`` of the same list
+   (m = 64 segments, n_i uniform in 1..100, 1x16x16 float32 images).
+2. ``x[i]`` (a segment view) and ``x[a:b]`` (a ragged view) at m = 10 and m = 100 000:
+   the cost must not grow with m.
+"""
+
+from __future__ import annotations
+
+import platform
+
+import numpy as np
+import torch
+from _timing import fmt, median_times
+
+import raggedarray as ra
+
+
+def bench_from_list() -> None:
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 101, size=64)
+    arrays = [rng.standard_normal((n, 1, 16, 16)).astype(np.float32) for n in lengths]
+    tensors = [torch.from_numpy(a) for a in arrays]
+    print(f"from_list: m=64, N={lengths.sum()}, items 1x16x16 float32")
+    for label, items, baseline_name, baseline in (
+        ("torch", tensors, "torch.cat", lambda: torch.cat(tensors)),
+        ("numpy", arrays, "np.concatenate", lambda: np.concatenate(arrays)),
+    ):
+        times = median_times(
+            {
+                baseline_name: baseline,
+                "RaggedImageBatch.from_list": lambda items=items: ra.RaggedImageBatch.from_list(
+                    items
+                ),
+            },
+            repeats=101,
+        )
+        ratio = times["RaggedImageBatch.from_list"] / times[baseline_name]
+        print(
+            f"  {label:5s}  {baseline_name:15s} {fmt(times[baseline_name]):>9s}   "
+            f"from_list {fmt(times['RaggedImageBatch.from_list']):>9s}   ratio {ratio:.2f}x"
+        )
+
+
+def bench_indexing() -> None:
+    print("indexing: cost per call (median), items 1x16x16 float32, n_i = 3")
+    for backend in ("numpy", "torch"):
+        rows = {}
+        for m in (10, 100_000):
+            values = np.zeros((3 * m, 1, 16, 16), dtype=np.float32)
+            x = ra.RaggedImageBatch.from_lengths(values, np.full(m, 3))
+            if backend == "torch":
+                x = x.torch()
+            i = m // 2
+            rows[m] = median_times(
+                {"x[i]": lambda x=x, i=i: x[i], "x[a:b]": lambda x=x, i=i: x[i : i + 5]},
+                repeats=51,
+                number=200,
+            )
+        for op in ("x[i]", "x[a:b]"):
+            small, large = rows[10][op], rows[100_000][op]
+            print(
+                f"  {backend:5s}  {op:6s}  m=10: {fmt(small):>8s}   m=100000: {fmt(large):>8s}"
+                f"   ratio {large / small:.2f}x"
+            )
+
+
+if __name__ == "__main__":
+    print(
+        f"python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
+    bench_from_list()
+    bench_indexing()
