@@ -61,9 +61,13 @@ def device_str(x: Any) -> str:
     return str(x.device) if is_tensor(x) else "cpu"
 
 
-def is_cuda(x: Any) -> bool:
-    """Whether ``x`` is a tensor on a non-CPU device."""
-    return is_tensor(x) and x.device.type != "cpu"
+def resolve_device(device: Any) -> Any:
+    """A ``torch.device`` with its index filled in (``"cuda"`` becomes the current GPU)."""
+    torch = torch_module()
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 def to_torch_dtype(dtype: Any) -> Any:
@@ -71,7 +75,7 @@ def to_torch_dtype(dtype: Any) -> Any:
     torch = torch_module()
     if isinstance(dtype, torch.dtype):
         return dtype
-    np_dtype = np.dtype(dtype)
+    np_dtype = to_numpy_dtype(dtype)
     try:
         return torch.from_numpy(np.empty(0, dtype=np_dtype)).dtype
     except TypeError:
@@ -86,7 +90,10 @@ def to_numpy_dtype(dtype: Any) -> np.dtype:
             return torch.empty(0, dtype=dtype).numpy().dtype
         except TypeError:
             raise TypeError(f"dtype {dtype} has no numpy equivalent") from None
-    return np.dtype(dtype)
+    try:
+        return np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{dtype!r} is not a dtype") from None
 
 
 def is_dtype(obj: Any) -> bool:

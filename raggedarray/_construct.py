@@ -41,7 +41,9 @@ def check_values(values: Any, where: str, item_ndim: int | None) -> str:
     return backend
 
 
-def check_same_place(values: Any, other: Any, where: str, what: str) -> None:
+def check_same_place(
+    values: Any, other: Any, where: str, what: str, values_name: str = "values"
+) -> None:
     """Reject ``other`` when it is an array of another backend or device than ``values``."""
     other_backend = _backend.backend_of(other)
     if other_backend is None:
@@ -49,23 +51,30 @@ def check_same_place(values: Any, other: Any, where: str, what: str) -> None:
     backend = _backend.backend_of(values)
     if other_backend != backend:
         raise TypeError(
-            f"{where}: values and {what} must have the same backend; "
-            f"got values as {backend} and {what} as {other_backend}"
+            f"{where}: {values_name} and {what} must have the same backend; "
+            f"got {values_name} as {backend} and {what} as {other_backend}"
         )
     if backend == TORCH and other.device != values.device:
         raise ValueError(
-            f"{where}: values and {what} must be on the same device; "
-            f"got values on {values.device} and {what} on {other.device}"
+            f"{where}: {values_name} and {what} must be on the same device; "
+            f"got {values_name} on {values.device} and {what} on {other.device}"
         )
 
 
-def device_offsets(offsets: Any, host: np.ndarray, values: Any) -> Any:
-    """Offsets on the values' backend and device, reusing ``offsets`` when it already fits."""
-    if _backend.is_tensor(values):
+def own_offsets(offsets: Any, host: np.ndarray, values: Any) -> tuple[Any, np.ndarray]:
+    """Offsets the ragged array owns: ``(device_offsets, host_offsets)``, both copies.
+
+    ``device_offsets`` is None where the trusted constructor derives them from the host copy.
+
+    The caller keeps its offsets array; editing it later must not change (or desynchronise)
+    the ragged array. Offsets already on a GPU are copied there, without a host round trip.
+    """
+    if _backend.is_tensor(offsets) and offsets.device.type != "cpu":
         torch = _backend.torch_module()
-        if _backend.is_tensor(offsets) and offsets.dtype == torch.int64:
-            return offsets.detach()
-    return _backend.upload(host, values)
+        return offsets.detach().to(torch.int64, copy=True), host  # host came from .cpu()
+    if _backend.backend_of(offsets) is not None:
+        host = host.copy()  # read_offsets may have returned a view of the caller's memory
+    return None, host
 
 
 def _items(arrays: Any, where: str, image: bool) -> tuple[list[Any], list[int], bool, bool]:
@@ -157,6 +166,8 @@ def concat(
     host[1:] = lengths
     host.cumsum(out=host)
     to_torch = device is not None or any_tensor
+    if dtype is not None:
+        dtype = _requested_dtype(dtype, to_torch, where)
     if not items:
         if item_shape is None:
             item_shape = (1, 0, 0) if image else ()
@@ -179,6 +190,24 @@ def concat(
     except (RuntimeError, ValueError):
         _check_item_shapes(items, where)
         raise
+
+
+def _requested_dtype(dtype: Any, to_torch: bool, where: str) -> Any:
+    """The ``dtype=`` argument as a dtype of the result's backend, or a clear error."""
+    try:
+        if to_torch:
+            return _backend.to_torch_dtype(dtype)
+        np_dtype = _backend.to_numpy_dtype(dtype)
+    except TypeError:
+        if to_torch:
+            raise TypeError(f"{where}: dtype must be one torch can hold; got {dtype!r}") from None
+        raise TypeError(
+            f"{where}: dtype must be one numpy can hold (the result is numpy); got {dtype!r}; "
+            "pass device= or torch tensors for a torch result"
+        ) from None
+    if not _backend.numeric_dtype(np_dtype):
+        raise TypeError(f"{where}: dtype must be numeric or bool; got {np_dtype}")
+    return np_dtype
 
 
 def _empty_values(item_shape: tuple[int, ...], dtype: Any, device: Any, to_torch: bool) -> Any:
@@ -224,7 +253,7 @@ def _concat_torch(items: list[Any], dtype: Any, device: Any, where: str, any_num
             _single_device(tensors, where)
             raise
     devices = {t.device for t in tensors}
-    target = _single_device(tensors, where) if device is None else torch.device(device)
+    target = _single_device(tensors, where) if device is None else _backend.resolve_device(device)
     # Concatenate where the sources are (one host buffer, pinned for an async upload),
     # then move once: many small host-to-device copies would cost far more.
     staging = target if devices == {target} else torch.device("cpu")
@@ -324,17 +353,22 @@ def check_fill(fill: Any, dtype: Any, where: str) -> None:
     """Check that ``fill`` is a scalar that ``dtype`` holds exactly (any number for floats)."""
     if not isinstance(fill, (bool, int, float, complex, np.generic)):
         raise TypeError(f"{where}: fill must be a number; got {type(fill).__name__}")
-    if _backend.is_tensor_dtype(dtype):
-        if dtype.is_floating_point or dtype.is_complex:
-            return
-        kind = "b" if dtype == _backend.torch_module().bool else "i"
-    else:
-        kind = np.dtype(dtype).kind
-        if kind in "fc":
-            return
-    value = complex(fill)
-    ok = value.imag == 0 and float(value.real).is_integer()
-    if kind == "b":
-        ok = ok and value.real in (0, 1)
+    if _backend.is_tensor_dtype(dtype) and (dtype.is_floating_point or dtype.is_complex):
+        return
+    np_dtype = _backend.to_numpy_dtype(dtype)
+    if np_dtype.kind in "fc":
+        return
+    ok, real = True, fill
+    if isinstance(fill, (complex, np.complexfloating)):
+        ok, real = fill.imag == 0, fill.real
+    if isinstance(real, (float, np.floating)):
+        ok = ok and float(real).is_integer()
+    if ok:
+        value = int(real)
+        if np_dtype.kind == "b":
+            ok = value in (0, 1)
+        else:
+            info = np.iinfo(np_dtype)
+            ok = int(info.min) <= value <= int(info.max)
     if not ok:
         raise ValueError(f"{where}: fill must be representable in dtype {dtype}; got {fill!r}")

@@ -17,7 +17,8 @@ from . import _backend
 def _as_host_integer_vector(x: Any, where: str, what: str) -> np.ndarray:
     """Read an integer vector (list, numpy array or tensor) into host int64, checking its kind."""
     if _backend.is_tensor(x):
-        if x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == _bool_dtype():
+        integer = not (x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == _bool_dtype())
+        if not integer and not (x.numel() == 0 and x.dtype.is_floating_point):
             raise TypeError(f"{where}: {what} must have an integer dtype; got {x.dtype}")
         host = _backend.host_int64(x)
     else:
@@ -96,6 +97,8 @@ def from_segment_ids(segment_ids: Any, num_segments: int | None, where: str) -> 
         num_segments = needed
     elif isinstance(num_segments, bool) or not isinstance(num_segments, (int, np.integer)):
         raise TypeError(f"{where}: num_segments must be an int; got {type(num_segments).__name__}")
+    elif num_segments < 0:
+        raise ValueError(f"{where}: num_segments must be >= 0; got {num_segments}")
     elif num_segments < needed:
         raise ValueError(
             f"{where}: segment ids must be < num_segments={num_segments}; got id {needed - 1}"

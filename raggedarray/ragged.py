@@ -56,6 +56,9 @@ class RaggedArray:
 
     __slots__ = ("__weakref__", "_cache", "_host", "_offsets", "_values")
     _item_ndim: ClassVar[int | None] = None
+    # numpy ufuncs (np.add(array, x), array + x) refuse ragged operands instead of turning
+    # them into object arrays.
+    __array_ufunc__ = None
 
     def __init__(self, values: Any, offsets: Any) -> None:
         where = type(self).__name__
@@ -63,13 +66,17 @@ class RaggedArray:
         _construct.check_same_place(values, offsets, where, "offsets")
         host = _offsets.read_offsets(offsets, where)
         _offsets.validate(host, values.shape[0], where)
-        self._set(values, _construct.device_offsets(offsets, host, values), host)
+        self._set(values, *_construct.own_offsets(offsets, host, values))
 
     def _set(self, values: Any, offsets: Any, host: np.ndarray) -> None:
+        read_only = host.view()
+        read_only.flags.writeable = False
+        if offsets is None:  # derived from the host copy; numpy shares it, read-only
+            tensor = _backend.is_tensor(values)
+            offsets = _backend.upload(host, values) if tensor else read_only
         self._values = values
-        self._offsets = _backend.upload(host, values) if offsets is None else offsets
-        self._host = host.view()
-        self._host.flags.writeable = False
+        self._offsets = offsets
+        self._host = read_only
         self._cache: dict[str, Any] = {}
 
     @classmethod
@@ -319,6 +326,8 @@ class RaggedArray:
             if not -m <= i < m:
                 raise IndexError(f"{where}: segment index must be in [-{m}, {m}); got {i}")
             return self._segment(i + m if i < 0 else i)
+        if isinstance(key, slice) and key.step == 0:
+            raise ValueError(f"{where}: slice step must not be zero; got {key}")
         if isinstance(key, slice) and key.step in (None, 1):
             a, b, _ = key.indices(m)
             b = max(a, b)
@@ -382,7 +391,15 @@ class RaggedArray:
         where = f"{type(self).__name__}.to"
         if dtype is None and _backend.is_dtype(device):
             device, dtype = None, device
-        if not _backend.is_tensor(self._values) and (device is None or str(device) == "cpu"):
+        if device is not None:
+            try:
+                device = _backend.torch_module().device(device)
+            except (RuntimeError, TypeError):
+                raise ValueError(
+                    f"{where}: device must be a torch device or a device string such as 'cuda'; "
+                    f"got {device!r} (pass a dtype as dtype=...)"
+                ) from None
+        if not _backend.is_tensor(self._values) and (device is None or device.type == "cpu"):
             if dtype is None:
                 return self
             try:
@@ -518,7 +535,8 @@ class RaggedArray:
     def equal(self, other: Any) -> bool:
         """Whether ``other`` is a ragged array with the same offsets, item shape and values.
 
-        Values are compared exactly, across backends and devices; dtypes may differ.
+        Values are compared exactly, across backends and devices; dtypes may differ, and so
+        may the classes (a ``RaggedImageBatch`` equals a ``RaggedArray`` over the same data).
 
         Examples:
             >>> import numpy as np
@@ -532,7 +550,11 @@ class RaggedArray:
     # ------------------------------------------------------------------ python protocols
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), self._values, np.array(self._host)))
+        values = self._values
+        if _backend.is_tensor(values) and values.untyped_storage().nbytes() > values.nbytes:
+            # torch pickles a view's whole storage; a slice of a large batch sends its part only
+            values = values.clone()
+        return (_rebuild, (type(self), values, np.array(self._host)))
 
     def __repr__(self) -> str:
         lengths = self.host_lengths
@@ -581,7 +603,7 @@ def cat(arrays: Sequence[RaggedArray]) -> RaggedArray:
                 f"{where}: all arrays must have the same item shape; "
                 f"got {first.item_shape} for arrays[0] and {x.item_shape} for arrays[{k}]"
             )
-        _construct.check_same_place(first.values, x.values, where, f"arrays[{k}]")
+        _construct.check_same_place(first.values, x.values, where, f"arrays[{k}]", "arrays[0]")
     if _backend.is_tensor(first.values):
         values = _backend.torch_module().cat([x.values for x in arrays], dim=0)
     else:

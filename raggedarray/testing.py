@@ -15,6 +15,8 @@ def assert_ragged_equal(a: Any, b: Any, *, rtol: float = 0.0, atol: float = 0.0)
 
     Values are compared on the host, across backends and devices, within
     ``atol + rtol * |b|`` (exactly by default; NaNs in the same places compare equal).
+    Classes and dtypes are not compared: a ``RaggedImageBatch`` equals a ``RaggedArray``
+    over the same data.
 
     Raises:
         AssertionError: with the first difference found: segment count, item shape, offsets,
@@ -46,7 +48,7 @@ def assert_ragged_equal(a: Any, b: Any, *, rtol: float = 0.0, atol: float = 0.0)
     raise AssertionError(
         f"ragged arrays differ: {int((~close).sum())} of {close.size} values are not close "
         f"(rtol={rtol}, atol={atol}); first in segment {segment}, item {item - start}: "
-        f"{va[item]!r} != {vb[item]!r}"
+        f"{va[item].tolist()!r} != {vb[item].tolist()!r}"
     )
 
 
