@@ -11,6 +11,8 @@ import pytest
 import torch
 from hypothesis import strategies as st
 
+import raggedarray as ra
+
 CUDA = torch.cuda.is_available()
 requires_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
 
@@ -21,8 +23,28 @@ PLACES = [
     pytest.param(("torch", "cuda"), id="torch-cuda", marks=requires_cuda),
 ]
 
+LENGTHS = [3, 0, 2, 5, 0, 1, 4]  # empty segments in the middle, a last one that is not empty
+
+LENGTH_CASES = [
+    pytest.param(LENGTHS, id="mixed"),
+    pytest.param([], id="zero-segments"),
+    pytest.param([0, 0, 0], id="all-empty"),
+    pytest.param([0], id="one-empty"),
+    pytest.param([6], id="one-segment"),
+]
+
+# (class, item_shape): scalar items, vector-ish items, images (C, H, W).
+LAYOUTS = [
+    pytest.param((ra.RaggedArray, ()), id="scalars"),
+    pytest.param((ra.RaggedArray, (2, 3)), id="items2x3"),
+    pytest.param((ra.RaggedImageBatch, (2, 3, 3)), id="images"),
+]
+
 # numpy dtype names; each has a torch twin via torch.from_numpy.
 DTYPES = ["float32", "float64", "float16", "int64", "bool"]
+
+
+TORCH_PLACES = [p for p in PLACES if p.values[0][0] == "torch"]
 
 
 @pytest.fixture(params=PLACES)
@@ -63,6 +85,65 @@ def host(a):
             a = a.float()
         return a.numpy()
     return np.asarray(a)
+
+
+def oracle_offsets(segments):
+    """Offsets of the oracle list, by a running sum over its segments."""
+    offsets = [0]
+    for seg in segments:
+        offsets.append(offsets[-1] + seg.shape[0])
+    return offsets
+
+
+def flat(segments, item_shape, dtype):
+    """All oracle segments end to end in one numpy buffer."""
+    if not segments:
+        return np.zeros((0, *item_shape), dtype=dtype)
+    return np.concatenate(segments, axis=0)
+
+
+def build(segments, place, *, item_shape=(), dtype="float32", cls=None):
+    """A ragged array (``cls``, RaggedArray by default) on ``place`` holding the oracle list."""
+    cls = ra.RaggedArray if cls is None else cls
+    values = flat(segments, item_shape, dtype)
+    return cls(on(values, place), on(np.array(oracle_offsets(segments), dtype=np.int64), place))
+
+
+def oracle_and_x(place, dtype="float32", layout=None, lengths=None, seed=0):
+    """A random oracle list and the ragged array holding it on ``place``.
+
+    ``layout`` is a (class, item_shape) pair (scalar items of a RaggedArray by default);
+    ``lengths`` defaults to ``LENGTHS``.
+    """
+    cls, item_shape = (ra.RaggedArray, ()) if layout is None else layout
+    lengths = LENGTHS if lengths is None else lengths
+    segments = random_segments(np.random.default_rng(seed), lengths, item_shape, dtype)
+    return segments, build(segments, place, item_shape=item_shape, dtype=dtype, cls=cls)
+
+
+def torch_dtype(np_dtype):
+    """The torch twin of a numpy dtype."""
+    return torch.from_numpy(np.empty(0, dtype=np_dtype)).dtype
+
+
+def numpy_dtype(dtype):
+    """The numpy twin of a torch or numpy dtype."""
+    if isinstance(dtype, torch.dtype):
+        return torch.empty(0, dtype=dtype).numpy().dtype
+    return np.dtype(dtype)
+
+
+def different(a):
+    """A numpy array of the same shape and dtype that differs from ``a`` everywhere."""
+    return ~a if a.dtype == np.bool_ else a + 1
+
+
+def write(view, new):
+    """Write the numpy array ``new`` into ``view`` (numpy array or tensor) in place."""
+    if isinstance(view, torch.Tensor):
+        view.copy_(torch.from_numpy(np.ascontiguousarray(new)).to(view.device))
+    else:
+        view[...] = new
 
 
 def assert_same_segments(x, segments):

@@ -1,0 +1,46 @@
+"""A ragged array owns its segmentation: nothing the caller does later can change it."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from conftest import PLACES, on
+
+import raggedarray as ra
+
+
+@pytest.mark.parametrize("place", PLACES)
+def test_caller_editing_its_offsets_changes_nothing(place):
+    values = on(np.arange(5.0), place)
+    offsets = on(np.array([0, 2, 5]), place)
+    x = ra.RaggedArray(values, offsets)
+    offsets[1] = 4
+    assert x.host_offsets.tolist() == [0, 2, 5]
+    assert np.asarray(x.offsets.tolist()).tolist() == [0, 2, 5]
+    assert x[0].shape[0] == 2
+
+
+def test_numpy_metadata_is_read_only():
+    x = ra.RaggedArray.from_lengths(np.arange(5.0), [2, 3])
+    for array in (x.offsets, x.host_offsets, x.lengths, x.host_lengths, x.segment_ids):
+        with pytest.raises(ValueError, match="read-only"):
+            array[0] = 1
+
+
+def test_pickling_a_torch_slice_sends_only_its_items():
+    x = ra.RaggedArray.from_lengths(torch.zeros(10_000), [1, 9_999])
+    part = pickle.dumps(x[0:1])
+    whole = pickle.dumps(x)
+    assert len(part) < len(whole) / 10
+    back = pickle.loads(part)
+    assert back.equal(x[0:1])
+
+
+def test_a_dtype_string_passed_as_device_is_explained():
+    x = ra.RaggedArray.from_lengths(np.arange(3.0), [1, 2])
+    with pytest.raises(ValueError, match=r"RaggedArray\.to: device must be .*got 'float32'"):
+        x.to("float32")
+    assert x.to(dtype="float32").dtype == np.float32
