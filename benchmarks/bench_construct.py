@@ -6,6 +6,9 @@ Run: python benchmarks/bench_construct.py
    (m = 64 segments, n_i uniform in 1..100, 1x16x16 float32 images).
 2. ``x[i]`` (a segment view) and ``x[a:b]`` (a ragged view) at m = 10 and m = 100 000:
    the cost must not grow with m.
+3. Copies that scale with the batch: ``from_list``, ``to_padded`` and a permuting gather
+   ``x[perm]`` against ``torch.cat``, ``pad_sequence`` and ``torch.cat`` of the permuted list,
+   from small (3 MB) to large (90 MB) batches of 1x16x16 float32 images.
 """
 
 from __future__ import annotations
@@ -68,6 +71,41 @@ def bench_indexing() -> None:
             )
 
 
+def bench_batch_copies() -> None:
+    from torch.nn.utils.rnn import pad_sequence
+
+    print("batch copies (torch, CPU): raggedarray vs the plain-torch way, ratio = plain / ragged")
+    rng = np.random.default_rng(1)
+    for m, low, high in ((64, 1, 100), (1000, 20, 40), (3000, 20, 40)):
+        items = [torch.randn(int(n), 1, 16, 16) for n in rng.integers(low, high + 1, m)]
+        x = ra.RaggedImageBatch.from_list(items)
+        perm = rng.permutation(m)
+        pairs = {
+            ("from_list", "torch.cat"): (
+                lambda items=items: ra.RaggedImageBatch.from_list(items),
+                lambda items=items: torch.cat(items),
+            ),
+            ("to_padded", "pad_sequence"): (
+                lambda x=x: x.to_padded(),
+                lambda items=items: pad_sequence(items, batch_first=True),
+            ),
+            ("x[perm]", "cat(perm)"): (
+                lambda x=x, perm=perm: x[perm],
+                lambda items=items, perm=perm: torch.cat([items[i] for i in perm]),
+            ),
+        }
+        cells = []
+        for (ours, theirs), (fn_ours, fn_theirs) in pairs.items():
+            times = median_times({ours: fn_ours, theirs: fn_theirs}, repeats=21)
+            cells.append(
+                f"{ours} {fmt(times[ours])} vs {theirs} {fmt(times[theirs])} "
+                f"({times[theirs] / times[ours]:.2f}x)"
+            )
+        print(f"  m={m} N={x.num_items} ({x.values.nbytes / 2**20:.1f} MiB)")
+        for cell in cells:
+            print(f"    {cell}")
+
+
 if __name__ == "__main__":
     print(
         f"python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}, "
@@ -75,3 +113,4 @@ if __name__ == "__main__":
     )
     bench_from_list()
     bench_indexing()
+    bench_batch_copies()

@@ -158,8 +158,47 @@ def upload(host: np.ndarray, like: Any) -> Any:
     return t.to(like.device, non_blocking=True)
 
 
+# CPU buffers at least this large come from numpy rather than torch's allocator. Past glibc's
+# largest mmap threshold (32 MiB) every torch allocation is a fresh mmap whose small pages fault
+# on first touch, call after call: filling a new 40 MB torch buffer here costs ~9 ms. numpy asks
+# the kernel for huge pages (madvise), and the same buffer costs ~2.5 ms. Below the threshold
+# glibc reuses already-touched heap memory, and torch's allocator is the faster one.
+LARGE_BUFFER_BYTES = 32 << 20
+
+
+def new_buffer(shape: tuple[int, ...], dtype: Any, device: Any) -> Any | None:
+    """An uninitialised tensor for an ``out=`` argument, or None where one is no faster.
+
+    Only large CPU buffers of dtypes numpy can hold are made here (see ``LARGE_BUFFER_BYTES``);
+    the caller falls back to letting torch allocate.
+    """
+    torch = torch_module()
+    if torch.device(device).type != "cpu":
+        return None
+    size = int(np.prod(shape, dtype=np.int64))
+    if size * dtype.itemsize < LARGE_BUFFER_BYTES:
+        return None
+    try:
+        np_dtype = to_numpy_dtype(dtype)
+    except TypeError:
+        return None
+    return torch.from_numpy(np.empty(shape, dtype=np_dtype))
+
+
+def needs_grad(*tensors: Any) -> bool:
+    """Whether autograd would record an operation on these tensors (``out=`` then is refused)."""
+    torch = torch_module()
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
 def index_rows(values: Any, index: np.ndarray) -> Any:
     """Gather rows ``values[index]`` into one new buffer (``index`` is host int64)."""
-    if is_tensor(values):
-        return values.index_select(0, upload(index, values))
-    return np.take(values, index, axis=0)
+    if not is_tensor(values):
+        return np.take(values, index, axis=0)
+    index_t = upload(index, values)
+    out = None
+    if not needs_grad(values):
+        out = new_buffer((index.shape[0], *values.shape[1:]), values.dtype, values.device)
+    if out is None:
+        return values.index_select(0, index_t)
+    return torch_module().index_select(values, 0, index_t, out=out)

@@ -6,6 +6,8 @@ one allocation for the values buffer.
 
 from __future__ import annotations
 
+import functools
+import math
 import operator
 import sys
 from typing import Any
@@ -185,7 +187,7 @@ def concat(
         )
     try:
         if to_torch:
-            return _concat_torch(items, dtype, device, where, any_numpy), host
+            return _concat_torch(items, int(host[-1]), dtype, device, where, any_numpy), host
         return _concat_numpy(items, dtype, where), host
     except (RuntimeError, ValueError):
         _check_item_shapes(items, where)
@@ -238,7 +240,9 @@ def _concat_numpy(items: list[np.ndarray], dtype: Any, where: str) -> np.ndarray
     return values
 
 
-def _concat_torch(items: list[Any], dtype: Any, device: Any, where: str, any_numpy: bool) -> Any:
+def _concat_torch(
+    items: list[Any], num_items: int, dtype: Any, device: Any, where: str, any_numpy: bool
+) -> Any:
     torch = _backend.torch_module()
     tensors = items
     if any_numpy:
@@ -248,7 +252,7 @@ def _concat_torch(items: list[Any], dtype: Any, device: Any, where: str, any_num
         ]
     if device is None and dtype is None:  # the common case: one cat, checked by torch
         try:
-            return torch.cat(tensors, dim=0)
+            return cat_tensors(tensors, num_items)
         except RuntimeError:
             _single_device(tensors, where)
             raise
@@ -276,6 +280,24 @@ def _concat_torch(items: list[Any], dtype: Any, device: Any, where: str, any_num
             values = values.pin_memory()
         values = values.to(target, non_blocking=True)
     return values
+
+
+def cat_tensors(tensors: list[Any], num_items: int) -> Any:
+    """``torch.cat(tensors)``: a new contiguous buffer (a copy, for one tensor).
+
+    Large CPU results without grad go into a numpy-allocated buffer (see ``new_buffer``).
+    """
+    torch = _backend.torch_module()
+    first = tensors[0]
+    shape = (num_items, *first.shape[1:])
+    # A cheap size test first: most concatenations are small and must stay fast.
+    big = math.prod(shape) * first.element_size() >= _backend.LARGE_BUFFER_BYTES
+    if big and first.device.type == "cpu" and not _backend.needs_grad(*tensors):
+        dtype = functools.reduce(torch.promote_types, {t.dtype for t in tensors})
+        out = _backend.new_buffer(shape, dtype, first.device)
+        if out is not None:
+            return torch.cat(tensors, dim=0, out=out)
+    return torch.cat(tensors, dim=0)
 
 
 def _numpy_as_tensor(a: np.ndarray, k: int, where: str) -> Any:
@@ -330,23 +352,28 @@ def padded_values(padded: Any, lengths: Any, where: str) -> tuple[Any, np.ndarra
 
 
 def pad(values: Any, host: np.ndarray, length: int, fill: Any, where: str) -> tuple[Any, Any]:
-    """Pad segments into ``(m, length, *item_shape)`` plus a ``(m, length)`` validity mask."""
+    """Pad segments into ``(m, length, *item_shape)`` plus a ``(m, length)`` validity mask.
+
+    The padded buffer is filled once and the items are scattered into it: that writes each
+    real item once, where gathering every slot would read ``m * length`` rows.
+    """
     check_fill(fill, values.dtype, where)
-    index, mask = _offsets.pad_index(host, length)
-    shape = (host.shape[0] - 1, length, *values.shape[1:])
+    dest, src, mask = _offsets.pad_positions(host, length)
+    m = host.shape[0] - 1
+    flat_shape = (m * length, *values.shape[1:])
     mask_out = _backend.upload(mask, values)
     if not _backend.is_tensor(values):
-        if host[-1] == 0:
-            return np.full(shape, fill, dtype=values.dtype), mask_out
-        padded = np.take(values, index.reshape(-1), axis=0).reshape(shape)
-        padded[~mask] = fill
-        return padded, mask_out
-    if host[-1] == 0:
-        torch = _backend.torch_module()
-        return torch.full(shape, fill, dtype=values.dtype, device=values.device), mask_out
-    padded = _backend.index_rows(values, index.reshape(-1)).reshape(shape)
-    hidden = ~mask_out.view(*mask.shape, *(1,) * (values.ndim - 1))
-    return padded.masked_fill_(hidden, fill), mask_out
+        padded = np.full(flat_shape, fill, dtype=values.dtype)
+        padded[dest] = values if src is None else np.take(values, src, axis=0)
+        return padded.reshape(m, length, *values.shape[1:]), mask_out
+    torch = _backend.torch_module()
+    padded = _backend.new_buffer(flat_shape, values.dtype, values.device)
+    if padded is None:
+        padded = torch.empty(flat_shape, dtype=values.dtype, device=values.device)
+    padded.fill_(fill)
+    items = values if src is None else _backend.index_rows(values, src)
+    padded.index_copy_(0, _backend.upload(dest, values), items)  # recorded by autograd
+    return padded.view(m, length, *values.shape[1:]), mask_out
 
 
 def check_fill(fill: Any, dtype: Any, where: str) -> None:

@@ -169,14 +169,22 @@ def segment_index(key: Any, num_segments: int, where: str) -> np.ndarray:
     return np.where(idx < 0, idx + num_segments, idx)
 
 
-def pad_index(offsets: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Item index ``(m, length)`` and validity mask for padding (invalid slots clamped).
+def pad_positions(
+    offsets: np.ndarray, length: int
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Where each item goes when segments are padded to ``length`` slots.
 
-    Slot ``(i, j)`` holds item ``offsets[i] + j`` when ``j < n_i``; other slots point at a valid
-    row (clamped) and are marked ``False`` in the mask.
+    Returns:
+        ``(dest, src, mask)``: item ``src[k]`` (every item in order when ``src`` is None) goes
+        to row ``dest[k]`` of the flattened ``(m * length, ...)`` padded array; ``mask`` is the
+        ``(m, length)`` map of real items. Items past ``length`` in a segment are dropped.
     """
-    starts = offsets[:-1, None]
-    slots = np.arange(length, dtype=np.int64)[None, :]
-    mask = slots < np.diff(offsets)[:, None]
-    index = np.minimum(starts + slots, max(int(offsets[-1]) - 1, 0))
-    return index, mask
+    counts = np.diff(offsets)
+    positions = np.arange(offsets[-1], dtype=np.int64) - np.repeat(offsets[:-1], counts)
+    dest = segment_ids(offsets) * length + positions
+    src = None
+    if counts.size and counts.max() > length:
+        src = np.flatnonzero(positions < length)
+        dest = dest[src]
+    mask = np.arange(length, dtype=np.int64)[None, :] < counts[:, None]
+    return dest, src, mask

@@ -490,9 +490,8 @@ class RaggedArray:
         """A copy with its own contiguous values buffer (differentiable for torch)."""
         values = self._values
         if _backend.is_tensor(values):
-            torch = _backend.torch_module()
             return self._like(
-                values.clone(memory_format=torch.contiguous_format),
+                _construct.cat_tensors([values], values.shape[0]),
                 self._offsets.clone(),
                 self._host.copy(),
             )
@@ -604,8 +603,9 @@ def cat(arrays: Sequence[RaggedArray]) -> RaggedArray:
                 f"got {first.item_shape} for arrays[0] and {x.item_shape} for arrays[{k}]"
             )
         _construct.check_same_place(first.values, x.values, where, f"arrays[{k}]", "arrays[0]")
+    total = sum(x.num_items for x in arrays)
     if _backend.is_tensor(first.values):
-        values = _backend.torch_module().cat([x.values for x in arrays], dim=0)
+        values = _construct.cat_tensors([x.values for x in arrays], total)
     else:
         values = np.concatenate([x.values for x in arrays], axis=0)
     shifts = np.cumsum([0] + [x.num_items for x in arrays[:-1]])
