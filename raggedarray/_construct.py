@@ -215,10 +215,9 @@ def _requested_dtype(dtype: Any, to_torch: bool, where: str) -> Any:
 def _empty_values(item_shape: tuple[int, ...], dtype: Any, device: Any, to_torch: bool) -> Any:
     if to_torch:
         torch = _backend.torch_module()
-        dtype = torch.float32 if dtype is None else _backend.to_torch_dtype(dtype)
+        dtype = torch.float32 if dtype is None else dtype
         return torch.empty((0, *item_shape), dtype=dtype, device=device)
-    dtype = np.float32 if dtype is None else _backend.to_numpy_dtype(dtype)
-    return np.empty((0, *item_shape), dtype=dtype)
+    return np.empty((0, *item_shape), dtype=np.float32 if dtype is None else dtype)
 
 
 def _concat_numpy(items: list[np.ndarray], dtype: Any, where: str) -> np.ndarray:
@@ -226,9 +225,7 @@ def _concat_numpy(items: list[np.ndarray], dtype: Any, where: str) -> np.ndarray
         if dtype is None:
             values = np.concatenate(items, axis=0)
         else:
-            values = np.concatenate(
-                items, axis=0, dtype=_backend.to_numpy_dtype(dtype), casting="unsafe"
-            )
+            values = np.concatenate(items, axis=0, dtype=dtype, casting="unsafe")
     except TypeError as err:
         raise TypeError(f"{where}: the arrays' dtypes do not promote to one dtype; {err}") from None
     if not _backend.numeric_dtype(values.dtype):
@@ -264,17 +261,15 @@ def _concat_torch(
     tensors = [t if t.device == staging else t.to(staging) for t in tensors]
     if dtype is None:
         values = torch.cat(tensors, dim=0)
+    elif _backend.needs_grad(*tensors):
+        values = torch.cat(tensors, dim=0).to(dtype)
     else:
-        dtype = _backend.to_torch_dtype(dtype)
-        if any(t.requires_grad for t in tensors):
-            values = torch.cat(tensors, dim=0).to(dtype)
-        else:
-            if not all(torch.can_cast(t.dtype, dtype) for t in tensors):
-                tensors = [t.to(dtype) for t in tensors]
-            shape = (sum(t.shape[0] for t in tensors), *tensors[0].shape[1:])
-            pin = staging.type == "cpu" and target.type == "cuda"
-            out = torch.empty(shape, dtype=dtype, device=staging, pin_memory=pin)
-            values = torch.cat(tensors, dim=0, out=out)
+        if not all(torch.can_cast(t.dtype, dtype) for t in tensors):
+            tensors = [t.to(dtype) for t in tensors]
+        pin = staging.type == "cpu" and target.type == "cuda"
+        shape = (num_items, *tensors[0].shape[1:])
+        out = torch.empty(shape, dtype=dtype, device=staging, pin_memory=pin)
+        values = torch.cat(tensors, dim=0, out=out)
     if staging != target:
         if target.type == "cuda" and not values.is_pinned():
             values = values.pin_memory()
@@ -345,9 +340,8 @@ def padded_values(padded: Any, lengths: Any, where: str) -> tuple[Any, np.ndarra
         raise ValueError(
             f"{where}: lengths must be <= padded.shape[1]={n_max}; got lengths[{i}]={counts[i]}"
         )
-    rows = _offsets.segment_ids(host)
-    cols = np.arange(host[-1], dtype=np.int64) - np.repeat(host[:-1], counts)
-    values = padded[_backend.upload(rows, padded), _backend.upload(cols, padded)]
+    rows = _backend.upload(_offsets.segment_ids(host), padded)
+    values = padded[rows, _backend.upload(_offsets.positions(host), padded)]
     return values, host
 
 

@@ -118,6 +118,11 @@ def segment_ids(offsets: np.ndarray) -> np.ndarray:
     return np.repeat(np.arange(offsets.shape[0] - 1, dtype=np.int64), np.diff(offsets))
 
 
+def positions(offsets: np.ndarray) -> np.ndarray:
+    """Position of every item within its segment: ``[0, 1, .., n_0 - 1, 0, 1, ..]``."""
+    return np.arange(offsets[-1], dtype=np.int64) - np.repeat(offsets[:-1], np.diff(offsets))
+
+
 def gather(offsets: np.ndarray, segments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Offsets and item index of the segments ``segments`` taken in that order.
 
@@ -180,11 +185,11 @@ def pad_positions(
         ``(m, length)`` map of real items. Items past ``length`` in a segment are dropped.
     """
     counts = np.diff(offsets)
-    positions = np.arange(offsets[-1], dtype=np.int64) - np.repeat(offsets[:-1], counts)
-    dest = segment_ids(offsets) * length + positions
+    slots = positions(offsets)
+    dest = segment_ids(offsets) * length + slots
     src = None
     if counts.size and counts.max() > length:
-        src = np.flatnonzero(positions < length)
+        src = np.flatnonzero(slots < length)
         dest = dest[src]
     mask = np.arange(length, dtype=np.int64)[None, :] < counts[:, None]
     return dest, src, mask

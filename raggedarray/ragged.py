@@ -404,8 +404,11 @@ class RaggedArray:
                 return self
             try:
                 np_dtype = _backend.to_numpy_dtype(dtype)
-            except TypeError as err:
-                raise TypeError(f"{where}: {err}; convert with .torch() first") from None
+            except TypeError:
+                raise TypeError(
+                    f"{where}: dtype must be one numpy can hold for numpy values; got {dtype!r} "
+                    "(convert with .torch() first)"
+                ) from None
             if np_dtype == self._values.dtype:
                 return self
             return self._like(self._values.astype(np_dtype), self._offsets, self._host)
