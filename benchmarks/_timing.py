@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 def median_times(fns: dict[str, Callable[[], object]], *, repeats: int = 31, number: int = 1):

@@ -61,7 +61,11 @@ def main(argv: list[str] | None = None) -> None:
         flat_ms = _median_ms(flat, args.repeats)
         out = flat()
         diff = max(
-            (float((a - b).abs().max()) for a, b in zip(per_location(), out) if len(a)),
+            (
+                float((a - b).abs().max())
+                for a, b in zip(per_location(), out, strict=True)
+                if len(a)
+            ),
             default=0.0,
         )
     print(

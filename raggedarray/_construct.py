@@ -264,12 +264,14 @@ def _concat_torch(
     elif _backend.needs_grad(*tensors):
         values = torch.cat(tensors, dim=0).to(dtype)
     else:
-        if not all(torch.can_cast(t.dtype, dtype) for t in tensors):
-            tensors = [t.to(dtype) for t in tensors]
         pin = staging.type == "cpu" and target.type == "cuda"
         shape = (num_items, *tensors[0].shape[1:])
-        out = torch.empty(shape, dtype=dtype, device=staging, pin_memory=pin)
-        values = torch.cat(tensors, dim=0, out=out)
+        values = torch.empty(shape, dtype=dtype, device=staging, pin_memory=pin)
+        if all(torch.can_cast(t.dtype, dtype) for t in tensors):
+            torch.cat(tensors, dim=0, out=values)
+        else:  # a narrowing cast, which cat refuses: copy (and cast) each item in place
+            for t, piece in zip(tensors, values.split([t.shape[0] for t in tensors]), strict=True):
+                piece.copy_(t)
     if staging != target:
         if target.type == "cuda" and not values.is_pinned():
             values = values.pin_memory()

@@ -612,6 +612,8 @@ def cat(arrays: Sequence[RaggedArray]) -> RaggedArray:
     else:
         values = np.concatenate([x.values for x in arrays], axis=0)
     shifts = np.cumsum([0] + [x.num_items for x in arrays[:-1]])
-    host = np.concatenate([[0]] + [x.host_offsets[1:] + s for x, s in zip(arrays, shifts)])
+    host = np.concatenate(
+        [[0]] + [x.host_offsets[1:] + s for x, s in zip(arrays, shifts, strict=True)]
+    )
     cls = type(first) if all(type(x) is type(first) for x in arrays) else RaggedArray
     return cls._make(values, None, host.astype(np.int64, copy=False))

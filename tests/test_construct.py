@@ -252,7 +252,7 @@ def test_from_list_result_is_a_copy(place):
     items = [on(seg, place) for seg in segments]
     x = ra.RaggedArray.from_list(items)
     x.values[...] = 0
-    for item, seg in zip(items, segments):
+    for item, seg in zip(items, segments, strict=True):
         np.testing.assert_array_equal(host(item), seg)
 
 
@@ -664,7 +664,7 @@ def test_property_list_round_trip(case, backend):
     check_ragged(x, segments, place, item_shape)
     back = x.to_list()
     assert len(back) == len(segments)
-    for i, (got, seg) in enumerate(zip(back, segments)):
+    for i, (got, seg) in enumerate(zip(back, segments, strict=True)):
         assert_is_row_view(got, x.values, x.host_offsets[i])
         assert tuple(got.shape) == seg.shape
         np.testing.assert_array_equal(host(got), seg)

@@ -680,7 +680,7 @@ def assert_unchanged(before, after):
     if isinstance(before, (list, tuple)):
         assert type(after) is type(before)
         assert len(after) == len(before)
-        for b, a in zip(before, after):
+        for b, a in zip(before, after, strict=True):
             assert_unchanged(b, a)
         return
     if isinstance(before, (torch.Tensor, np.ndarray)):

@@ -458,7 +458,9 @@ def test_cat_keeps_the_image_class_only_when_all_are_images(place):
 def test_cat_promotes_dtypes(place, dtypes):
     rng = np.random.default_rng(11)
     oracles = [random_segments(rng, [2, 0, 1], (2,), d) for d in dtypes]
-    parts = [build(o, place, item_shape=(2,), dtype=d) for o, d in zip(oracles, dtypes)]
+    parts = [
+        build(o, place, item_shape=(2,), dtype=d) for o, d in zip(oracles, dtypes, strict=True)
+    ]
     y = ra.cat(parts)
     if place[0] == "numpy":
         want = np.result_type(*dtypes)
@@ -553,7 +555,7 @@ def test_repr_of_a_large_array_is_short(place):
 
 def first_difference(sa, sb):
     """(segment, item) of the first item that differs, by a loop over the two oracles."""
-    for i, (a, b) in enumerate(zip(sa, sb)):
+    for i, (a, b) in enumerate(zip(sa, sb, strict=True)):
         for j in range(a.shape[0]):
             if not np.array_equal(a[j], b[j]):
                 return i, j
@@ -592,7 +594,7 @@ def test_different_values(place):
     assert not b.equal(a)
     assert not ra.allclose(a, b)
     largest = 0.0
-    for seg, new in zip(segments, changed):
+    for seg, new in zip(segments, changed, strict=True):
         for n in range(seg.shape[0]):
             largest = max(largest, abs(float(seg[n]) - float(new[n])))
     assert ra.allclose(a, b, rtol=0, atol=largest * 1.01)
@@ -615,7 +617,7 @@ def test_different_offsets(place):
     got = [0]
     for n in other:
         got.append(got[-1] + n)
-    k = next(k for k, (p, q) in enumerate(zip(want, got)) if p != q)
+    k = next(k for k, (p, q) in enumerate(zip(want, got, strict=True)) if p != q)
     assert not a.equal(b)
     assert not ra.allclose(a, b, atol=np.inf)
     with pytest.raises(AssertionError, match=rf"offsets\[{k}\]: {want[k]} != {got[k]}"):
@@ -701,6 +703,6 @@ def test_metadata_and_views_never_sync_the_device():
     assert_same_segments(gathered, [segments[2], segments[0]])
     assert_same_segments(stepped, segments[::-2])
     assert_same_segments(masked, [segments[i] for i in (0, 2, 5, 6)])
-    for view, s in zip(views, segments):
+    for view, s in zip(views, segments, strict=True):
         np.testing.assert_array_equal(host(view), s)
     assert "cuda" in text

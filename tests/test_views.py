@@ -89,7 +89,7 @@ def oracle_index(segments, key):
         return segments[key]
     keys = key_to_list(key)
     if keys and all(isinstance(k, bool) for k in keys):
-        return [seg for seg, keep in zip(segments, keys) if keep]
+        return [seg for seg, keep in zip(segments, keys, strict=True) if keep]
     return [segments[k] for k in keys]
 
 
@@ -170,7 +170,7 @@ def test_slice_is_a_ragged_view(place, dtype, layout):
         new = [different(seg) for seg in want]
         if new:
             write(y.values, np.concatenate(new).reshape(tuple(y.values.shape)))
-        for i, seg in zip(range(len(segments))[sl], new):
+        for i, seg in zip(range(len(segments))[sl], new, strict=True):
             expected[i] = seg
         assert_same_segments(x, expected)
 
@@ -287,7 +287,7 @@ def test_gathers_and_slices_are_differentiable(place):
         (y.values * on(w, place)).sum().backward()
         expected = np.zeros((bounds[-1][1], 2))
         ws = np.split(w, np.cumsum([seg.shape[0] for seg in oracle_index(segments, key)])[:-1])
-        for i, wk in zip(oracle_positions(len(segments), key), ws):
+        for i, wk in zip(oracle_positions(len(segments), key), ws, strict=True):
             start, stop = bounds[i]
             expected[start:stop] += wk
         np.testing.assert_allclose(host(x.values.grad), expected, rtol=1e-12, atol=0)
@@ -320,14 +320,14 @@ def test_len_iter_unbind_to_list(place, lengths):
     iterated = list(iter(x))
     for got in (views, listed, iterated):
         assert len(got) == len(segments)
-        for view, seg in zip(got, segments):
+        for view, seg in zip(got, segments, strict=True):
             assert_on_place(view, x)
             assert tuple(view.shape) == seg.shape
             np.testing.assert_array_equal(host(view), seg)
             assert same_buffer(view, x.values)
     # The unbound segments are views: writing into them writes into x.values.
     expected = []
-    for view, seg in zip(views, segments):
+    for view, seg in zip(views, segments, strict=True):
         new = different(seg)
         write(view, new)
         expected.append(new)
@@ -338,7 +338,7 @@ def test_len_iter_unbind_to_list(place, lengths):
 
 def test_unbind_views_of_image_batch(place):
     segments, x = oracle_and_x(place, "float32", (ra.RaggedImageBatch, (1, 4, 5)))
-    for view, seg in zip(x.unbind(), segments):
+    for view, seg in zip(x.unbind(), segments, strict=True):
         assert tuple(view.shape) == seg.shape
         assert same_buffer(view, x.values)
     assert [v.shape[0] for v in x] == [seg.shape[0] for seg in segments]
