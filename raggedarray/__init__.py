@@ -12,7 +12,8 @@ Examples:
 
 from . import testing
 from .image import RaggedImageBatch
-from .ragged import RaggedArray, cat
+from .join import cat
+from .ragged import RaggedArray
 from .testing import allclose
 
 __version__ = "0.1.0"

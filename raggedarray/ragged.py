@@ -468,7 +468,19 @@ class RaggedArray:
         return self._like(array, None, self._host)
 
     def torch(self) -> RaggedArray:
-        """Torch-backed ragged array: zero-copy from numpy values (when torch can share them)."""
+        """Torch-backed ragged array: zero-copy from numpy values (when torch can share them).
+
+        Examples:
+            >>> import numpy as np
+            >>> import raggedarray as ra
+            >>> x = ra.RaggedArray.from_lengths(np.zeros(3), [1, 2])
+            >>> t = x.torch()
+            >>> t.values[0] = 5.0  # the same memory, seen from torch
+            >>> x.values, t.offsets
+            (array([5., 0., 0.]), tensor([0, 1, 3]))
+            >>> np.shares_memory(t.numpy().values, x.values)
+            True
+        """
         values = self._values
         if _backend.is_tensor(values):
             return self
@@ -490,7 +502,17 @@ class RaggedArray:
         return self._like(self._values.detach(), self._offsets, self._host)
 
     def clone(self) -> RaggedArray:
-        """A copy with its own contiguous values buffer (differentiable for torch)."""
+        """A copy with its own contiguous values buffer (differentiable for torch).
+
+        Examples:
+            >>> import numpy as np
+            >>> import raggedarray as ra
+            >>> x = ra.RaggedArray.from_lengths(np.zeros(3), [1, 2])
+            >>> y = x.clone()
+            >>> y.values[0] = 1.0
+            >>> float(x.values[0]), y.equal(x)
+            (0.0, False)
+        """
         values = self._values
         if _backend.is_tensor(values):
             return self._like(
@@ -575,45 +597,3 @@ class RaggedArray:
 
 def _rebuild(cls: type[R], values: Any, host: np.ndarray) -> R:
     return cls._make(values, None, host)
-
-
-def cat(arrays: Sequence[RaggedArray]) -> RaggedArray:
-    """Join ragged arrays along segments: the segments of the first, then of the second, ...
-
-    Values are concatenated in one allocation (dtypes promote as in ``from_list``); all inputs
-    must share item shape, backend and device. The result is of the inputs' class when they
-    all share one, else a ``RaggedArray``.
-
-    Examples:
-        >>> import numpy as np
-        >>> import raggedarray as ra
-        >>> x = ra.RaggedArray.from_lengths(np.arange(3), [1, 2])
-        >>> ra.cat([x, x[1:]]).lengths
-        array([1, 2, 2])
-    """
-    where = "cat"
-    arrays = list(arrays)
-    if not arrays:
-        raise ValueError(f"{where}: needs at least one ragged array; got an empty list")
-    for k, x in enumerate(arrays):
-        if not isinstance(x, RaggedArray):
-            raise TypeError(f"{where}: arrays[{k}] must be a RaggedArray; got {type(x).__name__}")
-    first = arrays[0]
-    for k, x in enumerate(arrays[1:], start=1):
-        if x.item_shape != first.item_shape:
-            raise ValueError(
-                f"{where}: all arrays must have the same item shape; "
-                f"got {first.item_shape} for arrays[0] and {x.item_shape} for arrays[{k}]"
-            )
-        _construct.check_same_place(first.values, x.values, where, f"arrays[{k}]", "arrays[0]")
-    total = sum(x.num_items for x in arrays)
-    if _backend.is_tensor(first.values):
-        values = _construct.cat_tensors([x.values for x in arrays], total)
-    else:
-        values = np.concatenate([x.values for x in arrays], axis=0)
-    shifts = np.cumsum([0] + [x.num_items for x in arrays[:-1]])
-    host = np.concatenate(
-        [[0]] + [x.host_offsets[1:] + s for x, s in zip(arrays, shifts, strict=True)]
-    )
-    cls = type(first) if all(type(x) is type(first) for x in arrays) else RaggedArray
-    return cls._make(values, None, host.astype(np.int64, copy=False))
