@@ -648,12 +648,22 @@ def test_from_padded_is_differentiable(torch_place):
 # ------------------------------------------------------------ hypothesis properties
 
 
+def edge_examples(*extra):
+    """Besides what hypothesis draws, always try zero segments and all-empty segments on
+    both backends (``extra`` fills the test's remaining arguments)."""
+
+    def decorate(test):
+        for case in (NO_SEGMENTS, NO_ITEMS):
+            for backend in ("numpy", "torch"):
+                test = example(case, backend, *extra)(test)
+        return test
+
+    return decorate
+
+
 @FEW
 @given(ragged_lists(), st.sampled_from(["numpy", "torch"]))
-@example(NO_SEGMENTS, "numpy")
-@example(NO_SEGMENTS, "torch")
-@example(NO_ITEMS, "numpy")
-@example(NO_ITEMS, "torch")
+@edge_examples()
 def test_property_list_round_trip(case, backend):
     _, item_shape, segments = case
     place = (backend, "cpu")
@@ -674,10 +684,7 @@ def test_property_list_round_trip(case, backend):
 
 @FEW
 @given(ragged_lists(), st.sampled_from(["numpy", "torch"]), st.integers(0, 2))
-@example(NO_SEGMENTS, "numpy", 1)
-@example(NO_SEGMENTS, "torch", 1)
-@example(NO_ITEMS, "numpy", 1)
-@example(NO_ITEMS, "torch", 1)
+@edge_examples(1)
 def test_property_padded_round_trip(case, backend, extra):
     lengths, item_shape, segments = case
     place = (backend, "cpu")
@@ -704,10 +711,7 @@ def test_property_padded_round_trip(case, backend, extra):
 
 @FEW
 @given(ragged_lists(), st.sampled_from(["numpy", "torch"]))
-@example(NO_SEGMENTS, "numpy")
-@example(NO_SEGMENTS, "torch")
-@example(NO_ITEMS, "numpy")
-@example(NO_ITEMS, "torch")
+@edge_examples()
 def test_property_lengths_offsets_segment_ids_agree(case, backend):
     lengths, item_shape, segments = case
     place = (backend, "cpu")
