@@ -260,7 +260,7 @@ def _concat_torch(
     staging = target if devices == {target} else torch.device("cpu")
     tensors = [t if t.device == staging else t.to(staging) for t in tensors]
     if dtype is None:
-        values = torch.cat(tensors, dim=0)
+        values = cat_tensors(tensors, num_items)
     elif _backend.needs_grad(*tensors):
         values = torch.cat(tensors, dim=0).to(dtype)
     else:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import _backend, _construct
+from . import _backend, _construct, _offsets
 from .ragged import RaggedArray
 
 
@@ -39,14 +39,10 @@ def cat(arrays: Sequence[RaggedArray]) -> RaggedArray:
                 f"got {first.item_shape} for arrays[0] and {x.item_shape} for arrays[{k}]"
             )
         _construct.check_same_place(first.values, x.values, where, f"arrays[{k}]", "arrays[0]")
-    total = sum(x.num_items for x in arrays)
+    host = _offsets.from_lengths(np.concatenate([x.host_lengths for x in arrays]), where)
     if _backend.is_tensor(first.values):
-        values = _construct.cat_tensors([x.values for x in arrays], total)
+        values = _construct.cat_tensors([x.values for x in arrays], int(host[-1]))
     else:
         values = np.concatenate([x.values for x in arrays], axis=0)
-    shifts = np.cumsum([0] + [x.num_items for x in arrays[:-1]])
-    host = np.concatenate(
-        [[0]] + [x.host_offsets[1:] + s for x, s in zip(arrays, shifts, strict=True)]
-    )
     cls = type(first) if all(type(x) is type(first) for x in arrays) else RaggedArray
-    return cls._make(values, None, host.astype(np.int64, copy=False))
+    return cls._make(values, None, host)
