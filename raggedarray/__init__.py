@@ -14,9 +14,32 @@ from . import testing
 from .image import RaggedImageBatch
 from .join import cat
 from .ragged import RaggedArray
+from .reduce import (
+    segment_broadcast,
+    segment_log_softmax,
+    segment_logsumexp,
+    segment_max,
+    segment_mean,
+    segment_min,
+    segment_prod,
+    segment_softmax,
+    segment_std,
+    segment_sum,
+    segment_var,
+)
 from .testing import allclose
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # ``ra.nn`` imports torch, so it is loaded on first use: numpy-only work never pays for it.
+    if name == "nn":
+        import importlib
+
+        return importlib.import_module(f"{__name__}.nn")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "RaggedArray",
@@ -24,5 +47,17 @@ __all__ = [
     "__version__",
     "allclose",
     "cat",
+    "nn",
+    "segment_broadcast",
+    "segment_log_softmax",
+    "segment_logsumexp",
+    "segment_max",
+    "segment_mean",
+    "segment_min",
+    "segment_prod",
+    "segment_softmax",
+    "segment_std",
+    "segment_sum",
+    "segment_var",
     "testing",
 ]

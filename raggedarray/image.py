@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from .ragged import RaggedArray
+from .ragged import RaggedArray, register_item_class
 
 
+@register_item_class
 class RaggedImageBatch(RaggedArray):
     """A ragged batch of images: location ``i`` holds ``n_i`` images of shape ``(C, H, W)``.
 

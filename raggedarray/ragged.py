@@ -9,11 +9,22 @@ import numpy as np
 
 from . import _backend, _compare, _construct, _offsets
 from ._backend import NUMPY, TORCH
+from ._compute import ComputeMethods
 
 R = TypeVar("R", bound="RaggedArray")
 
+# Classes for results whose items have a given number of dimensions (``map`` returning 4-D
+# values gives a RaggedImageBatch); filled in by the subclasses' modules.
+_ITEM_CLASSES: dict[int, type[RaggedArray]] = {}
 
-class RaggedArray:
+
+def register_item_class(cls: type[RaggedArray]) -> type[RaggedArray]:
+    """Make ``cls`` the class of computed results whose items have ``cls._item_ndim`` dims."""
+    _ITEM_CLASSES[cls._item_ndim] = cls
+    return cls
+
+
+class RaggedArray(ComputeMethods):
     """``m`` segments; segment ``i`` holds ``lengths[i]`` items of shape ``item_shape``.
 
     Invariants (checked by every public constructor)::
@@ -92,6 +103,14 @@ class RaggedArray:
         if cls._item_ndim is not None and values.ndim != cls._item_ndim + 1:
             cls = RaggedArray
         return cls._make(values, offsets, host)
+
+    def _rewrap(self, values: Any) -> RaggedArray:
+        """New values with these offsets, in the class their item shape calls for."""
+        cls = _ITEM_CLASSES.get(values.ndim - 1, RaggedArray)
+        same_place = _backend.backend_of(values) == self.backend and _backend.device_str(
+            values
+        ) == _backend.device_str(self._values)
+        return cls._make(values, self._offsets if same_place else None, self._host)
 
     # ----------------------------------------------------------------------- construction
 

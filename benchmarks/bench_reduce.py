@@ -1,0 +1,115 @@
+"""Segment reductions against the floor (``values.sum(0)``) and the usual alternatives.
+
+Run: python benchmarks/bench_reduce.py
+
+Every row is the median time of one call divided by the floor's, measured in the same
+process with the candidates interleaved. Forward: raggedarray's sum / mean / max against
+``Tensor.index_add_``, ``Tensor.scatter_reduce_``, ``torch.segment_reduce``, awkward's
+``ak.sum(axis=1)`` and ``np.add.reduceat``. Backward: forward+backward against the floor's
+forward+backward (``values.sum(0).backward(g)``).
+"""
+
+from __future__ import annotations
+
+import platform
+import warnings
+
+import numpy as np
+import torch
+from _timing import fmt, median_times
+
+import raggedarray as ra
+
+CASES = [(30_000, 1_000, 32), (30_000, 1_000, 64), (30_000, 1_000, 256), (300_000, 10_000, 64)]
+
+
+def _batch(num_items: int, m: int, features: int, seed: int = 0) -> ra.RaggedArray:
+    rng = np.random.default_rng(seed)
+    cuts = np.sort(rng.integers(0, num_items + 1, size=m - 1))
+    lengths = np.diff(np.concatenate([[0], cuts, [num_items]]))
+    values = torch.from_numpy(rng.standard_normal((num_items, features), dtype=np.float32))
+    return ra.RaggedArray.from_lengths(values, lengths)
+
+
+def forward(x: ra.RaggedArray) -> dict[str, float]:
+    v, offsets, m = x.values, x.offsets, len(x)
+    ids = x.segment_ids
+    index = ids.unsqueeze(1).expand(v.shape)
+    fns = {
+        "floor values.sum(0)": lambda: v.sum(0),
+        "ra sum": x.sum,
+        "ra mean": x.mean,
+        "ra max": x.max,
+        "index_add_ sum": lambda: torch.zeros(m, v.shape[1]).index_add_(0, ids, v),
+        "scatter_reduce_ amax": lambda: torch.zeros(m, v.shape[1]).scatter_reduce_(
+            0, index, v, "amax", include_self=False
+        ),
+        "torch.segment_reduce sum": lambda: torch.segment_reduce(v, "sum", offsets=offsets),
+        "torch.segment_reduce max": lambda: torch.segment_reduce(v, "max", offsets=offsets),
+    }
+    numpy_values, starts = v.numpy(), x.host_offsets[:-1]
+    nonempty = starts < v.shape[0]
+    fns["np.add.reduceat"] = lambda: np.add.reduceat(numpy_values, starts[nonempty], axis=0)
+    try:
+        import awkward as ak
+
+        array = ak.unflatten(numpy_values, x.host_lengths)
+        fns["awkward ak.sum(axis=1)"] = lambda: ak.sum(array, axis=1)
+    except ImportError:
+        pass
+    return median_times(fns, repeats=21)
+
+
+def backward(x: ra.RaggedArray) -> dict[str, float]:
+    v = x.values.clone().requires_grad_()
+    y = ra.RaggedArray(v, x.offsets)
+    m, ids = len(x), x.segment_ids
+    grad_m = torch.randn(m, v.shape[1])
+    grad_1 = torch.randn(v.shape[1])
+
+    def run(fn, grad):
+        def step():
+            v.grad = None
+            fn().backward(grad)
+
+        return step
+
+    fns = {
+        "floor fwd+bwd": run(lambda: v.sum(0), grad_1),
+        "ra sum fwd+bwd": run(y.sum, grad_m),
+        "ra mean fwd+bwd": run(y.mean, grad_m),
+        "ra max fwd+bwd": run(y.max, grad_m),
+        "index_add_ sum fwd+bwd": run(
+            lambda: torch.zeros(m, v.shape[1]).index_add(0, ids, v), grad_m
+        ),
+        "torch.segment_reduce max fwd+bwd": run(
+            lambda: torch.segment_reduce(v, "max", offsets=x.offsets), grad_m
+        ),
+    }
+    return median_times(fns, repeats=15)
+
+
+def report(title: str, times: dict[str, float]) -> None:
+    floor_name = next(iter(times))
+    floor = times[floor_name]
+    print(f"  {title}")
+    for name, t in times.items():
+        print(f"    {name:<36}{fmt(t):>10}{t / floor:>8.2f}x")
+
+
+def main() -> None:
+    warnings.filterwarnings("ignore")
+    machine = platform.processor() or platform.machine()
+    print(
+        f"torch {torch.__version__}, numpy {np.__version__}, {machine}, "
+        f"{torch.get_num_threads()} threads"
+    )
+    for num_items, m, features in CASES:
+        x = _batch(num_items, m, features)
+        print(f"\nN={num_items}, m={m}, F={features} float32 (ratio to the first row)")
+        report("forward", forward(x))
+        report("forward+backward", backward(x))
+
+
+if __name__ == "__main__":
+    main()

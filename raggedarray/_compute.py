@@ -1,0 +1,264 @@
+"""Compute methods of the ragged classes: ``map``, segment reductions, softmax, broadcast.
+
+Thin wrappers: the work is done by :mod:`raggedarray.map` and :mod:`raggedarray.reduce`.
+The mixin reads the ragged array's fields (``_values``, ``_offsets``, ``_host``, ``_cache``)
+and builds results with ``_rewrap``; it imports nothing from ``ragged.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from . import _backend, reduce
+from .map import map_values
+
+
+class ComputeMethods:
+    """Mixin giving :class:`~raggedarray.RaggedArray` its compute methods."""
+
+    __slots__ = ()
+
+    def map(
+        self,
+        fn: Callable[[Any], Any],
+        *,
+        chunk_size: int | None = None,
+        device: Any = None,
+        progress: bool = False,
+    ) -> Any:
+        """Apply ``fn`` to the flat values, in chunks; the result keeps these offsets.
+
+        ``fn`` (an ``nn.Module``, a torch or a numpy function) receives ``(k, *item_shape)``
+        slices of ``values`` and must return one row per item. A chunk may split segments:
+        ``fn`` is assumed to treat items independently. The result is a
+        :class:`RaggedImageBatch` when ``fn`` returns 4-D arrays, else a :class:`RaggedArray`.
+
+        With ``chunk_size=None`` the chunk size is chosen for speed: on a CPU, calls are
+        kept small enough that the largest temporary stays cache- and allocator-friendly
+        (one call over tens of thousands of images is 2-4x slower than cache-sized calls);
+        on a GPU, one call unless it would not fit in memory. A module in training mode that
+        contains batch normalisation is called once on the whole buffer by default, so it
+        sees the batch statistics it would see unchunked; an explicit ``chunk_size`` makes
+        each chunk a batch-norm batch. An explicit ``chunk_size`` always wins.
+
+        Gradients flow through every chunk, and equal those of one unchunked call up to
+        floating-point summation order. Works under ``torch.no_grad()`` (the chunks are then
+        written into one preallocated output, so peak memory is the output plus one chunk's
+        temporaries) and under ``torch.autocast``.
+
+        Args:
+            fn: callable from a ``(k, *item_shape)`` array to a ``(k, ...)`` array.
+            chunk_size: at most this many items per call; None chooses automatically.
+            device: run on this device (chunks are pinned and copied without blocking);
+                the result lives there. None keeps the values where they are; numpy values
+                handed to an ``nn.Module`` become CPU tensors (zero-copy).
+            progress: show a tqdm progress bar (``pip install 'raggedarray[progress]'``).
+
+        Raises:
+            TypeError: ``fn`` is not callable or returns something other than an array.
+            ValueError: ``fn`` changes dim 0, or returns different shapes for different chunks.
+
+        Examples:
+            >>> import torch
+            >>> import raggedarray as ra
+            >>> batch = ra.RaggedImageBatch.from_lengths(torch.randn(6, 1, 16, 16), [2, 0, 4])
+            >>> conv = torch.nn.Conv2d(1, 4, 5)
+            >>> features = batch.map(conv)
+            >>> type(features).__name__, features.item_shape, features.lengths.tolist()
+            ('RaggedImageBatch', (4, 12, 12), [2, 0, 4])
+            >>> torch.allclose(features.values, conv(batch.values), atol=1e-6)
+            True
+            >>> batch.map(lambda v: v.flatten(1), chunk_size=4).item_shape
+            (256,)
+        """
+        where = f"{type(self).__name__}.map"
+        values = map_values(
+            self._values,
+            fn,
+            chunk_size=chunk_size,
+            device=device,
+            progress=progress,
+            where=where,
+        )
+        return self._rewrap(values)
+
+    # ---------------------------------------------------------------------- reductions
+
+    def _layout(self) -> Any:
+        """The segment layout the kernels use (cached; torch offsets on the values' device)."""
+        layout = self._cache.get("layout")
+        if layout is None:
+            from ._segments import Layout
+
+            if _backend.is_tensor(self._values):
+                offsets = self._offsets
+            else:
+                offsets = _backend.tensor_from_numpy(self._host)
+            layout = self._cache["layout"] = Layout(offsets, self._host, self.num_items)
+        return layout
+
+    def _reduce(self, op: str, fill: Any, **options: Any) -> Any:
+        where = f"{type(self).__name__}.{op}"
+        values = reduce.as_tensor(self._values, where)
+        result = reduce.reduce(op, values, self._layout(), fill=fill, where=where, **options)
+        return result if _backend.is_tensor(self._values) else result.numpy()
+
+    def sum(self, *, fill: Any = 0) -> Any:
+        """Per-segment sums, ``(m, *item_shape)``; ``fill`` for empty segments.
+
+        Integer and boolean values sum to int64; float16/bfloat16 accumulate in float32.
+        See :mod:`raggedarray.reduce` for the rules every reduction shares.
+
+        Examples:
+            >>> import numpy as np
+            >>> import raggedarray as ra
+            >>> ra.RaggedArray.from_lengths(np.arange(5), [2, 0, 3]).sum()
+            array([1, 0, 9])
+        """
+        return self._reduce("sum", fill)
+
+    def mean(self, *, fill: Any = 0) -> Any:
+        """Per-segment means, ``(m, *item_shape)``, of floating values.
+
+        Examples:
+            >>> import numpy as np
+            >>> import raggedarray as ra
+            >>> ra.RaggedArray.from_lengths(np.arange(5.0), [2, 0, 3]).mean(fill=np.nan)
+            array([0.5, nan, 3. ])
+        """
+        return self._reduce("mean", fill)
+
+    def max(self, *, fill: Any = 0) -> Any:
+        """Per-segment maxima, ``(m, *item_shape)``; tied items share the gradient.
+
+        Examples:
+            >>> import numpy as np
+            >>> import raggedarray as ra
+            >>> ra.RaggedArray.from_lengths(np.array([4, 1, 3, 9, 2]), [2, 0, 3]).max(fill=-1)
+            array([ 4, -1,  9])
+        """
+        return self._reduce("max", fill)
+
+    def min(self, *, fill: Any = 0) -> Any:
+        """Per-segment minima, ``(m, *item_shape)``; tied items share the gradient.
+
+        Examples:
+            >>> import numpy as np
+            >>> import raggedarray as ra
+            >>> ra.RaggedArray.from_lengths(np.array([4, 1, 3, 9, 2]), [2, 0, 3]).min()
+            array([1, 0, 2])
+        """
+        return self._reduce("min", fill)
+
+    def prod(self, *, fill: Any = 0) -> Any:
+        """Per-segment products, ``(m, *item_shape)`` (int64 for integer values).
+
+        Examples:
+            >>> import numpy as np
+            >>> import raggedarray as ra
+            >>> ra.RaggedArray.from_lengths(np.array([2, 3, 4]), [2, 1]).prod()
+            array([6, 4])
+        """
+        return self._reduce("prod", fill)
+
+    def logsumexp(self, *, fill: Any = 0) -> Any:
+        """Per-segment ``log(sum(exp(items)))``, computed stably.
+
+        Examples:
+            >>> import numpy as np
+            >>> import raggedarray as ra
+            >>> x = ra.RaggedArray.from_lengths(np.log(np.array([1.0, 3.0, 5.0])), [2, 1])
+            >>> np.exp(x.logsumexp())
+            array([4., 5.])
+        """
+        return self._reduce("logsumexp", fill)
+
+    def var(self, *, correction: int = 1, fill: Any = 0) -> Any:
+        """Per-segment variances with ``correction`` (1: unbiased).
+
+        Segments with ``n_i <= correction`` give ``fill``.
+
+        Examples:
+            >>> import numpy as np
+            >>> import raggedarray as ra
+            >>> ra.RaggedArray.from_lengths(np.array([1.0, 3.0, 7.0]), [2, 1]).var()
+            array([2., 0.])
+        """
+        return self._reduce("var", fill, correction=correction)
+
+    def std(self, *, correction: int = 1, fill: Any = 0) -> Any:
+        """Per-segment standard deviations (see :meth:`var`).
+
+        Examples:
+            >>> import numpy as np
+            >>> import raggedarray as ra
+            >>> ra.RaggedArray.from_lengths(np.array([1.0, 3.0, 7.0]), [2, 1]).std(fill=-1.0)
+            array([ 1.41421356, -1.        ])
+        """
+        return self._reduce("std", fill, correction=correction)
+
+    # ---------------------------------------------------------------- item-wise results
+
+    def softmax(self) -> Any:
+        """Softmax over the items of each segment (per feature), with these offsets.
+
+        Examples:
+            >>> import numpy as np
+            >>> import raggedarray as ra
+            >>> x = ra.RaggedArray.from_lengths(np.log(np.array([1.0, 3.0, 2.0])), [2, 1])
+            >>> x.softmax().values
+            array([0.25, 0.75, 1.  ])
+        """
+        return self._softmax(log=False)
+
+    def log_softmax(self) -> Any:
+        """Log-softmax over the items of each segment (per feature), with these offsets.
+
+        Examples:
+            >>> import numpy as np
+            >>> import raggedarray as ra
+            >>> x = ra.RaggedArray.from_lengths(np.zeros(3), [2, 1])
+            >>> np.exp(x.log_softmax().values)
+            array([0.5, 0.5, 1. ])
+        """
+        return self._softmax(log=True)
+
+    def _softmax(self, *, log: bool) -> Any:
+        where = f"{type(self).__name__}.{'log_softmax' if log else 'softmax'}"
+        values = reduce.as_tensor(self._values, where)
+        result = reduce.softmax(values, self._layout(), log=log, where=where)
+        return self._rewrap(result if _backend.is_tensor(self._values) else result.numpy())
+
+    def broadcast(self, per_segment: Any) -> Any:
+        """Repeat row ``i`` of ``per_segment`` (``(m, ...)``) for every item of segment ``i``.
+
+        The inverse of a reduction: ``x.broadcast(x.mean())`` lines up with ``x``, so
+        ``x.values - x.broadcast(x.mean()).values`` centres every segment.
+
+        Raises:
+            TypeError: ``per_segment`` is not an array of this array's backend.
+            ValueError: it has no row per segment, or lives on another device.
+
+        Examples:
+            >>> import numpy as np
+            >>> import raggedarray as ra
+            >>> x = ra.RaggedArray.from_lengths(np.arange(5.0), [2, 0, 3])
+            >>> x.broadcast(x.mean()).values
+            array([0.5, 0.5, 3. , 3. , 3. ])
+        """
+        where = f"{type(self).__name__}.broadcast"
+        backend = _backend.backend_of(per_segment)
+        if backend != self.backend:
+            raise TypeError(
+                f"{where}: per_segment must be a {self.backend} array like the values; "
+                f"got {_backend.describe(per_segment)}"
+            )
+        if _backend.device_str(per_segment) != _backend.device_str(self._values):
+            raise ValueError(
+                f"{where}: per_segment must be on the values' device ({self.device}); "
+                f"got {_backend.describe(per_segment)}"
+            )
+        tensor = reduce.as_tensor(per_segment, where)
+        result = reduce.broadcast(tensor, self._layout(), where=where)
+        return self._rewrap(result if backend == _backend.TORCH else result.numpy())

@@ -1,0 +1,189 @@
+"""Neural network parts for ragged batches: pooling over segments and DeepSets.
+
+Each module takes a ragged batch (``RaggedArray`` or ``RaggedImageBatch``) and returns one
+row per segment. Per-item networks run through :meth:`RaggedArray.map`, so they inherit its
+cache-aware chunking; pooling runs through the segment reductions, so it is differentiable
+and runs at memory speed.
+
+Examples:
+    >>> import torch
+    >>> import raggedarray as ra
+    >>> batch = ra.RaggedImageBatch.from_lengths(torch.randn(7, 1, 16, 16), [3, 4])
+    >>> psi = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 5), torch.nn.Flatten(), torch.nn.ReLU())
+    >>> model = ra.nn.DeepSet(psi, torch.nn.Linear(4 * 12 * 12, 2), pool="mean")
+    >>> model(batch).shape
+    torch.Size([2, 2])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+_OPS = ("sum", "mean", "max", "min", "logsumexp")
+
+
+def _check_ragged(x: Any, where: str) -> None:
+    from .ragged import RaggedArray
+
+    if not isinstance(x, RaggedArray):
+        raise TypeError(f"{where}: input must be a RaggedArray or RaggedImageBatch; got {x!r}")
+
+
+def _as_torch(x: Any) -> Any:
+    return x if x.backend == "torch" else x.torch()
+
+
+class SegmentPool(nn.Module):
+    """Pool the items of each segment with a segment reduction: ``(m, *item_shape)``.
+
+    Args:
+        op: ``"sum"``, ``"mean"``, ``"max"``, ``"min"`` or ``"logsumexp"``.
+        fill: result for segments with no items (their gradient is zero).
+
+    Examples:
+        >>> import torch
+        >>> import raggedarray as ra
+        >>> x = ra.RaggedArray.from_lengths(torch.tensor([[1.0], [3.0], [5.0]]), [2, 0, 1])
+        >>> ra.nn.SegmentPool("mean")(x)
+        tensor([[2.],
+                [0.],
+                [5.]])
+    """
+
+    def __init__(self, op: str = "mean", *, fill: float = 0.0) -> None:
+        super().__init__()
+        if op not in _OPS:
+            raise ValueError(f"SegmentPool: op must be one of {', '.join(_OPS)}; got {op!r}")
+        self.op = op
+        self.fill = fill
+
+    def forward(self, x: Any) -> Any:
+        """Pool ``x``: ``(m, *item_shape)``."""
+        _check_ragged(x, "SegmentPool")
+        return getattr(_as_torch(x), self.op)(fill=self.fill)
+
+    def extra_repr(self) -> str:  # noqa: D102
+        return f"op={self.op!r}, fill={self.fill}"
+
+
+class AttentionPool(nn.Module):
+    """Attention pooling of multiple-instance learning (Ilse et al., 2018): ``(m, in_features)``.
+
+    Each item ``h_k`` of a segment gets a score
+    ``w . (tanh(V h_k) * sigmoid(U h_k))`` (gated) or ``w . tanh(V h_k)``; the weights are the
+    softmax of the scores over the segment's items, and the output is the weighted sum of
+    the items. Empty segments give zeros.
+
+    Args:
+        in_features: size of each item (items are ``(in_features,)`` vectors).
+        hidden: size of the attention's hidden layer.
+        gated: use the gated variant.
+
+    Examples:
+        >>> import torch
+        >>> import raggedarray as ra
+        >>> x = ra.RaggedArray.from_lengths(torch.randn(5, 8), [2, 3])
+        >>> pool = ra.nn.AttentionPool(8, 16)
+        >>> pool(x).shape
+        torch.Size([2, 8])
+        >>> pool.weights(x).sum().detach().flatten()  # weights sum to 1 in each segment
+        tensor([1., 1.])
+    """
+
+    def __init__(self, in_features: int, hidden: int, gated: bool = True) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.attention = nn.Linear(in_features, hidden)
+        self.gate = nn.Linear(in_features, hidden) if gated else None
+        self.score = nn.Linear(hidden, 1)
+
+    def _scores(self, values: Any) -> Any:
+        hidden = torch.tanh(self.attention(values))
+        if self.gate is not None:
+            hidden = hidden * torch.sigmoid(self.gate(values))
+        return self.score(hidden)
+
+    def weights(self, x: Any) -> Any:
+        """Attention weights of every item, ``(N, 1)`` ragged like ``x``."""
+        _check_ragged(x, "AttentionPool")
+        x = _as_torch(x)
+        if x.item_shape != (self.in_features,):
+            raise ValueError(
+                f"AttentionPool: items must have shape ({self.in_features},); "
+                f"got item_shape {x.item_shape}"
+            )
+        return x.map(self._scores).softmax()
+
+    def forward(self, x: Any) -> Any:
+        """Attention-weighted sum of each segment's items: ``(m, in_features)``."""
+        x = _as_torch(x)
+        weights = self.weights(x)
+        return x._rewrap(x.values * weights.values).sum()
+
+    def extra_repr(self) -> str:  # noqa: D102
+        return f"gated={self.gate is not None}"
+
+
+class DeepSet(nn.Module):
+    """``phi(pool(psi(items)))``: a permutation-invariant network over each segment's items.
+
+    ``psi`` runs on the flat items through :meth:`~raggedarray.RaggedArray.map` (chunked,
+    differentiable), the pool reduces each segment to one row, which is flattened, joined
+    with the optional per-segment ``covariates``, and passed to ``phi``.
+
+    Args:
+        psi: per-item network (any callable on a ``(k, *item_shape)`` tensor).
+        phi: network on the pooled ``(m, features)`` rows.
+        pool: ``"sum"``, ``"mean"``, ``"max"``, ``"logsumexp"``, or a module that maps a
+            ragged batch to ``(m, F)`` (an :class:`AttentionPool`, say).
+        chunk_size: passed to ``map`` (None: chosen automatically).
+
+    Examples:
+        >>> import torch
+        >>> import raggedarray as ra
+        >>> x = ra.RaggedArray.from_lengths(torch.randn(6, 3), [1, 5])
+        >>> model = ra.nn.DeepSet(torch.nn.Linear(3, 8), torch.nn.Linear(8 + 2, 1), pool="sum")
+        >>> model(x, covariates=torch.randn(2, 2)).shape
+        torch.Size([2, 1])
+    """
+
+    def __init__(
+        self, psi: Any, phi: Any, pool: Any = "mean", *, chunk_size: int | None = None
+    ) -> None:
+        super().__init__()
+        self.psi = psi
+        self.phi = phi
+        if isinstance(pool, str):
+            pool = SegmentPool(pool)
+        elif not callable(pool):
+            raise TypeError(
+                f"DeepSet: pool must be one of {', '.join(_OPS)} or a module; got {pool!r}"
+            )
+        self.pool = pool
+        self.chunk_size = chunk_size
+
+    def forward(self, x: Any, covariates: Any = None) -> Any:
+        """``phi([pool(psi(x)), covariates])``: ``(m, out_features)``.
+
+        Args:
+            x: ragged batch of items.
+            covariates: optional ``(m, k)`` (or ``(m,)``) per-segment features joined to
+                the pooled features before ``phi``.
+        """
+        _check_ragged(x, "DeepSet")
+        features = _as_torch(x).map(self.psi, chunk_size=self.chunk_size)
+        pooled = self.pool(features)
+        pooled = pooled.reshape(pooled.shape[0], -1)
+        if covariates is not None:
+            if covariates.ndim == 1:
+                covariates = covariates.unsqueeze(1)
+            if covariates.shape[0] != pooled.shape[0]:
+                raise ValueError(
+                    f"DeepSet: covariates must have one row per segment ({pooled.shape[0]}); "
+                    f"got shape {tuple(covariates.shape)}"
+                )
+            pooled = torch.cat([pooled, covariates.to(pooled.dtype)], dim=1)
+        return self.phi(pooled)
