@@ -73,7 +73,7 @@ def map_values(
             chunk = _move(values[:stop], target)
             output, per_item = _probe(fn, chunk)
             assembler.add(output, chunk.shape[0], start)
-            chunk_size = _choose(per_item, num_items, target)
+            chunk_size = _choose(per_item, target)
             _remember(fn, key, chunk_size)
             start, called = stop, True
             if bar is not None:
@@ -121,9 +121,11 @@ def _target_device(values: Any, fn: Any, device: Any, where: str) -> Any:
     if device is not None:
         try:
             return _backend.resolve_device(device)
-        except (RuntimeError, TypeError):
+        except (RuntimeError, TypeError, AssertionError) as err:
+            # AssertionError: torch built without CUDA; RuntimeError: a bad string or no GPU
             raise ValueError(
-                f"{where}: device must be a torch device or a string such as 'cuda'; got {device!r}"
+                f"{where}: device must be an available torch device such as 'cpu' or 'cuda'; "
+                f"got {device!r} ({err})"
             ) from None
     if not _backend.is_tensor(values) and _is_module(fn):
         return _backend.torch_module().device("cpu")  # modules take tensors
@@ -138,7 +140,9 @@ def _move(chunk: Any, target: Any) -> Any:
         chunk = _backend.tensor_from_numpy(np.ascontiguousarray(chunk))
     if chunk.device == target:
         return chunk
-    if target.type == "cuda" and chunk.device.type == "cpu" and not chunk.is_pinned():
+    if target.type != "cuda":  # a copy to the host must be complete before fn reads it
+        return chunk.to(target)
+    if chunk.device.type == "cpu" and not chunk.is_pinned():
         chunk = chunk.pin_memory()
     return chunk.to(target, non_blocking=True)
 
@@ -208,16 +212,17 @@ def _measure(func: Any, args: Any, result: Any, largest: list[int], total: list[
         largest.append(unfolded * result.shape[0] * result.element_size())
 
 
-def _choose(per_item: tuple[float, float], num_items: int, target: Any) -> int:
-    """Chunk size from the probe's bytes per item (largest tensor, sum of all outputs)."""
+def _choose(per_item: tuple[float, float], target: Any) -> int:
+    """Chunk size from the probe's bytes per item (largest tensor, sum of all outputs).
+
+    The size is not capped by this call's number of items: it is remembered for later
+    calls, whose batches may be larger.
+    """
     largest, total = per_item
-    remaining = max(num_items, 1)
-    device = target if target is not None else None
-    if device is not None and device.type == "cuda":
-        free, _ = _backend.torch_module().cuda.mem_get_info(device)
-        fits = int(GPU_MEMORY_FRACTION * free // max(total, 1.0))
-        return max(1, min(remaining, fits))
-    return max(1, min(remaining, int(CPU_CHUNK_BYTES // max(largest, 1.0))))
+    if target is not None and target.type == "cuda":
+        free, _ = _backend.torch_module().cuda.mem_get_info(target)
+        return max(1, int(GPU_MEMORY_FRACTION * free // max(total, 1.0)))
+    return max(1, int(CPU_CHUNK_BYTES // max(largest, 1.0)))
 
 
 # ------------------------------------------------------------------------ assembling

@@ -34,6 +34,34 @@ METHODS = [
     "to_padded",
     "clone",
     "equal",
+    "map",
+    "sum",
+    "mean",
+    "max",
+    "min",
+    "prod",
+    "logsumexp",
+    "var",
+    "std",
+    "softmax",
+    "log_softmax",
+    "broadcast",
+]
+FUNCTIONS = [
+    "cat",
+    "allclose",
+    "testing",
+    "segment_sum",
+    "segment_mean",
+    "segment_max",
+    "segment_min",
+    "segment_prod",
+    "segment_logsumexp",
+    "segment_var",
+    "segment_std",
+    "segment_softmax",
+    "segment_log_softmax",
+    "segment_broadcast",
 ]
 
 
@@ -44,9 +72,11 @@ def test_contract_names(cls):
     assert issubclass(ra.RaggedImageBatch, ra.RaggedArray)
     for name in ("channels", "height", "width"):
         assert hasattr(ra.RaggedImageBatch, name)
-    for name in ("cat", "allclose", "testing"):
-        assert hasattr(ra, name)
+    for name in FUNCTIONS:
+        assert hasattr(ra, name), name
     assert hasattr(ra.testing, "assert_ragged_equal")
+    for name in ("SegmentPool", "AttentionPool", "DeepSet"):
+        assert issubclass(getattr(ra.nn, name), torch.nn.Module), name
     assert set(ra.__all__) <= set(dir(ra))
 
 

@@ -1,0 +1,602 @@
+"""``x.map(fn)`` against the oracle: ``fn`` applied to every segment on its own, in a loop.
+
+Chunks may split segments, so the chunking must never show in the result: not in the values,
+not in the offsets, not in the gradients. Batch norm in training mode is the one documented
+exception, and the tests pin down both sides of that trade-off.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import (
+    LAYOUTS,
+    LENGTH_CASES,
+    LENGTHS,
+    PLACES,
+    build,
+    host,
+    on,
+    oracle_and_x,
+    ragged_lists,
+    requires_cuda,
+    torch_dtype,
+)
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import raggedarray as ra
+import raggedarray.map as mapping
+from raggedarray import _backend
+
+N = sum(LENGTHS)
+LONG = LENGTHS * 3  # more items than one probe call takes
+CPU_PLACES = [p for p in PLACES if p.values[0][1] == "cpu"]
+NO_SEGMENTS = ([], (2,), [])
+NO_ITEMS = ([0, 0], (1, 3, 2), [np.zeros((0, 1, 3, 2))] * 2)
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def sin2(v):
+    """Item-wise: a numpy function on numpy chunks, a torch function on tensors."""
+    return np.sin(v) * 2 if isinstance(v, np.ndarray) else torch.sin(v) * 2
+
+
+def flatten(v):
+    return v.reshape(v.shape[0], math.prod(v.shape[1:]))
+
+
+def item_sum(v):
+    return flatten(v).sum(1)
+
+
+FUNCS = [pytest.param(f, id=f.__name__) for f in (sin2, flatten, item_sum)]
+
+IMAGES, VECTORS = (ra.RaggedImageBatch, (2, 5, 5)), (ra.RaggedArray, (4,))
+MODULES = {  # kind -> ((class, item_shape), module factory)
+    "conv": (IMAGES, lambda: nn.Conv2d(2, 3, 3)),
+    "conv-flatten": (IMAGES, lambda: nn.Sequential(nn.Conv2d(2, 3, 3), nn.Flatten())),
+    "linear": (VECTORS, lambda: nn.Linear(4, 3)),
+    "linear-score": (VECTORS, lambda: nn.Sequential(nn.Linear(4, 1), nn.Flatten(0))),
+}
+
+
+def module_case(kind, place, lengths=LENGTHS, dtype="float32"):
+    """A seeded module of ``kind`` on the place's device, the oracle list and the input."""
+    layout, make = MODULES[kind]
+    torch.manual_seed(0)
+    module = make().to(dtype=torch_dtype(dtype), device=place[1])
+    segments, x = oracle_and_x(place, dtype, layout, lengths)
+    return module, segments, x
+
+
+def oracle_map(fn, segments, place, item_shape, dtype="float32"):
+    """``fn`` on each segment separately, as host arrays, and the item shape of its output."""
+    empty = fn(on(np.zeros((0, *item_shape), dtype=dtype), place))
+    return [host(fn(on(seg, place))) for seg in segments], tuple(empty.shape[1:])
+
+
+def assert_mapped(y, x, oracle, *, rtol=1e-6, atol=1e-6):
+    """``y`` has ``x``'s offsets, the class its item dims call for and the oracle's segments."""
+    expected, item_shape = oracle
+    np.testing.assert_array_equal(y.host_offsets, x.host_offsets)
+    np.testing.assert_array_equal(host(y.offsets), x.host_offsets)
+    if isinstance(y.values, torch.Tensor):
+        assert y.offsets.device == y.values.device
+    else:
+        assert isinstance(y.offsets, np.ndarray)
+    assert y.item_shape == item_shape
+    assert type(y) is (ra.RaggedImageBatch if len(item_shape) == 3 else ra.RaggedArray)
+    assert len(y) == len(expected)
+    for i, want in enumerate(expected):
+        got = host(y[i])
+        assert got.shape == want.shape, (i, got.shape, want.shape)
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+
+
+class Recorder:
+    """Wraps ``fn`` and keeps a host copy of every chunk it is called on."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.chunks = []
+
+    def __call__(self, v):
+        self.chunks.append(host(v).copy())
+        return self.fn(v)
+
+    @property
+    def sizes(self):
+        return [len(c) for c in self.chunks]
+
+
+def assert_covers_in_order(rec, values):
+    """The chunks, end to end, are the values: every item once, in order."""
+    np.testing.assert_array_equal(np.concatenate(rec.chunks, axis=0), host(values))
+
+
+def count_calls(module):
+    """A list that gets the batch size of every call of ``module``."""
+    sizes = []
+    module.register_forward_pre_hook(lambda _, args: sizes.append(args[0].shape[0]))
+    return sizes
+
+
+def even_chunks(n, size):
+    return [min(size, n - a) for a in range(0, n, size)] or [0]
+
+
+@pytest.fixture
+def tiny_chunks(monkeypatch):
+    """Auto mode keeps the largest tensor of a call within 1 KiB: many small chunks."""
+    monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES", 1024)
+
+
+# -------------------------------------------------------------------- the oracle
+
+
+@pytest.mark.parametrize("place", PLACES)
+@pytest.mark.parametrize("lengths", LENGTH_CASES)
+@pytest.mark.parametrize("layout", [*LAYOUTS, pytest.param((ra.RaggedArray, (2, 3, 3)), id="3d")])
+@pytest.mark.parametrize("fn", FUNCS)
+def test_functions_match_the_oracle(place, lengths, layout, fn):
+    segments, x = oracle_and_x(place, "float32", layout, lengths)
+    y = x.map(fn)
+    assert y.backend == x.backend
+    assert_mapped(y, x, oracle_map(fn, segments, place, layout[1]))
+    if isinstance(y.values, torch.Tensor):
+        assert y.values.device == x.values.device
+
+
+@pytest.mark.parametrize(
+    ("item_shape", "fn", "cls"),
+    [
+        ((2, 3), lambda v: v[:, None], ra.RaggedImageBatch),
+        ((2, 3, 3), flatten, ra.RaggedArray),
+        ((2, 3, 3), item_sum, ra.RaggedArray),
+        ((4,), lambda v: v.reshape(v.shape[0], 1, 2, 2), ra.RaggedImageBatch),
+    ],
+)
+def test_result_class_follows_the_output_dims(item_shape, fn, cls):
+    for input_cls in {
+        ra.RaggedArray,
+        ra.RaggedImageBatch if len(item_shape) == 3 else ra.RaggedArray,
+    }:
+        segments, x = oracle_and_x(("torch", "cpu"), "float32", (input_cls, item_shape))
+        y = x.map(fn, chunk_size=4)
+        assert type(y) is cls
+        assert_mapped(y, x, oracle_map(fn, segments, ("torch", "cpu"), item_shape))
+
+
+@pytest.mark.parametrize("place", PLACES)
+@pytest.mark.parametrize("lengths", LENGTH_CASES)
+@pytest.mark.parametrize("kind", list(MODULES))
+@pytest.mark.parametrize("chunk_size", [None, 2])
+def test_modules_match_the_oracle(place, lengths, kind, chunk_size):
+    module, segments, x = module_case(kind, place, lengths)
+    y = x.map(module, chunk_size=chunk_size)
+    assert y.backend == "torch"  # numpy values reach a module as tensors
+    assert y.values.device.type == place[1]
+    tplace = ("torch", place[1])
+    with torch.no_grad():
+        oracle = oracle_map(module, segments, tplace, x.item_shape)
+    assert_mapped(y, x, oracle, rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------------- chunking
+
+
+@pytest.mark.parametrize("place", PLACES)
+@pytest.mark.parametrize("lengths", LENGTH_CASES)
+@pytest.mark.parametrize("chunk_size", [1, 2, 3, 7, np.int64(4), "N", "N+5"])
+def test_explicit_chunk_sizes(place, lengths, chunk_size):
+    segments, x = oracle_and_x(place, "float64", (ra.RaggedArray, (2,)), lengths)
+    n = x.num_items
+    size = {"N": max(n, 1), "N+5": n + 5}.get(chunk_size, chunk_size)
+    rec = Recorder(sin2)
+    y = x.map(rec, chunk_size=size)
+    assert rec.sizes == even_chunks(n, int(size))
+    assert_covers_in_order(rec, x.values)
+    assert_mapped(y, x, oracle_map(sin2, segments, place, (2,), "float64"), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("place", CPU_PLACES)
+def test_auto_chunks_keep_the_largest_tensor_within_the_budget(tiny_chunks, place):
+    lengths = [40, 0, 25, 35]
+    segments, x = oracle_and_x(place, "float64", (ra.RaggedArray, (4,)), lengths)
+    rec = Recorder(sin2)
+    y = x.map(rec)
+    assert_mapped(y, x, oracle_map(sin2, segments, place, (4,), "float64"), rtol=0, atol=0)
+    assert_covers_in_order(rec, x.values)
+    probe, size = rec.sizes[0], rec.sizes[1]
+    assert probe == mapping.PROBE_ITEMS
+    assert rec.sizes[1:] == even_chunks(100 - probe, size)
+    item_bytes = 4 * 8  # input, sin and output are all (4,) float64 per item
+    assert size * item_bytes <= 1024 < (size + 1) * item_bytes
+
+
+def test_auto_chunks_count_a_convolutions_unfolded_input(monkeypatch):
+    unfolded = 1 * 5 * 5 * 12 * 12 * 4  # C_in * kernel * output positions, float32
+    monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES", 3 * unfolded + 100)
+    torch.manual_seed(0)
+    conv = nn.Conv2d(1, 4, 5)
+    x = ra.RaggedImageBatch.from_lengths(torch.randn(40, 1, 16, 16), [30, 10])
+    sizes = count_calls(conv)
+    y = x.map(conv)
+    assert sizes == [mapping.PROBE_ITEMS, *even_chunks(40 - mapping.PROBE_ITEMS, 3)]
+    torch.testing.assert_close(y.values, conv(x.values), rtol=1e-5, atol=1e-5)
+
+
+def test_auto_choice_is_cached_per_function_and_item_kind(tiny_chunks):
+    x = ra.RaggedArray.from_lengths(torch.randn(100, 4, dtype=torch.float64), [60, 40])
+    rec = Recorder(sin2)
+    x.map(rec)
+    first = rec.sizes
+    size = first[1]
+    assert first[0] == mapping.PROBE_ITEMS and size != mapping.PROBE_ITEMS
+    assert set(mapping._chosen[rec].values()) == {size}
+    rec.chunks.clear()
+    y = x.map(rec)  # no probe this time: chunks of the remembered size from the start
+    assert rec.sizes == even_chunks(100, size)
+    torch.testing.assert_close(y.values, sin2(x.values), rtol=0, atol=0)
+    rec.chunks.clear()
+    x.to(dtype=torch.float32).map(rec)  # another dtype is another key: probed again
+    assert rec.sizes[0] == mapping.PROBE_ITEMS
+    assert len(mapping._chosen[rec]) == 2
+
+
+def test_cached_choice_is_not_capped_by_a_small_first_batch(tiny_chunks):
+    small = ra.RaggedArray.from_lengths(torch.randn(4, 4, dtype=torch.float64), [4])
+    big = ra.RaggedArray.from_lengths(torch.randn(300, 4, dtype=torch.float64), [300])
+    fresh = Recorder(sin2)
+    big.map(fresh)
+    rec = Recorder(sin2)
+    small.map(rec)
+    rec.chunks.clear()
+    y = big.map(rec)
+    torch.testing.assert_close(y.values, sin2(big.values), rtol=0, atol=0)
+    # The choice is per function, item shape, dtype and device, not per batch size: a
+    # 4-item first batch must not make every later call use 4-item chunks.
+    assert max(rec.sizes) == max(fresh.sizes[1:]), (rec.sizes[:5], fresh.sizes)
+
+
+# ---------------------------------------------------------------------- autograd
+
+
+def weighted_loss(values):
+    weights = torch.linspace(-1, 1, values.numel(), dtype=values.dtype).reshape(values.shape)
+    return (values * weights.to(values.device)).sum()
+
+
+def gradients(module, x, chunk_size):
+    """Gradients of a fixed loss w.r.t. the values and the parameters, and the call sizes."""
+    module.zero_grad()
+    values = x.values.detach().clone().requires_grad_(True)
+    sizes = []
+    hook = module.register_forward_pre_hook(lambda _, args: sizes.append(len(args[0])))
+    y = type(x).from_lengths(values, x.host_lengths).map(module, chunk_size=chunk_size)
+    weighted_loss(y.values).backward()
+    hook.remove()
+    return values.grad, [p.grad.clone() for p in module.parameters()], sizes
+
+
+@pytest.mark.parametrize("kind", ["conv", "linear-score"])
+@pytest.mark.parametrize("chunk_size", [1, 3, None])
+def test_gradients_do_not_depend_on_chunking(tiny_chunks, kind, chunk_size):
+    module, _, x = module_case(kind, ("torch", "cpu"), LONG, dtype="float64")
+    want_values, want_params, sizes = gradients(module, x, x.num_items)
+    assert sizes == [x.num_items]
+    got_values, got_params, sizes = gradients(module, x, chunk_size)
+    assert len(sizes) > 1
+    torch.testing.assert_close(got_values, want_values, rtol=1e-12, atol=1e-12)
+    for got, want in zip(got_params, want_params, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_gradcheck_through_chunks():
+    torch.manual_seed(0)
+    values = torch.randn(N, 3, dtype=torch.float64, requires_grad=True)
+
+    def fn(v):
+        return torch.tanh(v) * v.pow(2).sum(1, keepdim=True)
+
+    def mapped(v):
+        return ra.RaggedArray.from_lengths(v, LENGTHS).map(fn, chunk_size=3).values
+
+    assert torch.autograd.gradcheck(mapped, (values,))
+
+
+@pytest.mark.parametrize("chunk_size", [3, None])
+def test_works_under_no_grad(chunk_size):
+    module, _, x = module_case("linear", ("torch", "cpu"))
+    x = ra.RaggedArray.from_lengths(x.values.requires_grad_(True), LENGTHS)
+    want = x.map(module, chunk_size=chunk_size)
+    assert want.values.requires_grad
+    with torch.no_grad():
+        got = x.map(module, chunk_size=chunk_size)
+    assert not got.values.requires_grad
+    torch.testing.assert_close(got.values, want.values.detach(), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("chunk_size", [3, None])
+@pytest.mark.parametrize("grad", [True, False])
+def test_works_under_autocast(chunk_size, grad):
+    module, _, x = module_case("linear", ("torch", "cpu"))
+    want = x.map(module, chunk_size=chunk_size).values.detach()
+    with torch.set_grad_enabled(grad), torch.autocast("cpu", dtype=torch.bfloat16):
+        got = x.map(module, chunk_size=chunk_size)
+    assert got.dtype == torch.bfloat16
+    assert got.values.requires_grad == grad
+    np.testing.assert_array_equal(got.host_offsets, x.host_offsets)
+    torch.testing.assert_close(got.values.float(), want, rtol=2e-2, atol=2e-2)
+
+
+# -------------------------------------------------------------------- batch norm
+
+
+def bn_net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU())
+
+
+def bn_case(lengths=LENGTHS):
+    _, x = oracle_and_x(("torch", "cpu"), "float32", (ra.RaggedImageBatch, (2, 5, 5)), lengths)
+    net = bn_net()
+    return net, copy.deepcopy(net), x
+
+
+def assert_same_bn_state(net, ref):
+    for key, want in ref[1].state_dict().items():
+        torch.testing.assert_close(net[1].state_dict()[key], want, rtol=1e-6, atol=1e-6)
+
+
+def test_batchnorm_in_training_sees_the_whole_batch(tiny_chunks):
+    net, ref, x = bn_case(LONG)
+    sizes = count_calls(net)
+    y = x.map(net)  # the tiny budget would otherwise make one-image chunks
+    assert sizes == [x.num_items]
+    torch.testing.assert_close(y.values, ref(x.values), rtol=1e-5, atol=1e-5)
+    assert_same_bn_state(net, ref)
+    assert int(net[1].num_batches_tracked) == 1
+
+
+def test_batchnorm_with_explicit_chunk_size_normalises_each_chunk(tiny_chunks):
+    net, ref, x = bn_case()
+    sizes = count_calls(net)
+    y = x.map(net, chunk_size=4)
+    assert sizes == even_chunks(N, 4)
+    want = torch.cat([ref(x.values[a : a + 4]) for a in range(0, N, 4)])
+    torch.testing.assert_close(y.values, want, rtol=1e-5, atol=1e-5)
+    assert_same_bn_state(net, ref)
+    # The trade-off: per-chunk statistics are not the whole batch's.
+    assert not torch.allclose(y.values, bn_net()(x.values), atol=1e-3)
+
+
+def test_batchnorm_in_eval_mode_is_chunked_again(tiny_chunks):
+    net, ref, x = bn_case(LONG)
+    net.eval()
+    ref.eval()
+    sizes = count_calls(net)
+    y = x.map(net)
+    assert len(sizes) > 1 and sum(sizes) == x.num_items
+    torch.testing.assert_close(y.values, ref(x.values), rtol=1e-5, atol=1e-5)
+    assert_same_bn_state(net, ref)
+
+
+# ----------------------------------------------------------------------- devices
+
+
+@pytest.mark.parametrize("chunk_size", [None, 4])
+def test_numpy_values_reach_a_module_as_cpu_tensors(chunk_size):
+    module, segments, x = module_case("conv", ("numpy", "cpu"))
+    seen = []
+    module.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    y = x.map(module, chunk_size=chunk_size)
+    assert seen and all(isinstance(t, torch.Tensor) and t.device.type == "cpu" for t in seen)
+    assert seen[0].data_ptr() == x.values.ctypes.data  # zero-copy
+    assert y.backend == "torch" and y.values.device.type == "cpu"
+    np.testing.assert_array_equal(host(y.lengths), x.host_lengths)
+    with torch.no_grad():
+        oracle = oracle_map(module, segments, ("torch", "cpu"), x.item_shape)
+    assert_mapped(y, x, oracle, rtol=1e-5, atol=1e-5)
+
+
+def test_device_cpu_turns_numpy_values_into_tensors():
+    segments, x = oracle_and_x(("numpy", "cpu"), "float32", (ra.RaggedArray, (2,)))
+    kinds = []
+
+    def fn(v):
+        kinds.append(type(v))
+        return torch.sin(v) * 2
+
+    y = x.map(fn, device="cpu", chunk_size=4)
+    assert kinds == [torch.Tensor] * 4
+    assert y.backend == "torch" and isinstance(y.offsets, torch.Tensor)
+    assert_mapped(y, x, oracle_map(sin2, segments, ("torch", "cpu"), (2,)))
+
+
+@requires_cuda
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("chunk_size", [None, 4])
+def test_device_cuda_runs_there(backend, chunk_size):
+    module, _, x = module_case("conv", (backend, "cpu"))
+    want = x.map(module).values.detach()
+    y = x.map(module.cuda(), device="cuda", chunk_size=chunk_size)
+    assert y.values.device.type == "cuda" and y.offsets.device.type == "cuda"
+    np.testing.assert_array_equal(y.host_offsets, x.host_offsets)
+    torch.testing.assert_close(y.values.detach().cpu(), want, rtol=1e-4, atol=1e-4)
+    back = ra.RaggedImageBatch(y.values.detach(), y.offsets).map(sin2, device="cpu")
+    assert back.values.device.type == "cpu" and back.offsets.device.type == "cpu"
+    torch.testing.assert_close(back.values, sin2(want), rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------------- progress
+
+
+@pytest.mark.parametrize("chunk_size", [None, 4])
+def test_progress_bar_counts_every_item(capsys, chunk_size):
+    pytest.importorskip("tqdm")
+    segments, x = oracle_and_x(("torch", "cpu"), "float32", (ra.RaggedArray, (2,)))
+    y = x.map(sin2, chunk_size=chunk_size, progress=True)
+    assert_mapped(y, x, oracle_map(sin2, segments, ("torch", "cpu"), (2,)))
+    err = capsys.readouterr().err
+    assert "RaggedArray.map" in err
+    assert f"{N}/{N}" in err
+
+
+def test_progress_without_tqdm_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    _, x = oracle_and_x(("torch", "cpu"))
+    with pytest.raises(ImportError, match=r"tqdm.*pip install"):
+        x.map(sin2, progress=True)
+
+
+# ------------------------------------------------------------------------ errors
+
+
+def numpy_or_torch(v, np_fn, torch_fn):
+    return np_fn(v) if isinstance(v, np.ndarray) else torch_fn(v)
+
+
+def dtype_by_chunk(v):
+    """float64 rows for a 4-item chunk, float32 rows otherwise."""
+    if len(v) == 4:
+        return numpy_or_torch(v, lambda a: a.astype(np.float64), lambda t: t.double())
+    return v * 1
+
+
+ERRORS = [
+    pytest.param(3, TypeError, "fn must be callable", id="not-callable"),
+    pytest.param(lambda v: v.tolist(), TypeError, "numpy array or a torch tensor.*list", id="list"),
+    pytest.param(lambda v: (v, v), TypeError, "numpy array or a torch tensor.*tuple", id="tuple"),
+    pytest.param(lambda v: v[:1], ValueError, "keep dim 0", id="first-row"),
+    pytest.param(
+        lambda v: numpy_or_torch(v, lambda a: a.sum(0, keepdims=True), lambda t: t.sum(0, True)),
+        ValueError,
+        "keep dim 0",
+        id="sum-keepdim",
+    ),
+    pytest.param(
+        lambda v: numpy_or_torch(v, lambda a: np.asarray(a.sum()), torch.sum),
+        ValueError,
+        "keep dim 0",
+        id="scalar",
+    ),
+    pytest.param(lambda v: v[:, : len(v) % 2 + 1], ValueError, "same kind of rows", id="shapes"),
+    pytest.param(dtype_by_chunk, ValueError, "same kind of rows", id="dtypes"),
+]
+
+
+@pytest.mark.parametrize("place", CPU_PLACES)
+@pytest.mark.parametrize(("fn", "error", "match"), ERRORS)
+def test_bad_functions_are_refused(place, fn, error, match):
+    _, x = oracle_and_x(place, "float32", (ra.RaggedArray, (2,)))
+    with pytest.raises(error, match=match):
+        x.map(fn, chunk_size=4)
+
+
+@pytest.mark.parametrize(
+    ("chunk_size", "error"),
+    [(0, ValueError), (-2, ValueError), (2.0, TypeError), (True, TypeError), ("3", TypeError)],
+)
+def test_bad_chunk_sizes_are_refused(chunk_size, error):
+    _, x = oracle_and_x(("torch", "cpu"))
+    rec = Recorder(sin2)
+    with pytest.raises(error, match="chunk_size"):
+        x.map(rec, chunk_size=chunk_size)
+    assert rec.chunks == []
+
+
+@pytest.mark.parametrize("device", ["nonsense", "cpu:x", "", object()])
+def test_bad_devices_are_refused(device):
+    _, x = oracle_and_x(("numpy", "cpu"))
+    with pytest.raises(ValueError, match="device must be"):
+        x.map(sin2, device=device)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message when CUDA is absent")
+def test_unavailable_cuda_is_a_value_error():
+    _, x = oracle_and_x(("torch", "cpu"))
+    with pytest.raises(ValueError, match="available torch device"):
+        x.map(sin2, device="cuda")
+
+
+# ----------------------------------------------------------------- one buffer
+
+
+def bf16_times2(v):
+    return (v * 2).to(torch.bfloat16)
+
+
+BUFFER_CASES = [pytest.param(p.values[0], sin2, id=f"sin-{p.id}", marks=p.marks) for p in PLACES]
+BUFFER_CASES += [pytest.param(("torch", "cpu"), bf16_times2, id="to-bf16-torch-cpu")]
+
+
+@pytest.mark.parametrize(("place", "fn"), BUFFER_CASES)
+@pytest.mark.parametrize("large", [False, True], ids=["small-buffers", "large-buffers"])
+def test_no_grad_chunks_fill_one_buffer(monkeypatch, place, fn, large):
+    if large:
+        monkeypatch.setattr(_backend, "LARGE_BUFFER_BYTES", 0)
+    segments, x = oracle_and_x(place, "float32", (ra.RaggedArray, (2, 3)))
+    made, new_buffer = [], _backend.new_buffer  # the package's allocator for big buffers
+    monkeypatch.setattr(_backend, "new_buffer", lambda *a: made.append(new_buffer(*a)) or made[-1])
+    outputs = []
+
+    def fn_keeping_outputs(v):
+        outputs.append(fn(v))
+        return outputs[-1]
+
+    with torch.no_grad():
+        y = x.map(fn_keeping_outputs, chunk_size=4)
+    assert len(outputs) == 4
+    assert tuple(y.values.shape) == (N, 2, 3)
+    if isinstance(y.values, torch.Tensor):
+        assert y.values.is_contiguous() and not y.values.requires_grad
+        assert all(y.values.data_ptr() != o.data_ptr() for o in outputs)
+        assert len(made) == 1  # one output buffer asked for, not a cat
+        if made and made[0] is not None:
+            assert y.values.data_ptr() == made[0].data_ptr()
+    else:
+        assert y.values.flags.c_contiguous
+        assert not any(np.shares_memory(y.values, o) for o in outputs)
+    assert_mapped(y, x, oracle_map(fn, segments, place, (2, 3)), rtol=0, atol=0)
+
+
+# -------------------------------------------------------------------- property
+
+
+def edge_examples(test):
+    """Besides what hypothesis draws: zero segments and all-empty segments, both backends."""
+    for case in (NO_SEGMENTS, NO_ITEMS):
+        for backend in ("numpy", "torch"):
+            for chunk_size in (None, 1):
+                test = example(case, backend, chunk_size)(test)
+    return test
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    ragged_lists(),
+    st.sampled_from(["numpy", "torch"]),
+    st.one_of(st.none(), st.integers(1, 60)),
+)
+@edge_examples
+def test_property_map_matches_the_oracle(case, backend, chunk_size):
+    _, item_shape, segments = case
+    place = (backend, "cpu")
+    x = build(segments, place, item_shape=item_shape, dtype="float64")
+    rec = Recorder(sin2)
+    y = x.map(rec, chunk_size=chunk_size)
+    assert_mapped(y, x, oracle_map(sin2, segments, place, item_shape, "float64"), rtol=0, atol=0)
+    assert_covers_in_order(rec, x.values)
+    if chunk_size is not None:
+        assert max(rec.sizes) <= chunk_size
+        assert len(rec.sizes) == max(1, math.ceil(x.num_items / chunk_size))
