@@ -228,7 +228,9 @@ class ComputeMethods:
         where = f"{type(self).__name__}.{'log_softmax' if log else 'softmax'}"
         values = reduce.as_tensor(self._values, where)
         result = reduce.softmax(values, self._layout(), log=log, where=where)
-        return self._rewrap(result if _backend.is_tensor(self._values) else result.numpy())
+        if not _backend.is_tensor(self._values):
+            result = result.numpy()
+        return self._like(result, self._offsets, self._host)  # same class, same offsets
 
     def broadcast(self, per_segment: Any) -> Any:
         """Repeat row ``i`` of ``per_segment`` (``(m, ...)``) for every item of segment ``i``.

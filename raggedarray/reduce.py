@@ -199,7 +199,11 @@ def _variance(flat: Any, layout: Any, correction: Any, root: bool) -> tuple[Any,
     divisor = (layout.lengths - correction).clamp(min=1).to(flat.dtype).unsqueeze(1)
     var = squares / divisor
     if root:
-        var = var.masked_fill(short.unsqueeze(1), 1.0).sqrt()
+        # sqrt has an infinite slope at 0: where the variance is 0 (or the segment too short)
+        # take the root of 1 and mask it, so the gradient there is 0 as for torch.std.
+        flat_spread = (var <= 0) | short.unsqueeze(1)
+        root_var = var.masked_fill(flat_spread, 1.0).sqrt()
+        return root_var.masked_fill(flat_spread, 0.0), short
     return var, short
 
 
