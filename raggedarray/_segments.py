@@ -28,6 +28,9 @@ import torch
 from . import _backend
 
 _CSR_DTYPES = (torch.float32, torch.float64)
+# Up to this many features the plain sparse product beats the ``reduce="sum"`` kernel
+# (1.03x vs 1.40x the floor at F = 32; 1.49x vs 0.52x at F = 256).
+_PLAIN_MM_FEATURES = 32
 
 
 class Layout:
@@ -111,6 +114,8 @@ class Layout:
         dtype = dtype or values.dtype
         csr = self.csr(dtype) if values.dtype == dtype else None
         if csr is not None:
+            if values.shape[1] <= _PLAIN_MM_FEATURES:
+                return torch.sparse.mm(csr, values)
             return torch.sparse.mm(csr, values, reduce="sum")
         out = torch.zeros((self.num_segments, values.shape[1]), dtype=dtype, device=self.device)
         return out.index_add_(0, self.ids, values.to(dtype))
@@ -156,7 +161,7 @@ class SegmentSum(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: Any) -> tuple[Any, None]:
-        return Broadcast.apply(grad.contiguous(), ctx.layout), None
+        return broadcast(grad.contiguous(), ctx.layout), None
 
 
 class Broadcast(torch.autograd.Function):
@@ -169,7 +174,7 @@ class Broadcast(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: Any) -> tuple[Any, None]:
-        return SegmentSum.apply(grad.contiguous(), ctx.layout), None
+        return segment_sum(grad.contiguous(), ctx.layout), None
 
 
 class SegmentExtremum(torch.autograd.Function):
@@ -178,7 +183,7 @@ class SegmentExtremum(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, values: Any, layout: Layout, op: str) -> Any:
         out = layout.extremum(values, op)
-        ctx.layout = layout
+        ctx.layout, ctx.op = layout, op
         ctx.save_for_backward(values, out)
         return out
 
@@ -186,22 +191,20 @@ class SegmentExtremum(torch.autograd.Function):
     def backward(ctx: Any, grad: Any) -> tuple[Any, None, None]:
         values, out = ctx.saved_tensors
         layout = ctx.layout
-        hit = values == layout.broadcast(out)
-        if values.device.type != "cpu" or torch.is_grad_enabled():
-            # Dense form: no data-dependent shapes (``nonzero`` would synchronise a GPU).
-            ties = layout.sum(hit.to(grad.dtype))
-            share = grad / ties.clamp(min=1)
-            return broadcast(share, layout) * hit, None, None
-        # Sparse form: about one extremum per segment and feature, so work on the hits
-        # only instead of three more passes over (N, F).
-        rows, cols = hit.nonzero(as_tuple=True)
-        segments = layout.ids[rows]
-        ties = torch.zeros_like(grad).index_put_(
-            (segments, cols), torch.ones_like(rows, dtype=grad.dtype), accumulate=True
-        )
-        result = torch.zeros_like(values)
-        result[rows, cols] = grad[segments, cols] / ties[segments, cols]
-        return result, None, None
+        if torch.is_grad_enabled():  # double backward: out-of-place, recorded ops only
+            hit = values == broadcast(out, layout)
+            ties = segment_sum(hit.to(grad.dtype), layout)
+            return broadcast(grad / ties.clamp(min=1), layout) * hit, None, None
+        # 1 at the extrema and 0 elsewhere, from float ops done in place: x - max is 0 or
+        # negative, so sign + 1 is 1 or 0. Measured 2-3x cheaper than ``values == max`` and
+        # a bool-by-float product, which are slow paths on CPU.
+        extreme = layout.broadcast(out)
+        mask = values - extreme if ctx.op == "amax" else extreme.sub_(values)
+        mask = mask.sign_().add_(1.0)
+        if values.device.type != "cpu" or not bool(torch.isfinite(out).all()):
+            mask.nan_to_num_(nan=1.0)  # inf - inf: an infinite extremum tied with itself
+        ties = layout.sum(mask)
+        return mask.mul_(layout.broadcast(grad / ties.clamp(min=1))), None, None
 
 
 # --------------------------------------------------------- differentiable when needed

@@ -106,10 +106,6 @@ def _unflat(result: Any, item_shape: tuple[int, ...], numpy: bool) -> Any:
     return result.numpy() if numpy else result
 
 
-def _is_float(dtype: Any) -> bool:
-    return dtype.is_floating_point
-
-
 def _compute_dtype(dtype: Any) -> Any:
     """The dtype kernels run in: half precisions accumulate in float32."""
     torch = _torch()
@@ -124,15 +120,12 @@ def _need_float(dtype: Any, where: str) -> None:
         )
 
 
-def _apply_fill(result: Any, mask: Any | None, fill: Any, where: str) -> Any:
-    """``result`` with rows where ``mask`` holds set to ``fill`` (differentiable, zero grad)."""
-    _construct.check_fill(fill, result.dtype, where)
-    if mask is None:
-        return result
-    return result.masked_fill(mask.unsqueeze(1), fill)
-
-
 # ----------------------------------------------------------------------- reductions
+
+
+# Reductions whose kernels leave the rows of empty segments at 0: with the default fill
+# there is nothing left to do for them.
+_ZERO_WHEN_EMPTY = frozenset({"sum", "mean", "max", "min"})
 
 
 def reduce(op: str, values: Any, layout: Any, *, fill: Any, where: str, **options: Any) -> Any:
@@ -141,26 +134,28 @@ def reduce(op: str, values: Any, layout: Any, *, fill: Any, where: str, **option
     This is the engine behind the public functions and the ragged methods; ``values`` must
     already be a tensor on the layout's device.
     """
-    torch = _torch()
     seg = _segments()
-    item_shape = tuple(values.shape[1:])
     dtype = values.dtype
     flat = _flat(values)
-    if op in ("sum", "prod") and not _is_float(dtype):
-        flat = flat.to(torch.int64)
-        out = layout.sum(flat) if op == "sum" else layout.prod(flat)
-        return _apply_fill(out, layout.empty, fill, where).reshape(-1, *item_shape)
-    if op in ("max", "min") and not _is_float(dtype):
-        out = layout.extremum(flat, "a" + op)
-        return _apply_fill(out, layout.empty, fill, where).reshape(-1, *item_shape)
-    if op not in ("max", "min", "sum", "prod"):
-        _need_float(dtype, where)
-    flat = flat.to(_compute_dtype(dtype))
     mask = layout.empty
+    if not dtype.is_floating_point:
+        if op in ("sum", "prod"):
+            flat = flat.to(_torch().int64)
+            out = layout.sum(flat) if op == "sum" else layout.prod(flat)
+        elif op in ("max", "min"):
+            out = layout.extremum(flat, "a" + op)
+        else:
+            _need_float(dtype, where)
+        _construct.check_fill(fill, out.dtype, where)
+        return _fill_rows(op, out, mask, fill).reshape(-1, *values.shape[1:])
+    _construct.check_fill(fill, dtype, where)
+    flat = flat.to(_compute_dtype(dtype))
     if op == "sum":
         out = seg.segment_sum(flat, layout)
     elif op == "mean":
-        out = seg.segment_sum(flat, layout) / layout.counts(flat.dtype)
+        out = seg.segment_sum(flat, layout)
+        counts = layout.counts(flat.dtype)
+        out = out / counts if out.requires_grad else out.div_(counts)
     elif op in ("max", "min"):
         out = seg.extremum(flat, layout, "a" + op)
     elif op == "prod":
@@ -169,8 +164,19 @@ def reduce(op: str, values: Any, layout: Any, *, fill: Any, where: str, **option
         out = _logsumexp(flat, layout)
     else:  # var, std
         out, mask = _variance(flat, layout, options["correction"], op == "std")
-    _construct.check_fill(fill, dtype, where)
-    return _apply_fill(out, mask, fill, where).to(dtype).reshape(-1, *item_shape)
+    return _fill_rows(op, out, mask, fill).to(dtype).reshape(-1, *values.shape[1:])
+
+
+def _fill_rows(op: str, out: Any, mask: Any | None, fill: Any) -> Any:
+    """``out`` with the rows where ``mask`` holds set to ``fill``, with zero gradient there.
+
+    In place when autograd does not record ``out`` (it is a fresh result of ours).
+    """
+    if mask is None or (fill == 0 and op in _ZERO_WHEN_EMPTY):
+        return out
+    if out.requires_grad:
+        return out.masked_fill(mask.unsqueeze(1), fill)
+    return out.masked_fill_(mask.unsqueeze(1), fill)
 
 
 def _shift(flat: Any, layout: Any) -> Any:

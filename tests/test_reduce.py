@@ -557,6 +557,20 @@ def test_extremum_gradient_ties_are_shared_equally(engine, op):
         torch.testing.assert_close(got, twin)
 
 
+@pytest.mark.parametrize("op", ["max", "min"])
+def test_extremum_gradient_with_infinite_extrema_matches_torch(engine, op):
+    # inf - inf is NaN: an infinite extremum tied with itself must still count as a tie.
+    inf = float("inf")
+    values = torch.tensor([[inf], [inf], [1.0], [-inf], [-inf], [-inf], [2.0]])
+    values = values.to(torch.float64).requires_grad_()
+    offsets = [0, 3, 5, 7]
+    want = torch_oracle(op, values, offsets, fill=0)
+    (twin,) = torch.autograd.grad(want.sum(), values)
+    (got,) = torch.autograd.grad(as_function(op, "function", offsets)(values).sum(), values)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, twin)
+
+
 @pytest.mark.parametrize("correction", [0, 1])
 def test_std_gradient_where_the_std_is_zero_is_zero_like_torch(engine, correction):
     # A segment of equal items (and, with correction 0, a one-item segment) has std 0.
