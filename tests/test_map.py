@@ -137,6 +137,7 @@ def even_chunks(n, size):
 def tiny_chunks(monkeypatch):
     """Auto mode keeps the largest tensor of a call within 1 KiB: many small chunks."""
     monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES", 1024)
+    monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES_GRAD", 1024)
 
 
 # -------------------------------------------------------------------- the oracle
@@ -222,9 +223,26 @@ def test_auto_chunks_keep_the_largest_tensor_within_the_budget(tiny_chunks, plac
     assert size * item_bytes <= 1024 < (size + 1) * item_bytes
 
 
+def test_autograd_halves_the_chunk_budget(monkeypatch):
+    # Under autograd every chunk's activations stay alive until backward: smaller calls.
+    monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES", 2048)
+    monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES_GRAD", 1024)
+    monkeypatch.setattr(mapping, "_chosen", type(mapping._chosen)())
+    x = ra.RaggedArray.from_lengths(torch.randn(200, 4, dtype=torch.float64), [120, 80])
+    chunk = {}
+    for grad in (False, True):
+        sizes = []
+        with torch.set_grad_enabled(grad):
+            x.map(lambda v, sizes=sizes: sizes.append(len(v)) or torch.sin(v))
+        chunk[grad] = sizes[1]  # the first call after the probe
+    item_bytes = 4 * 8  # (4,) float64 per item
+    assert chunk == {False: 2048 // item_bytes, True: 1024 // item_bytes}
+
+
 def test_auto_chunks_count_a_convolutions_unfolded_input(monkeypatch):
     unfolded = 1 * 5 * 5 * 12 * 12 * 4  # C_in * kernel * output positions, float32
     monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES", 3 * unfolded + 100)
+    monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES_GRAD", 3 * unfolded + 100)
     torch.manual_seed(0)
     conv = nn.Conv2d(1, 4, 5)
     x = ra.RaggedImageBatch.from_lengths(torch.randn(40, 1, 16, 16), [30, 10])
