@@ -3,7 +3,9 @@
 Run: python benchmarks/bench_reduce.py
 
 Every row is the median time of one call divided by the floor's, measured in the same
-process with the candidates interleaved. Forward: raggedarray's sum / mean / max against
+process with the candidates interleaved. raggedarray and the alternatives are timed in
+separate groups, each with its own floor: interleaving with the slow alternatives evicts
+the caches and penalises whichever call comes next. Forward: raggedarray's sum / mean / max against
 ``Tensor.index_add_``, ``Tensor.scatter_reduce_``, ``torch.segment_reduce``, awkward's
 ``ak.sum(axis=1)`` and ``np.add.reduceat``. Backward: forward+backward against the floor's
 forward+backward (``values.sum(0).backward(g)``).
@@ -32,14 +34,24 @@ def _batch(num_items: int, m: int, features: int, seed: int = 0) -> ra.RaggedArr
 
 
 def forward(x: ra.RaggedArray) -> dict[str, float]:
+    v = x.values
+    return median_times(
+        {
+            "floor values.sum(0)": lambda: v.sum(0),
+            "ra sum": x.sum,
+            "ra mean": x.mean,
+            "ra max": x.max,
+        },
+        repeats=41,
+    )
+
+
+def alternatives(x: ra.RaggedArray) -> dict[str, float]:
     v, offsets, m = x.values, x.offsets, len(x)
     ids = x.segment_ids
     index = ids.unsqueeze(1).expand(v.shape)
     fns = {
         "floor values.sum(0)": lambda: v.sum(0),
-        "ra sum": x.sum,
-        "ra mean": x.mean,
-        "ra max": x.max,
         "index_add_ sum": lambda: torch.zeros(m, v.shape[1]).index_add_(0, ids, v),
         "scatter_reduce_ amax": lambda: torch.zeros(m, v.shape[1]).scatter_reduce_(
             0, index, v, "amax", include_self=False
@@ -60,7 +72,7 @@ def forward(x: ra.RaggedArray) -> dict[str, float]:
     return median_times(fns, repeats=21)
 
 
-def backward(x: ra.RaggedArray) -> dict[str, float]:
+def backward(x: ra.RaggedArray) -> tuple[dict[str, float], dict[str, float]]:
     v = x.values.clone().requires_grad_()
     y = ra.RaggedArray(v, x.offsets)
     m, ids = len(x), x.segment_ids
@@ -79,6 +91,10 @@ def backward(x: ra.RaggedArray) -> dict[str, float]:
         "ra sum fwd+bwd": run(y.sum, grad_m),
         "ra mean fwd+bwd": run(y.mean, grad_m),
         "ra max fwd+bwd": run(y.max, grad_m),
+    }
+    times = median_times(fns, repeats=31)
+    fns = {
+        "floor fwd+bwd": run(lambda: v.sum(0), grad_1),
         "index_add_ sum fwd+bwd": run(
             lambda: torch.zeros(m, v.shape[1]).index_add(0, ids, v), grad_m
         ),
@@ -86,7 +102,7 @@ def backward(x: ra.RaggedArray) -> dict[str, float]:
             lambda: torch.segment_reduce(v, "max", offsets=x.offsets), grad_m
         ),
     }
-    return median_times(fns, repeats=15)
+    return times, median_times(fns, repeats=15)
 
 
 def report(title: str, times: dict[str, float]) -> None:
@@ -108,7 +124,10 @@ def main() -> None:
         x = _batch(num_items, m, features)
         print(f"\nN={num_items}, m={m}, F={features} float32 (ratio to the first row)")
         report("forward", forward(x))
-        report("forward+backward", backward(x))
+        report("alternatives, forward", alternatives(x))
+        ours, others = backward(x)
+        report("forward+backward", ours)
+        report("alternatives, forward+backward", others)
 
 
 if __name__ == "__main__":

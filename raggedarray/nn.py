@@ -176,7 +176,7 @@ class DeepSet(nn.Module):
         _check_ragged(x, "DeepSet")
         features = _as_torch(x).map(self.psi, chunk_size=self.chunk_size)
         pooled = self.pool(features)
-        pooled = pooled.reshape(pooled.shape[0], -1)
+        pooled = pooled.flatten(1)
         if covariates is not None:
             if covariates.ndim == 1:
                 covariates = covariates.unsqueeze(1)
