@@ -198,9 +198,12 @@ class SegmentExtremum(torch.autograd.Function):
         # 1 at the extrema and 0 elsewhere, from float ops done in place: x - max is 0 or
         # negative, so sign + 1 is 1 or 0. Measured 2-3x cheaper than ``values == max`` and
         # a bool-by-float product, which are slow paths on CPU.
-        extreme = layout.broadcast(out)
-        mask = values - extreme if ctx.op == "amax" else extreme.sub_(values)
-        mask = mask.sign_().add_(1.0)
+        mask = layout.broadcast(out)  # written over in place: one (N, F) buffer less
+        if ctx.op == "amax":
+            torch.sub(values, mask, out=mask)
+        else:
+            mask.sub_(values)
+        mask.sign_().add_(1.0)
         if values.device.type != "cpu" or not bool(torch.isfinite(out).all()):
             mask.nan_to_num_(nan=1.0)  # inf - inf: an infinite extremum tied with itself
         ties = layout.sum(mask)
