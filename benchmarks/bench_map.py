@@ -3,8 +3,9 @@
 Run: python benchmarks/bench_map.py   (add --device cuda on a GPU machine)
 
 1. The seed batch (m = 1 000, n_i uniform in 20..40, 1x16x16 float32 images):
-   Conv2d(1, 4, 5) features without grad, and a small DeepSet forward+backward, run as a
-   per-location loop, one dense call over the flat view, padded + mask, and raggedarray.
+   Conv2d(1, 4, 5) features without grad, and a small DeepSet forward (also with
+   ``torch.nested`` pooling) and forward+backward, run as a per-location loop, one dense
+   call over the flat view, padded + mask, and raggedarray.
 2. One image per location (n_i = 1, m = 1 000): the loop's per-call overhead at its worst.
 3. Peak memory of a no-grad ``map`` as N grows, against the size of its output.
 
@@ -57,6 +58,28 @@ def seed(device: torch.device) -> None:
             device=device,
         )
     _ratio_table(f"Conv2d(1,4,5) features, no grad, N={batch.num_items}", times)
+
+    def nested_deepset():
+        # torch.nested (jagged, lengths given): psi over its flat values, mean over the
+        # ragged dim. Forward only: backward through that mean fails in torch 2.13.
+        features = psi(batch.values)
+        nested = torch.nested.nested_tensor_from_jagged(
+            features, batch.offsets, min_seqlen=batch.min_length, max_seqlen=batch.max_length
+        )
+        return phi(nested.mean(dim=1))
+
+    with torch.no_grad():
+        times = _demo.median_times(
+            {
+                "loop": lambda: phi(torch.stack([psi(images).mean(0) for images in batch])),
+                "dense (one call)": lambda: phi(ra.segment_mean(psi(batch.values), batch.offsets)),
+                "padded + mask": padded_deepset,
+                "torch.nested (jagged)": nested_deepset,
+                "ra.nn.DeepSet": lambda: model(batch),
+            },
+            device=device,
+        )
+    _ratio_table("DeepSet forward, no grad", times)
 
     def step(forward):
         def run():

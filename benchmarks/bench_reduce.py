@@ -6,8 +6,9 @@ Every row is the median time of one call divided by the floor's, measured in the
 process with the candidates interleaved. raggedarray and the alternatives are timed in
 separate groups, each with its own floor: interleaving with the slow alternatives evicts
 the caches and penalises whichever call comes next. Forward: raggedarray's sum / mean / max against
-``Tensor.index_add_``, ``Tensor.scatter_reduce_``, ``torch.segment_reduce``, awkward's
-``ak.sum(axis=1)`` and ``np.add.reduceat``. Backward: forward+backward against the floor's
+``Tensor.index_add_``, ``Tensor.scatter_reduce_``, ``torch.segment_reduce``, jagged
+``torch.nested`` reductions over the ragged dim, awkward's ``ak.sum(axis=1)`` and
+``np.add.reduceat``. Backward: forward+backward against the floor's
 forward+backward (``values.sum(0).backward(g)``).
 """
 
@@ -59,6 +60,16 @@ def alternatives(x: ra.RaggedArray) -> dict[str, float]:
         "torch.segment_reduce sum": lambda: torch.segment_reduce(v, "sum", offsets=offsets),
         "torch.segment_reduce max": lambda: torch.segment_reduce(v, "max", offsets=offsets),
     }
+    # torch.nested, jagged layout, with the min/max lengths given so nothing syncs or pads to N.
+    # (Its mean gives NaN for empty segments and amax -3.4e38; backward through mean over the
+    # ragged dim fails in torch 2.13 with "SymIntArrayRef expected to contain only concrete
+    # integers", so it appears in the forward table only.)
+    nested = torch.nested.nested_tensor_from_jagged(
+        v, offsets, min_seqlen=x.min_length, max_seqlen=x.max_length
+    )
+    fns["torch.nested sum(dim=1)"] = lambda: nested.sum(dim=1)
+    fns["torch.nested mean(dim=1)"] = lambda: nested.mean(dim=1)
+    fns["torch.nested amax(dim=1)"] = lambda: nested.amax(dim=1)
     numpy_values, starts = v.numpy(), x.host_offsets[:-1]
     nonempty = starts < v.shape[0]
     fns["np.add.reduceat"] = lambda: np.add.reduceat(numpy_values, starts[nonempty], axis=0)

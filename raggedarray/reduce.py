@@ -36,6 +36,7 @@ Examples:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -97,7 +98,7 @@ def layout_of(values: Any, offsets: Any, where: str) -> Any:
 
 def _flat(values: Any) -> Any:
     """The ``(N, F)`` contiguous view of ``(N, *item_shape)`` values."""
-    features = int(np.prod(values.shape[1:], dtype=np.int64))
+    features = math.prod(values.shape[1:])
     return values.reshape(values.shape[0], features).contiguous()
 
 
