@@ -12,6 +12,7 @@ Examples:
 
 from . import testing
 from .image import RaggedImageBatch
+from .io import load, save
 from .join import cat
 from .ragged import RaggedArray
 from .reduce import (
@@ -33,11 +34,12 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> object:
-    # ``ra.nn`` imports torch, so it is loaded on first use: numpy-only work never pays for it.
-    if name == "nn":
-        import importlib
+    # ``ra.nn`` and ``ra.data`` import torch, so they load on first use: numpy-only work
+    # never pays for it.
+    import importlib
 
-        return importlib.import_module(f"{__name__}.nn")
+    if name in ("nn",):
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -51,7 +53,9 @@ __all__ = [
     "__version__",
     "allclose",
     "cat",
+    "load",
     "nn",
+    "save",
     "segment_broadcast",
     "segment_log_softmax",
     "segment_logsumexp",
