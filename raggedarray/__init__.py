@@ -38,8 +38,10 @@ def __getattr__(name: str) -> object:
     # never pays for it.
     import importlib
 
-    if name in ("nn",):
+    if name in ("nn", "data"):
         return importlib.import_module(f"{__name__}.{name}")
+    if name == "collate":
+        return importlib.import_module(f"{__name__}.data").collate
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -53,6 +55,8 @@ __all__ = [
     "__version__",
     "allclose",
     "cat",
+    "collate",
+    "data",
     "load",
     "nn",
     "save",

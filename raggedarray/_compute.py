@@ -7,10 +7,13 @@ and builds results with ``_rewrap``; it imports nothing from ``ragged.py``.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
-from . import _backend, reduce
+import numpy as np
+
+from . import _backend, _offsets, reduce
 from .map import map_values
 
 
@@ -264,3 +267,51 @@ class ComputeMethods:
         tensor = reduce.as_tensor(per_segment, where)
         result = reduce.broadcast(tensor, self._layout(), where=where)
         return self._rewrap(result if backend == _backend.TORCH else result.numpy())
+
+    # ------------------------------------------------------------------------- sampling
+
+    def subsample(self, k: Any, *, generator: Any = None) -> Any:
+        """``k`` items drawn without replacement from each segment, in their original order.
+
+        Segments with ``n_i <= k`` are kept whole, so lengths become ``min(n_i, k)``: a
+        common augmentation when training set models on varying ``n_i``. One gather over
+        the buffer (no per-segment loop); the random draw happens on the host, so values on
+        a GPU are not synchronised.
+
+        Args:
+            k: items per segment, an int or one count per segment.
+            generator: a ``numpy.random.Generator``, a ``torch.Generator``, an int seed, or
+                None (fresh entropy).
+
+        Raises:
+            ValueError: a negative ``k``, or per-segment counts of the wrong length.
+            TypeError: ``generator`` is none of the kinds above.
+
+        Examples:
+            >>> import numpy as np
+            >>> import raggedarray as ra
+            >>> x = ra.RaggedArray.from_lengths(np.arange(10), [6, 1, 3])
+            >>> y = x.subsample(2, generator=0)
+            >>> y.lengths, all(np.isin(y[i], x[i]).all() for i in range(3))
+            (array([2, 1, 2]), True)
+        """
+        where = f"{type(self).__name__}.subsample"
+        keys = _random_keys(self.num_items, generator, where)
+        host, index = _offsets.subsample(self._host, k, keys, where)
+        return self._like(_backend.index_rows(self._values, index), None, host)
+
+
+def _random_keys(count: int, generator: Any, where: str) -> Any:
+    """``count`` uniform random numbers on the host from a numpy or torch generator."""
+    if generator is None or isinstance(generator, (int, np.integer)):
+        return np.random.default_rng(generator).random(count)
+    if isinstance(generator, np.random.Generator):
+        return generator.random(count)
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(generator, torch.Generator):
+        keys = torch.rand(count, generator=generator, dtype=torch.float64, device=generator.device)
+        return keys.cpu().numpy()
+    raise TypeError(
+        f"{where}: generator must be a numpy Generator, a torch Generator, an int seed or "
+        f"None; got {type(generator).__name__}"
+    )

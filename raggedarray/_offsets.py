@@ -193,3 +193,40 @@ def pad_positions(
         dest = dest[src]
     mask = np.arange(length, dtype=np.int64)[None, :] < counts[:, None]
     return dest, src, mask
+
+
+def subsample(
+    offsets: np.ndarray, k: Any, keys: np.ndarray, where: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets and item index keeping ``min(n_i, k_i)`` items of each segment, drawn by keys.
+
+    ``keys`` holds one random number per item; each segment keeps the items with its
+    ``k_i`` smallest keys (a uniform draw without replacement), in their original order.
+
+    Returns:
+        ``(new_offsets, item_index)`` as :func:`gather` does.
+    """
+    lengths = np.diff(offsets)
+    if isinstance(k, (int, np.integer)) and not isinstance(k, bool):
+        if k < 0:
+            raise ValueError(f"{where}: k must be >= 0; got {k}")
+        keep = np.minimum(lengths, int(k))
+    else:
+        per_segment = _as_host_integer_vector(k, where, "k")
+        if per_segment.shape[0] != lengths.shape[0]:
+            raise ValueError(
+                f"{where}: k must be an int or hold one count per segment ({lengths.shape[0]}); "
+                f"got {per_segment.shape[0]} counts"
+            )
+        bad = np.flatnonzero(per_segment < 0)
+        if bad.size:
+            raise ValueError(f"{where}: k must be >= 0; got k[{bad[0]}]={per_segment[bad[0]]}")
+        keep = np.minimum(lengths, per_segment)
+    new_offsets = np.zeros_like(offsets)
+    np.cumsum(keep, out=new_offsets[1:])
+    ids = segment_ids(offsets)
+    order = np.lexsort((keys, ids))  # each segment's items in random order, segments in place
+    rank = np.arange(ids.shape[0], dtype=np.int64) - offsets[:-1][ids]
+    chosen = order[rank < keep[ids]]
+    chosen.sort()
+    return new_offsets, chosen

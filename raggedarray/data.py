@@ -1,0 +1,248 @@
+"""Ragged batches in ``torch.utils.data`` pipelines: collation, datasets and batch sampling.
+
+A sample holds one location: an ``(n_i, ...)`` array (its items), or a tuple or dict whose
+named fields are such arrays and whose other fields are ordinary (a label, covariates).
+:func:`collate` joins the samples of a batch into one ragged array per ragged field, with
+one allocation (in shared memory inside a DataLoader worker, so the batch reaches the main
+process without another copy), and hands the other fields to torch's ``default_collate``.
+
+Examples:
+    >>> import torch
+    >>> import raggedarray as ra
+    >>> samples = [(torch.zeros(n, 1, 8, 8), n % 2) for n in (3, 1, 2)]
+    >>> images, labels = ra.collate(samples, ragged=0)
+    >>> type(images).__name__, images.lengths.tolist(), labels
+    ('RaggedImageBatch', [3, 1, 2], tensor([1, 1, 0]))
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, default_collate, get_worker_info
+
+from . import _backend, _offsets
+from ._sampler import BudgetBatchSampler
+from .image import RaggedImageBatch
+from .ragged import RaggedArray
+
+__all__ = ["BudgetBatchSampler", "RaggedCollate", "RaggedDataset", "collate"]
+
+_ARRAYS = (np.ndarray, torch.Tensor)
+
+
+def collate(samples: Sequence[Any], *, ragged: Any = None) -> Any:
+    """Join a batch of samples; ragged fields become one ragged array each.
+
+    Args:
+        samples: a non-empty list of samples of one kind: arrays ``(n_i, ...)`` (all
+            ragged), tuples, or dicts.
+        ragged: for tuple samples, the position (or positions) of the ragged fields; for
+            dict samples, the key (or keys). Which fields are ragged is always explicit, so
+            a batch's types never depend on whether its shapes happen to match. Must be
+            None for bare array samples.
+
+    Returns:
+        A :class:`RaggedImageBatch` for ``(n_i, C, H, W)`` fields, else a
+        :class:`RaggedArray`, with torch values (numpy samples are converted, as
+        ``default_collate`` does); tuples and dicts keep their structure, their other
+        fields collated by ``default_collate``.
+
+    Raises:
+        TypeError: tuple or dict samples without ``ragged=``, samples of mixed kinds, or a
+            ragged field that is not an array.
+        ValueError: no samples, a ``ragged=`` position or key the samples lack, or ragged
+            items of different item shapes (dtypes are promoted, as ``torch.cat`` does).
+
+    Examples:
+        >>> import numpy as np
+        >>> import raggedarray as ra
+        >>> batch = ra.collate([np.ones((2, 3)), np.ones((0, 3)), np.ones((4, 3))])
+        >>> batch.lengths.tolist(), batch.item_shape
+        ([2, 0, 4], (3,))
+        >>> out = ra.collate([{"x": np.ones((2, 3)), "y": 1.0}] * 2, ragged="x")
+        >>> out["x"].num_items, out["y"]
+        (4, tensor([1., 1.], dtype=torch.float64))
+    """
+    where = "collate"
+    if len(samples) == 0:
+        raise ValueError(f"{where}: samples must not be empty; got an empty batch")
+    first = samples[0]
+    if _backend.backend_of(first) is not None:
+        if ragged is not None:
+            raise ValueError(
+                f"{where}: ragged= names fields of tuple or dict samples; got ragged={ragged!r} "
+                "for bare array samples (which are ragged already)"
+            )
+        return _ragged_field(samples, where, "samples")
+    if isinstance(first, dict):
+        keys = _names(ragged, where, "keys")
+        missing = [k for k in keys if k not in first]
+        if missing:
+            raise ValueError(f"{where}: ragged keys must be keys of the samples; got {missing}")
+        _same_kind(samples, dict, where)
+        return {
+            key: _ragged_field([s[key] for s in samples], where, f"field {key!r}")
+            if key in keys
+            else default_collate([s[key] for s in samples])
+            for key in first
+        }
+    if isinstance(first, tuple | list):
+        positions = _names(ragged, where, "positions")
+        bad = [p for p in positions if not isinstance(p, int) or not -len(first) <= p < len(first)]
+        if bad:
+            raise ValueError(
+                f"{where}: ragged positions must index the samples' {len(first)} fields; got {bad}"
+            )
+        positions = {p % len(first) for p in positions}
+        _same_kind(samples, type(first), where)
+        fields = [
+            _ragged_field([s[i] for s in samples], where, f"field {i}")
+            if i in positions
+            else default_collate([s[i] for s in samples])
+            for i in range(len(first))
+        ]
+        return type(first)(fields) if isinstance(first, tuple) else fields
+    raise TypeError(f"{where}: samples must be arrays, tuples or dicts; got {type(first).__name__}")
+
+
+def _names(ragged: Any, where: str, what: str) -> list[Any]:
+    if ragged is None:
+        raise TypeError(
+            f"{where}: tuple and dict samples need ragged= naming the ragged {what} "
+            "(for example ragged=0 or ragged='images'); got ragged=None"
+        )
+    if isinstance(ragged, str | int):
+        return [ragged]
+    return list(ragged)
+
+
+def _same_kind(samples: Sequence[Any], kind: type, where: str) -> None:
+    for i, sample in enumerate(samples):
+        if not isinstance(sample, kind):
+            raise TypeError(
+                f"{where}: every sample must be a {kind.__name__} like the first; "
+                f"got {type(sample).__name__} at {i}"
+            )
+
+
+def _ragged_field(items: Sequence[Any], where: str, what: str) -> RaggedArray:
+    """One ragged array from per-sample ``(n_i, ...)`` arrays: one allocation.
+
+    Outside DataLoader workers this is ``from_list`` (C-level passes over the inputs);
+    inside a worker the buffer is allocated in shared memory first.
+    """
+    for i, item in enumerate(items):
+        if not isinstance(item, _ARRAYS):
+            raise TypeError(
+                f"{where}: {what} must hold arrays (n_i, ...); got {type(item).__name__} "
+                f"in sample {i}"
+            )
+    cls = RaggedImageBatch if items[0].ndim == 4 else RaggedArray
+    if get_worker_info() is None:
+        try:
+            x = cls.from_list(items)
+        except ValueError as err:
+            raise ValueError(f"{where}: {what}: {err}") from None
+        return x if x.backend == "torch" else x.torch()
+    tensors = [t if isinstance(t, torch.Tensor) else _backend.tensor_from_numpy(t) for t in items]
+    first = tensors[0]
+    for i, t in enumerate(tensors):
+        if t.ndim == 0 or t.shape[1:] != first.shape[1:]:
+            raise ValueError(
+                f"{where}: {what}: all arrays must have the same item shape; got "
+                f"{_backend.describe(t)} in sample {i} after {_backend.describe(first)}"
+            )
+    dtype = functools.reduce(torch.promote_types, {t.dtype for t in tensors})
+    lengths = np.fromiter((t.shape[0] for t in tensors), dtype=np.int64, count=len(tensors))
+    host = _offsets.from_lengths(lengths, where)
+    shape = (int(host[-1]), *first.shape[1:])
+    if first.device.type == "cpu":
+        # As default_collate does: a shared-memory buffer crosses to the main process as a
+        # handle, not a copy.
+        numel = int(np.prod(shape, dtype=np.int64))
+        storage = first.new_empty(0, dtype=dtype)._typed_storage()._new_shared(numel)
+        out = first.new_empty(0, dtype=dtype).new(storage).resize_(shape)
+        values = torch.cat(tensors, dim=0, out=out)
+    else:
+        values = torch.cat(tensors, dim=0).to(dtype)
+    return cls._make(values, None, host)
+
+
+class RaggedCollate:
+    """A picklable ``collate_fn`` for ``DataLoader``: ``collate(samples, ragged=ragged)``.
+
+    Examples:
+        >>> import pickle
+        >>> import torch
+        >>> import raggedarray as ra
+        >>> fn = pickle.loads(pickle.dumps(ra.data.RaggedCollate(ragged="bag")))
+        >>> fn([{"bag": torch.ones(2, 4), "label": 0}, {"bag": torch.ones(5, 4), "label": 1}])["bag"]
+        RaggedArray(num_segments=2, num_items=7, n_i=2..5 (mean 3.5), item_shape=(4,), dtype=float32, device=cpu, backend=torch)
+    """  # noqa: E501
+
+    def __init__(self, ragged: Any = None) -> None:
+        self.ragged = ragged
+
+    def __call__(self, samples: Sequence[Any]) -> Any:
+        """Collate one batch."""
+        return collate(samples, ragged=self.ragged)
+
+    def __repr__(self) -> str:
+        return f"RaggedCollate(ragged={self.ragged!r})"
+
+
+class RaggedDataset(Dataset):
+    """A dataset over the segments of a ragged array (in memory or memory-mapped).
+
+    ``ds[i]`` is segment ``i`` (a view), passed through ``transform`` when given, and paired
+    with ``targets[i]`` as a tuple when targets are given. ``ds.lengths`` (host int64) feeds
+    a :class:`BudgetBatchSampler`.
+
+    Args:
+        x: the ragged array.
+        targets: one target per segment (an array, tensor or sequence), or None.
+        transform: a callable applied to each segment's ``(n_i, ...)`` array, or None.
+
+    Examples:
+        >>> import numpy as np
+        >>> import raggedarray as ra
+        >>> x = ra.RaggedArray.from_lengths(np.arange(6.0), [2, 0, 4])
+        >>> ds = ra.data.RaggedDataset(x, targets=[1, 0, 1])
+        >>> len(ds), ds[2], ds.lengths.tolist()
+        (3, (array([2., 3., 4., 5.]), 1), [2, 0, 4])
+    """
+
+    def __init__(self, x: RaggedArray, targets: Any = None, transform: Any = None) -> None:
+        where = "RaggedDataset"
+        if not isinstance(x, RaggedArray):
+            raise TypeError(f"{where}: x must be a RaggedArray; got {type(x).__name__}")
+        if targets is not None and len(targets) != len(x):
+            raise ValueError(
+                f"{where}: targets must have one entry per segment ({len(x)}); got {len(targets)}"
+            )
+        if transform is not None and not callable(transform):
+            raise TypeError(f"{where}: transform must be callable; got {type(transform).__name__}")
+        self.x = x
+        self.targets = targets
+        self.transform = transform
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Items per segment (host int64, read-only)."""
+        return self.x.host_lengths
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> Any:
+        item = self.x[i]
+        if self.transform is not None:
+            item = self.transform(item)
+        if self.targets is None:
+            return item
+        return item, self.targets[i]

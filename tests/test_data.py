@@ -1,0 +1,258 @@
+"""Collation, datasets and subsampling against per-sample and per-segment oracles."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from conftest import (
+    LENGTH_CASES,
+    PLACES,
+    assert_same_segments,
+    host,
+    oracle_and_x,
+    random_segments,
+    requires_cuda,
+)
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from torch.utils.data import DataLoader
+
+import raggedarray as ra
+
+
+def bags(lengths, item_shape=(1, 4, 4), seed=0):
+    return random_segments(np.random.default_rng(seed), lengths, item_shape, "float32")
+
+
+# --------------------------------------------------------------------------- collate
+
+
+@pytest.mark.parametrize("item_shape", [(), (3,), (1, 4, 4)])
+@pytest.mark.parametrize("lengths", LENGTH_CASES)
+def test_collate_bare_arrays_matches_the_samples(lengths, item_shape):
+    if not lengths:
+        with pytest.raises(ValueError, match="must not be empty"):
+            ra.collate([])
+        return
+    samples = bags(lengths, item_shape)
+    for batch_in in (samples, [torch.from_numpy(s) for s in samples]):
+        batch = ra.collate(batch_in)
+        assert batch.backend == "torch"
+        assert type(batch) is (ra.RaggedImageBatch if len(item_shape) == 3 else ra.RaggedArray)
+        assert batch.item_shape == item_shape
+        assert_same_segments(batch, samples)
+
+
+def test_collate_tuples_and_lists_keep_structure_and_default_collate_the_rest():
+    samples = [
+        (bag, np.float32(i), torch.tensor([i, 2 * i])) for i, bag in enumerate(bags([2, 0, 3]))
+    ]
+    images, labels, pairs = ra.collate(samples, ragged=0)
+    assert_same_segments(images, [s[0] for s in samples])
+    assert torch.equal(labels, torch.tensor([0.0, 1.0, 2.0]))
+    assert torch.equal(pairs, torch.tensor([[0, 0], [1, 2], [2, 4]]))
+    as_lists = ra.collate([list(s) for s in samples], ragged=[-3])
+    assert isinstance(as_lists, list)
+    assert_same_segments(as_lists[0], [s[0] for s in samples])
+
+
+def test_collate_dicts_with_several_ragged_keys():
+    a, b = bags([1, 4]), bags([3, 0], (2,), seed=1)
+    samples = [{"img": a[i], "pts": b[i], "y": i} for i in range(2)]
+    out = ra.collate(samples, ragged=("img", "pts"))
+    assert isinstance(out["img"], ra.RaggedImageBatch) and type(out["pts"]) is ra.RaggedArray
+    assert_same_segments(out["img"], a)
+    assert_same_segments(out["pts"], b)
+    assert torch.equal(out["y"], torch.tensor([0, 1]))
+
+
+def test_collate_explains_what_it_needs():
+    sample = (np.zeros((2, 3)), 1)
+    with pytest.raises(TypeError, match="need ragged= naming"):
+        ra.collate([sample])
+    with pytest.raises(ValueError, match="ragged positions must index"):
+        ra.collate([sample], ragged=2)
+    with pytest.raises(ValueError, match="ragged keys must be keys"):
+        ra.collate([{"a": np.zeros((1, 2))}], ragged="b")
+    with pytest.raises(ValueError, match="bare array samples"):
+        ra.collate([np.zeros((1, 2))], ragged=0)
+    with pytest.raises(ValueError, match="same item shape"):
+        ra.collate([np.zeros((1, 2)), np.zeros((1, 3))])
+    mixed = ra.collate([np.zeros((1, 2), np.float32), torch.zeros(2, 2, dtype=torch.float64)])
+    assert mixed.dtype == torch.float64  # promoted, as torch.cat does
+    with pytest.raises(TypeError, match="every sample must be a tuple"):
+        ra.collate([sample, [np.zeros((1, 3)), 1]], ragged=0)
+    with pytest.raises(TypeError, match="must hold arrays"):
+        ra.collate([(1, 2)], ragged=0)
+    with pytest.raises(TypeError, match="arrays, tuples or dicts"):
+        ra.collate([3.0])
+
+
+def test_ragged_collate_pickles_and_repeats_itself():
+    fn = pickle.loads(pickle.dumps(ra.data.RaggedCollate(ragged="x")))
+    assert fn.ragged == "x" and repr(fn) == "RaggedCollate(ragged='x')"
+
+
+# ------------------------------------------------------------------------ DataLoader
+
+
+class Bags(torch.utils.data.Dataset):
+    """Sample i: a bag of i % 7 images whose pixels all equal i, and i as its label."""
+
+    def __len__(self):
+        return 61
+
+    def __getitem__(self, i):
+        return {"bag": np.full((i % 7, 1, 4, 4), i, np.float32), "label": i}
+
+
+@pytest.mark.filterwarnings("ignore:'pin_memory' argument is set as true")
+@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("pin", [False, True])
+def test_dataloader_loses_and_reorders_nothing(workers, pin):
+    loader = DataLoader(
+        Bags(),
+        batch_size=5,
+        num_workers=workers,
+        pin_memory=pin,
+        collate_fn=ra.data.RaggedCollate(ragged="bag"),
+        persistent_workers=workers > 0,
+    )
+    seen = []
+    for _ in range(2):  # two epochs: persistent workers serve both
+        for batch in loader:
+            bag, labels = batch["bag"], batch["label"]
+            assert isinstance(bag, ra.RaggedImageBatch)
+            for i, label in enumerate(labels.tolist()):
+                assert bag[i].shape[0] == label % 7
+                assert (bag[i] == label).all()
+            seen.extend(labels.tolist())
+    assert seen == list(range(61)) * 2
+
+
+@requires_cuda
+@pytest.mark.parametrize("workers", [0, 2])
+def test_pinned_batches_move_to_the_gpu_without_blocking(workers):
+    loader = DataLoader(
+        Bags(), batch_size=6, num_workers=workers, pin_memory=True,
+        collate_fn=ra.data.RaggedCollate(ragged="bag"),
+    )  # fmt: skip
+    for batch in loader:
+        bag = batch["bag"]
+        assert bag.values.is_pinned()
+        on_gpu = bag.to("cuda", non_blocking=True)
+        assert on_gpu.values.device.type == "cuda" and on_gpu.offsets.device.type == "cuda"
+        assert_same_segments(on_gpu, [host(s) for s in bag])
+
+
+class SharedAtBirth(ra.data.RaggedCollate):
+    """Reports whether the batch was in shared memory inside the worker, before pickling
+    (which would otherwise copy it there)."""
+
+    def __call__(self, samples):
+        batch = super().__call__(samples)
+        return batch, batch["bag"].values.is_shared()
+
+
+def test_worker_batches_are_born_in_shared_memory():
+    collate = SharedAtBirth(ragged="bag")
+    loader = DataLoader(Bags(), batch_size=8, num_workers=2, collate_fn=collate)
+    batch, shared = next(iter(loader))
+    assert shared and batch["bag"].values.is_shared()
+    assert not collate([Bags()[i] for i in range(8)])[1]  # not in a worker
+
+
+# --------------------------------------------------------------------------- dataset
+
+
+def test_dataset_gives_segments_targets_and_lengths():
+    segments, x = oracle_and_x(("numpy", "cpu"))
+    targets = np.arange(len(segments)) * 10
+    ds = ra.data.RaggedDataset(x, targets=targets, transform=lambda a: a * 2)
+    assert len(ds) == len(segments)
+    np.testing.assert_array_equal(ds.lengths, [len(s) for s in segments])
+    for i, seg in enumerate(segments):
+        item, target = ds[i]
+        np.testing.assert_array_equal(item, seg * 2)
+        assert target == targets[i]
+    assert np.shares_memory(ra.data.RaggedDataset(x)[0], x.values)
+    with pytest.raises(ValueError, match="one entry per segment"):
+        ra.data.RaggedDataset(x, targets=[1])
+    with pytest.raises(TypeError, match="must be a RaggedArray"):
+        ra.data.RaggedDataset(segments)
+    with pytest.raises(TypeError, match="callable"):
+        ra.data.RaggedDataset(x, transform=3)
+
+
+# ------------------------------------------------------------------------- subsample
+
+
+@pytest.mark.parametrize("place", PLACES)
+@pytest.mark.parametrize("lengths", LENGTH_CASES)
+@pytest.mark.parametrize("k", [0, 1, 3, "per-segment"])
+def test_subsample_draws_without_replacement_within_each_segment(place, lengths, k):
+    segments, x = oracle_and_x(place, "float64", lengths=lengths)
+    if k == "per-segment":
+        k = np.arange(len(lengths)) % 4
+    y = x.subsample(k, generator=np.random.default_rng(1))
+    ks = np.broadcast_to(k, (len(lengths),))
+    np.testing.assert_array_equal(y.host_lengths, np.minimum([len(s) for s in segments], ks))
+    assert y.device == x.device and y.backend == x.backend
+    for seg, got in zip(segments, y, strict=True):
+        got = host(got)
+        position = [int(np.flatnonzero(seg == v)[0]) for v in got]  # values are distinct
+        assert position == sorted(set(position))  # a subset, in the original order
+        if len(got) == len(seg):
+            np.testing.assert_array_equal(got, seg)
+
+
+def test_subsample_is_uniform_and_reproducible():
+    x = ra.RaggedArray.from_lengths(np.arange(5), [5])
+    counts = np.zeros(5)
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        counts[x.subsample(2, generator=rng).values] += 1
+    np.testing.assert_allclose(counts / 2000, 0.4, atol=0.05)  # each item kept 2/5 of times
+    a = x.subsample(2, generator=torch.Generator().manual_seed(3)).values
+    b = x.subsample(2, generator=torch.Generator().manual_seed(3)).values
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(
+        x.subsample(3, generator=7).values, x.subsample(3, generator=7).values
+    )
+
+
+def test_subsample_refuses_bad_arguments():
+    x = ra.RaggedArray.from_lengths(np.arange(5), [2, 3])
+    with pytest.raises(ValueError, match="k must be >= 0"):
+        x.subsample(-1)
+    with pytest.raises(ValueError, match="one count per segment"):
+        x.subsample([1, 2, 3])
+    with pytest.raises(ValueError, match=r"k must be >= 0; got k\[1\]=-2"):
+        x.subsample([1, -2])
+    with pytest.raises(TypeError, match="generator must be"):
+        x.subsample(1, generator="seed")
+
+
+def test_subsample_keeps_gradients():
+    values = torch.arange(6.0, requires_grad=True)
+    y = ra.RaggedArray.from_lengths(values, [4, 2]).subsample(1, generator=0)
+    y.values.sum().backward()
+    assert values.grad.sum() == 2 and set(values.grad.tolist()) <= {0.0, 1.0}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lengths=st.lists(st.integers(0, 6), max_size=8), k=st.integers(0, 7), seed=st.integers(0, 99)
+)
+@example(lengths=[], k=2, seed=0)
+@example(lengths=[0, 0], k=1, seed=0)
+def test_subsample_property(lengths, k, seed):
+    x = ra.RaggedArray.from_lengths(np.arange(float(sum(lengths))), lengths)
+    y = x.subsample(k, generator=seed)
+    np.testing.assert_array_equal(y.host_lengths, np.minimum(lengths, k))
+    for i in range(len(lengths)):
+        assert set(y[i].tolist()) <= set(x[i].tolist())
+        assert len(set(y[i].tolist())) == len(y[i])
