@@ -10,6 +10,8 @@ import numpy as np
 from . import _backend, _compare, _construct, _offsets
 from ._backend import NUMPY, TORCH
 from ._compute import ComputeMethods
+from ._display import DisplayMethods
+from .interop import InteropMethods
 
 R = TypeVar("R", bound="RaggedArray")
 
@@ -24,7 +26,7 @@ def register_item_class(cls: type[RaggedArray]) -> type[RaggedArray]:
     return cls
 
 
-class RaggedArray(ComputeMethods):
+class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods):
     """``m`` segments; segment ``i`` holds ``lengths[i]`` items of shape ``item_shape``.
 
     Invariants (checked by every public constructor)::
