@@ -105,7 +105,7 @@ class ComputeMethods:
         where = f"{type(self).__name__}.{op}"
         values = reduce.as_tensor(self._values, where)
         result = reduce.reduce(op, values, self._layout(), fill=fill, where=where, **options)
-        return result if _backend.is_tensor(self._values) else result.numpy()
+        return reduce.like_input(result, self._values)
 
     def sum(self, *, fill: Any = 0) -> Any:
         """Per-segment sums, ``(m, *item_shape)``; ``fill`` for empty segments.
@@ -231,8 +231,7 @@ class ComputeMethods:
         where = f"{type(self).__name__}.{'log_softmax' if log else 'softmax'}"
         values = reduce.as_tensor(self._values, where)
         result = reduce.softmax(values, self._layout(), log=log, where=where)
-        if not _backend.is_tensor(self._values):
-            result = result.numpy()
+        result = reduce.like_input(result, self._values)
         return self._like(result, self._offsets, self._host)  # same class, same offsets
 
     def broadcast(self, per_segment: Any) -> Any:
@@ -266,7 +265,7 @@ class ComputeMethods:
             )
         tensor = reduce.as_tensor(per_segment, where)
         result = reduce.broadcast(tensor, self._layout(), where=where)
-        return self._rewrap(result if backend == _backend.TORCH else result.numpy())
+        return self._rewrap(reduce.like_input(result, per_segment))
 
     # ------------------------------------------------------------------------- sampling
 

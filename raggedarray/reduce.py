@@ -102,9 +102,9 @@ def _flat(values: Any) -> Any:
     return values.reshape(values.shape[0], features).contiguous()
 
 
-def _unflat(result: Any, item_shape: tuple[int, ...], numpy: bool) -> Any:
-    result = result.reshape(result.shape[0], *item_shape)
-    return result.numpy() if numpy else result
+def like_input(result: Any, values: Any) -> Any:
+    """A result tensor handed back in the backend of the user's ``values``."""
+    return result if _backend.is_tensor(values) else result.numpy()
 
 
 def _compute_dtype(dtype: Any) -> Any:
@@ -248,7 +248,7 @@ def _public(op: str, values: Any, offsets: Any, fill: Any, where: str, **options
     tensor = as_tensor(values, where)
     layout = layout_of(tensor, offsets, where)
     result = reduce(op, tensor, layout, fill=fill, where=where, **options)
-    return _unflat(result, tuple(tensor.shape[1:]), not _backend.is_tensor(values))
+    return like_input(result, values)
 
 
 def segment_sum(values: Any, offsets: Any, *, fill: Any = 0) -> Any:
@@ -389,8 +389,7 @@ def segment_log_softmax(values: Any, offsets: Any) -> Any:
 def _public_items(values: Any, offsets: Any, where: str, *, log: bool) -> Any:
     tensor = as_tensor(values, where)
     layout = layout_of(tensor, offsets, where)
-    result = softmax(tensor, layout, log=log, where=where)
-    return result if _backend.is_tensor(values) else result.numpy()
+    return like_input(softmax(tensor, layout, log=log, where=where), values)
 
 
 def segment_broadcast(per_segment: Any, offsets: Any) -> Any:
@@ -414,19 +413,12 @@ def segment_broadcast(per_segment: Any, offsets: Any) -> Any:
     """
     where = "segment_broadcast"
     tensor = as_tensor(per_segment, where)
-    host = _offsets.read_offsets(offsets, where) if not _on_gpu(offsets) else None
-    if host is not None:
-        _offsets.validate(host, int(host[-1]), where)
-        device_offsets = _backend.upload(host, tensor)
-        layout = _segments().Layout(device_offsets, host, int(host[-1]))
-    else:
+    if _backend.is_tensor(offsets) and offsets.device.type != "cpu":
         raise ValueError(
             f"{where}: offsets must be on the host (the number of items is read from them); "
             f"got offsets on {offsets.device}"
         )
-    result = broadcast(tensor, layout, where=where)
-    return result if _backend.is_tensor(per_segment) else result.numpy()
-
-
-def _on_gpu(x: Any) -> bool:
-    return _backend.is_tensor(x) and x.device.type != "cpu"
+    host = _offsets.read_offsets(offsets, where)
+    _offsets.validate(host, int(host[-1]), where)
+    layout = _segments().Layout(_backend.upload(host, tensor), host, int(host[-1]))
+    return like_input(broadcast(tensor, layout, where=where), per_segment)
