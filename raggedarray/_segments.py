@@ -109,19 +109,19 @@ class Layout:
 
     # ------------------------------------------------------------------- raw kernels
 
-    def sum(self, values: Any, dtype: Any = None) -> Any:
-        """``(m, F)`` sums of a contiguous ``(N, F)`` tensor (in ``dtype`` when given)."""
-        dtype = dtype or values.dtype
-        csr = self.csr(dtype) if values.dtype == dtype else None
+    def sum(self, values: Any) -> Any:
+        """``(m, F)`` sums of a contiguous ``(N, F)`` tensor; empty segments give 0."""
+        csr = self.csr(values.dtype)
         if csr is not None:
             if values.shape[1] <= _PLAIN_MM_FEATURES:
                 return torch.sparse.mm(csr, values)
             return torch.sparse.mm(csr, values, reduce="sum")
-        out = torch.zeros((self.num_segments, values.shape[1]), dtype=dtype, device=self.device)
-        return out.index_add_(0, self.ids, values.to(dtype))
+        shape = (self.num_segments, values.shape[1])
+        out = torch.zeros(shape, dtype=values.dtype, device=self.device)
+        return out.index_add_(0, self.ids, values)
 
     def extremum(self, values: Any, op: str) -> Any:
-        """``(m, F)`` ``"amax"`` or ``"amin"``; rows of empty segments are unspecified."""
+        """``(m, F)`` ``"amax"`` or ``"amin"``; empty segments give 0 (both engines)."""
         csr = self.csr(values.dtype)
         if csr is not None:
             return torch.sparse.mm(csr, values, reduce=op)
