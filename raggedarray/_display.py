@@ -200,8 +200,7 @@ def _select(segments: Any, m: int, where: str) -> np.ndarray:
 
 def _host_images(values: Any, starts: np.ndarray, counts: np.ndarray, where: str) -> np.ndarray:
     """The drawn images as host float64 ``(K, H, W)`` or ``(K, H, W, 3)`` in ``[0, 1]``."""
-    ends = np.cumsum(counts, dtype=np.int64)
-    index = np.repeat(starts - (ends - counts), counts) + np.arange(ends[-1] if ends.size else 0)
+    _, index = _offsets.spans(starts, counts)
     channels, height, width = values.shape[1:]
     if index.size and height * width == 0:
         raise ValueError(

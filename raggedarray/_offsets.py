@@ -67,13 +67,19 @@ def validate(offsets: np.ndarray, num_items: int, where: str) -> None:
         )
 
 
-def from_lengths(lengths: Any, where: str) -> np.ndarray:
-    """Offsets ``[0, l0, l0 + l1, ...]`` from non-negative lengths."""
+def read_lengths(lengths: Any, where: str) -> np.ndarray:
+    """Host int64 lengths (a list, array or tensor), checked to be non-negative integers."""
     host = _as_host_integer_vector(lengths, where, "lengths")
     bad = np.flatnonzero(host < 0)
     if bad.size:
         i = int(bad[0])
         raise ValueError(f"{where}: lengths must be non-negative; got lengths[{i}]={host[i]}")
+    return host
+
+
+def from_lengths(lengths: Any, where: str) -> np.ndarray:
+    """Offsets ``[0, l0, l0 + l1, ...]`` from non-negative lengths."""
+    host = read_lengths(lengths, where)
     offsets = np.zeros(host.shape[0] + 1, dtype=np.int64)
     np.cumsum(host, out=offsets[1:])
     return offsets
@@ -131,8 +137,16 @@ def gather(offsets: np.ndarray, segments: np.ndarray) -> tuple[np.ndarray, np.nd
         ``new_offsets`` holds segment ``segments[k]`` of the input as its segment ``k``.
     """
     starts = offsets[segments]
-    counts = offsets[segments + 1] - starts
-    new_offsets = np.zeros(segments.shape[0] + 1, dtype=np.int64)
+    return spans(starts, offsets[segments + 1] - starts)
+
+
+def spans(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets and item index of the runs ``[starts[k], starts[k] + counts[k])`` laid end to end.
+
+    Returns:
+        ``(new_offsets, item_index)``: ``values[item_index]`` holds run ``k`` as segment ``k``.
+    """
+    new_offsets = np.zeros(counts.shape[0] + 1, dtype=np.int64)
     np.cumsum(counts, out=new_offsets[1:])
     shift = np.repeat(starts - new_offsets[:-1], counts)
     return new_offsets, shift + np.arange(new_offsets[-1], dtype=np.int64)
@@ -226,7 +240,6 @@ def subsample(
     np.cumsum(keep, out=new_offsets[1:])
     ids = segment_ids(offsets)
     order = np.lexsort((keys, ids))  # each segment's items in random order, segments in place
-    rank = np.arange(ids.shape[0], dtype=np.int64) - offsets[:-1][ids]
-    chosen = order[rank < keep[ids]]
+    chosen = order[positions(offsets) < keep[ids]]
     chosen.sort()
     return new_offsets, chosen

@@ -237,12 +237,7 @@ def _read_lengths(lengths: Any, where: str) -> np.ndarray:
         if attr is not None:
             lengths = attr() if callable(attr) else attr
             break
-    host = _offsets._as_host_integer_vector(lengths, where, "lengths")
-    bad = np.flatnonzero(host < 0)
-    if bad.size:
-        i = int(bad[0])
-        raise ValueError(f"{where}: lengths must be non-negative; got lengths[{i}]={host[i]}")
-    return np.array(host, dtype=np.int64)
+    return np.array(_offsets.read_lengths(lengths, where), dtype=np.int64)
 
 
 def _int(value: Any, name: str, low: int, where: str) -> int:

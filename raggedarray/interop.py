@@ -234,10 +234,7 @@ def _from_jagged(nt: Any, where: str) -> tuple[Any, np.ndarray]:
     host = _backend.host_int64(nt.offsets()).copy()
     lengths = nt.lengths()
     if lengths is not None:
-        host_lengths = _backend.host_int64(lengths)
-        starts = host[:-1]
-        compact = _offsets.from_lengths(host_lengths, where)
-        index = np.repeat(starts - compact[:-1], host_lengths) + np.arange(compact[-1])
+        compact, index = _offsets.spans(host[:-1], _backend.host_int64(lengths))
         return _backend.index_rows(values, index), compact
     start, stop = int(host[0]), int(host[-1])
     if start:
