@@ -185,6 +185,19 @@ def new_buffer(shape: tuple[int, ...], dtype: Any, device: Any) -> Any | None:
     return torch.from_numpy(np.empty(shape, dtype=np_dtype))
 
 
+def signed_view(t: Any) -> Any:
+    """Unsigned 16-64 bit tensors seen as their signed twins (the same bits), else ``t``.
+
+    torch has copy, gather and fill kernels for uint16/uint32/uint64 only partly; bit-exact
+    data movement runs on the signed twin and is viewed back with ``.view(dtype)``.
+    """
+    if not is_tensor(t):
+        return t
+    torch = torch_module()
+    twins = {torch.uint16: torch.int16, torch.uint32: torch.int32, torch.uint64: torch.int64}
+    return t.view(twins[t.dtype]) if t.dtype in twins else t
+
+
 def needs_grad(*tensors: Any) -> bool:
     """Whether autograd would record an operation on these tensors (``out=`` then is refused)."""
     torch = torch_module()

@@ -1,7 +1,7 @@
 """Compute methods of the ragged classes: ``map``, segment reductions, softmax, broadcast.
 
 Thin wrappers: the work is done by :mod:`raggedarray.map` and :mod:`raggedarray.reduce`.
-The mixin reads the ragged array's fields (``_values``, ``_offsets``, ``_host``, ``_cache``)
+The mixin reads the ragged array's fields (``_values``, ``_part``, ``_host``)
 and builds results with ``_rewrap``; it imports nothing from ``ragged.py``.
 """
 
@@ -88,23 +88,10 @@ class ComputeMethods:
 
     # ---------------------------------------------------------------------- reductions
 
-    def _layout(self) -> Any:
-        """The segment layout the kernels use (cached; torch offsets on the values' device)."""
-        layout = self._cache.get("layout")
-        if layout is None:
-            from ._segments import Layout
-
-            if _backend.is_tensor(self._values):
-                offsets = self._offsets
-            else:
-                offsets = _backend.tensor_from_numpy(self._host)
-            layout = self._cache["layout"] = Layout(offsets, self._host, self.num_items)
-        return layout
-
     def _reduce(self, op: str, fill: Any, **options: Any) -> Any:
         where = f"{type(self).__name__}.{op}"
         values = reduce.as_tensor(self._values, where)
-        result = reduce.reduce(op, values, self._layout(), fill=fill, where=where, **options)
+        result = reduce.reduce(op, values, self._part, fill=fill, where=where, **options)
         return reduce.like_input(result, self._values)
 
     def sum(self, *, fill: Any = 0) -> Any:
@@ -230,9 +217,9 @@ class ComputeMethods:
     def _softmax(self, *, log: bool) -> Any:
         where = f"{type(self).__name__}.{'log_softmax' if log else 'softmax'}"
         values = reduce.as_tensor(self._values, where)
-        result = reduce.softmax(values, self._layout(), log=log, where=where)
+        result = reduce.softmax(values, self._part, log=log, where=where)
         result = reduce.like_input(result, self._values)
-        return self._like(result, self._offsets, self._host)  # same class, same offsets
+        return self._with_values(result)  # same class, same offsets
 
     def broadcast(self, per_segment: Any) -> Any:
         """Repeat row ``i`` of ``per_segment`` (``(m, ...)``) for every item of segment ``i``.
@@ -264,7 +251,7 @@ class ComputeMethods:
                 f"got {_backend.describe(per_segment)}"
             )
         tensor = reduce.as_tensor(per_segment, where)
-        result = reduce.broadcast(tensor, self._layout(), where=where)
+        result = reduce.broadcast(tensor, self._part, where=where)
         return self._rewrap(reduce.like_input(result, per_segment))
 
     # ------------------------------------------------------------------------- sampling

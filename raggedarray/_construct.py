@@ -363,13 +363,18 @@ def pad(values: Any, host: np.ndarray, length: int, fill: Any, where: str) -> tu
         padded[dest] = values if src is None else np.take(values, src, axis=0)
         return padded.reshape(m, length, *values.shape[1:]), mask_out
     torch = _backend.torch_module()
+    dtype = values.dtype
+    values = _backend.signed_view(values)  # uint16-64 lack index_copy_ and fill_ kernels
+    if values.dtype != dtype:  # the fill's bits, seen the same way
+        fill = _backend.signed_view(torch.tensor([fill], dtype=dtype)).item()
     padded = _backend.new_buffer(flat_shape, values.dtype, values.device)
     if padded is None:
         padded = torch.empty(flat_shape, dtype=values.dtype, device=values.device)
     padded.fill_(fill)
     items = values if src is None else _backend.index_rows(values, src)
     padded.index_copy_(0, _backend.upload(dest, values), items)  # recorded by autograd
-    return padded.view(m, length, *values.shape[1:]), mask_out
+    padded = padded.view(m, length, *values.shape[1:])
+    return (padded if padded.dtype == dtype else padded.view(dtype)), mask_out
 
 
 def check_fill(fill: Any, dtype: Any, where: str) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-_OPS = ("sum", "mean", "max", "min", "logsumexp")
+from .reduce import POOLS as _OPS
 
 
 def _check_ragged(x: Any, where: str) -> None:
@@ -40,7 +40,8 @@ class SegmentPool(nn.Module):
     """Pool the items of each segment with a segment reduction: ``(m, *item_shape)``.
 
     Args:
-        op: ``"sum"``, ``"mean"``, ``"max"``, ``"min"`` or ``"logsumexp"``.
+        op: ``"sum"``, ``"mean"``, ``"max"``, ``"min"`` or ``"logsumexp"`` (the reductions
+            marked as pools in ``raggedarray.reduce.REDUCTIONS``).
         fill: result for segments with no items (their gradient is zero).
 
     Examples:

@@ -11,6 +11,7 @@ from . import _backend, _compare, _construct, _offsets
 from ._backend import NUMPY, TORCH
 from ._compute import ComputeMethods
 from ._display import DisplayMethods
+from ._partition import Partition
 from .interop import InteropMethods
 
 R = TypeVar("R", bound="RaggedArray")
@@ -67,7 +68,7 @@ class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods):
         (5, 2)
     """  # noqa: E501
 
-    __slots__ = ("__weakref__", "_cache", "_host", "_offsets", "_values")
+    __slots__ = ("__weakref__", "_part", "_values")
     _item_ndim: ClassVar[int | None] = None
     # numpy ufuncs (np.add(array, x), array + x) refuse ragged operands instead of turning
     # them into object arrays.
@@ -82,15 +83,9 @@ class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods):
         self._set(values, *_construct.own_offsets(offsets, host, values))
 
     def _set(self, values: Any, offsets: Any, host: np.ndarray) -> None:
-        read_only = host.view()
-        read_only.flags.writeable = False
-        if offsets is None:  # derived from the host copy; numpy shares it, read-only
-            tensor = _backend.is_tensor(values)
-            offsets = _backend.upload(host, values) if tensor else read_only
+        tensor_offsets = offsets if _backend.is_tensor(offsets) else None
         self._values = values
-        self._offsets = offsets
-        self._host = read_only
-        self._cache: dict[str, Any] = {}
+        self._part = Partition(host, offsets=tensor_offsets)
 
     @classmethod
     def _make(cls: type[R], values: Any, offsets: Any, host: np.ndarray) -> R:
@@ -99,20 +94,43 @@ class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods):
         self._set(values, offsets, host)
         return self
 
+    @classmethod
+    def _share(cls: type[R], values: Any, part: Partition) -> R:
+        """Trusted constructor over an existing partition (its caches are shared)."""
+        self = object.__new__(cls)
+        self._values = values
+        self._part = part
+        return self
+
     def _like(self, values: Any, offsets: Any, host: np.ndarray) -> RaggedArray:
         """A ragged array of this class when the item shape still fits it, else a RaggedArray."""
+        return self._fitting_class(values)._make(values, offsets, host)
+
+    def _fitting_class(self, values: Any) -> type[RaggedArray]:
         cls = type(self)
         if cls._item_ndim is not None and values.ndim != cls._item_ndim + 1:
             cls = RaggedArray
-        return cls._make(values, offsets, host)
+        return cls
+
+    def _with_values(self, values: Any) -> RaggedArray:
+        """New values over these offsets, in this class when the item shape still fits it.
+
+        The partition (offsets on every device, lengths, segment ids, kernel indices) is
+        shared, so nothing derived from the offsets is built again.
+        """
+        return self._fitting_class(values)._share(values, self._part)
 
     def _rewrap(self, values: Any) -> RaggedArray:
-        """New values with these offsets, in the class their item shape calls for."""
-        cls = _ITEM_CLASSES.get(values.ndim - 1, RaggedArray)
-        same_place = _backend.backend_of(values) == self.backend and _backend.device_str(
-            values
-        ) == _backend.device_str(self._values)
-        return cls._make(values, self._offsets if same_place else None, self._host)
+        """New values over these offsets, in the class their item shape calls for."""
+        return _ITEM_CLASSES.get(values.ndim - 1, RaggedArray)._share(values, self._part)
+
+    @property
+    def _host(self) -> np.ndarray:
+        return self._part.host  # type: ignore[return-value]
+
+    @property
+    def _offsets(self) -> Any:
+        return self._part.offsets_like(self._values)
 
     # ----------------------------------------------------------------------- construction
 
@@ -251,49 +269,27 @@ class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods):
     @property
     def host_lengths(self) -> np.ndarray:
         """Read-only host (numpy) ``(m,)`` int64 segment lengths; never syncs a device."""
-        lengths = self._cache.get("host_lengths")
-        if lengths is None:
-            lengths = self._cache["host_lengths"] = _offsets.lengths(self._host)
-            lengths.flags.writeable = False
-        return lengths
+        return self._part.host_lengths
 
     @property
     def lengths(self) -> Any:
         """``(m,)`` int64 segment lengths on the values' backend and device."""
-        if not _backend.is_tensor(self._values):
-            return self.host_lengths
-        lengths = self._cache.get("lengths")
-        if lengths is None:
-            lengths = self._cache["lengths"] = self._offsets[1:] - self._offsets[:-1]
-        return lengths
+        return self._part.lengths_like(self._values)
 
     @property
     def segment_ids(self) -> Any:
         """``(N,)`` int64 segment id of every item, on the values' backend and device."""
-        ids = self._cache.get("segment_ids")
-        if ids is None:
-            if _backend.is_tensor(self._values):
-                torch = _backend.torch_module()
-                ids = torch.repeat_interleave(
-                    torch.arange(len(self), device=self._values.device),
-                    self.lengths,
-                    output_size=self.num_items,
-                )
-            else:
-                ids = _offsets.segment_ids(self._host)
-                ids.flags.writeable = False
-            self._cache["segment_ids"] = ids
-        return ids
+        return self._part.segment_ids_like(self._values)
 
     @property
     def num_segments(self) -> int:
         """Number of segments ``m`` (same as ``len(x)``)."""
-        return self._host.shape[0] - 1
+        return self._part.num_segments
 
     @property
     def num_items(self) -> int:
         """Number of items ``N`` over all segments."""
-        return int(self._host[-1])
+        return self._part.num_items
 
     @property
     def item_shape(self) -> tuple[int, ...]:
@@ -303,12 +299,12 @@ class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods):
     @property
     def max_length(self) -> int:
         """Length of the longest segment (0 when there are no segments)."""
-        return int(self.host_lengths.max()) if len(self) else 0
+        return self._part.max_length
 
     @property
     def min_length(self) -> int:
         """Length of the shortest segment (0 when there are no segments)."""
-        return int(self.host_lengths.min()) if len(self) else 0
+        return self._part.min_length
 
     @property
     def dtype(self) -> Any:
@@ -432,7 +428,7 @@ class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods):
                 ) from None
             if np_dtype == self._values.dtype:
                 return self
-            return self._like(self._values.astype(np_dtype), self._offsets, self._host)
+            return self._with_values(self._values.astype(np_dtype))
         source = self.torch()
         moved = source._values.to(
             device=device,
@@ -441,8 +437,7 @@ class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods):
         )
         if moved is source._values:
             return source
-        offsets = source._offsets if moved.device == source._values.device else None
-        return self._like(moved, offsets, self._host)
+        return self._with_values(moved)
 
     def cpu(self) -> RaggedArray:
         """Values on the CPU (numpy values are returned as they are)."""
@@ -463,7 +458,7 @@ class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods):
                 f"{type(self).__name__}.pin_memory: values must be on the CPU; "
                 f"got values on {values.device}"
             )
-        return self._like(values.pin_memory(), None, self._host)
+        return self._with_values(values.pin_memory())
 
     def numpy(self, *, force: bool = False) -> RaggedArray:
         """Numpy-backed ragged array: zero-copy from CPU tensors.
@@ -486,7 +481,7 @@ class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods):
             array = values.detach().cpu().numpy()
         except TypeError as err:
             raise TypeError(f"{where}: dtype {values.dtype} has no numpy equivalent") from err
-        return self._like(array, None, self._host)
+        return self._with_values(array)
 
     def torch(self) -> RaggedArray:
         """Torch-backed ragged array: zero-copy from numpy values (when torch can share them).
@@ -514,13 +509,13 @@ class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods):
             raise TypeError(
                 f"{type(self).__name__}.torch: dtype {values.dtype} has no torch equivalent"
             ) from err
-        return self._like(tensor, None, self._host)
+        return self._with_values(tensor)
 
     def detach(self) -> RaggedArray:
         """Values detached from autograd (numpy values are returned as they are)."""
         if not self.requires_grad:
             return self
-        return self._like(self._values.detach(), self._offsets, self._host)
+        return self._with_values(self._values.detach())
 
     def clone(self) -> RaggedArray:
         """A copy with its own contiguous values buffer (differentiable for torch).

@@ -16,8 +16,19 @@ Rules shared by every function:
 * numpy values run through the same torch kernels (sharing memory, no copy) and come back
   as numpy arrays. torch values are differentiable: every function passes
   ``torch.autograd.gradcheck``.
-* ``max``/``min`` send the gradient to the extremum of each segment and feature; items tied
-  for the extremum share it equally (as ``torch.amax`` does).
+* Accuracy does not decay with segment length: floating sums (and so means, variances,
+  log-sum-exps and softmaxes) add blocks of at most 64 items, then the blocks in float64, so
+  a float32 sum over 10^6 items is as accurate as ``torch.sum`` of that segment (relative
+  error below ~1e-6); ``var``/``std`` subtract an accurate mean first, so they stay accurate
+  when the mean is large compared with the spread.
+* NaN behaves as in torch: sums, means and ``max``/``min`` propagate it. ``max``/``min``
+  send the gradient to the extremum of each segment and feature (a NaN, where there is one);
+  items tied for the extremum share it equally (as ``torch.amax`` does), and the others get
+  none.
+* Items with a zero-size dimension reduce to ``(m, *item_shape)`` results. Every integer
+  width reduces, unsigned ones included (uint8 to uint64 images).
+* Under ``torch.autocast`` the kernels run in the dtype they are given (autocast does not
+  push them to bfloat16), forward and backward.
 * Offsets given on the host (a list, a numpy array, a CPU tensor) are validated; offsets
   already on a GPU are trusted as they are, since checking them would synchronise.
 
@@ -36,22 +47,25 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from . import _backend, _construct, _offsets
+from ._partition import Partition
 
 
 def _torch() -> Any:
     return _backend.torch_module()
 
 
-def _segments() -> Any:
-    from . import _segments
+def _kernels() -> Any:
+    from . import _kernels
 
-    return _segments
+    return _kernels
 
 
 # --------------------------------------------------------------------------- inputs
@@ -76,8 +90,8 @@ def as_tensor(values: Any, where: str) -> Any:
     return values
 
 
-def layout_of(values: Any, offsets: Any, where: str) -> Any:
-    """A segment layout for tensor ``values`` from user offsets (validated unless on a GPU)."""
+def partition_of(values: Any, offsets: Any, where: str) -> Partition:
+    """A partition for tensor ``values`` from user offsets (validated unless on a GPU)."""
     torch = _torch()
     if _backend.is_tensor(offsets) and offsets.device.type != "cpu":
         if offsets.device != values.device:
@@ -90,10 +104,10 @@ def layout_of(values: Any, offsets: Any, where: str) -> Any:
                 f"{where}: offsets must be a non-empty 1-D integer array; "
                 f"got {_backend.describe(offsets)}"
             )
-        return _segments().Layout(offsets.to(torch.int64), None, values.shape[0])
+        return Partition(None, offsets=offsets.to(torch.int64), num_items=values.shape[0])
     host = _offsets.read_offsets(offsets, where)
     _offsets.validate(host, values.shape[0], where)
-    return _segments().Layout(_backend.upload(host, values), host, values.shape[0])
+    return Partition(host)
 
 
 def _flat(values: Any) -> Any:
@@ -121,124 +135,222 @@ def _need_float(dtype: Any, where: str) -> None:
         )
 
 
-# ----------------------------------------------------------------------- reductions
+# -------------------------------------------------------------------- the kernels
 
 
-# Reductions whose kernels leave the rows of empty segments at 0: with the default fill
-# there is nothing left to do for them.
-_ZERO_WHEN_EMPTY = frozenset({"sum", "mean", "max", "min"})
+def _sum(flat: Any, part: Partition, options: dict[str, Any]) -> tuple[Any, Any]:
+    return _kernels().segment_sum(flat, part), part.empty(flat.device)
 
 
-def reduce(op: str, values: Any, layout: Any, *, fill: Any, where: str, **options: Any) -> Any:
-    """Run reduction ``op`` on tensor ``values`` over ``layout``; returns ``(m, *item_shape)``.
-
-    This is the engine behind the public functions and the ragged methods; ``values`` must
-    already be a tensor on the layout's device.
-    """
-    seg = _segments()
-    dtype = values.dtype
-    flat = _flat(values)
-    mask = layout.empty
-    if not dtype.is_floating_point:
-        if op in ("sum", "prod"):
-            flat = flat.to(_torch().int64)
-            out = layout.sum(flat) if op == "sum" else layout.prod(flat)
-        elif op in ("max", "min"):
-            out = layout.extremum(flat, "a" + op)
-        else:
-            _need_float(dtype, where)
-        _construct.check_fill(fill, out.dtype, where)
-        return _fill_rows(op, out, mask, fill).reshape(-1, *values.shape[1:])
-    _construct.check_fill(fill, dtype, where)
-    flat = flat.to(_compute_dtype(dtype))
-    if op == "sum":
-        out = seg.segment_sum(flat, layout)
-    elif op == "mean":
-        out = seg.segment_sum(flat, layout)
-        counts = layout.counts(flat.dtype)
-        out = out / counts if out.requires_grad else out.div_(counts)
-    elif op in ("max", "min"):
-        out = seg.extremum(flat, layout, "a" + op)
-    elif op == "prod":
-        out = layout.prod(flat)
-    elif op == "logsumexp":
-        out = _logsumexp(flat, layout)
-    else:  # var, std
-        out, mask = _variance(flat, layout, options["correction"], op == "std")
-    return _fill_rows(op, out, mask, fill).to(dtype).reshape(-1, *values.shape[1:])
+def _mean(flat: Any, part: Partition, options: dict[str, Any]) -> tuple[Any, Any]:
+    out = _kernels().segment_sum(flat, part)
+    counts = part.counts(flat.dtype, flat.device)
+    return (out / counts if out.requires_grad else out.div_(counts)), part.empty(flat.device)
 
 
-def _fill_rows(op: str, out: Any, mask: Any | None, fill: Any) -> Any:
-    """``out`` with the rows where ``mask`` holds set to ``fill``, with zero gradient there.
+def _extremum(op: str) -> Callable[..., tuple[Any, Any]]:
+    def kernel(flat: Any, part: Partition, options: dict[str, Any]) -> tuple[Any, Any]:
+        return _kernels().extremum(flat, part, op), part.empty(flat.device)
 
-    In place when autograd does not record ``out`` (it is a fresh result of ours).
-    """
-    if mask is None or (fill == 0 and op in _ZERO_WHEN_EMPTY):
-        return out
-    if out.requires_grad:
-        return out.masked_fill(mask.unsqueeze(1), fill)
-    return out.masked_fill_(mask.unsqueeze(1), fill)
+    return kernel
 
 
-def _shift(flat: Any, layout: Any) -> Any:
+def _prod(flat: Any, part: Partition, options: dict[str, Any]) -> tuple[Any, Any]:
+    return _kernels().raw_prod(flat, part), part.empty(flat.device)
+
+
+def _shift(flat: Any, part: Partition) -> Any:
     """Per-segment maxima with infinities replaced by 0: a safe shift for ``exp``."""
     torch = _torch()
-    top = layout.extremum(flat.detach(), "amax")
+    top = _kernels().raw_extremum(flat.detach(), part, "amax")
     return torch.where(torch.isinf(top), torch.zeros_like(top), top)
 
 
-def _logsumexp(flat: Any, layout: Any) -> Any:
-    seg = _segments()
-    top = _shift(flat, layout)
-    total = seg.segment_sum((flat - layout.broadcast(top)).exp(), layout)
-    if layout.empty is not None:
-        total = total.masked_fill(layout.empty.unsqueeze(1), 1.0)
-    return total.log() + top
+def _logsumexp(flat: Any, part: Partition, options: dict[str, Any]) -> tuple[Any, Any]:
+    kernels = _kernels()
+    top = _shift(flat, part)
+    total = kernels.segment_sum((flat - kernels.raw_broadcast(top, part)).exp(), part)
+    empty = part.empty(flat.device)
+    if empty is not None:
+        total = total.masked_fill(empty.unsqueeze(1), 1.0)
+    return total.log() + top, empty
 
 
-def _variance(flat: Any, layout: Any, correction: Any, root: bool) -> tuple[Any, Any]:
-    seg = _segments()
-    counts = layout.counts(flat.dtype)
-    mean = seg.segment_sum(flat, layout) / counts
-    centred = flat - seg.broadcast(mean, layout)
-    squares = seg.segment_sum(centred * centred, layout)
-    short = layout.lengths <= correction
-    divisor = (layout.lengths - correction).clamp(min=1).to(flat.dtype).unsqueeze(1)
-    var = squares / divisor
-    if root:
-        # sqrt has an infinite slope at 0: where the variance is 0 (or the segment too short)
-        # take the root of 1 and mask it, so the gradient there is 0 as for torch.std.
+def _variance(root: bool) -> Callable[..., tuple[Any, Any]]:
+    def kernel(flat: Any, part: Partition, options: dict[str, Any]) -> tuple[Any, Any]:
+        kernels = _kernels()
+        correction = options["correction"]
+        counts = part.counts(flat.dtype, flat.device)
+        mean = kernels.segment_sum(flat, part) / counts
+        centred = flat - kernels.broadcast(mean, part)
+        squares = kernels.segment_sum(centred * centred, part)
+        lengths = part.lengths(flat.device)
+        short = lengths <= correction
+        divisor = (lengths - correction).clamp(min=1).to(flat.dtype).unsqueeze(1)
+        var = squares / divisor
+        if not root:
+            return var, short
+        # sqrt has an infinite slope at 0: where the variance is 0 (or the segment too
+        # short) take the root of 1 and mask it, so the gradient there is 0 as for torch.std.
         flat_spread = (var <= 0) | short.unsqueeze(1)
         root_var = var.masked_fill(flat_spread, 1.0).sqrt()
         return root_var.masked_fill(flat_spread, 0.0), short
-    return var, short
+
+    return kernel
 
 
-def softmax(values: Any, layout: Any, *, log: bool, where: str) -> Any:
+# ---------------------------------------------------------------- the reduction table
+
+
+@dataclasses.dataclass(frozen=True)
+class Reduction:
+    """One segment reduction: its kernel and the rules around it.
+
+    Attributes:
+        kernel: ``(flat, partition, options) -> (out, rows_to_fill)`` on a floating (or, for
+            ``integers`` reductions, an integer) ``(N, F)`` tensor; ``rows_to_fill`` is an
+            ``(m,)`` bool mask or None.
+        integers: how integer and boolean values reduce: ``"int64"`` (accumulate and return
+            int64), ``"same"`` (keep the dtype), or None (floating values only).
+        empty_value: what the kernel leaves in rows to fill, so that a ``fill`` equal to it
+            costs nothing; None when those rows must always be written.
+        pool: usable as a pooling op by ``ra.nn.SegmentPool`` and ``DeepSet``.
+    """
+
+    kernel: Callable[[Any, Partition, dict[str, Any]], tuple[Any, Any]]
+    integers: str | None
+    empty_value: float | None
+    pool: bool
+
+
+REDUCTIONS: dict[str, Reduction] = {
+    "sum": Reduction(_sum, integers="int64", empty_value=0, pool=True),
+    "mean": Reduction(_mean, integers=None, empty_value=0, pool=True),
+    "max": Reduction(_extremum("amax"), integers="same", empty_value=0, pool=True),
+    "min": Reduction(_extremum("amin"), integers="same", empty_value=0, pool=True),
+    "prod": Reduction(_prod, integers="int64", empty_value=1, pool=False),
+    "logsumexp": Reduction(_logsumexp, integers=None, empty_value=0, pool=True),
+    "var": Reduction(_variance(root=False), integers=None, empty_value=None, pool=False),
+    "std": Reduction(_variance(root=True), integers=None, empty_value=None, pool=False),
+}
+
+POOLS = tuple(name for name, spec in REDUCTIONS.items() if spec.pool)
+
+
+def _integer_codec(dtype: Any, rule: str | None, where: str) -> tuple[Any, Any]:
+    """``(encode, decode)``: integer or boolean values to the dtype the kernels take, and back.
+
+    Sums and products accumulate in int64. Extrema keep the dtype where torch has the
+    kernels, else run on a signed type that holds every value (uint16 in int32, uint32 in
+    int64, bool in uint8); uint64 maps to int64 by flipping its top bit, which keeps the
+    order. Floating values pass through.
+    """
+    torch = _torch()
+    if dtype.is_floating_point:
+        return (lambda t: t.to(_compute_dtype(dtype))), (lambda t: t.to(dtype))
+    if rule == "int64":
+        return (lambda t: _checked_int64(t, where)), (lambda t: t)
+    if dtype == torch.uint64:
+        top = -(2**63)
+        return (lambda t: t.view(torch.int64) ^ top), (lambda t: (t ^ top).view(torch.uint64))
+    wider = {torch.bool: torch.uint8, torch.uint16: torch.int32, torch.uint32: torch.int64}
+    work = wider.get(dtype, dtype)
+    return (lambda t: t.to(work)), (lambda t: t.to(dtype))
+
+
+def _checked_int64(t: Any, where: str) -> Any:
+    """``t`` as int64, refusing uint64 values that int64 cannot hold (checks the values)."""
+    torch = _torch()
+    if t.dtype == torch.uint64:
+        signed = t.view(torch.int64)
+        if t.numel() and bool((signed < 0).any()):
+            raise ValueError(
+                f"{where}: uint64 values must be below 2**63 to be summed in int64; got larger "
+                "values (convert to float64 first)"
+            )
+        return signed
+    return t.to(torch.int64)
+
+
+def _zero_rows(flat: Any, part: Partition) -> Any:
+    """``(m, F)`` zeros for a buffer with no values, still linked to autograd."""
+    out = flat.new_zeros((part.num_segments, flat.shape[1]))
+    if _backend.needs_grad(flat):
+        out = out + flat.sum() * 0
+    return out
+
+
+def reduce(op: str, values: Any, part: Partition, *, fill: Any, where: str, **options: Any) -> Any:
+    """Run reduction ``op`` on tensor ``values`` over ``part``; returns ``(m, *item_shape)``.
+
+    This is the engine behind the public functions and the ragged methods; ``values`` must
+    already be a tensor on a device the partition can reach.
+    """
+    spec = REDUCTIONS[op]
+    dtype = values.dtype
+    if not dtype.is_floating_point and spec.integers is None:
+        _need_float(dtype, where)
+    integer = not dtype.is_floating_point
+    result_dtype = _torch().int64 if integer and spec.integers == "int64" else dtype
+    _construct.check_fill(fill, result_dtype, where)
+    encode, decode = _integer_codec(dtype, spec.integers, where)
+    flat = encode(_flat(values))
+    if flat.numel() == 0:
+        out, empty_value = _zero_rows(flat, part), 0
+        rows = part.empty(flat.device)
+        if "correction" in options:
+            rows = part.lengths(flat.device) <= options["correction"]
+    else:
+        (out, rows), empty_value = spec.kernel(flat, part, options), spec.empty_value
+    fill_value = fill
+    if integer and spec.integers == "same":  # the fill as the kernels' dtype holds it
+        fill_value = encode(_torch().tensor([fill], dtype=dtype)).item()
+    if rows is not None and (empty_value is None or fill_value != empty_value):
+        mask = rows.unsqueeze(1)
+        # in place when autograd does not record ``out`` (a fresh result of ours)
+        if out.requires_grad:
+            out = out.masked_fill(mask, fill_value)
+        else:
+            out.masked_fill_(mask, fill_value)
+    return decode(out).reshape(part.num_segments, *values.shape[1:])
+
+
+def softmax(values: Any, part: Partition, *, log: bool, where: str) -> Any:
     """Softmax (or log-softmax) over the items of each segment; returns ``values``' shape."""
-    seg = _segments()
+    kernels = _kernels()
     _need_float(values.dtype, where)
     flat = _flat(values)
+    if flat.numel() == 0:
+        return values.clone() if not _backend.needs_grad(values) else values * 1
     flat = flat.to(_compute_dtype(values.dtype))
-    shifted = flat - layout.broadcast(_shift(flat, layout))
+    # the raw maxima, infinities included: an infinite maximum gives NaN, as torch.softmax
+    top = kernels.raw_extremum(flat.detach(), part, "amax")
+    shifted = flat - kernels.raw_broadcast(top, part)
     if log:
-        total = seg.segment_sum(shifted.exp(), layout)
-        out = shifted - seg.broadcast(total.log(), layout)
+        total = kernels.segment_sum(shifted.exp(), part)
+        out = shifted - kernels.broadcast(total.log(), part)
     else:
         exp = shifted.exp()
-        out = exp / seg.broadcast(seg.segment_sum(exp, layout), layout)
+        out = exp / kernels.broadcast(kernels.segment_sum(exp, part), part)
     return out.to(values.dtype).reshape(values.shape)
 
 
-def broadcast(per_segment: Any, layout: Any, *, where: str) -> Any:
-    """``(m, ...)`` rows repeated to ``(N, ...)`` over ``layout``."""
-    if per_segment.ndim == 0 or per_segment.shape[0] != layout.num_segments:
+def broadcast(per_segment: Any, part: Partition, *, where: str) -> Any:
+    """``(m, ...)`` rows repeated to ``(N, ...)`` over ``part``."""
+    if per_segment.ndim == 0 or per_segment.shape[0] != part.num_segments:
         raise ValueError(
             f"{where}: per_segment must have one row per segment, shape "
-            f"({layout.num_segments}, ...); got shape {tuple(per_segment.shape)}"
+            f"({part.num_segments}, ...); got shape {tuple(per_segment.shape)}"
         )
-    out = _segments().broadcast(_flat(per_segment), layout)
-    return out.reshape(layout.num_items, *per_segment.shape[1:])
+    flat = _flat(per_segment)
+    if flat.shape[1] == 0 or part.num_items == 0:
+        out = flat.new_zeros((part.num_items, flat.shape[1]))
+        if _backend.needs_grad(flat):
+            out = out + flat.sum() * 0
+    else:
+        out = _kernels().broadcast(_backend.signed_view(flat), part)
+        out = out if out.dtype == flat.dtype else out.view(flat.dtype)
+    return out.reshape(part.num_items, *per_segment.shape[1:])
 
 
 # ------------------------------------------------------------------- public functions
@@ -246,8 +358,8 @@ def broadcast(per_segment: Any, layout: Any, *, where: str) -> Any:
 
 def _public(op: str, values: Any, offsets: Any, fill: Any, where: str, **options: Any) -> Any:
     tensor = as_tensor(values, where)
-    layout = layout_of(tensor, offsets, where)
-    result = reduce(op, tensor, layout, fill=fill, where=where, **options)
+    part = partition_of(tensor, offsets, where)
+    result = reduce(op, tensor, part, fill=fill, where=where, **options)
     return like_input(result, values)
 
 
@@ -388,8 +500,8 @@ def segment_log_softmax(values: Any, offsets: Any) -> Any:
 
 def _public_items(values: Any, offsets: Any, where: str, *, log: bool) -> Any:
     tensor = as_tensor(values, where)
-    layout = layout_of(tensor, offsets, where)
-    return like_input(softmax(tensor, layout, log=log, where=where), values)
+    part = partition_of(tensor, offsets, where)
+    return like_input(softmax(tensor, part, log=log, where=where), values)
 
 
 def segment_broadcast(per_segment: Any, offsets: Any) -> Any:
@@ -420,5 +532,4 @@ def segment_broadcast(per_segment: Any, offsets: Any) -> Any:
         )
     host = _offsets.read_offsets(offsets, where)
     _offsets.validate(host, int(host[-1]), where)
-    layout = _segments().Layout(_backend.upload(host, tensor), host, int(host[-1]))
-    return like_input(broadcast(tensor, layout, where=where), per_segment)
+    return like_input(broadcast(tensor, Partition(host), where=where), per_segment)

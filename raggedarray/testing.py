@@ -1,12 +1,20 @@
-"""Assertions for tests of code that produces ragged arrays."""
+"""Assertions and per-segment reference loops for testing code built on ragged arrays.
+
+The reference loops (``reference_reduce``, ``reference_softmax``, ``reference_broadcast``)
+compute what the vectorised segment operations promise by a plain Python loop over the
+segments, with the backend's own per-array functions (``np.sum(seg, axis=0)``,
+``torch.amax(seg, 0)``, ...). They are the oracle of raggedarray's own tests, and serve
+downstream projects that write kernels of their own. They are slow by design.
+"""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
 
-from . import _compare
+from . import _backend, _compare, _offsets
 from .ragged import RaggedArray
 
 
@@ -73,3 +81,166 @@ def allclose(
         if not isinstance(x, RaggedArray):
             raise TypeError(f"allclose: {name} must be a RaggedArray; got {type(x).__name__}")
     return _compare.ragged_allclose(a, b, rtol, atol, equal_nan)
+
+
+# ------------------------------------------------------------------ reference loops
+
+_INTEGER_RESULT = {"sum": "int64", "prod": "int64", "max": "same", "min": "same"}
+
+
+def _np_logsumexp(seg: np.ndarray) -> np.ndarray:
+    top = seg.max(0)
+    top = np.where(np.isinf(top), 0, top)
+    with np.errstate(divide="ignore"):
+        return np.log(np.exp(seg - top).sum(0)) + top
+
+
+_NUMPY_OPS: dict[str, Any] = {
+    "sum": lambda s, c: np.sum(s, axis=0),
+    "mean": lambda s, c: np.mean(s, axis=0),
+    "max": lambda s, c: np.max(s, axis=0),
+    "min": lambda s, c: np.min(s, axis=0),
+    "prod": lambda s, c: np.prod(s, axis=0),
+    "logsumexp": lambda s, c: _np_logsumexp(s),
+    "var": lambda s, c: np.var(s, axis=0, ddof=c),
+    "std": lambda s, c: np.std(s, axis=0, ddof=c),
+}
+
+
+def _torch_ops() -> dict[str, Any]:
+    torch = _backend.torch_module()
+    return {
+        "sum": lambda s, c: s.sum(0),
+        "mean": lambda s, c: s.mean(0),
+        "max": lambda s, c: s.amax(0),
+        "min": lambda s, c: s.amin(0),
+        "prod": lambda s, c: s.prod(0),
+        "logsumexp": lambda s, c: torch.logsumexp(s, 0),
+        "var": lambda s, c: s.var(0, correction=c),
+        "std": lambda s, c: s.std(0, correction=c),
+    }
+
+
+def reference_reduce(
+    op: str, values: Any, offsets: Any, *, fill: Any = 0, correction: int = 1
+) -> Any:
+    """What ``ra.segment_<op>(values, offsets)`` promises, by a loop over the segments.
+
+    Each non-empty segment is reduced by the backend's own function over dim 0 (numpy for
+    numpy values, torch for tensors, differentiable there); segments with no items (for
+    ``var``/``std``: with ``n_i <= correction``) give ``fill``. Half precisions are reduced
+    in float32 and cast back; integer and boolean sums and products are int64.
+
+    Args:
+        op: ``"sum"``, ``"mean"``, ``"max"``, ``"min"``, ``"prod"``, ``"logsumexp"``,
+            ``"var"`` or ``"std"``.
+        values: ``(N, *item_shape)`` numpy array or torch tensor.
+        offsets: ``(m + 1,)`` offsets (any integer array or list).
+        fill: result for segments that give no value.
+        correction: for ``var`` and ``std``.
+
+    Examples:
+        >>> import numpy as np
+        >>> import raggedarray as ra
+        >>> values, offsets = np.array([1.0, 2.0, 4.0]), [0, 2, 2, 3]
+        >>> ra.testing.reference_reduce("mean", values, offsets, fill=-1.0)
+        array([ 1.5, -1. ,  4. ])
+        >>> ra.testing.reference_reduce("mean", values, offsets, fill=-1.0).tolist() == (
+        ...     ra.segment_mean(values, offsets, fill=-1.0).tolist())
+        True
+    """
+    if op not in _NUMPY_OPS:
+        raise ValueError(f"reference_reduce: op must be one of {sorted(_NUMPY_OPS)}; got {op!r}")
+    host = _offsets.read_offsets(offsets, "reference_reduce")
+    item_shape = tuple(values.shape[1:])
+    spans = [(int(a), int(b)) for a, b in itertools.pairwise(host)]
+    short = (lambda n: n <= correction) if op in ("var", "std") else (lambda n: n == 0)
+    if _backend.is_tensor(values):
+        torch = _backend.torch_module()
+        out = _result_dtype(op, values.dtype, torch.int64, values.dtype.is_floating_point)
+        work = torch.float32 if values.dtype in (torch.float16, torch.bfloat16) else out
+        reduce_one = _torch_ops()[op]
+        rows = [
+            torch.full(item_shape, fill, dtype=out, device=values.device)
+            if short(b - a)
+            else reduce_one(values[a:b].to(work), correction).to(out)
+            for a, b in spans
+        ]
+        if not rows:
+            return torch.zeros((0, *item_shape), dtype=out, device=values.device)
+        return torch.stack(rows)
+    out = _result_dtype(op, values.dtype, np.dtype(np.int64), values.dtype.kind == "f")
+    work = np.float32 if values.dtype == np.float16 else out
+    rows = []
+    for a, b in spans:
+        if short(b - a):
+            rows.append(np.full(item_shape, fill, dtype=out))
+            continue
+        with np.errstate(over="ignore", invalid="ignore"):
+            rows.append(np.asarray(_NUMPY_OPS[op](values[a:b].astype(work), correction)))
+    if not rows:
+        return np.zeros((0, *item_shape), dtype=out)
+    return np.stack(rows).astype(out)
+
+
+def _result_dtype(op: str, dtype: Any, int64: Any, floating: bool) -> Any:
+    if floating or _INTEGER_RESULT.get(op) != "int64":
+        return dtype
+    return int64
+
+
+def reference_softmax(values: Any, offsets: Any, *, log: bool = False) -> Any:
+    """What ``ra.segment_softmax`` (or ``segment_log_softmax``) promises, by a segment loop.
+
+    Examples:
+        >>> import numpy as np
+        >>> import raggedarray as ra
+        >>> ra.testing.reference_softmax(np.log(np.array([1.0, 3.0, 2.0])), [0, 2, 3])
+        array([0.25, 0.75, 1.  ])
+    """
+    host = _offsets.read_offsets(offsets, "reference_softmax")
+    spans = [(int(a), int(b)) for a, b in itertools.pairwise(host)]
+    if _backend.is_tensor(values):
+        torch = _backend.torch_module()
+        fn = torch.log_softmax if log else torch.softmax
+        rows = [
+            fn(
+                values[a:b].float()
+                if values.dtype in (torch.float16, torch.bfloat16)
+                else values[a:b],
+                0,
+            ).to(values.dtype)
+            for a, b in spans
+        ]
+        return torch.cat([values[:0], *rows])
+    rows = []
+    for a, b in spans:
+        seg = values[a:b].astype(np.float32 if values.dtype == np.float16 else values.dtype)
+        if seg.shape[0] == 0:
+            continue
+        shifted = seg - seg.max(0)
+        total = np.exp(shifted).sum(0)
+        rows.append(shifted - np.log(total) if log else np.exp(shifted) / total)
+    return np.concatenate([values[:0], *rows]).astype(values.dtype)
+
+
+def reference_broadcast(per_segment: Any, offsets: Any) -> Any:
+    """What ``ra.segment_broadcast`` promises: row ``i`` repeated ``n_i`` times, by a loop.
+
+    Examples:
+        >>> import numpy as np
+        >>> import raggedarray as ra
+        >>> ra.testing.reference_broadcast(np.array([10, 20, 30]), [0, 2, 2, 3])
+        array([10, 10, 30])
+    """
+    host = _offsets.read_offsets(offsets, "reference_broadcast")
+    lengths = np.diff(host)
+    if _backend.is_tensor(per_segment):
+        torch = _backend.torch_module()
+        rows = [
+            per_segment[i : i + 1].expand(int(n), *per_segment.shape[1:])
+            for i, n in enumerate(lengths)
+        ]
+        return torch.cat([per_segment[:0], *rows])
+    rows = [np.repeat(per_segment[i : i + 1], n, axis=0) for i, n in enumerate(lengths)]
+    return np.concatenate([per_segment[:0], *rows])

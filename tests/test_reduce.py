@@ -32,7 +32,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import raggedarray as ra
-from raggedarray import _segments
+from raggedarray import _kernels, _partition
 
 REDUCTIONS = ["sum", "mean", "max", "min", "prod", "logsumexp", "var", "std"]
 FLOAT_ONLY = ["mean", "logsumexp", "var", "std"]
@@ -196,9 +196,8 @@ def grad_values(lengths=LENGTHS, item_shape=(2,), seed=0):
 @pytest.fixture(params=["csr", "scatter"])
 def engine(request, monkeypatch):
     """The kernel engine: scatter is forced on CPU by allowing no CSR dtype."""
-    if request.param == "scatter":
-        monkeypatch.setattr(_segments, "_CSR_DTYPES", ())
-    return request.param
+    with _kernels.force_engine(request.param):
+        yield request.param
 
 
 # ---------------------------------------------------------------------- reductions
@@ -613,19 +612,23 @@ def test_forcing_the_scatter_engine_avoids_the_csr_kernel(monkeypatch):
     x.sum()
     assert calls, "the csr engine should run float64 sums on CPU"
     calls.clear()
-    monkeypatch.setattr(_segments, "_CSR_DTYPES", ())
     _, x = oracle_and_x(("torch", "cpu"), "float64")
-    for op in REDUCTIONS:
-        getattr(x, op)()
-    x.softmax()
+    with _kernels.force_engine("scatter"):
+        for op in REDUCTIONS:
+            getattr(x, op)()
+        x.softmax()
     assert not calls
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("lengths", LENGTH_CASES)
 @pytest.mark.parametrize("place", PLACES[:2])
-def test_scatter_engine_matches_oracle(monkeypatch, place, lengths, layout):
-    monkeypatch.setattr(_segments, "_CSR_DTYPES", ())
+@pytest.mark.parametrize("block", [None, 2], ids=["one-level", "blocks-of-2"])
+def test_both_engines_and_blocked_sums_match_oracle(
+    engine, monkeypatch, place, lengths, layout, block
+):
+    if block is not None:  # two-level sums even on short segments
+        monkeypatch.setattr(_partition, "BLOCK", block)
     for dtype in ("float32", "float64"):
         segments, x = oracle_and_x(place, dtype, layout, lengths)
         check_reductions(x, segments, dtype, fill=-3.0)

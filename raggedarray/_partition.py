@@ -1,0 +1,245 @@
+"""``Partition``: the segments of one offsets vector, with every derived index built once.
+
+A ragged array is its values plus a partition. Every result that keeps the offsets (``map``,
+``softmax``, a dtype or device move, an elementwise op) shares the partition of its input,
+so lengths, segment ids, empty-segment masks and the kernels' index structures are built
+once per offsets and per device, never again after a rewrap (TensorFlow's ``RowPartition``
+plays the same part for ``tf.RaggedTensor``).
+
+Invariants::
+
+    host        : (m + 1,) read-only int64 numpy offsets, validated; or None when only a
+                  device knows them (``ra.segment_*`` called with GPU offsets)
+    num_items   : N == host[-1]
+    num_segments: m
+    on each device, the offsets are the host ones (uploaded once, without blocking)
+
+Nothing here imports torch at module import; kernels ask for torch-side structures with a
+``torch.device`` (``ids(device)``, ``csr(dtype)``, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _backend, _offsets
+
+# Items summed one after another before the partial sums are combined in float64: a float32
+# sum of up to this many items has a relative error below ~6e-7 whatever the segment length
+# (measured against float64 on 10^6 items of 0.1; 128 gave 9.7e-7, 256 gave 2.4e-6).
+BLOCK = 64
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
+class Partition:
+    """The segments of one offsets vector, with derived indices cached lazily.
+
+    Args:
+        host: validated ``(m + 1,)`` int64 host offsets, or None when only ``offsets`` (on a
+            device) knows them.
+        offsets: the same offsets as a tensor already on a device, kept to avoid an upload.
+        num_items: ``N``; read from ``host`` when it is given.
+    """
+
+    __slots__ = ("_cache", "host", "num_items", "num_segments")
+
+    def __init__(
+        self, host: np.ndarray | None, *, offsets: Any = None, num_items: int | None = None
+    ) -> None:
+        self._cache: dict[Any, Any] = {}
+        if host is not None:
+            host = host if not host.flags.writeable else _read_only(host)
+            self.num_items = int(host[-1])
+            self.num_segments = host.shape[0] - 1
+        else:
+            self.num_items = int(num_items)  # type: ignore[arg-type]
+            self.num_segments = offsets.shape[0] - 1
+        self.host = host
+        if offsets is not None:
+            self._cache[("offsets", str(offsets.device))] = offsets
+
+    # ------------------------------------------------------------------------- host side
+
+    @property
+    def host_lengths(self) -> np.ndarray:
+        """Read-only ``(m,)`` int64 host lengths."""
+        lengths = self._cache.get("host_lengths")
+        if lengths is None:
+            lengths = self._cache["host_lengths"] = _read_only(_offsets.lengths(self.host))
+        return lengths
+
+    @property
+    def max_length(self) -> int:
+        """Length of the longest segment (0 without segments)."""
+        return int(self.host_lengths.max()) if self.num_segments else 0
+
+    @property
+    def min_length(self) -> int:
+        """Length of the shortest segment (0 without segments)."""
+        return int(self.host_lengths.min()) if self.num_segments else 0
+
+    @property
+    def host_segment_ids(self) -> np.ndarray:
+        """Read-only ``(N,)`` int64 host segment id of every item."""
+        ids = self._cache.get("host_ids")
+        if ids is None:
+            ids = self._cache["host_ids"] = _read_only(_offsets.segment_ids(self.host))
+        return ids
+
+    # ----------------------------------------------------------------- the values' side
+
+    def offsets_like(self, values: Any) -> Any:
+        """The offsets in the backend and on the device of ``values``."""
+        if not _backend.is_tensor(values):
+            return self.host
+        return self.offsets(values.device)
+
+    def lengths_like(self, values: Any) -> Any:
+        """``(m,)`` lengths in the backend and on the device of ``values``."""
+        if not _backend.is_tensor(values):
+            return self.host_lengths
+        return self.lengths(values.device)
+
+    def segment_ids_like(self, values: Any) -> Any:
+        """``(N,)`` segment ids in the backend and on the device of ``values``."""
+        if not _backend.is_tensor(values):
+            return self.host_segment_ids
+        return self.ids(values.device)
+
+    # --------------------------------------------------------------------- torch side
+
+    def _get(self, key: Any, build: Any) -> Any:
+        value = self._cache.get(key)
+        if value is None:
+            value = self._cache[key] = build()
+        return value
+
+    def offsets(self, device: Any) -> Any:
+        """``(m + 1,)`` int64 offsets tensor on ``device`` (uploaded once, no sync)."""
+        key = ("offsets", str(device))
+        value = self._cache.get(key)
+        if value is None:
+            torch = _backend.torch_module()
+            like = torch.empty(0, device=device)
+            value = self._cache[key] = _backend.upload(self.host, like)
+        return value
+
+    def lengths(self, device: Any) -> Any:
+        """``(m,)`` int64 lengths on ``device``."""
+
+        def build() -> Any:
+            if self.host is not None:
+                return _backend.upload(self.host_lengths, _like(device))
+            offsets = self.offsets(device)
+            return offsets[1:] - offsets[:-1]
+
+        return self._get(("lengths", str(device)), build)
+
+    def ids(self, device: Any) -> Any:
+        """``(N,)`` int64 segment id of every item on ``device`` (built there, no sync)."""
+
+        def build() -> Any:
+            torch = _backend.torch_module()
+            return torch.repeat_interleave(
+                torch.arange(self.num_segments, device=device),
+                self.lengths(device),
+                output_size=self.num_items,
+            )
+
+        return self._get(("ids", str(device)), build)
+
+    def empty(self, device: Any) -> Any | None:
+        """``(m,)`` bool mask of empty segments, or None when the host knows there are none."""
+        key = ("empty", str(device))
+        if key not in self._cache:
+            mask = None
+            if self.host is None or self.min_length == 0:
+                mask = self.lengths(device) == 0
+            self._cache[key] = mask
+        return self._cache[key]
+
+    def counts(self, dtype: Any, device: Any) -> Any:
+        """``(m, 1)`` lengths as ``dtype``, clamped to at least 1 (safe to divide by)."""
+        return self._get(
+            ("counts", dtype, str(device)),
+            lambda: self.lengths(device).clamp(min=1).to(dtype).unsqueeze(1),
+        )
+
+    def blocked(self) -> bool:
+        """Whether sums need two levels (some segment may be longer than ``BLOCK``)."""
+        return self.host is None or self.max_length > BLOCK
+
+    def blocks(self, device: Any) -> tuple[Any, Any, int]:
+        """Blocks of at most ``BLOCK`` items, each inside one segment, for accurate sums.
+
+        Item ``j`` of segment ``s`` goes to block ``j // BLOCK + s``: the label grows with
+        ``j``, items share it exactly when they share both the global block and the segment,
+        and it stays below ``P = ceil(N / BLOCK) + m``. Returns ``(item_block, block_segment,
+        P)`` where ``block_segment[p]`` is the segment of block ``p``, or ``m`` for labels
+        that no item uses (a spare row the caller drops). Built on the device, no sync.
+        """
+
+        def build() -> tuple[Any, Any, int]:
+            torch = _backend.torch_module()
+            ids = self.ids(device)
+            num_blocks = -(-self.num_items // BLOCK) + self.num_segments
+            item_block = torch.arange(self.num_items, device=device).floor_divide_(BLOCK)
+            item_block.add_(ids)
+            block_segment = torch.full((num_blocks,), self.num_segments, device=device)
+            block_segment.scatter_(0, item_block, ids)
+            return item_block, block_segment, num_blocks
+
+        return self._get(("blocks", str(device)), build)
+
+    def csr(self, dtype: Any) -> Any:
+        """The CPU ``(m, N)`` CSR matrix of ones of ``dtype`` (one 1 per item)."""
+
+        def build() -> Any:
+            return _csr(self.offsets("cpu"), self.num_items, dtype)
+
+        return self._get(("csr", dtype), build)
+
+    def block_csr(self, dtype: Any) -> tuple[Any, Any]:
+        """CPU CSR matrices ``(blocks, N)`` of ``dtype`` and ``(m, blocks)`` of float64.
+
+        The first sums items into blocks of at most ``BLOCK`` items inside one segment (the
+        union of the segment offsets and the multiples of ``BLOCK``), the second sums the
+        blocks of each segment.
+        """
+
+        def build() -> tuple[Any, Any]:
+            torch = _backend.torch_module()
+            bounds = np.union1d(self.host, np.arange(0, self.num_items, BLOCK, dtype=np.int64))
+            first_block = np.searchsorted(bounds, self.host)  # block where each segment starts
+            items = _csr(torch.from_numpy(bounds), self.num_items, dtype)
+            blocks = _csr(torch.from_numpy(first_block), bounds.shape[0] - 1, torch.float64)
+            return items, blocks
+
+        return self._get(("block_csr", dtype), build)
+
+
+def _like(device: Any) -> Any:
+    return _backend.torch_module().empty(0, device=device)
+
+
+def _csr(crow: Any, columns: int, dtype: Any) -> Any:
+    """A CSR matrix of ones with rows ``crow`` over ``columns`` consecutive columns."""
+    import warnings
+
+    torch = _backend.torch_module()
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(
+            crow,
+            torch.arange(columns),
+            torch.ones(columns, dtype=dtype),
+            size=(crow.shape[0] - 1, columns),
+            check_invariants=False,
+        )
