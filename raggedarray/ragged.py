@@ -217,7 +217,9 @@ class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods):
     def from_padded(cls: type[R], padded: Any, lengths: Any) -> R:
         """Copy the valid part of a padded ``(m, n_max, *item_shape)`` array.
 
-        Row ``i`` keeps its first ``lengths[i]`` items. One allocation; differentiable.
+        Row ``i`` keeps its first ``lengths[i]`` items. ``lengths`` may instead be the
+        ``(m, n_max)`` boolean mask of ``to_padded`` (numpy or torch, any device; read on the
+        host), whose True slots must form a prefix of every row. One allocation; differentiable.
 
         Examples:
             >>> import numpy as np
@@ -225,6 +227,9 @@ class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods):
             >>> x = ra.RaggedArray.from_padded(np.array([[1, 2, 0], [3, 0, 0]]), [2, 1])
             >>> x.values, x.lengths
             (array([1, 2, 3]), array([2, 1]))
+            >>> padded, mask = x.to_padded()
+            >>> ra.RaggedArray.from_padded(padded, mask).equal(x)
+            True
         """
         where = f"{cls.__name__}.from_padded"
         values, host = _construct.padded_values(padded, lengths, where)
