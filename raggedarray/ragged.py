@@ -11,6 +11,7 @@ from . import _backend, _compare, _construct, _offsets
 from ._backend import NUMPY, TORCH
 from ._compute import ComputeMethods
 from ._display import DisplayMethods
+from ._pickle import PickleMethods
 from .interop import InteropMethods
 
 R = TypeVar("R", bound="RaggedArray")
@@ -26,7 +27,7 @@ def register_item_class(cls: type[RaggedArray]) -> type[RaggedArray]:
     return cls
 
 
-class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods):
+class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods, PickleMethods):
     """``m`` segments; segment ``i`` holds ``lengths[i]`` items of shape ``item_shape``.
 
     Invariants (checked by every public constructor)::
@@ -599,13 +600,6 @@ class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods):
 
     # ------------------------------------------------------------------ python protocols
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        values = self._values
-        if _backend.is_tensor(values) and values.untyped_storage().nbytes() > values.nbytes:
-            # torch pickles a view's whole storage; a slice of a large batch sends its part only
-            values = values.clone()
-        return (_rebuild, (type(self), values, np.array(self._host)))
-
     def __repr__(self) -> str:
         lengths = self.host_lengths
         if len(self):
@@ -622,4 +616,5 @@ class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods):
 
 
 def _rebuild(cls: type[R], values: Any, host: np.ndarray) -> R:
+    # pickles made before _pickle.restore (raggedarray 0.1.0) name this function
     return cls._make(values, None, host)
