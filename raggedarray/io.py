@@ -235,7 +235,8 @@ def _host_array(a: Any, what: str) -> Any:
     where = "save"
     backend = _backend.backend_of(a)
     if backend is None:
-        raise TypeError(f"{where}: {what} must be {_KINDS}; got {type(a).__name__}")
+        hint = " (np.asarray makes it a 0-d array)" if isinstance(a, np.generic) else ""
+        raise TypeError(f"{where}: {what} must be {_KINDS}; got {type(a).__name__}{hint}")
     if backend == NUMPY:
         name = a.dtype.name
         if name not in SAVABLE or name == "bfloat16":
@@ -245,7 +246,9 @@ def _host_array(a: Any, what: str) -> Any:
             )
         if not a.dtype.isnative:
             a = a.astype(a.dtype.newbyteorder("="))
-        return np.ascontiguousarray(a)
+        if not a.flags.c_contiguous or min(a.strides, default=0) < 0:  # empty ones may be both
+            a = a.copy(order="C")  # (np.ascontiguousarray would make a 0-d array 1-d)
+        return a
     if a.is_nested or a.layout != _backend.torch_module().strided:
         hint = " (RaggedArray.from_nested makes a nested tensor ragged)" if a.is_nested else ""
         raise TypeError(
