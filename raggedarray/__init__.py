@@ -10,7 +10,7 @@ Examples:
     [3, 1, 2]
 """
 
-from . import testing
+from . import _pickle, testing
 from .image import RaggedImageBatch
 from .io import load, save
 from .join import cat
@@ -31,6 +31,8 @@ from .reduce import (
 from .testing import allclose
 
 __version__ = "0.1.0"
+
+_pickle.allow_in_torch_load(RaggedArray, RaggedImageBatch)  # torch.load(weights_only=True)
 
 
 def __getattr__(name: str) -> object:

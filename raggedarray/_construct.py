@@ -329,8 +329,11 @@ def padded_values(padded: Any, lengths: Any, where: str) -> tuple[Any, np.ndarra
             f"{where}: padded must be (m, n_max, *item_shape), at least 2-D; "
             f"got {_backend.describe(padded)}"
         )
-    host = _offsets.from_lengths(lengths, where)
     m, n_max = padded.shape[0], padded.shape[1]
+    mask = _bool_matrix(lengths)
+    host = _offsets.from_lengths(
+        lengths if mask is None else _prefix_lengths(mask, (m, n_max), where), where
+    )
     counts = np.diff(host)
     if counts.shape[0] != m:
         raise ValueError(
@@ -345,6 +348,41 @@ def padded_values(padded: Any, lengths: Any, where: str) -> tuple[Any, np.ndarra
     rows = _backend.upload(_offsets.segment_ids(host), padded)
     values = padded[rows, _backend.upload(_offsets.positions(host), padded)]
     return values, host
+
+
+def _bool_matrix(lengths: Any) -> np.ndarray | None:
+    """A host copy of ``lengths`` when it is a 2-D boolean mask (array, tensor or lists)."""
+    if _backend.is_tensor(lengths):
+        if lengths.dtype != _backend.torch_module().bool:
+            return None
+        return lengths.detach().cpu().numpy()
+    if isinstance(lengths, np.ndarray):
+        return lengths if lengths.dtype == np.bool_ else None
+    if isinstance(lengths, (list, tuple)) and lengths and isinstance(lengths[0], (list, tuple)):
+        try:
+            mask = np.asarray(lengths)
+        except ValueError:  # rows of different lengths: not a mask
+            return None
+        return mask if mask.dtype == np.bool_ else None
+    return None
+
+
+def _prefix_lengths(mask: np.ndarray, shape: tuple[int, int], where: str) -> np.ndarray:
+    """The row lengths of a ``(m, n_max)`` mask whose True slots start every row."""
+    if mask.shape != shape:
+        raise ValueError(
+            f"{where}: a mask in place of lengths must have shape (m, n_max)={shape}, the first "
+            f"two dims of padded; got shape {tuple(mask.shape)}"
+        )
+    lengths = mask.sum(axis=1, dtype=np.int64)
+    bad = np.flatnonzero((mask != (np.arange(shape[1]) < lengths[:, None])).any(axis=1))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(
+            f"{where}: each mask row's True slots must form a prefix (True..., then False...); "
+            f"got row {i} = {mask[i].astype(int).tolist()}"
+        )
+    return lengths
 
 
 def pad(values: Any, host: np.ndarray, length: int, fill: Any, where: str) -> tuple[Any, Any]:

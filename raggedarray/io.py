@@ -1,12 +1,19 @@
 """Ragged arrays in files: ``save`` and ``load`` as safetensors, with optional memory mapping.
 
-A file is an ordinary safetensors file (any safetensors reader opens it; no pickle)::
+A file is an ordinary safetensors file (any safetensors reader opens it; no pickle). A file
+that holds one ragged array ``x`` (format version 1)::
 
     tensors   "values"   (N, *item_shape)   the values' dtype, only the N items x shows
               "offsets"  (m + 1,) int64     starting at 0
     metadata  format="raggedarray", format_version="1",
               class="RaggedArray" | "RaggedImageBatch", backend="numpy" | "torch",
               item_shape="[C, H, W]" (JSON)
+
+A file that holds a dict (format version 2) names its tensors after the keys: a ragged entry
+``"x"`` is the tensors ``"x.values"`` and ``"x.offsets"``, an array entry ``"y"`` the tensor
+``"y"``. Its metadata is ``format="raggedarray"``, ``format_version="2"`` and ``entries``, a
+JSON list in the dict's order of ``{"key", "kind": "ragged" | "array", "backend"}`` objects,
+ragged ones with ``"class"`` and ``"item_shape"`` too.
 
 ``load`` checks everything before it returns: the header, the marker, the tensors' dtypes and
 shapes and the offsets invariants. A truncated, corrupt, empty or foreign file raises
@@ -15,124 +22,122 @@ shapes and the offsets invariants. A truncated, corrupt, empty or foreign file r
 
 from __future__ import annotations
 
-import contextlib
 import json
 import mmap as _mmap
 import os
-import secrets
-import struct
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 
-from . import _backend, _offsets
+from . import _backend, _files, _offsets
 from ._backend import NUMPY, TORCH
+from ._files import DTYPES, SAVABLE
 from .image import RaggedImageBatch
 from .ragged import RaggedArray
 
 FORMAT = "raggedarray"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "1"  # one ragged array
+DICT_VERSION = "2"  # a dict of ragged arrays and arrays
 _CLASSES: dict[str, type[RaggedArray]] = {c.__name__: c for c in (RaggedArray, RaggedImageBatch)}
-_MAX_HEADER = 100_000_000  # the largest header safetensors itself accepts
-
-# safetensors dtype code -> (little-endian numpy storage dtype, torch dtype name). bfloat16 is
-# stored as uint16 on the host and reinterpreted by torch; numpy values cannot be bfloat16.
-_DTYPES = {
-    "F64": ("<f8", "float64"),
-    "F32": ("<f4", "float32"),
-    "F16": ("<f2", "float16"),
-    "BF16": ("<u2", "bfloat16"),
-    "I64": ("<i8", "int64"),
-    "I32": ("<i4", "int32"),
-    "I16": ("<i2", "int16"),
-    "I8": ("|i1", "int8"),
-    "U64": ("<u8", "uint64"),
-    "U32": ("<u4", "uint32"),
-    "U16": ("<u2", "uint16"),
-    "U8": ("|u1", "uint8"),
-    "BOOL": ("|b1", "bool"),
-}
-_SAVABLE = sorted(name for _, name in _DTYPES.values())
+_KINDS = "a RaggedArray, a RaggedImageBatch, a numpy array or a torch tensor"
 
 
-def save(path: str | os.PathLike[str], x: RaggedArray) -> None:
-    """Write ``x`` to a safetensors file at ``path``, atomically.
+class _Entry(NamedTuple):
+    """What the metadata says about one entry of a file, checked."""
 
-    Only what ``x`` shows is written: a slice or gathered view saves its own segments, with
-    offsets starting at 0. Torch values on any device are copied to the host (values that
-    require grad are detached). The file is written to a temporary file beside ``path`` and
-    renamed over it, so ``path`` never holds a half-written file: after a failure it still
-    holds what it held before (a memory-mapped reader of the old file keeps seeing the old file).
+    key: str | None  # None: the one ragged array of a version 1 file
+    cls: type[RaggedArray] | None  # None: a plain array
+    backend: str
+    item_shape: tuple[int, ...]
+    names: tuple[str, ...]  # (values, offsets) for ragged entries, (array,) for arrays
+
+
+def save(path: str | os.PathLike[str], obj: RaggedArray | dict[str, Any]) -> None:
+    """Write a ragged array, or a dict of ragged arrays and arrays, to one safetensors file.
+
+    Only what a ragged array shows is written: a slice or gathered view saves its own segments,
+    with offsets starting at 0. A dict keeps targets, parameters or ids beside the data; its
+    values may be ragged arrays, numpy arrays (any shape, 0-d too, copied when not
+    contiguous) and dense torch tensors. Torch tensors on any device are copied to the host
+    and come back from :func:`load` on the CPU; tensors that require grad are saved detached
+    (their values, not their graph), and ``nn.Parameter`` comes back as a plain tensor.
+    Nothing passed in is changed.
+
+    The file is written to a temporary file beside ``path`` and renamed over it, so ``path``
+    never holds a half-written file: after a failure it still holds what it held before (a
+    memory-mapped reader of the old file keeps seeing the old file).
 
     Args:
         path: file to write (``str`` or ``os.PathLike``); replaced if it exists.
-        x: a ``RaggedArray`` or ``RaggedImageBatch`` of numpy or torch values of a dtype
-            safetensors stores: float16/32/64, bfloat16 (torch), (u)int8..64, bool.
+        obj: a ``RaggedArray`` or ``RaggedImageBatch``, or a dict mapping non-empty ``str``
+            keys to those, numpy arrays and torch tensors. Dtypes must be ones safetensors
+            stores: float16/32/64, bfloat16 (torch only), (u)int8..64, bool.
 
     Raises:
-        TypeError: ``x`` is not a ragged array, ``path`` is not a path, or the dtype cannot
-            be stored.
+        TypeError: ``obj`` or one of its values is of another kind, a key is not a ``str``,
+            ``path`` is not a path, or a dtype cannot be stored.
+        ValueError: a key is empty, is ``"__metadata__"``, or names the same tensor as
+            another entry (an array ``"x.values"`` beside a ragged ``"x"``).
 
     Examples:
         >>> import os, tempfile
         >>> import numpy as np
+        >>> import torch
         >>> import raggedarray as ra
         >>> x = ra.RaggedArray.from_lengths(np.arange(12.0).reshape(6, 2), [2, 0, 4])
         >>> with tempfile.TemporaryDirectory() as folder:
         ...     path = os.path.join(folder, "x.safetensors")
         ...     ra.save(path, x[1:])  # a view: only its two segments and four items are written
         ...     y = ra.load(path)
+        ...     ra.save(path, {"x": x, "theta": torch.ones(3, 2), "ids": np.arange(3)})
+        ...     data = ra.load(path)
         >>> y.offsets, y.values.shape, y.equal(x[1:])
         (array([0, 0, 4]), (4, 2), True)
+        >>> {key: type(value).__name__ for key, value in data.items()}
+        {'x': 'RaggedArray', 'theta': 'Tensor', 'ids': 'ndarray'}
     """
     where = "save"
-    if not isinstance(x, RaggedArray):
-        raise TypeError(
-            f"{where}: x must be a RaggedArray or RaggedImageBatch; got {type(x).__name__}"
-        )
-    path = _fspath(path, where)
-    values = x.values
-    dtype_name = str(values.dtype).replace("torch.", "")
-    if dtype_name not in _SAVABLE or (x.backend == NUMPY and dtype_name == "bfloat16"):
-        raise TypeError(
-            f"{where}: values dtype must be one of {', '.join(_SAVABLE)}; got {dtype_name}"
-        )
-    offsets = np.array(x.host_offsets, dtype=np.int64)  # a view's offsets already start at 0
-    metadata = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "class": "RaggedImageBatch" if isinstance(x, RaggedImageBatch) else "RaggedArray",
-        "backend": x.backend,
-        "item_shape": json.dumps(list(x.item_shape)),
-    }
-    if x.backend == TORCH:
-        import safetensors.torch
-
-        torch = _backend.torch_module()
-        values = values.detach().cpu().contiguous()
-        tensors = {"values": values, "offsets": torch.from_numpy(offsets)}
-        writer = safetensors.torch.save_file
+    path = _files.fspath(path, where)
+    if isinstance(obj, RaggedArray):
+        tensors = _ragged_tensors(obj, ("values", "offsets"), "values")
+        metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, **_describe(obj)}
+        metadata["item_shape"] = json.dumps(metadata["item_shape"])
+        del metadata["kind"]
+    elif isinstance(obj, dict):
+        tensors, entries, owners = {}, [], {}
+        for key, value in obj.items():
+            names = _entry_names(key, value, owners, where)
+            if isinstance(value, RaggedArray):
+                tensors.update(_ragged_tensors(value, names, f"obj[{key!r}].values"))
+                entries.append({"key": key, **_describe(value)})
+            else:
+                tensors[key] = _host_array(value, f"obj[{key!r}]")
+                entries.append({"key": key, "kind": "array", "backend": _backend_of(value)})
+        metadata = {"format": FORMAT, "format_version": DICT_VERSION}
+        metadata["entries"] = json.dumps(entries)
     else:
-        import safetensors.numpy
+        raise TypeError(
+            f"{where}: obj must be a RaggedArray, a RaggedImageBatch or a dict of str keys to "
+            f"ragged arrays, numpy arrays and torch tensors; got {type(obj).__name__}"
+        )
+    _write(path, tensors, metadata)
 
-        tensors = {"values": np.ascontiguousarray(values), "offsets": offsets}
-        writer = safetensors.numpy.save_file
-    _atomic_write(path, lambda tmp: writer(tensors, tmp, metadata=metadata))
 
+def load(path: str | os.PathLike[str], *, mmap: bool = False) -> Any:
+    """Read what :func:`save` wrote: a ragged array, or a dict, as it was saved.
 
-def load(path: str | os.PathLike[str], *, mmap: bool = False) -> RaggedArray:
-    """Read a ragged array written by :func:`save`, as the class and backend it was saved as.
-
-    Numpy files give numpy values, torch files give CPU tensors. With ``mmap=False`` the values
-    are read into new, writable memory. With ``mmap=True`` the file is memory-mapped
-    copy-on-write and the values are a zero-copy view of the mapping: nothing is read until it
-    is touched, so files larger than memory work. Writes can never reach the file: numpy values
-    are read-only, and torch values (torch has no read-only tensors) write into private
-    copy-on-write pages that are dropped with the array.
+    A ragged array comes back as the class and backend it was saved as, a dict as a dict
+    with the same keys in the same order, each value of the same class, backend, dtype and
+    shape. Numpy entries give numpy arrays, torch entries CPU tensors. With ``mmap=False``
+    everything is read into new, writable memory. With ``mmap=True`` the file is memory-mapped
+    copy-on-write and every array and ragged values buffer is a zero-copy view of the mapping:
+    nothing is read until it is touched, so files larger than memory work. Writes can never
+    reach the file: numpy arrays are read-only, and torch tensors (torch has no read-only
+    tensors) write into private copy-on-write pages that are dropped with the tensor.
 
     Args:
         path: the file (``str`` or ``os.PathLike``).
-        mmap: map the values instead of reading them. The offsets are always read.
+        mmap: map the arrays instead of reading them. Offsets are always read.
 
     Raises:
         FileNotFoundError: there is no file at ``path``.
@@ -150,131 +155,146 @@ def load(path: str | os.PathLike[str], *, mmap: bool = False) -> RaggedArray:
         ...     ra.save(path, x.torch())
         ...     y = ra.load(path, mmap=True)
         ...     print(type(y).__name__, y.backend, y.lengths.tolist(), y.equal(x))
-        ...     del y  # release the mapping before the folder goes
+        ...     ra.save(path, {"images": x, "labels": np.array([3, 7])})
+        ...     data = ra.load(path, mmap=True)
+        ...     print(data["images"].equal(x), data["labels"], data["labels"].flags.writeable)
+        ...     del y, data  # release the mappings before the folder goes
         RaggedImageBatch torch [2, 1] True
+        True [3 7] False
     """
-    path = _fspath(path, "load")
+    path = _files.fspath(path, "load")
     where = f"load({path!r})"
     if not isinstance(mmap, bool):
         raise TypeError(f"load: mmap must be a bool; got {type(mmap).__name__}")
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
-        header, data_start = _read_header(f, size, where)
-        _check_with_safetensors(path, where)
-        cls, backend, item_shape = _read_metadata(header, where)
-        data_size = size - data_start
-        off_code, off_shape, off_begin = _spec(header, "offsets", data_size, where)
-        if off_code != "I64" or len(off_shape) != 1 or off_shape[0] < 1:
-            raise ValueError(
-                f"{where}: offsets must be a 1-D int64 tensor with at least one entry; "
-                f"got dtype {off_code} and shape {off_shape}"
-            )
-        code, shape, begin = _spec(header, "values", data_size, where)
-        if len(shape) < 1 or shape[1:] != item_shape:
-            raise ValueError(
-                f"{where}: values must have shape (N, *item_shape) with item_shape={item_shape} "
-                f"from the metadata; got shape {shape}"
-            )
-        if cls._item_ndim is not None and len(item_shape) != cls._item_ndim:
-            raise ValueError(
-                f"{where}: a {cls.__name__} has items of {cls._item_ndim} dims; "
-                f"got item_shape {item_shape}"
-            )
-        if backend == NUMPY and code == "BF16":
-            raise ValueError(f"{where}: numpy values cannot be bfloat16; got dtype BF16")
-        host = _read(f, None, data_start + off_begin, off_shape, np.dtype("<i8"), where)
-        _offsets.validate(host, shape[0], where)
+        header, data_start = _files.read_header(f, size, where)
+        _files.check_with_safetensors(path, where)
+        entries = _read_entries(header, where)
         mapped = _mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_COPY) if mmap else None
-        values = _read(f, mapped, data_start + begin, shape, np.dtype(_DTYPES[code][0]), where)
-    if backend == TORCH:
-        torch = _backend.torch_module()
-        values = torch.from_numpy(values)  # writable: owned memory or copy-on-write pages
-        if code == "BF16":
-            values = values.view(torch.bfloat16)
-    elif mapped is not None:
-        values.flags.writeable = False
-    return cls._make(values, None, host.astype(np.int64, copy=False))
+        file = (f, mapped, header, data_start, size - data_start)
+        loaded = {
+            e.key: _load_entry(file, e, where if e.key is None else f"{where}[{e.key!r}]")
+            for e in entries
+        }
+    return loaded.get(None, loaded)  # a version 1 file holds one ragged array
 
 
-# ---------------------------------------------------------------------------- helpers
+# ------------------------------------------------------------------------------ saving
 
 
-def _fspath(path: Any, where: str) -> str:
-    try:
-        text = os.fspath(path)
-    except TypeError:
-        text = None
-    if not isinstance(text, str):
-        raise TypeError(f"{where}: path must be a str or os.PathLike; got {type(path).__name__}")
-    return text
+def _describe(x: RaggedArray) -> dict[str, Any]:
+    return {
+        "kind": "ragged",
+        "class": "RaggedImageBatch" if isinstance(x, RaggedImageBatch) else "RaggedArray",
+        "backend": x.backend,
+        "item_shape": list(x.item_shape),
+    }
 
 
-def _atomic_write(path: str, write: Any) -> None:
-    """Run ``write(tmp)`` on a new file beside ``path``, flush it to disk, rename it to ``path``.
-
-    The file gets the mode of the file it replaces, else the usual ``0o666`` less the umask.
-    """
-    folder, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # honours the umask
-    try:
-        try:
-            mode = os.stat(path).st_mode
-        except OSError:
-            mode = os.stat(tmp).st_mode
-        write(tmp)
-        os.chmod(tmp, mode & 0o7777)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-
-
-def _read_header(f: BinaryIO, size: int, where: str) -> tuple[dict[str, Any], int]:
-    """The parsed JSON header and where the data starts, with the gross structure checked."""
-    if size < 8:
+def _entry_names(key: Any, value: Any, owners: dict[str, str], where: str) -> tuple[str, ...]:
+    """The tensor names of entry ``key``, checked against those of the entries before it."""
+    if not isinstance(key, str):
+        raise TypeError(f"{where}: dict keys must be str; got {type(key).__name__} {key!r}")
+    if not key or key == "__metadata__":
         raise ValueError(
-            f"{where}: a safetensors file starts with an 8-byte header length; "
-            f"got a file of {size} bytes (empty or truncated)"
+            f"{where}: dict keys must be non-empty and not '__metadata__' (safetensors "
+            f"reserves it); got {key!r}"
         )
-    (length,) = struct.unpack("<Q", f.read(8))
-    if length > min(size - 8, _MAX_HEADER):
-        raise ValueError(
-            f"{where}: the header length field must fit in the file ({size - 8} bytes follow it); "
-            f"got {length} (truncated, or not a safetensors file)"
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{where}: dict keys must be encodable as UTF-8; got {key!r}") from None
+    names = (f"{key}.values", f"{key}.offsets") if isinstance(value, RaggedArray) else (key,)
+    for name in names:
+        if name in owners:
+            raise ValueError(
+                f"{where}: every entry needs tensor names of its own (a ragged entry 'k' is "
+                f"stored as 'k.values' and 'k.offsets'); got {name!r} from both key "
+                f"{owners[name]!r} and key {key!r}"
+            )
+        owners[name] = key
+    return names
+
+
+def _ragged_tensors(x: RaggedArray, names: tuple[str, ...], what: str) -> dict[str, Any]:
+    """The host values and offsets of what ``x`` shows (a view's offsets start at 0)."""
+    values = _host_array(x.values, what)
+    offsets = np.array(x.host_offsets, dtype=np.int64)
+    if _backend.is_tensor(values):
+        offsets = _backend.torch_module().from_numpy(offsets)
+    return {names[0]: values, names[1]: offsets}
+
+
+def _backend_of(value: Any) -> str:
+    return NUMPY if isinstance(value, np.ndarray) else TORCH
+
+
+def _host_array(a: Any, what: str) -> Any:
+    """A contiguous, native-order host copy or view of an array, its dtype checked."""
+    where = "save"
+    backend = _backend.backend_of(a)
+    if backend is None:
+        hint = " (np.asarray makes it a 0-d array)" if isinstance(a, np.generic) else ""
+        raise TypeError(f"{where}: {what} must be {_KINDS}; got {type(a).__name__}{hint}")
+    if backend == NUMPY:
+        name = a.dtype.name
+        if name not in SAVABLE or name == "bfloat16":
+            raise TypeError(
+                f"{where}: {what} dtype must be one of {', '.join(SAVABLE)} "
+                f"(bfloat16: torch only); got {a.dtype} (numpy)"
+            )
+        if not a.dtype.isnative:
+            a = a.astype(a.dtype.newbyteorder("="))
+        if not a.flags.c_contiguous or min(a.strides, default=0) < 0:  # empty ones may be both
+            a = a.copy(order="C")  # (np.ascontiguousarray would make a 0-d array 1-d)
+        return a
+    if a.is_nested or a.layout != _backend.torch_module().strided:
+        hint = " (RaggedArray.from_nested makes a nested tensor ragged)" if a.is_nested else ""
+        raise TypeError(
+            f"{where}: {what} must be a dense (strided) tensor; got layout {a.layout}"
+            f"{' (nested)' if a.is_nested else ''}{hint}"
         )
-    raw = f.read(length)
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except ValueError as err:  # UnicodeDecodeError, JSONDecodeError
-        raise ValueError(
-            f"{where}: the header must be UTF-8 JSON; got undecodable bytes ({err}) "
-            "(corrupt, or not a safetensors file)"
-        ) from None
-    if not isinstance(header, dict):
-        raise ValueError(f"{where}: the header must be a JSON object; got {type(header).__name__}")
-    return header, 8 + length
+    if a.device.type == "meta":
+        raise ValueError(f"{where}: {what} must hold data; got a tensor on the meta device")
+    name = str(a.dtype).replace("torch.", "")
+    if name not in SAVABLE:
+        raise TypeError(f"{where}: {what} dtype must be one of {', '.join(SAVABLE)}; got {name}")
+    return a.detach().cpu().resolve_neg().contiguous()
 
 
-def _check_with_safetensors(path: str, where: str) -> None:
-    """Let safetensors itself judge the file (header, tensor extents, coverage)."""
-    import safetensors
+def _write(path: str, tensors: dict[str, Any], metadata: dict[str, str]) -> None:
+    """One file through safetensors' torch writer when any tensor is torch, else numpy's."""
+    if not any(_backend.is_tensor(t) for t in tensors.values()):
+        import safetensors.numpy
 
-    try:
-        with safetensors.safe_open(path, framework="np") as f:
-            f.metadata()
-    except OSError:
-        raise
-    except Exception as err:  # SafetensorError and whatever a version raises for bad files
-        raise ValueError(
-            f"{where}: the file must be valid safetensors; got {type(err).__name__}: {err}"
-        ) from err
+        writer = safetensors.numpy.save_file
+    else:
+        import safetensors.torch
+
+        writer, tensors = safetensors.torch.save_file, _unshared(tensors)
+    _files.atomic_write(path, lambda tmp: writer(tensors, tmp, metadata=metadata))
 
 
-def _read_metadata(header: dict[str, Any], where: str) -> tuple[type[RaggedArray], str, tuple]:
+def _unshared(tensors: dict[str, Any]) -> dict[str, Any]:
+    """Tensors with storages of their own (safetensors refuses shared ones): copies if need be."""
+    out, seen = {}, set()
+    for name, t in tensors.items():
+        if not _backend.is_tensor(t):
+            t = _backend.tensor_from_numpy(t)
+        storage = t.untyped_storage().data_ptr()
+        if t.numel() and storage in seen:
+            t = t.clone()
+        seen.add(t.untyped_storage().data_ptr())
+        out[name] = t
+    return out
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _read_entries(header: dict[str, Any], where: str) -> list[_Entry]:
+    """The checked entries of the file's metadata, and its tensor names checked against them."""
     meta = header.get("__metadata__")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         seen = "no metadata" if not isinstance(meta, dict) else f"metadata keys {sorted(meta)}"
@@ -282,69 +302,118 @@ def _read_metadata(header: dict[str, Any], where: str) -> tuple[type[RaggedArray
             f"{where}: a raggedarray file must carry the metadata format={FORMAT!r}; got {seen} "
             "(a safetensors file not written by raggedarray.save?)"
         )
-    if meta.get("format_version") != FORMAT_VERSION:
+    version = meta.get("format_version")
+    if version == FORMAT_VERSION:
+        item_shape = _json(meta.get("item_shape"))
+        entries = [_ragged_entry(None, meta, item_shape, ("values", "offsets"), where)]
+    elif version == DICT_VERSION:
+        entries = _dict_entries(meta.get("entries"), where)
+    else:
         raise ValueError(
-            f"{where}: format_version must be {FORMAT_VERSION!r} (a file from a newer "
-            f"raggedarray?); got {meta.get('format_version')!r}"
-        )
-    cls = _CLASSES.get(meta.get("class"))  # type: ignore[arg-type]
-    if cls is None:
-        raise ValueError(
-            f"{where}: class must be one of {sorted(_CLASSES)}; got {meta.get('class')!r}"
-        )
-    backend = meta.get("backend")
-    if backend not in (NUMPY, TORCH):
-        raise ValueError(f"{where}: backend must be 'numpy' or 'torch'; got {backend!r}")
-    try:
-        item_shape = tuple(json.loads(meta["item_shape"]))
-    except (KeyError, TypeError, ValueError):
-        item_shape = None
-    if item_shape is None or not all(_is_size(d) for d in item_shape):
-        raise ValueError(
-            f"{where}: item_shape must be a JSON list of sizes; got {meta.get('item_shape')!r}"
+            f"{where}: format_version must be {FORMAT_VERSION!r} or {DICT_VERSION!r} (a file "
+            f"from a newer raggedarray?); got {version!r}"
         )
     names = sorted(k for k in header if k != "__metadata__")
-    if names != ["offsets", "values"]:
-        raise ValueError(f"{where}: the tensors must be 'offsets' and 'values'; got {names}")
-    return cls, backend, item_shape
+    expected = sorted(name for e in entries for name in e.names)
+    if names != expected:
+        listed = [repr(name) for name in expected] or ["none"]
+        listed = ", ".join(listed[:-1]) + " and " * (len(listed) > 1) + listed[-1]
+        raise ValueError(f"{where}: the tensors must be {listed}; got {names}")
+    return entries
 
 
-def _is_size(d: Any) -> bool:
-    return isinstance(d, int) and not isinstance(d, bool) and d >= 0
-
-
-def _spec(header: dict[str, Any], name: str, data_size: int, where: str) -> tuple[str, tuple, int]:
-    """``(dtype code, shape, first byte)`` of a tensor, checked to lie in the data section."""
-    entry = header[name]
+def _json(text: Any) -> Any:
     try:
-        code, shape, (begin, end) = entry["dtype"], tuple(entry["shape"]), entry["data_offsets"]
-        ok = code in _DTYPES and all(_is_size(d) for d in (*shape, begin, end))
-    except (KeyError, TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(
-            f"{where}: tensor {name!r} must have a dtype among {sorted(_DTYPES)}, a shape and "
-            f"data_offsets; got {entry!r}"
-        )
-    nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(_DTYPES[code][0]).itemsize
-    if not begin <= end <= data_size or end - begin != nbytes:
-        raise ValueError(
-            f"{where}: tensor {name!r} of shape {shape} and dtype {code} must fill bytes "
-            f"{begin}..{begin + nbytes} of a data section of {data_size} bytes; "
-            f"got data_offsets [{begin}, {end}]"
-        )
-    return code, shape, begin
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return None
 
 
-def _read(
-    f: BinaryIO, mapped: Any, start: int, shape: tuple, dtype: np.dtype, where: str
-) -> np.ndarray:
-    """The array at byte ``start`` of the file: read into new memory, or viewed in ``mapped``."""
-    count = int(np.prod(shape, dtype=np.int64))
+def _dict_entries(text: Any, where: str) -> list[_Entry]:
+    specs = _json(text)
+    if not isinstance(specs, list) or not all(isinstance(s, dict) for s in specs):
+        raise ValueError(f"{where}: entries must be a JSON list of objects; got {text!r}")
+    entries, keys = [], set()
+    for spec in specs:
+        key = spec.get("key")
+        if not isinstance(key, str) or not key or key in keys:
+            raise ValueError(
+                f"{where}: every entry must have its own non-empty str key; got {key!r}"
+            )
+        keys.add(key)
+        if spec.get("kind") == "ragged":
+            names = (f"{key}.values", f"{key}.offsets")
+            entries.append(_ragged_entry(key, spec, spec.get("item_shape"), names, where))
+        elif spec.get("kind") == "array":
+            entries.append(_Entry(key, None, _backend_name(spec, where), (), (key,)))
+        else:
+            raise ValueError(
+                f"{where}: entry {key!r} must be of kind 'ragged' or 'array'; "
+                f"got {spec.get('kind')!r}"
+            )
+    return entries
+
+
+def _backend_name(spec: dict[str, Any], where: str) -> str:
+    backend = spec.get("backend")
+    if backend not in (NUMPY, TORCH):
+        raise ValueError(f"{where}: backend must be 'numpy' or 'torch'; got {backend!r}")
+    return backend
+
+
+def _ragged_entry(
+    key: str | None, spec: dict[str, Any], item_shape: Any, names: tuple[str, ...], where: str
+) -> _Entry:
+    cls = _CLASSES.get(spec.get("class"))  # type: ignore[arg-type]
+    if cls is None:
+        raise ValueError(
+            f"{where}: class must be one of {sorted(_CLASSES)}; got {spec.get('class')!r}"
+        )
+    backend = _backend_name(spec, where)
+    if not isinstance(item_shape, list) or not all(_files.is_size(d) for d in item_shape):
+        raise ValueError(
+            f"{where}: item_shape must be a JSON list of sizes; got {spec.get('item_shape')!r}"
+        )
+    return _Entry(key, cls, backend, tuple(item_shape), names)
+
+
+def _load_entry(file: tuple[BinaryIO, Any, dict[str, Any], int, int], e: _Entry, where: str) -> Any:
+    f, mapped, header, data_start, data_size = file
+    code, shape, begin = _files.spec(header, e.names[0], data_size, where)
+    if e.backend == NUMPY and code == "BF16":
+        raise ValueError(f"{where}: numpy values cannot be bfloat16; got dtype BF16")
+    if e.cls is None:
+        array = _files.read(f, mapped, data_start + begin, shape, np.dtype(DTYPES[code][0]), where)
+        return _as_backend(array, code, e.backend, mapped)
+    off_code, off_shape, off_begin = _files.spec(header, e.names[1], data_size, where)
+    if off_code != "I64" or len(off_shape) != 1 or off_shape[0] < 1:
+        raise ValueError(
+            f"{where}: offsets must be a 1-D int64 tensor with at least one entry; "
+            f"got dtype {off_code} and shape {off_shape}"
+        )
+    if len(shape) < 1 or shape[1:] != e.item_shape:
+        raise ValueError(
+            f"{where}: values must have shape (N, *item_shape) with item_shape={e.item_shape} "
+            f"from the metadata; got shape {shape}"
+        )
+    if e.cls._item_ndim is not None and len(e.item_shape) != e.cls._item_ndim:
+        raise ValueError(
+            f"{where}: a {e.cls.__name__} has items of {e.cls._item_ndim} dims; "
+            f"got item_shape {e.item_shape}"
+        )
+    host = _files.read(f, None, data_start + off_begin, off_shape, np.dtype("<i8"), where)
+    _offsets.validate(host, shape[0], where)
+    values = _files.read(f, mapped, data_start + begin, shape, np.dtype(DTYPES[code][0]), where)
+    values = _as_backend(values, code, e.backend, mapped)
+    return e.cls._make(values, None, host.astype(np.int64, copy=False))
+
+
+def _as_backend(array: np.ndarray, code: str, backend: str, mapped: Any) -> Any:
+    """A host array read from the file as the backend it was saved from."""
+    if backend == TORCH:
+        torch = _backend.torch_module()
+        tensor = torch.from_numpy(array)  # writable: owned memory or copy-on-write pages
+        return tensor.view(torch.bfloat16) if code == "BF16" else tensor
     if mapped is not None:
-        return np.frombuffer(mapped, dtype, count, start).reshape(shape)
-    out = np.empty(shape, dtype)
-    f.seek(start)
-    if f.readinto(out.reshape(-1).view(np.uint8)) != out.nbytes:
-        raise ValueError(f"{where}: the file must hold {out.nbytes} bytes at {start}; got fewer")
-    return out
+        array.flags.writeable = False
+    return array

@@ -12,6 +12,7 @@ from ._backend import NUMPY, TORCH
 from ._compute import ComputeMethods
 from ._display import DisplayMethods
 from ._partition import Partition
+from ._pickle import PickleMethods
 from .interop import InteropMethods
 
 R = TypeVar("R", bound="RaggedArray")
@@ -27,7 +28,7 @@ def register_item_class(cls: type[RaggedArray]) -> type[RaggedArray]:
     return cls
 
 
-class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods):
+class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods, PickleMethods):
     """``m`` segments; segment ``i`` holds ``lengths[i]`` items of shape ``item_shape``.
 
     Invariants (checked by every public constructor)::
@@ -235,7 +236,9 @@ class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods):
     def from_padded(cls: type[R], padded: Any, lengths: Any) -> R:
         """Copy the valid part of a padded ``(m, n_max, *item_shape)`` array.
 
-        Row ``i`` keeps its first ``lengths[i]`` items. One allocation; differentiable.
+        Row ``i`` keeps its first ``lengths[i]`` items. ``lengths`` may instead be the
+        ``(m, n_max)`` boolean mask of ``to_padded`` (numpy or torch, any device; read on the
+        host), whose True slots must form a prefix of every row. One allocation; differentiable.
 
         Examples:
             >>> import numpy as np
@@ -243,6 +246,9 @@ class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods):
             >>> x = ra.RaggedArray.from_padded(np.array([[1, 2, 0], [3, 0, 0]]), [2, 1])
             >>> x.values, x.lengths
             (array([1, 2, 3]), array([2, 1]))
+            >>> padded, mask = x.to_padded()
+            >>> ra.RaggedArray.from_padded(padded, mask).equal(x)
+            True
         """
         where = f"{cls.__name__}.from_padded"
         values, host = _construct.padded_values(padded, lengths, where)
@@ -589,13 +595,6 @@ class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods):
 
     # ------------------------------------------------------------------ python protocols
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        values = self._values
-        if _backend.is_tensor(values) and values.untyped_storage().nbytes() > values.nbytes:
-            # torch pickles a view's whole storage; a slice of a large batch sends its part only
-            values = values.clone()
-        return (_rebuild, (type(self), values, np.array(self._host)))
-
     def __repr__(self) -> str:
         lengths = self.host_lengths
         if len(self):
@@ -612,4 +611,5 @@ class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods):
 
 
 def _rebuild(cls: type[R], values: Any, host: np.ndarray) -> R:
+    # pickles made before _pickle.restore (raggedarray 0.1.0) name this function
     return cls._make(values, None, host)

@@ -441,10 +441,13 @@ FORGED = [
     pytest.param(
         dict(backend="jax"), "backend must be 'numpy' or 'torch'; got 'jax'", id="backend"
     ),
-    pytest.param(dict(format_version="2"), "format_version must be '1'.*got '2'", id="version"),
     pytest.param(
-        dict(format_version=None), "format_version must be '1'.*got None", id="no-version"
+        dict(format_version="3"), "format_version must be '1' or '2'.*got '3'", id="version"
     ),
+    pytest.param(
+        dict(format_version=None), "format_version must be '1' or '2'.*got None", id="no-version"
+    ),
+    pytest.param(dict(format_version="2"), "entries must be a JSON list", id="v2-no-entries"),
     pytest.param(dict(format="numpy"), "format='raggedarray'", id="other-format"),
 ]
 
@@ -521,8 +524,11 @@ def test_missing_file_stays_file_not_found(tmp_path, mmap):
 def test_wrong_kinds_raise_type_error(tmp_path):
     _, x = oracle_and_x(("numpy", "cpu"))
     path = tmp_path / "x.safetensors"
-    with pytest.raises(TypeError, match=r"save: x must be a RaggedArray .* got ndarray"):
-        ra.save(path, np.zeros(3))
+    with pytest.raises(
+        TypeError,
+        match=r"save: obj must be a RaggedArray, a RaggedImageBatch or a dict .* got list",
+    ):
+        ra.save(path, [x])
     with pytest.raises(TypeError, match=r"save: path must be a str or os\.PathLike; got int"):
         ra.save(3, x)
     with pytest.raises(TypeError, match="got bytes"):

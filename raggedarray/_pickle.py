@@ -1,0 +1,130 @@
+"""Pickling and copying ragged arrays, and letting ``torch.load(weights_only=True)`` rebuild them.
+
+A ragged array pickles as ``restore(cls, values, offsets, backend)``. When torch is loaded the
+values and offsets travel as CPU tensors even for numpy-backed arrays (sharing their memory):
+``torch.save`` then stores them as raw storage beside the pickle, and torch's ``weights_only``
+unpickler, which refuses numpy arrays, accepts them. Without torch they travel as numpy
+arrays. Either way they come back on the backend they left.
+
+``restore`` and the ragged classes are registered with ``torch.serialization.add_safe_globals``,
+the way torch documents for classes that are safe to rebuild. Importing raggedarray does not
+import torch: when torch is not loaded yet, a one-shot import hook registers them right after
+``torch.serialization`` (imported by ``import torch``) has loaded.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.abc
+import importlib.util
+import sys
+from typing import Any
+
+import numpy as np
+
+from . import _backend, _construct, _offsets
+from ._backend import NUMPY, TORCH
+
+_SAFE: list[Any] = []  # what torch's weights_only unpickler may rebuild
+
+
+class PickleMethods:
+    """``__reduce__``, ``__copy__`` and ``__deepcopy__`` of ragged arrays."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        values, host = self._values, self._host  # type: ignore[attr-defined]
+        backend = self.backend  # type: ignore[attr-defined]
+        if backend == TORCH:
+            if values.untyped_storage().nbytes() > values.nbytes:
+                # torch pickles a view's whole storage; a slice of a large batch sends its part
+                values = values.clone()
+            offsets: Any = _backend.torch_module().from_numpy(np.array(host))
+        elif "torch" in sys.modules and (shared := _numpy_as_tensor(values)) is not None:
+            values, offsets = shared, sys.modules["torch"].from_numpy(np.array(host))
+        else:
+            offsets = np.array(host)
+        return (restore, (type(self), values, offsets, backend))
+
+    def __copy__(self) -> Any:
+        """A new ragged array over the same values and offsets (nothing is copied)."""
+        return type(self)._share(self._values, self._part)  # type: ignore[attr-defined]
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        """A ragged array with copied values (``copy.deepcopy`` of them, as each backend does)."""
+        values = copy.deepcopy(self._values, memo)  # type: ignore[attr-defined]
+        return type(self)._make(values, None, self._host.copy())  # type: ignore[attr-defined]
+
+
+def _numpy_as_tensor(values: np.ndarray) -> Any | None:
+    """A CPU tensor over the items of numpy ``values``, or None where torch cannot hold them."""
+    if not values.dtype.isnative:
+        return None  # torch has no big-endian dtypes; the array pickles as numpy
+    try:
+        return _backend.tensor_from_numpy(np.ascontiguousarray(values))
+    except TypeError:  # a dtype torch lacks (longdouble, complex256)
+        return None
+
+
+def restore(cls: type, values: Any, offsets: Any, backend: str) -> Any:
+    """Rebuild a pickled ragged array, checking what the pickle holds first."""
+    where = "raggedarray: unpickling"
+    if not (isinstance(cls, type) and issubclass(cls, PickleMethods)):
+        raise TypeError(f"{where}: cls must be a ragged array class; got {cls!r}")
+    if backend not in (NUMPY, TORCH) or _backend.backend_of(values) is None:
+        raise TypeError(
+            f"{where}: values must be a numpy array or tensor for backend 'numpy' or 'torch'; "
+            f"got {_backend.describe(values)} for backend {backend!r}"
+        )
+    if backend == NUMPY and _backend.is_tensor(values):
+        values = values.cpu().numpy()
+    elif backend == TORCH and not _backend.is_tensor(values):
+        raise TypeError(f"{where}: torch values must be a tensor; got {_backend.describe(values)}")
+    _construct.check_values(values, where, cls._item_ndim)  # type: ignore[attr-defined]
+    host = _offsets.read_offsets(offsets, where)
+    _offsets.validate(host, values.shape[0], where)
+    return cls._make(values, None, host)  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------ torch.load(weights_only=True)
+
+
+def allow_in_torch_load(*classes: type) -> None:
+    """Let ``torch.load(weights_only=True)`` rebuild these classes, now or when torch loads."""
+    if not _SAFE:
+        _SAFE.append(restore)
+    _SAFE.extend(classes)
+    if "torch.serialization" in sys.modules:
+        _register()
+    elif not any(isinstance(f, _TorchHook) for f in sys.meta_path):
+        sys.meta_path.insert(0, _TorchHook())
+
+
+def _register() -> None:
+    add = getattr(sys.modules["torch.serialization"], "add_safe_globals", None)
+    if add is not None:  # torch < 2.4 has no weights_only allowlist (nor that default)
+        add(list(_SAFE))
+
+
+class _TorchHook(importlib.abc.MetaPathFinder):
+    """Registers the safe globals once ``torch.serialization`` has run, then removes itself."""
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname != "torch.serialization":
+            return None
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        loader = spec.loader
+        run = loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            run(module)
+            del loader.exec_module  # the loader's own method again
+            _register()
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
