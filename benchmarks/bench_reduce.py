@@ -44,6 +44,7 @@ def forward(x: ra.RaggedArray) -> dict[str, float]:
         {
             "floor values.sum(0)": lambda: v.sum(0),
             "ra sum": x.sum,
+            "ra sum of a rewrap": lambda: x._rewrap(v).sum(),
             "ra mean": x.mean,
             "ra max": x.max,
         },

@@ -364,3 +364,37 @@ def test_nn_modules_train_under_autocast(autocast):
     pool = ra.nn.SegmentPool("mean")
     with torch.autocast(device, dtype=dtype):
         assert pool(x.map(psi)).shape == (3, 72)
+
+
+# ------------------------------------------------------------------ the shared partition
+
+
+def test_results_that_keep_the_offsets_share_one_partition():
+    x = ra.RaggedArray.from_lengths(torch.randn(9, 4), [4, 0, 5])
+    x.sum()  # builds what the kernels need
+    part = x._part
+    derived = [
+        x.map(lambda v: v * 2),
+        x.softmax(),
+        x.log_softmax(),
+        x.broadcast(x.mean()),
+        x.to(dtype=torch.float64),
+        x.numpy(),
+        x.numpy().torch(),
+        x.detach(),
+    ]
+    assert all(y._part is part for y in derived)
+    cached = dict(part._cache)
+    for y in derived:
+        y.sum()
+    # nothing built again for the same device (the float64 CSR matrix is new, nothing else)
+    assert {k: v for k, v in part._cache.items() if k in cached} == cached
+
+
+def test_attention_pool_builds_one_partition_per_batch():
+    x = ra.RaggedArray.from_lengths(torch.randn(9, 4), [4, 0, 5])
+    pool = ra.nn.AttentionPool(4, 3)
+    pool(x)
+    keys = set(x._part._cache)
+    pool(x)
+    assert set(x._part._cache) == keys  # the second call reuses every index
