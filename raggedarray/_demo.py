@@ -202,7 +202,7 @@ def _no_grad(fn: Callable[[], Any]) -> Callable[[], Any]:
 
 
 def run_seed(batch: ra.RaggedImageBatch, *, repeats: int = 7) -> list[dict[str, Any]]:
-    """Time, measure and cross-check every task of :func:`seed_tasks`; one row per method."""
+    """Time, measure and cross-check every task of ``seed_tasks``; one row per method."""
     rows = []
     for task, fns in seed_tasks(batch).items():
         results = {name: fn() for name, fn in fns.items()}

@@ -1,10 +1,10 @@
 """Ragged batches in ``torch.utils.data`` pipelines: collation, datasets and batch sampling.
 
-A sample holds one location: an ``(n_i, ...)`` array (its items), or a tuple or dict whose
-named fields are such arrays and whose other fields are ordinary (a label, covariates).
-:func:`collate` joins the samples of a batch into one ragged array per ragged field, with
-one allocation (in shared memory inside a DataLoader worker, so the batch reaches the main
-process without another copy), and hands the other fields to torch's ``default_collate``.
+A sample holds one location: an ``(n_i, ...)`` array (its items), or a tuple or dict whose named
+fields are such arrays and whose other fields are ordinary (a label, covariates).
+[`collate`][raggedarray.data.collate] joins the samples of a batch into one ragged array per ragged
+field, with one allocation (in shared memory inside a DataLoader worker, so the batch reaches the
+main process without another copy), and hands the other fields to torch's ``default_collate``.
 
 Examples:
     >>> import torch
@@ -47,10 +47,10 @@ def collate(samples: Sequence[Any], *, ragged: Any = None) -> Any:
             None for bare array samples.
 
     Returns:
-        A :class:`RaggedImageBatch` for ``(n_i, C, H, W)`` fields, else a
-        :class:`RaggedArray`, with torch values (numpy samples are converted, as
-        ``default_collate`` does); tuples and dicts keep their structure, their other
-        fields collated by ``default_collate``.
+        A [`RaggedImageBatch`][raggedarray.RaggedImageBatch] for ``(n_i, C, H, W)`` fields,
+        else a [`RaggedArray`][raggedarray.RaggedArray], with torch values (numpy samples
+        are converted, as ``default_collate`` does); tuples and dicts keep their structure,
+        their other fields collated by ``default_collate``.
 
     Raises:
         TypeError: tuple or dict samples without ``ragged=``, samples of mixed kinds, or a
@@ -201,7 +201,7 @@ class RaggedDataset(Dataset):
 
     ``ds[i]`` is segment ``i`` (a view), passed through ``transform`` when given, and paired
     with ``targets[i]`` as a tuple when targets are given. ``ds.lengths`` (host int64) feeds
-    a :class:`BudgetBatchSampler`.
+    a [`BudgetBatchSampler`][raggedarray.data.BudgetBatchSampler].
 
     Args:
         x: the ragged array.

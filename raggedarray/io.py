@@ -121,7 +121,7 @@ def save(path: str | os.PathLike[str], x: RaggedArray) -> None:
 
 
 def load(path: str | os.PathLike[str], *, mmap: bool = False) -> RaggedArray:
-    """Read a ragged array written by :func:`save`, as the class and backend it was saved as.
+    """Read a ragged array written by [`save`][raggedarray.save], as the class and backend saved.
 
     Numpy files give numpy values, torch files give CPU tensors. With ``mmap=False`` the values
     are read into new, writable memory. With ``mmap=True`` the file is memory-mapped
