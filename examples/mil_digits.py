@@ -38,21 +38,6 @@ except ImportError:  # without it, the printed lines below are the progress repo
         return iterable
 
 
-def count(minimum):
-    """An argparse type: a whole number of at least ``minimum``."""
-
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number; got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}; got {value}")
-        return value
-
-    return parse
-
-
 def make_bags(images, labels, num_bags, rng):
     """Bags of 5-15 images, half of them positive (one or two 9s), as a ragged batch.
 
@@ -87,24 +72,25 @@ def main(argv=None):
     """Train and evaluate; returns (held-out bag accuracy, share of 9s found by attention)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--train-bags", type=count(1), default=1000, help="bags to train on (default 1000)"
+        "--train-bags", type=int, default=1000, help="bags to train on (default 1000)"
     )
+    parser.add_argument("--test-bags", type=int, default=400, help="held-out bags (default 400)")
+    parser.add_argument("--epochs", type=int, default=12, help="passes over the bags (default 12)")
     parser.add_argument(
-        "--test-bags", type=count(1), default=400, help="held-out bags (default 400)"
-    )
-    parser.add_argument(
-        "--epochs", type=count(1), default=12, help="passes over the bags (default 12)"
-    )
-    parser.add_argument(
-        "--max-items", type=count(1), default=256,
+        "--max-items", type=int, default=256,
         help="images per training step, at most (default 256)",
     )  # fmt: skip
     parser.add_argument(
-        "--workers", type=count(0), default=2,
+        "--workers", type=int, default=2,
         help="DataLoader worker processes; 0 loads in this process (default 2)",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     args = parser.parse_args(argv)
+    counts = {"train-bags": 1, "test-bags": 1, "epochs": 1, "max-items": 1, "workers": 0}
+    for option, least in counts.items():  # no zero or negative sizes
+        value = getattr(args, option.replace("-", "_"))
+        if value < least:
+            parser.error(f"--{option}: must be at least {least}; got {value}")
     try:
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split

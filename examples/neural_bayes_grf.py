@@ -41,21 +41,6 @@ except ImportError:  # without it, the printed lines below are the progress repo
         return iterable
 
 
-def count(minimum):
-    """An argparse type: a whole number of at least ``minimum``."""
-
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number; got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}; got {value}")
-        return value
-
-    return parse
-
-
 def distances() -> torch.Tensor:
     """Pairwise distances between the 256 grid points of the unit square."""
     axis = torch.linspace(0, 1, GRID, dtype=torch.float64)
@@ -110,26 +95,29 @@ def main(argv: list[str] | None = None) -> dict[int, float]:
     """Train, then return the test RMSE of theta for each n in ``TEST_N``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--draws", type=count(1), default=6000, help="parameter draws to train on (default 6000)"
+        "--draws", type=int, default=6000, help="parameter draws to train on (default 6000)"
     )
     parser.add_argument(
-        "--max-n", type=count(1), default=30,
+        "--max-n", type=int, default=30,
         help="each draw has 1 to MAX_N replicate fields (default 30)",
     )  # fmt: skip
+    parser.add_argument("--epochs", type=int, default=15, help="passes over the draws (default 15)")
     parser.add_argument(
-        "--epochs", type=count(1), default=15, help="passes over the draws (default 15)"
-    )
-    parser.add_argument(
-        "--max-items", type=count(1), default=1024,
+        "--max-items", type=int, default=1024,
         help="fields per training step, at most (default 1024)",
     )  # fmt: skip
     parser.add_argument(
-        "--test-draws", type=count(1), default=300,
+        "--test-draws", type=int, default=300,
         help="fresh draws per number of replicates for the test error (default 300)",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--plot", metavar="FILE", help="save the error-vs-n figure (PNG)")
     args = parser.parse_args(argv)
+    counts = {"draws": 1, "max-n": 1, "epochs": 1, "max-items": 1, "test-draws": 1}
+    for option, least in counts.items():  # no zero or negative sizes
+        value = getattr(args, option.replace("-", "_"))
+        if value < least:
+            parser.error(f"--{option}: must be at least {least}; got {value}")
     if args.plot:  # checked now, not after minutes of training
         if importlib.util.find_spec("matplotlib") is None:
             parser.error("--plot needs matplotlib: pip install 'raggedarray[plot]'")

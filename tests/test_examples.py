@@ -47,7 +47,7 @@ def test_neural_bayes_estimator_trains_and_reports_error_by_n(tmp_path, capsys):
     [
         ("neural_bayes_grf", ["--draws", "0"], "--draws: must be at least 1; got 0"),
         ("neural_bayes_grf", ["--max-n", "-3"], "--max-n: must be at least 1; got -3"),
-        ("neural_bayes_grf", ["--epochs", "x"], "--epochs: expected a whole number; got 'x'"),
+        ("neural_bayes_grf", ["--epochs", "x"], "--epochs: invalid int value: 'x'"),
         ("neural_bayes_grf", ["--test-draws", "0"], "--test-draws: must be at least 1; got 0"),
         ("mil_digits", ["--train-bags", "0"], "--train-bags: must be at least 1; got 0"),
         ("mil_digits", ["--max-items", "-1"], "--max-items: must be at least 1; got -1"),
