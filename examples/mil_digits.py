@@ -29,6 +29,15 @@ import raggedarray as ra
 NINE = 9
 
 
+try:  # a progress bar with the progress extra: pip install 'raggedarray[progress]'
+    from tqdm.auto import tqdm
+except ImportError:  # without it, the printed lines below are the progress report
+
+    def tqdm(iterable, **kwargs):
+        """No bar: hand the items back as they are."""
+        return iterable
+
+
 def make_bags(images, labels, num_bags, rng):
     """Bags of 5-15 images, half of them positive (one or two 9s), as a ragged batch.
 
@@ -62,13 +71,26 @@ def make_model():
 def main(argv=None):
     """Train and evaluate; returns (held-out bag accuracy, share of 9s found by attention)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--train-bags", type=int, default=1000)
-    parser.add_argument("--test-bags", type=int, default=400)
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--max-items", type=int, default=256, help="images per step")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--train-bags", type=int, default=1000, help="bags to train on (default 1000)"
+    )
+    parser.add_argument("--test-bags", type=int, default=400, help="held-out bags (default 400)")
+    parser.add_argument("--epochs", type=int, default=12, help="passes over the bags (default 12)")
+    parser.add_argument(
+        "--max-items", type=int, default=256,
+        help="images per training step, at most (default 256)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--workers", type=int, default=2,
+        help="DataLoader worker processes; 0 loads in this process (default 2)",
+    )  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     args = parser.parse_args(argv)
+    counts = {"train-bags": 1, "test-bags": 1, "epochs": 1, "max-items": 1, "workers": 0}
+    for option, least in counts.items():  # no zero or negative sizes
+        value = getattr(args, option.replace("-", "_"))
+        if value < least:
+            parser.error(f"--{option}: must be at least {least}; got {value}")
     try:
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
@@ -121,7 +143,7 @@ def main(argv=None):
             sampler.set_epoch(epoch)
             model.train()
             total = 0.0
-            for bags, targets in loader:
+            for bags, targets in tqdm(loader, desc=f"epoch {epoch + 1}", leave=False):
                 bags = bags.to(device, non_blocking=True)
                 logits = model(bags).squeeze(1)
                 loss = loss_fn(logits, targets.to(device))

@@ -17,6 +17,8 @@ Run: python examples/neural_bayes_grf.py [--plot docs/nbe_error.png]
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
 import time
 
 import numpy as np
@@ -30,6 +32,15 @@ RANGE = (0.05, 0.5)  # uniform prior on the range
 TEST_N = (1, 2, 5, 10, 20, 30)
 
 
+try:  # a progress bar with the progress extra: pip install 'raggedarray[progress]'
+    from tqdm.auto import tqdm
+except ImportError:  # without it, the printed lines below are the progress report
+
+    def tqdm(iterable, **kwargs):
+        """No bar: hand the items back as they are."""
+        return iterable
+
+
 def distances() -> torch.Tensor:
     """Pairwise distances between the 256 grid points of the unit square."""
     axis = torch.linspace(0, 1, GRID, dtype=torch.float64)
@@ -37,12 +48,21 @@ def distances() -> torch.Tensor:
     return torch.cdist(points, points)
 
 
-def simulate(theta: np.ndarray, lengths: np.ndarray, seed: int) -> ra.RaggedImageBatch:
-    """``lengths[i]`` replicates of a zero-mean, unit-variance field with range ``theta[i]``."""
+def simulate(
+    theta: np.ndarray, lengths: np.ndarray, seed: int, label: str | None = None
+) -> ra.RaggedImageBatch:
+    """``lengths[i]`` replicates of a zero-mean, unit-variance field with range ``theta[i]``.
+
+    With a ``label``, reports progress under it.
+    """
     generator = torch.Generator().manual_seed(seed)
     d = distances()
     fields = []
-    for start in range(0, len(theta), 256):  # batched Cholesky factors, 256 at a time
+    starts = range(0, len(theta), 256)  # batched Cholesky factors, 256 at a time
+    if label is not None:
+        print(f"{label}: {len(theta)} parameter draws, {int(np.sum(lengths))} fields", flush=True)
+        starts = tqdm(starts, desc=label, unit="x256 draws", leave=False)
+    for start in starts:
         t = torch.as_tensor(theta[start : start + 256], dtype=torch.float64)
         cov = torch.exp(-d / t[:, None, None]) + 1e-6 * torch.eye(GRID * GRID, dtype=torch.float64)
         chol = torch.linalg.cholesky(cov)
@@ -74,21 +94,43 @@ class Estimator(nn.Module):
 def main(argv: list[str] | None = None) -> dict[int, float]:
     """Train, then return the test RMSE of theta for each n in ``TEST_N``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--draws", type=int, default=6000, help="training parameter draws")
-    parser.add_argument("--max-n", type=int, default=30, help="replicates per draw: 1..max-n")
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--max-items", type=int, default=1024, help="images per step")
-    parser.add_argument("--test-draws", type=int, default=300, help="per test n")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--plot", metavar="FILE", help="save the error-vs-n figure")
+    parser.add_argument(
+        "--draws", type=int, default=6000, help="parameter draws to train on (default 6000)"
+    )
+    parser.add_argument(
+        "--max-n", type=int, default=30,
+        help="each draw has 1 to MAX_N replicate fields (default 30)",
+    )  # fmt: skip
+    parser.add_argument("--epochs", type=int, default=15, help="passes over the draws (default 15)")
+    parser.add_argument(
+        "--max-items", type=int, default=1024,
+        help="fields per training step, at most (default 1024)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--test-draws", type=int, default=300,
+        help="fresh draws per number of replicates for the test error (default 300)",
+    )  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--plot", metavar="FILE", help="save the error-vs-n figure (PNG)")
     args = parser.parse_args(argv)
+    counts = {"draws": 1, "max-n": 1, "epochs": 1, "max-items": 1, "test-draws": 1}
+    for option, least in counts.items():  # no zero or negative sizes
+        value = getattr(args, option.replace("-", "_"))
+        if value < least:
+            parser.error(f"--{option}: must be at least {least}; got {value}")
+    if args.plot:  # checked now, not after minutes of training
+        if importlib.util.find_spec("matplotlib") is None:
+            parser.error("--plot needs matplotlib: pip install 'raggedarray[plot]'")
+        folder = os.path.dirname(os.path.abspath(args.plot))
+        if not os.path.isdir(folder):
+            parser.error(f"--plot: the folder {folder} does not exist")
     start = time.perf_counter()
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
 
     theta = rng.uniform(*RANGE, size=args.draws)
     lengths = rng.integers(1, args.max_n + 1, size=args.draws)
-    fields = simulate(theta, lengths, seed=args.seed)
+    fields = simulate(theta, lengths, seed=args.seed, label="simulating training fields")
     targets = torch.as_tensor(theta, dtype=torch.float32)
     print(f"simulated {fields!r} in {time.perf_counter() - start:.0f} s")
 
@@ -98,7 +140,7 @@ def main(argv: list[str] | None = None) -> dict[int, float]:
     for epoch in range(args.epochs):
         sampler.set_epoch(epoch)
         total = 0.0
-        for batch in sampler:
+        for batch in tqdm(sampler, desc=f"epoch {epoch + 1}", unit="step", leave=False):
             index = np.asarray(batch)
             loss = (model(fields[index]) - targets[index]).abs().mean()  # posterior median
             optimiser.zero_grad()
@@ -109,7 +151,8 @@ def main(argv: list[str] | None = None) -> dict[int, float]:
 
     model.eval()
     rmse = {}
-    for n in TEST_N:
+    print(f"testing on {args.test_draws} fresh draws for each n in {TEST_N}", flush=True)
+    for n in tqdm(TEST_N, desc="testing", leave=False):
         test_theta = rng.uniform(*RANGE, size=args.test_draws)
         test = simulate(test_theta, np.full(args.test_draws, n), seed=args.seed + 1000 + n)
         with torch.no_grad():

@@ -1,6 +1,6 @@
 """Compute methods of the ragged classes: ``map``, segment reductions, softmax, broadcast.
 
-Thin wrappers: the work is done by :mod:`raggedarray.map` and :mod:`raggedarray.reduce`.
+Thin wrappers: the work is done by ``raggedarray.map`` and ``raggedarray.reduce``.
 The mixin reads the ragged array's fields (``_values``, ``_part``, ``_host``)
 and builds results with ``_rewrap``; it imports nothing from ``ragged.py``.
 """
@@ -18,7 +18,7 @@ from .map import map_values
 
 
 class ComputeMethods:
-    """Mixin giving :class:`~raggedarray.RaggedArray` its compute methods."""
+    """Mixin giving [`RaggedArray`][raggedarray.RaggedArray] its compute methods."""
 
     __slots__ = ()
 
@@ -35,7 +35,8 @@ class ComputeMethods:
         ``fn`` (an ``nn.Module``, a torch or a numpy function) receives ``(k, *item_shape)``
         slices of ``values`` and must return one row per item. A chunk may split segments:
         ``fn`` is assumed to treat items independently. The result is a
-        :class:`RaggedImageBatch` when ``fn`` returns 4-D arrays, else a :class:`RaggedArray`.
+        [`RaggedImageBatch`][raggedarray.RaggedImageBatch] when ``fn`` returns 4-D arrays, else a
+        [`RaggedArray`][raggedarray.RaggedArray].
 
         With ``chunk_size=None`` the chunk size is chosen for speed: on a CPU, calls are
         kept small enough that the largest temporary stays cache- and allocator-friendly
@@ -98,7 +99,7 @@ class ComputeMethods:
         """Per-segment sums, ``(m, *item_shape)``; ``fill`` for empty segments.
 
         Integer and boolean values sum to int64; float16/bfloat16 accumulate in float32.
-        See :mod:`raggedarray.reduce` for the rules every reduction shares.
+        See [the rules][reduction-rules] every reduction shares.
 
         Examples:
             >>> import numpy as np
@@ -178,7 +179,7 @@ class ComputeMethods:
         return self._reduce("var", fill, correction=correction)
 
     def std(self, *, correction: int = 1, fill: Any = 0) -> Any:
-        """Per-segment standard deviations (see :meth:`var`).
+        """Per-segment standard deviations (see [`var`][raggedarray.RaggedArray.var]).
 
         Examples:
             >>> import numpy as np

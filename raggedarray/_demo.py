@@ -69,16 +69,22 @@ def synchronize(device: Any) -> None:
 
 
 def median_times(
-    fns: dict[str, Callable[[], object]], *, repeats: int = 7, device: Any = "cpu"
+    fns: dict[str, Callable[[], object]],
+    *,
+    repeats: int = 7,
+    device: Any = "cpu",
+    tick: Callable[[], None] = lambda: None,
 ) -> dict[str, float]:
     """Median seconds per call of each function, timed in interleaved rounds after a warm-up.
 
     Interleaving (a, b, c, a, b, c, ...) keeps a noisy shared machine from favouring
-    whichever candidate ran during a quiet spell.
+    whichever candidate ran during a quiet spell. ``tick`` is called after the warm-up and
+    after every round (``repeats + 1`` times), to report progress.
     """
     samples: dict[str, list[float]] = {name: [] for name in fns}
     for fn in fns.values():
         fn()
+    tick()
     for _ in range(repeats):
         for name, fn in fns.items():
             synchronize(device)
@@ -86,6 +92,7 @@ def median_times(
             fn()
             synchronize(device)
             samples[name].append(time.perf_counter() - start)
+        tick()
     return {name: statistics.median(s) for name, s in samples.items()}
 
 
@@ -201,13 +208,31 @@ def _no_grad(fn: Callable[[], Any]) -> Callable[[], Any]:
     return run
 
 
-def run_seed(batch: ra.RaggedImageBatch, *, repeats: int = 7) -> list[dict[str, Any]]:
-    """Time, measure and cross-check every task of :func:`seed_tasks`; one row per method."""
+SEED_TASKS = 3  # the number of tasks ``seed_tasks`` returns
+
+
+def seed_steps(repeats: int) -> int:
+    """How many times ``run_seed`` calls its ``tick`` for ``repeats`` timed rounds.
+
+    Per task: a cross-check, a memory measurement, a warm-up and ``repeats`` rounds.
+    """
+    return SEED_TASKS * (repeats + 3)
+
+
+def run_seed(
+    batch: ra.RaggedImageBatch, *, repeats: int = 7, tick: Callable[[], None] = lambda: None
+) -> list[dict[str, Any]]:
+    """Time, measure and cross-check every task of ``seed_tasks``; one row per method.
+
+    ``tick`` is called ``seed_steps(repeats)`` times as the work proceeds.
+    """
     rows = []
     for task, fns in seed_tasks(batch).items():
         results = {name: fn() for name, fn in fns.items()}
+        tick()
         peaks = {name: peak_memory_mib(fn, batch.device) for name, fn in fns.items()}
-        times = median_times(fns, repeats=repeats, device=batch.device)
+        tick()
+        times = median_times(fns, repeats=repeats, device=batch.device, tick=tick)
         for name in fns:
             rows.append(
                 {
@@ -226,6 +251,12 @@ def run_seed(batch: ra.RaggedImageBatch, *, repeats: int = 7) -> list[dict[str, 
 
 GRID_M = (16, 32, 64, 128)
 GRID_N = (1, 10, 25, 50, 75, 100)
+GRID_MODELS = (("~100-param CNN", small_cnn), ("~420k-param CNN", large_cnn))
+
+
+def grid_cells() -> int:
+    """How many rows ``run_grid`` reports."""
+    return len(GRID_MODELS) * len(GRID_M) * len(GRID_N)
 
 
 def run_grid(
@@ -233,7 +264,7 @@ def run_grid(
 ) -> list[dict[str, Any]]:
     """The seed's sweep: loop vs dense vs map for two CNNs over m x n_i (no grad)."""
     rows = []
-    for model_name, make in (("~100-param CNN", small_cnn), ("~420k-param CNN", large_cnn)):
+    for model_name, make in GRID_MODELS:
         torch.manual_seed(0)
         model = make().to(device)
         for m in GRID_M:

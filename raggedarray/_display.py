@@ -34,7 +34,7 @@ def _import_matplotlib() -> Any:
 
 
 class DisplayMethods:
-    """Mixin giving :class:`~raggedarray.RaggedArray` its notebook display."""
+    """Mixin giving [`RaggedArray`][raggedarray.RaggedArray] its notebook display."""
 
     __slots__ = ()
 

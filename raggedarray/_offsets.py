@@ -218,7 +218,7 @@ def subsample(
     ``k_i`` smallest keys (a uniform draw without replacement), in their original order.
 
     Returns:
-        ``(new_offsets, item_index)`` as :func:`gather` does.
+        ``(new_offsets, item_index)`` as ``gather`` does.
     """
     lengths = np.diff(offsets)
     if isinstance(k, (int, np.integer)) and not isinstance(k, bool):

@@ -1,10 +1,10 @@
 """Ragged batches in ``torch.utils.data`` pipelines: collation, datasets and batch sampling.
 
-A sample holds one location: an ``(n_i, ...)`` array (its items), or a tuple or dict whose
-named fields are such arrays and whose other fields are ordinary (a label, covariates).
-:func:`collate` joins the samples of a batch into one ragged array per ragged field, with
-one allocation (in shared memory inside a DataLoader worker, so the batch reaches the main
-process without another copy), and hands the other fields to torch's ``default_collate``.
+A sample holds one location: an ``(n_i, ...)`` array (its items), or a tuple or dict whose named
+fields are such arrays and whose other fields are ordinary (a label, covariates).
+[`collate`][raggedarray.data.collate] joins the samples of a batch into one ragged array per ragged
+field, with one allocation (in shared memory inside a DataLoader worker, so the batch reaches the
+main process without another copy), and hands the other fields to torch's ``default_collate``.
 
 Examples:
     >>> import torch
@@ -47,10 +47,10 @@ def collate(samples: Sequence[Any], *, ragged: Any = None) -> Any:
             None for bare array samples.
 
     Returns:
-        A :class:`RaggedImageBatch` for ``(n_i, C, H, W)`` fields, else a
-        :class:`RaggedArray`, with torch values (numpy samples are converted, as
-        ``default_collate`` does); tuples and dicts keep their structure, their other
-        fields collated by ``default_collate``.
+        A [`RaggedImageBatch`][raggedarray.RaggedImageBatch] for ``(n_i, C, H, W)`` fields,
+        else a [`RaggedArray`][raggedarray.RaggedArray], with torch values (numpy samples
+        are converted, as ``default_collate`` does); tuples and dicts keep their structure,
+        their other fields collated by ``default_collate``.
 
     Raises:
         TypeError: tuple or dict samples without ``ragged=``, samples of mixed kinds, or a
@@ -164,13 +164,27 @@ def _ragged_field(items: Sequence[Any], where: str, what: str) -> RaggedArray:
     if first.device.type == "cpu":
         # As default_collate does: a shared-memory buffer crosses to the main process as a
         # handle, not a copy.
-        numel = int(np.prod(shape, dtype=np.int64))
-        storage = first.new_empty(0, dtype=dtype)._typed_storage()._new_shared(numel)
-        out = first.new_empty(0, dtype=dtype).new(storage).resize_(shape)
-        values = torch.cat(tensors, dim=0, out=out)
+        values = torch.cat(tensors, dim=0, out=_shared_empty(shape, dtype))
     else:
         values = torch.cat(tensors, dim=0).to(dtype)
     return cls._make(values, None, host)
+
+
+def _shared_empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised CPU tensor in shared memory, allocated there directly.
+
+    torch's ``default_collate`` does this with the private ``TypedStorage._new_shared``
+    (present from torch 2.0 to at least 2.13; tests/test_data.py pins it at both ends of
+    the supported range). Where it is missing, the public ``share_memory_()`` gives the same
+    result at the cost of one more pass over the buffer (about 1.5x the allocation time,
+    measured on 4 MB).
+    """
+    private = hasattr(torch.Tensor, "_typed_storage") and hasattr(torch.TypedStorage, "_new_shared")
+    if not private:
+        return torch.empty(shape, dtype=dtype).share_memory_()
+    numel = int(np.prod(shape, dtype=np.int64))
+    storage = torch.empty(0, dtype=dtype)._typed_storage()._new_shared(numel)
+    return torch.empty(0, dtype=dtype).new(storage).resize_(shape)
 
 
 class RaggedCollate:
@@ -201,7 +215,7 @@ class RaggedDataset(Dataset):
 
     ``ds[i]`` is segment ``i`` (a view), passed through ``transform`` when given, and paired
     with ``targets[i]`` as a tuple when targets are given. ``ds.lengths`` (host int64) feeds
-    a :class:`BudgetBatchSampler`.
+    a [`BudgetBatchSampler`][raggedarray.data.BudgetBatchSampler].
 
     Args:
         x: the ragged array.

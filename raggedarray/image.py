@@ -13,8 +13,8 @@ class RaggedImageBatch(RaggedArray):
 
     ``values`` is the ``(N, C, H, W)`` 4D view of all images of all locations, ready for a
     convolution; ``batch[i]`` is the ``(n_i, C, H, W)`` view of location ``i``. Everything
-    else is as in :class:`RaggedArray`; ``from_list`` also accepts ``(n_i, H, W)`` arrays as
-    single-channel images.
+    else is as in [`RaggedArray`][raggedarray.RaggedArray]; ``from_list`` also accepts
+    ``(n_i, H, W)`` arrays as single-channel images.
 
     Raises:
         ValueError: values are not 4-D (items are not 3-D).

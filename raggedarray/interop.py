@@ -1,7 +1,7 @@
 """Interop with awkward arrays and ``torch.nested`` tensors (optional imports).
 
-The methods of :class:`InteropMethods` are thin wrappers over the module functions
-:func:`to_awkward`, :func:`from_awkward`, :func:`to_nested` and :func:`from_nested`. Awkward is
+The methods of ``InteropMethods`` are thin wrappers over the module functions
+``to_awkward``, ``from_awkward``, ``to_nested`` and ``from_nested``. Awkward is
 imported lazily, with an install hint when it is missing; torch only when a converter needs it.
 Nothing here imports ``ragged.py``: classmethods receive the class to build.
 
@@ -267,7 +267,7 @@ def _from_strided(torch: Any, nt: Any, where: str) -> tuple[Any, np.ndarray]:
 
 
 class InteropMethods:
-    """Mixin giving :class:`~raggedarray.RaggedArray` its awkward and torch.nested converters."""
+    """Mixin: awkward and torch.nested converters of [`RaggedArray`][raggedarray.RaggedArray]."""
 
     __slots__ = ()
 

@@ -59,8 +59,9 @@ def save(path: str | os.PathLike[str], obj: RaggedArray | dict[str, Any]) -> Non
     with offsets starting at 0. A dict keeps targets, parameters or ids beside the data; its
     values may be ragged arrays, numpy arrays (any shape, 0-d too, copied when not
     contiguous) and dense torch tensors. Torch tensors on any device are copied to the host
-    and come back from :func:`load` on the CPU; tensors that require grad are saved detached
-    (their values, not their graph), and ``nn.Parameter`` comes back as a plain tensor.
+    and come back from [`load`][raggedarray.load] on the CPU; tensors that require grad are
+    saved detached (their values, not their graph), and ``nn.Parameter`` comes back as a
+    plain tensor.
     Nothing passed in is changed.
 
     The file is written to a temporary file beside ``path`` and renamed over it, so ``path``
@@ -124,7 +125,7 @@ def save(path: str | os.PathLike[str], obj: RaggedArray | dict[str, Any]) -> Non
 
 
 def load(path: str | os.PathLike[str], *, mmap: bool = False) -> Any:
-    """Read what :func:`save` wrote: a ragged array, or a dict, as it was saved.
+    """Read what [`save`][raggedarray.save] wrote: a ragged array, or a dict, as it was saved.
 
     A ragged array comes back as the class and backend it was saved as, a dict as a dict
     with the same keys in the same order, each value of the same class, backend, dtype and

@@ -57,7 +57,7 @@ def map_values(
 ) -> Any:
     """``fn`` applied to ``values`` in chunks of items; returns the ``(N, ...)`` result.
 
-    See :meth:`raggedarray.RaggedArray.map` for the contract.
+    See [`RaggedArray.map`][raggedarray.RaggedArray.map] for the contract.
     """
     if not callable(fn):
         raise TypeError(f"{where}: fn must be callable; got {type(fn).__name__}")

@@ -1,9 +1,9 @@
 """Neural network parts for ragged batches: pooling over segments and DeepSets.
 
-Each module takes a ragged batch (``RaggedArray`` or ``RaggedImageBatch``) and returns one
-row per segment. Per-item networks run through :meth:`RaggedArray.map`, so they inherit its
-cache-aware chunking; pooling runs through the segment reductions, so it is differentiable
-and runs at memory speed.
+Each module takes a ragged batch (``RaggedArray`` or ``RaggedImageBatch``) and returns one row per
+segment. Per-item networks run through [`RaggedArray.map`][raggedarray.RaggedArray.map], so they
+inherit its cache-aware chunking; pooling runs through the segment reductions, so it is
+differentiable and runs at memory speed.
 
 Examples:
     >>> import torch
@@ -131,7 +131,7 @@ class AttentionPool(nn.Module):
 class DeepSet(nn.Module):
     """``phi(pool(psi(items)))``: a permutation-invariant network over each segment's items.
 
-    ``psi`` runs on the flat items through :meth:`~raggedarray.RaggedArray.map` (chunked,
+    ``psi`` runs on the flat items through [`map`][raggedarray.RaggedArray.map] (chunked,
     differentiable), the pool reduces each segment to one row, which is flattened, joined
     with the optional per-segment ``covariates``, and passed to ``phi``.
 
@@ -139,7 +139,7 @@ class DeepSet(nn.Module):
         psi: per-item network (any callable on a ``(k, *item_shape)`` tensor).
         phi: network on the pooled ``(m, features)`` rows.
         pool: ``"sum"``, ``"mean"``, ``"max"``, ``"logsumexp"``, or a module that maps a
-            ragged batch to ``(m, F)`` (an :class:`AttentionPool`, say).
+            ragged batch to ``(m, F)`` (an [`AttentionPool`][raggedarray.nn.AttentionPool], say).
         chunk_size: passed to ``map`` (None: chosen automatically).
 
     Examples:

@@ -463,7 +463,7 @@ def segment_var(values: Any, offsets: Any, *, correction: int = 1, fill: Any = 0
 
 
 def segment_std(values: Any, offsets: Any, *, correction: int = 1, fill: Any = 0) -> Any:
-    """Standard deviation of the items of each segment (see :func:`segment_var`).
+    """Standard deviation of each segment's items (see [`segment_var`][raggedarray.segment_var]).
 
     Examples:
         >>> import numpy as np

@@ -157,7 +157,24 @@ class SharedAtBirth(ra.data.RaggedCollate):
         return batch, batch["bag"].values.is_shared()
 
 
-def test_worker_batches_are_born_in_shared_memory():
+@pytest.fixture(params=["private", "public"])
+def shared_route(request, monkeypatch):
+    """The allocation route of ``collate`` in a worker: torch's private ``_new_shared`` (as
+    ``default_collate`` uses), or the public ``share_memory_()`` taken where it is missing."""
+    if request.param == "public":
+        monkeypatch.delattr(torch.TypedStorage, "_new_shared")
+    return request.param
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.uint8, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(0, 3), (5, 1, 4, 4)])
+def test_shared_buffers_have_the_asked_shape_and_dtype(shared_route, shape, dtype):
+    out = ra.data._shared_empty(shape, dtype)
+    assert out.is_shared() and out.shape == shape and out.dtype == dtype
+    assert out.is_contiguous()
+
+
+def test_worker_batches_are_born_in_shared_memory(shared_route):
     collate = SharedAtBirth(ragged="bag")
     loader = DataLoader(Bags(), batch_size=8, num_workers=2, collate_fn=collate)
     batch, shared = next(iter(loader))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -60,3 +62,76 @@ def test_peak_memory_sees_a_large_allocation():
     if peak is None:
         pytest.skip("this system has no /proc/self/clear_refs")
     assert peak > 100
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--locations", "0"], "--locations: must be at least 1; got 0"),
+        (["--locations", "-5"], "--locations: must be at least 1; got -5"),
+        (["--locations", "many"], "--locations: expected a whole number; got 'many'"),
+        (["--repeats", "0"], "--repeats: must be at least 1; got 0"),
+        (["--repeats", "-1"], "--repeats: must be at least 1; got -1"),
+        (["--device", "gpu0"], "--device: expected cpu, cuda or cuda:N; got 'gpu0'"),
+        (["--plot", "x.png"], "--plot draws the sweep: add --grid"),
+    ],
+)
+def test_bad_arguments_are_usage_errors_not_tracebacks(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2  # argparse's usage error
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_plot_without_matplotlib_fails_before_any_work(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
+    monkeypatch.setattr(_demo, "run_grid", _must_not_run)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--grid", "--plot", "grid.png"])
+    assert exit_.value.code == 2
+    assert "pip install 'raggedarray[plot]'" in capsys.readouterr().err
+
+
+def test_plot_into_a_missing_folder_fails_before_any_work(monkeypatch, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    monkeypatch.setattr(_demo, "run_grid", _must_not_run)
+    with pytest.raises(SystemExit):
+        cli.main(["--grid", "--plot", str(tmp_path / "nowhere" / "grid.png")])
+    assert "does not exist" in capsys.readouterr().err
+
+
+def _must_not_run(*args, **kwargs):
+    raise AssertionError("the sweep started before the options were checked")
+
+
+def test_run_seed_ticks_as_often_as_it_says():
+    ticks = []
+    _demo.run_seed(_demo.images(np.array([2, 0, 3])), repeats=2, tick=lambda: ticks.append(1))
+    assert len(ticks) == _demo.seed_steps(2)
+
+
+@pytest.mark.parametrize("tqdm_installed", [True, False])
+def test_progress_goes_to_stderr_with_or_without_tqdm(tqdm_installed, monkeypatch, capsys):
+    if tqdm_installed:
+        pytest.importorskip("tqdm")
+    else:
+        monkeypatch.setitem(sys.modules, "tqdm", None)
+        monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    assert cli.main(["--locations", "5", "--repeats", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert "timing loop, dense and map" in err and "timing" not in out
+    if not tqdm_installed:  # plain lines: the start, then every step up to the end
+        steps = _demo.seed_steps(1)
+        assert "timing loop, dense and map: 0/" in err and f"{steps}/{steps}" in err
+
+
+def test_grid_rows_and_progress_count_every_cell(monkeypatch, capsys):
+    monkeypatch.setattr(_demo, "GRID_M", (2,))
+    monkeypatch.setattr(_demo, "GRID_N", (1, 3))
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    assert cli.main(["--grid", "--repeats", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert _demo.grid_cells() == 4 and "of 4 cells" in out
+    assert "timing the sweep: 4/4" in err
