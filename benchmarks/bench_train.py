@@ -159,7 +159,7 @@ def add_compiled(steps: Steps, *, other_batches: list[ra.RaggedImageBatch]) -> s
         try:
             steps.step(lambda o=other: compiled(o))()
         except Exception as error:
-            added.append(f"failed ({type(error).__name__})")
+            added.append(f"failed ({type(error).__name__}: {_first_line(error)[:80]})")
             continue
         added.append(str(counters["stats"]["unique_graphs"] - before))
     steps.forwards["torch.compile(DeepSet)"] = lambda: compiled(steps.batch)

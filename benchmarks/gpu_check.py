@@ -53,7 +53,7 @@ from raggedarray import _demo  # noqa: E402
 
 # Seconds per part: (full, quick). The CPU dry run uses the quick caps.
 CAPS = {
-    "tests": (200, 50),
+    "tests": (180, 50),
     "map": (60, 15),
     "reductions": (60, 15),
     "transfer": (25, 8),
@@ -71,6 +71,7 @@ class Timer:
     def __init__(self, device: torch.device, repeats: int) -> None:
         self.device, self.repeats = device, repeats
         self.cuda = device.type == "cuda"
+        self.failed: list[str] = []  # "name: error" of candidates whose first call raised
 
     def once(self, fn: Callable[[], object]) -> float:
         """Seconds of one call of ``fn``, from an idle device to the end of its work."""
@@ -87,10 +88,18 @@ class Timer:
         return begin.elapsed_time(end) / 1e3
 
     def __call__(self, fns: dict[str, Callable[[], object]], cap: float = 1e9) -> dict[str, float]:
-        """Median seconds per call of each function; rounds stop at ``cap`` s (3 at least)."""
+        """Median seconds per call of each function; rounds stop at ``cap`` s (3 at least).
+
+        A function whose first (warm-up) call raises is dropped and listed in ``failed``.
+        """
         start = time.perf_counter()
-        for fn in fns.values():  # warm-up: allocator, cuDNN algorithms, lazy imports
-            self.once(fn)
+        fns = dict(fns)
+        for name, fn in list(fns.items()):  # warm-up: allocator, cuDNN algorithms, imports
+            try:
+                self.once(fn)
+            except Exception as error:
+                self.failed.append(f"{name}: {type(error).__name__}: {str(error)[:200]}")
+                del fns[name]
         samples: dict[str, list[float]] = {name: [] for name in fns}
         for done in range(1, self.repeats + 1):
             for name, fn in fns.items():
@@ -233,8 +242,9 @@ def cuda_tests(device: torch.device, *, quick: bool, cap: float) -> str:
     lines = [line for line in output.splitlines() if line.strip()]
     summary = next(
         (ln for ln in reversed(lines) if re.search(r"\d+ (passed|failed|skipped|error)", ln)),
-        "no summary line",
+        None,
     )
+    summary = summary or f"no summary line; progress so far: {_progress(lines)}"
     failures = [ln for ln in lines if ln.startswith(("FAILED", "ERROR"))][:40]
     text = (
         f"`{shown}` (PYTHONPATH=benchmarks; cases whose id or skip reason names CUDA)\n\n"
@@ -245,6 +255,15 @@ def cuda_tests(device: torch.device, *, quick: bool, cap: float) -> str:
     elif "passed" not in summary and "skipped" not in summary:
         text += "\n\n```\n" + "\n".join(lines[-25:]) + "\n```"
     return text
+
+
+def _progress(lines: list[str]) -> str:
+    """Counts from pytest's ``-q`` progress lines (``..s.F [ 42%]``) of an unfinished run."""
+    marks = "".join(
+        m.group(1) for ln in lines if (m := re.fullmatch(r"([.sxXFE]+)(\s+\[\s*\d+%\])?", ln))
+    )
+    names = {".": "passed", "s": "skipped", "F": "failed", "E": "errors", "x": "xfailed"}
+    return ", ".join(f"{marks.count(k)} {v}" for k, v in names.items() if k in marks) or "none"
 
 
 def _text(data: bytes | str | None) -> str:
@@ -271,12 +290,16 @@ def map_part(device: torch.device, timer: Timer, budget: Budget, *, tiny: bool) 
         with torch.no_grad():
             t = timer(fns, budget.share(left))
         rows.append(
-            [name, ms(t["loop"]), ms(t["one dense call"]), ms(t["map"]),
-             f"{t['loop'] / t['map']:.2f}x", f"{t['map'] / t['one dense call']:.3f}"]
+            [name, *(ms(t[k]) if k in t else "failed" for k in fns),
+             _ratio(t, "loop", "map", "{:.2f}x"), _ratio(t, "map", "one dense call", "{:.3f}")]
         )  # fmt: skip
         del net
     header = ["network", "loop ms", "dense ms", "map ms", "map vs loop", "map / dense"]
     return out[0] + "\n" + md_table(header, rows)
+
+
+def _ratio(times: dict[str, float], a: str, b: str, form: str) -> str:
+    return form.format(times[a] / times[b]) if a in times and b in times else "-"
 
 
 def copy_seconds(values: torch.Tensor, timer: Timer, cap: float) -> float:
@@ -455,6 +478,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def part(heading: str, key: str | None, fn: Callable[..., str]) -> None:
         start = time.perf_counter()
+        timer.failed.clear()
         try:
             if key is None:
                 body = fn()
@@ -463,6 +487,9 @@ def main(argv: list[str] | None = None) -> int:
                 body = fn(cap) if key == "tests" else fn(Budget(cap))
         except Exception:
             body = "**error**\n\n```\n" + traceback.format_exc()[-3000:] + "\n```"
+        if timer.failed:
+            body += "\n\n**Failed** (dropped from the tables):\n\n"
+            body += "\n".join(f"- `{line}`" for line in timer.failed)
         seconds.append([heading, f"{time.perf_counter() - start:.1f}"])
         sections.append(f"## {heading}\n\n{body}")
         print(f"gpu_check: {heading} done ({seconds[-1][1]} s)", file=sys.stderr, flush=True)
