@@ -290,7 +290,7 @@ class ComputeMethods:
 def _random_keys(count: int, generator: Any, where: str) -> Any:
     """``count`` uniform random numbers on the host from a numpy or torch generator."""
     if isinstance(generator, (int, np.integer, bool, np.bool_)):
-        generator = _checks.read_int(generator, "an int generator (a seed)", where, high=2**128)
+        generator = _checks.read_int(generator, "generator (a seed)", where, high=2**128)
     if generator is None or isinstance(generator, int):
         return np.random.default_rng(generator).random(count)
     if isinstance(generator, np.random.Generator):

@@ -965,3 +965,75 @@ def test_hostile(exc, where, fn, args, kwargs):
     assert len(message) < 400, message
     assert "tensor([" not in message and "array([" not in message, message
     assert _same(before, _snapshot((args, kwargs))), "the inputs changed"
+
+
+# -------------------------------------------------- what must keep working, edge inputs
+
+
+class _Flipped(torch.utils.data.Dataset):
+    """Numpy samples whose transform returns a negative-stride view (a flipped image)."""
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        return np.arange((i + 1) * 4, dtype=np.float32).reshape(i + 1, 1, 2, 2)[..., ::-1]
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_negative_stride_samples_collate_in_workers(num_workers):
+    ds = _Flipped()
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=4, collate_fn=rdata.collate, num_workers=num_workers
+    )
+    (batch,) = list(loader)
+    assert batch.lengths.tolist() == [1, 2, 3, 4]
+    for i in range(4):
+        np.testing.assert_array_equal(batch[i].numpy(), ds[i])
+
+
+def test_read_only_inputs_work_on_every_path():
+    values = readonly(np.arange(10.0).reshape(5, 2))
+    lengths, offsets = readonly([2, 0, 3]), readonly([0, 2, 2, 5])
+    expected = R.from_lengths(np.arange(10.0).reshape(5, 2), [2, 0, 3])
+    made = [
+        R(values, offsets),
+        R.from_lengths(values, lengths),
+        R.from_segment_ids(values, readonly([0, 0, 2, 2, 2]), num_segments=3),
+        R.from_list([values[:2], values[2:2], values[2:]]),
+        R.from_list([values[:2], values[2:2], values[2:]], device="cpu"),
+        R.from_padded(readonly(expected.to_padded()[0]), lengths),
+        rdata.collate([values[:2], values[2:2], values[2:]]),
+    ]
+    for x in made:
+        assert x.equal(expected)
+    x = made[1]
+    assert x[readonly([2, 0])].equal(expected[[2, 0]])
+    assert x[readonly([True, False, True])].equal(expected[[0, 2]])
+    np.testing.assert_array_equal(ra.segment_sum(values, offsets), expected.sum())
+    np.testing.assert_array_equal(x.sum(), expected.sum())
+    assert x.subsample(readonly([1, 1, 1]), generator=0).lengths.tolist() == [1, 0, 1]
+    assert x.torch().equal(expected) and x.map(np.abs).equal(expected)
+    sampler = rdata.BudgetBatchSampler(lengths, max_items=3, shuffle=False)
+    assert sorted(i for batch in sampler for i in batch) == [0, 1, 2]
+
+
+def test_negative_stride_inputs_work():
+    flipped = np.arange(10.0).reshape(5, 2)[::-1]
+    x = R.from_lengths(flipped, np.array([3, 0, 2])[::-1])
+    assert x.lengths.tolist() == [2, 0, 3]
+    np.testing.assert_array_equal(x.torch().values.numpy(), flipped)
+    np.testing.assert_array_equal(ra.segment_sum(flipped, [0, 5]), flipped.sum(0, keepdims=True))
+    assert R.from_list([torch.zeros(2), flipped[:, 0]]).backend == "torch"
+
+
+def test_metadata_at_the_int64_edge_still_works():
+    # lengths that fit int64 on their own and together are fine; only wrapping is refused
+    x = R.from_lengths(np.zeros(3), np.array([1, 2], np.uint64))
+    assert x.lengths.tolist() == [1, 2]
+    assert x[np.array([1], np.uint64)].equal(x[1:])
+    sampler = rdata.BudgetBatchSampler([2**61, 2**61, 1], max_items=2**62, shuffle=False)
+    assert list(sampler) == [[0, 1], [2]]
+    assert x.subsample(np.uint64(1), generator=0).lengths.tolist() == [1, 1]
+    assert x.var(correction=2**62).tolist() == [0.0, 0.0]  # every segment too short: fill
+    assert x.to_padded(fill=np.float32(3e38))[0].shape == (2, 2)
