@@ -120,10 +120,14 @@ def is_tensor_dtype(dtype: Any) -> bool:
 def tensor_from_numpy(a: np.ndarray) -> Any:
     """``torch.from_numpy`` that accepts read-only arrays we only read from.
 
+    Views with negative strides (``a[::-1]``) are copied first, since torch cannot view them.
+
     Torch warns once per process about non-writable arrays; the tensors made here are only
     read (sources of a copy), so the warning would be noise.
     """
     torch = torch_module()
+    if any(s < 0 for s in a.strides):  # torch has no negative strides: a flipped view is copied
+        a = np.ascontiguousarray(a)
     if a.flags.writeable:
         return torch.from_numpy(a)
     with warnings.catch_warnings():

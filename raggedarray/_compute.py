@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _backend, _offsets, reduce
+from . import _backend, _checks, _offsets, reduce
 from .map import map_values
 
 
@@ -290,7 +290,9 @@ class ComputeMethods:
 
 def _random_keys(count: int, generator: Any, where: str) -> Any:
     """``count`` uniform random numbers on the host from a numpy or torch generator."""
-    if generator is None or isinstance(generator, (int, np.integer)):
+    if isinstance(generator, (int, np.integer, bool, np.bool_)):
+        generator = _checks.read_int(generator, "generator (a seed)", where, high=2**128)
+    if generator is None or isinstance(generator, int):
         return np.random.default_rng(generator).random(count)
     if isinstance(generator, np.random.Generator):
         return generator.random(count)

@@ -14,53 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from . import _backend, _offsets
-from ._backend import NUMPY, TORCH
+from . import _backend, _checks, _offsets
 
-
-def check_values(values: Any, where: str, item_ndim: int | None) -> str:
-    """Check that ``values`` is an array with a leading axis; return its backend name."""
-    backend = _backend.backend_of(values)
-    if backend is None:
-        hint = (
-            " (for a list of per-segment arrays use from_list)"
-            if isinstance(values, (list, tuple))
-            else ""
-        )
-        raise TypeError(
-            f"{where}: values must be a numpy array or a torch tensor; "
-            f"got {type(values).__name__}{hint}"
-        )
-    if values.ndim == 0:
-        raise ValueError(f"{where}: values must have a leading item axis; got a 0-d array")
-    if backend == NUMPY and not _backend.numeric_dtype(values.dtype):
-        raise TypeError(f"{where}: values must hold numbers or booleans; got dtype {values.dtype}")
-    if item_ndim is not None and values.ndim != item_ndim + 1:
-        raise ValueError(
-            f"{where}: items must be {item_ndim}-D (C, H, W), so values must be "
-            f"{item_ndim + 1}-D (N, C, H, W); got {_backend.describe(values)}"
-        )
-    return backend
-
-
-def check_same_place(
-    values: Any, other: Any, where: str, what: str, values_name: str = "values"
-) -> None:
-    """Reject ``other`` when it is an array of another backend or device than ``values``."""
-    other_backend = _backend.backend_of(other)
-    if other_backend is None:
-        return
-    backend = _backend.backend_of(values)
-    if other_backend != backend:
-        raise TypeError(
-            f"{where}: {values_name} and {what} must have the same backend; "
-            f"got {values_name} as {backend} and {what} as {other_backend}"
-        )
-    if backend == TORCH and other.device != values.device:
-        raise ValueError(
-            f"{where}: {values_name} and {what} must be on the same device; "
-            f"got {values_name} on {values.device} and {what} on {other.device}"
-        )
+# The checks moved to _checks; these names stay importable from here.
+from ._checks import check_fill, check_same_place, check_values  # noqa: F401
 
 
 def own_offsets(offsets: Any, host: np.ndarray, values: Any) -> tuple[Any, np.ndarray]:
@@ -115,7 +72,7 @@ def _items(arrays: Any, where: str, image: bool) -> tuple[list[Any], list[int], 
         else:
             any_numpy = True
             if not isinstance(a, np.ndarray):
-                a = items[k] = np.asarray(a)
+                a = items[k] = _checks.as_numpy(a, where, f"arrays[{k}]")
         shape = a.shape
         if image and len(shape) == 3:
             a = items[k] = a[:, None]
@@ -168,6 +125,8 @@ def concat(
     host[1:] = lengths
     host.cumsum(out=host)
     to_torch = device is not None or any_tensor
+    if device is not None:
+        device = _checks.device(device, where)
     if dtype is not None:
         dtype = _requested_dtype(dtype, to_torch, where)
     if not items:
@@ -196,20 +155,7 @@ def concat(
 
 def _requested_dtype(dtype: Any, to_torch: bool, where: str) -> Any:
     """The ``dtype=`` argument as a dtype of the result's backend, or a clear error."""
-    try:
-        if to_torch:
-            return _backend.to_torch_dtype(dtype)
-        np_dtype = _backend.to_numpy_dtype(dtype)
-    except TypeError:
-        if to_torch:
-            raise TypeError(f"{where}: dtype must be one torch can hold; got {dtype!r}") from None
-        raise TypeError(
-            f"{where}: dtype must be one numpy can hold (the result is numpy); got {dtype!r}; "
-            "pass device= or torch tensors for a torch result"
-        ) from None
-    if not _backend.numeric_dtype(np_dtype):
-        raise TypeError(f"{where}: dtype must be numeric or bool; got {np_dtype}")
-    return np_dtype
+    return _checks.result_dtype(dtype, to_torch, where)
 
 
 def _empty_values(item_shape: tuple[int, ...], dtype: Any, device: Any, to_torch: bool) -> Any:
@@ -254,7 +200,7 @@ def _concat_torch(
             _single_device(tensors, where)
             raise
     devices = {t.device for t in tensors}
-    target = _single_device(tensors, where) if device is None else _backend.resolve_device(device)
+    target = _single_device(tensors, where) if device is None else device
     # Concatenate where the sources are (one host buffer, pinned for an async upload),
     # then move once: many small host-to-device copies would cost far more.
     staging = target if devices == {target} else torch.device("cpu")
@@ -319,11 +265,7 @@ def _single_device(tensors: list[Any], where: str) -> Any:
 
 def padded_values(padded: Any, lengths: Any, where: str) -> tuple[Any, np.ndarray]:
     """Copy the valid part of ``padded`` ``(m, n_max, *item_shape)`` into one buffer."""
-    backend = _backend.backend_of(padded)
-    if backend is None:
-        raise TypeError(
-            f"{where}: padded must be a numpy array or a torch tensor; got {type(padded).__name__}"
-        )
+    _checks.check_array(padded, where, "padded")
     if padded.ndim < 2:
         raise ValueError(
             f"{where}: padded must be (m, n_max, *item_shape), at least 2-D; "
@@ -413,28 +355,3 @@ def pad(values: Any, host: np.ndarray, length: int, fill: Any, where: str) -> tu
     padded.index_copy_(0, _backend.upload(dest, values), items)  # recorded by autograd
     padded = padded.view(m, length, *values.shape[1:])
     return (padded if padded.dtype == dtype else padded.view(dtype)), mask_out
-
-
-def check_fill(fill: Any, dtype: Any, where: str) -> None:
-    """Check that ``fill`` is a scalar that ``dtype`` holds exactly (any number for floats)."""
-    if not isinstance(fill, (bool, int, float, complex, np.generic)):
-        raise TypeError(f"{where}: fill must be a number; got {type(fill).__name__}")
-    if _backend.is_tensor_dtype(dtype) and (dtype.is_floating_point or dtype.is_complex):
-        return
-    np_dtype = _backend.to_numpy_dtype(dtype)
-    if np_dtype.kind in "fc":
-        return
-    ok, real = True, fill
-    if isinstance(fill, (complex, np.complexfloating)):
-        ok, real = fill.imag == 0, fill.real
-    if isinstance(real, (float, np.floating)):
-        ok = ok and float(real).is_integer()
-    if ok:
-        value = int(real)
-        if np_dtype.kind == "b":
-            ok = value in (0, 1)
-        else:
-            info = np.iinfo(np_dtype)
-            ok = int(info.min) <= value <= int(info.max)
-    if not ok:
-        raise ValueError(f"{where}: fill must be representable in dtype {dtype}; got {fill!r}")

@@ -53,7 +53,12 @@ def atomic_write(path: str, write: Any) -> None:
     """
     folder, name = os.path.split(os.path.abspath(path))
     tmp = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # honours the umask
+    try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # honours the umask
+    except OSError as err:  # name the user's path, not the temporary file's
+        raise type(err)(
+            err.errno, f"save: the folder of path must exist and be writable; got {path!r}", path
+        ) from None
     try:
         try:
             mode = os.stat(path).st_mode

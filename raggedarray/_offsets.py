@@ -11,28 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from . import _backend
+from . import _backend, _checks
 
 
 def _as_host_integer_vector(x: Any, where: str, what: str) -> np.ndarray:
-    """Read an integer vector (list, numpy array or tensor) into host int64, checking its kind."""
-    if _backend.is_tensor(x):
-        integer = not (x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == _bool_dtype())
-        if not integer and not (x.numel() == 0 and x.dtype.is_floating_point):
-            raise TypeError(f"{where}: {what} must have an integer dtype; got {x.dtype}")
-        host = _backend.host_int64(x)
-    else:
-        arr = np.asarray(x)
-        if arr.dtype.kind not in "iu" and not (arr.size == 0 and arr.dtype.kind == "f"):
-            raise TypeError(f"{where}: {what} must have an integer dtype; got {arr.dtype}")
-        host = arr.astype(np.int64, copy=False)
-    if host.ndim != 1:
-        raise ValueError(f"{where}: {what} must be 1-D; got shape {tuple(host.shape)}")
-    return host
-
-
-def _bool_dtype() -> Any:
-    return _backend.torch_module().bool
+    """Read an integer vector (list, numpy array or tensor) into host int64, range-checked."""
+    return _checks.int_vector(x, where, what)
 
 
 def read_offsets(offsets: Any, where: str) -> np.ndarray:
@@ -79,10 +63,7 @@ def read_lengths(lengths: Any, where: str) -> np.ndarray:
 
 def from_lengths(lengths: Any, where: str) -> np.ndarray:
     """Offsets ``[0, l0, l0 + l1, ...]`` from non-negative lengths."""
-    host = read_lengths(lengths, where)
-    offsets = np.zeros(host.shape[0] + 1, dtype=np.int64)
-    np.cumsum(host, out=offsets[1:])
-    return offsets
+    return _checks.offsets_from_lengths(read_lengths(lengths, where), where)
 
 
 def from_segment_ids(segment_ids: Any, num_segments: int | None, where: str) -> np.ndarray:
@@ -101,16 +82,20 @@ def from_segment_ids(segment_ids: Any, num_segments: int | None, where: str) -> 
     needed = int(ids[-1]) + 1 if ids.size else 0
     if num_segments is None:
         num_segments = needed
-    elif isinstance(num_segments, bool) or not isinstance(num_segments, (int, np.integer)):
-        raise TypeError(f"{where}: num_segments must be an int; got {type(num_segments).__name__}")
-    elif num_segments < 0:
-        raise ValueError(f"{where}: num_segments must be >= 0; got {num_segments}")
-    elif num_segments < needed:
+    else:
+        num_segments = _checks.read_int(num_segments, "num_segments", where)
+        if num_segments < needed:
+            raise ValueError(
+                f"{where}: segment ids must be < num_segments={num_segments}; got id {needed - 1}"
+            )
+    try:
+        offsets = np.zeros(num_segments + 1, dtype=np.int64)
+    except (ValueError, MemoryError):
         raise ValueError(
-            f"{where}: segment ids must be < num_segments={num_segments}; got id {needed - 1}"
-        )
-    offsets = np.zeros(int(num_segments) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(ids, minlength=int(num_segments)), out=offsets[1:])
+            f"{where}: the number of segments must be small enough to allocate offsets for; "
+            f"got {num_segments} segments"
+        ) from None
+    np.cumsum(np.bincount(ids, minlength=num_segments), out=offsets[1:])
     return offsets
 
 
@@ -159,10 +144,25 @@ def segment_index(key: Any, num_segments: int, where: str) -> np.ndarray:
     slices of any step.
     """
     if isinstance(key, slice):
-        return np.arange(*key.indices(num_segments), dtype=np.int64)
+        return np.arange(*slice_indices(key, num_segments, where), dtype=np.int64)
     if _backend.is_tensor(key):
         key = key.detach().cpu().numpy()
-    arr = np.asarray(key)
+    try:
+        arr = np.asarray(key)
+    except ValueError:
+        raise IndexError(
+            f"{where}: an index list must be rectangular (1-D); got a ragged {type(key).__name__}"
+        ) from None
+    if arr.dtype == object:
+        big = _checks.big_python_int(key) if arr.ndim == 1 else None
+        if big is None:
+            raise TypeError(
+                f"{where}: index with an int, a slice, an index array or a boolean mask; "
+                f"got {type(key).__name__} of objects"
+            )
+        raise IndexError(
+            f"{where}: segment index out of range for {num_segments} segments; got {big}"
+        )
     if arr.dtype == np.bool_:
         if arr.shape != (num_segments,):
             raise IndexError(
@@ -178,6 +178,12 @@ def segment_index(key: Any, num_segments: int, where: str) -> np.ndarray:
         )
     if arr.ndim != 1:
         raise IndexError(f"{where}: an index array must be 1-D; got shape {arr.shape}")
+    if arr.dtype.kind == "u" and arr.dtype.itemsize == 8 and (arr > 2**63 - 1).any():
+        k = int(np.flatnonzero(arr > 2**63 - 1)[0])
+        raise IndexError(
+            f"{where}: segment index out of range for {num_segments} segments; "
+            f"got {arr[k]} at position {k}"
+        )
     idx = arr.astype(np.int64, copy=False)
     bad = np.flatnonzero((idx < -num_segments) | (idx >= num_segments))
     if bad.size:
@@ -186,6 +192,17 @@ def segment_index(key: Any, num_segments: int, where: str) -> np.ndarray:
             f"got {idx[bad[0]]} at position {bad[0]}"
         )
     return np.where(idx < 0, idx + num_segments, idx)
+
+
+def slice_indices(key: slice, num_segments: int, where: str) -> tuple[int, int, int]:
+    """``key.indices(num_segments)``, with a TypeError naming ``where`` for non-int bounds."""
+    try:
+        return key.indices(num_segments)
+    except TypeError:
+        seen = ", ".join(type(v).__name__ for v in (key.start, key.stop, key.step))
+        raise TypeError(
+            f"{where}: slice bounds and step must be ints or None; got ({seen})"
+        ) from None
 
 
 def pad_positions(
@@ -221,10 +238,8 @@ def subsample(
         ``(new_offsets, item_index)`` as ``gather`` does.
     """
     lengths = np.diff(offsets)
-    if isinstance(k, (int, np.integer)) and not isinstance(k, bool):
-        if k < 0:
-            raise ValueError(f"{where}: k must be >= 0; got {k}")
-        keep = np.minimum(lengths, int(k))
+    if isinstance(k, (int, np.integer, bool, np.bool_)):
+        keep = np.minimum(lengths, _checks.read_int(k, "k", where))
     else:
         per_segment = _as_host_integer_vector(k, where, "k")
         if per_segment.shape[0] != lengths.shape[0]:

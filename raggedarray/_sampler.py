@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _offsets
+from . import _checks, _offsets
 
 _WINDOW_BATCHES = 10  # a shuffled window holds about this many batches' worth of segments
 
@@ -237,15 +237,13 @@ def _read_lengths(lengths: Any, where: str) -> np.ndarray:
         if attr is not None:
             lengths = attr() if callable(attr) else attr
             break
-    return np.array(_offsets.read_lengths(lengths, where), dtype=np.int64)
+    host = np.array(_offsets.read_lengths(lengths, where), dtype=np.int64)
+    _checks.offsets_from_lengths(host, where)  # the running totals of a plan must fit in int64
+    return host
 
 
 def _int(value: Any, name: str, low: int, where: str) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{where}: {name} must be an int; got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{where}: {name} must be >= {low}; got {value}")
-    return int(value)
+    return _checks.read_int(value, name, where, low=low)
 
 
 def _bool(value: Any, name: str, where: str) -> bool:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate, get_worker_info
 
-from . import _backend, _offsets
+from . import _backend, _checks, _construct, _offsets
 from ._sampler import BudgetBatchSampler
 from .image import RaggedImageBatch
 from .ragged import RaggedArray
@@ -68,7 +68,15 @@ def collate(samples: Sequence[Any], *, ragged: Any = None) -> Any:
         >>> out["x"].num_items, out["y"]
         (4, tensor([1., 1.], dtype=torch.float64))
     """
-    where = "collate"
+    return _collate(samples, ragged, "collate")
+
+
+def _collate(samples: Sequence[Any], ragged: Any, where: str) -> Any:
+    if _backend.backend_of(samples) is not None or not isinstance(samples, Sequence):
+        raise TypeError(
+            f"{where}: samples must be a list of samples; got {_backend.describe(samples)}"
+        )
+    check_ragged(ragged, where)
     if len(samples) == 0:
         raise ValueError(f"{where}: samples must not be empty; got an empty batch")
     first = samples[0]
@@ -78,13 +86,14 @@ def collate(samples: Sequence[Any], *, ragged: Any = None) -> Any:
                 f"{where}: ragged= names fields of tuple or dict samples; got ragged={ragged!r} "
                 "for bare array samples (which are ragged already)"
             )
-        return _ragged_field(samples, where, "samples")
+        return _ragged_field(samples, where, None)
     if isinstance(first, dict):
         keys = _names(ragged, where, "keys")
         missing = [k for k in keys if k not in first]
         if missing:
             raise ValueError(f"{where}: ragged keys must be keys of the samples; got {missing}")
         _same_kind(samples, dict, where)
+        _same_fields(samples, lambda s: list(s), "keys", where)
         return {
             key: _ragged_field([s[key] for s in samples], where, f"field {key!r}")
             if key in keys
@@ -100,6 +109,7 @@ def collate(samples: Sequence[Any], *, ragged: Any = None) -> Any:
             )
         positions = {p % len(first) for p in positions}
         _same_kind(samples, type(first), where)
+        _same_fields(samples, len, "number of fields", where)
         fields = [
             _ragged_field([s[i] for s in samples], where, f"field {i}")
             if i in positions
@@ -108,6 +118,31 @@ def collate(samples: Sequence[Any], *, ragged: Any = None) -> Any:
         ]
         return type(first)(fields) if isinstance(first, tuple) else fields
     raise TypeError(f"{where}: samples must be arrays, tuples or dicts; got {type(first).__name__}")
+
+
+def check_ragged(ragged: Any, where: str) -> None:
+    """``ragged=``: None, a position (int), a key (str), or a list or tuple of them."""
+    names = ragged if isinstance(ragged, (list, tuple)) else [ragged]
+    for name in names:
+        if name is None and ragged is None:
+            continue
+        if isinstance(name, bool) or not isinstance(name, (int, str)):
+            raise TypeError(
+                f"{where}: ragged must be None, a position (int), a key (str) or a list of "
+                f"them; got {type(name).__name__} {name!r}"
+            )
+
+
+def _same_fields(samples: Sequence[Any], fields: Any, what: str, where: str) -> None:
+    """Every sample has the fields (keys, or number of fields) of the first."""
+    expected = fields(samples[0])
+    for i, sample in enumerate(samples):
+        seen = fields(sample)
+        if seen != expected:
+            raise ValueError(
+                f"{where}: every sample must have the {what} of the first ({expected}); "
+                f"got {seen} in sample {i}"
+            )
 
 
 def _names(ragged: Any, where: str, what: str) -> list[Any]:
@@ -130,31 +165,43 @@ def _same_kind(samples: Sequence[Any], kind: type, where: str) -> None:
             )
 
 
-def _ragged_field(items: Sequence[Any], where: str, what: str) -> RaggedArray:
+def _ragged_field(items: Sequence[Any], where: str, what: str | None) -> RaggedArray:
     """One ragged array from per-sample ``(n_i, ...)`` arrays: one allocation.
 
     Outside DataLoader workers this is ``from_list`` (C-level passes over the inputs);
-    inside a worker the buffer is allocated in shared memory first.
+    inside a worker the buffer is allocated in shared memory first. Errors name ``where``
+    and the field (``what``) once.
     """
+    try:
+        return _join_field(items, where)
+    except (TypeError, ValueError) as err:
+        if what is None:
+            raise
+        message = str(err).removeprefix(f"{where}: ")
+        raise type(err)(f"{where}: {what}: {message}") from None
+
+
+def _join_field(items: Sequence[Any], where: str) -> RaggedArray:
     for i, item in enumerate(items):
         if not isinstance(item, _ARRAYS):
             raise TypeError(
-                f"{where}: {what} must hold arrays (n_i, ...); got {type(item).__name__} "
+                f"{where}: ragged fields must hold arrays (n_i, ...); got {type(item).__name__} "
                 f"in sample {i}"
             )
+        _checks.check_array(item, where, f"the array of sample {i}")
     cls = RaggedImageBatch if items[0].ndim == 4 else RaggedArray
     if get_worker_info() is None:
-        try:
-            x = cls.from_list(items)
-        except ValueError as err:
-            raise ValueError(f"{where}: {what}: {err}") from None
+        values, host = _construct.concat(
+            items, dtype=None, device=None, where=where, image=False, item_shape=None
+        )
+        x = cls._make(values, None, host)
         return x if x.backend == "torch" else x.torch()
     tensors = [t if isinstance(t, torch.Tensor) else _backend.tensor_from_numpy(t) for t in items]
     first = tensors[0]
     for i, t in enumerate(tensors):
-        if t.ndim == 0 or t.shape[1:] != first.shape[1:]:
+        if t.shape[1:] != first.shape[1:]:
             raise ValueError(
-                f"{where}: {what}: all arrays must have the same item shape; got "
+                f"{where}: all arrays must have the same item shape; got "
                 f"{_backend.describe(t)} in sample {i} after {_backend.describe(first)}"
             )
     dtype = functools.reduce(torch.promote_types, {t.dtype for t in tensors})
@@ -200,11 +247,12 @@ class RaggedCollate:
     """  # noqa: E501
 
     def __init__(self, ragged: Any = None) -> None:
+        check_ragged(ragged, "RaggedCollate")
         self.ragged = ragged
 
     def __call__(self, samples: Sequence[Any]) -> Any:
         """Collate one batch."""
-        return collate(samples, ragged=self.ragged)
+        return _collate(samples, self.ragged, "RaggedCollate")
 
     def __repr__(self) -> str:
         return f"RaggedCollate(ragged={self.ragged!r})"
@@ -234,7 +282,12 @@ class RaggedDataset(Dataset):
     def __init__(self, x: RaggedArray, targets: Any = None, transform: Any = None) -> None:
         where = "RaggedDataset"
         if not isinstance(x, RaggedArray):
-            raise TypeError(f"{where}: x must be a RaggedArray; got {type(x).__name__}")
+            raise TypeError(f"{where}: x must be a RaggedArray; got {_backend.describe(x)}")
+        if targets is not None and not hasattr(targets, "__len__"):
+            raise TypeError(
+                f"{where}: targets must be a sequence with one entry per segment; "
+                f"got {type(targets).__name__}"
+            )
         if targets is not None and len(targets) != len(x):
             raise ValueError(
                 f"{where}: targets must have one entry per segment ({len(x)}); got {len(targets)}"
@@ -254,7 +307,7 @@ class RaggedDataset(Dataset):
         return len(self.x)
 
     def __getitem__(self, i: int) -> Any:
-        item = self.x[i]
+        item = self.x._getitem(i, "RaggedDataset.__getitem__")
         if self.transform is not None:
             item = self.transform(item)
         if self.targets is None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _backend, _construct, _offsets
+from . import _backend, _checks, _offsets
 
 
 def _import_awkward(where: str) -> Any:
@@ -177,7 +177,7 @@ def from_awkward(array: Any, *, item_ndim: int | None, where: str) -> tuple[np.n
         raise TypeError(
             f"{where}: items must hold numbers or booleans; got {_describe_awkward(array)}"
         )
-    _construct.check_values(values, where, item_ndim)
+    _checks.check_values(values, where, item_ndim)
     _offsets.validate(host, values.shape[0], where)
     return values, host
 
@@ -219,7 +219,7 @@ def from_nested(nt: Any, *, item_ndim: int | None, where: str) -> tuple[Any, np.
         values, host = _from_jagged(nt, where)
     else:
         values, host = _from_strided(torch, nt, where)
-    _construct.check_values(values, where, item_ndim)
+    _checks.check_values(values, where, item_ndim)
     return values, host
 
 

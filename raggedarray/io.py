@@ -136,6 +136,12 @@ def load(path: str | os.PathLike[str], *, mmap: bool = False) -> Any:
     reach the file: numpy arrays are read-only, and torch tensors (torch has no read-only
     tensors) write into private copy-on-write pages that are dropped with the tensor.
 
+    The file must not change underneath a mapping: pages not yet touched are the file's own,
+    so overwriting the file in place changes the mapped arrays (undefined contents), and
+    truncating it kills the process with ``SIGBUS`` on the next touch of a page past the new
+    end. :func:`save` does neither: it writes a temporary file and renames it over ``path``,
+    so an existing mapping keeps the old file (the old inode lives while it is mapped).
+
     Args:
         path: the file (``str`` or ``os.PathLike``).
         mmap: map the arrays instead of reading them. Offsets are always read.

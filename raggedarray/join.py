@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import _backend, _construct, _offsets
+from . import _backend, _checks, _construct, _offsets
 from .ragged import RaggedArray
 
 
@@ -25,7 +25,13 @@ def cat(arrays: Sequence[RaggedArray]) -> RaggedArray:
         array([1, 2, 2])
     """
     where = "cat"
-    arrays = list(arrays)
+    seen = _backend.describe(arrays)
+    if isinstance(arrays, RaggedArray) or _backend.backend_of(arrays) is not None:
+        arrays = None
+    try:
+        arrays = list(arrays)
+    except TypeError:
+        raise TypeError(f"{where}: arrays must be a list of ragged arrays; got {seen}") from None
     if not arrays:
         raise ValueError(f"{where}: needs at least one ragged array; got an empty list")
     for k, x in enumerate(arrays):
@@ -38,7 +44,7 @@ def cat(arrays: Sequence[RaggedArray]) -> RaggedArray:
                 f"{where}: all arrays must have the same item shape; "
                 f"got {first.item_shape} for arrays[0] and {x.item_shape} for arrays[{k}]"
             )
-        _construct.check_same_place(first.values, x.values, where, f"arrays[{k}]", "arrays[0]")
+        _checks.check_same_place(first.values, x.values, where, f"arrays[{k}]", "arrays[0]")
     host = _offsets.from_lengths(np.concatenate([x.host_lengths for x in arrays]), where)
     if _backend.is_tensor(first.values):
         values = _construct.cat_tensors([x.values for x in arrays], int(host[-1]))

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _backend
+from . import _backend, _checks
 
 # The largest tensor one call may make on a CPU, from chunk sweeps of both networks in the
 # module docstring. Without autograd both are at their fastest while it stays within 16 MiB
@@ -97,11 +97,7 @@ def map_values(
 def _check_chunk_size(chunk_size: Any, where: str) -> int | None:
     if chunk_size is None:
         return None
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
-        raise TypeError(f"{where}: chunk_size must be an int or None; got {chunk_size!r}")
-    if chunk_size < 1:
-        raise ValueError(f"{where}: chunk_size must be at least 1; got {chunk_size}")
-    return int(chunk_size)
+    return _checks.read_int(chunk_size, "chunk_size", where, low=1)
 
 
 def _spans(start: int, stop: int, size: int, *, call_empty: bool) -> Iterator[tuple[int, int]]:
@@ -124,14 +120,7 @@ def _is_module(fn: Any) -> bool:
 def _target_device(values: Any, fn: Any, device: Any, where: str) -> Any:
     """The torch device chunks are moved to, or None to hand them over as they are."""
     if device is not None:
-        try:
-            return _backend.resolve_device(device)
-        except (RuntimeError, TypeError, AssertionError) as err:
-            # AssertionError: torch built without CUDA; RuntimeError: a bad string or no GPU
-            raise ValueError(
-                f"{where}: device must be an available torch device such as 'cpu' or 'cuda'; "
-                f"got {device!r} ({err})"
-            ) from None
+        return _checks.device(device, where)
     if not _backend.is_tensor(values) and _is_module(fn):
         return _backend.torch_module().device("cpu")  # modules take tensors
     return None
@@ -284,6 +273,7 @@ class _Assembler:
             )
         first = self.first
         if first is None:
+            _checks.check_array(output, self.where, "fn's output")
             return
         if (
             backend != _backend.backend_of(first)

@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._backend import describe
+from ._checks import check_fill, read_int
 from .reduce import POOLS as _OPS
 
 
@@ -29,7 +31,10 @@ def _check_ragged(x: Any, where: str) -> None:
     from .ragged import RaggedArray
 
     if not isinstance(x, RaggedArray):
-        raise TypeError(f"{where}: input must be a RaggedArray or RaggedImageBatch; got {x!r}")
+        raise TypeError(
+            f"{where}: input must be a RaggedArray or RaggedImageBatch; got {describe(x)}"
+            " (wrap plain values with ra.RaggedArray.from_lengths)"
+        )
 
 
 def _as_torch(x: Any) -> Any:
@@ -58,6 +63,7 @@ class SegmentPool(nn.Module):
         super().__init__()
         if op not in _OPS:
             raise ValueError(f"SegmentPool: op must be one of {', '.join(_OPS)}; got {op!r}")
+        check_fill(fill, torch.float64, "SegmentPool")
         self.op = op
         self.fill = fill
 
@@ -96,6 +102,8 @@ class AttentionPool(nn.Module):
 
     def __init__(self, in_features: int, hidden: int, gated: bool = True) -> None:
         super().__init__()
+        in_features = read_int(in_features, "in_features", "AttentionPool", low=1)
+        hidden = read_int(hidden, "hidden", "AttentionPool", low=1)
         self.in_features = in_features
         self.attention = nn.Linear(in_features, hidden)
         self.gate = nn.Linear(in_features, hidden) if gated else None
@@ -120,6 +128,7 @@ class AttentionPool(nn.Module):
 
     def forward(self, x: Any) -> Any:
         """Attention-weighted sum of each segment's items: ``(m, in_features)``."""
+        _check_ragged(x, "AttentionPool")
         x = _as_torch(x)
         weights = self.weights(x)
         return x._rewrap(x.values * weights.values).sum()
@@ -158,10 +167,12 @@ class DeepSet(nn.Module):
         self.psi = psi
         self.phi = phi
         if isinstance(pool, str):
+            if pool not in _OPS:
+                raise ValueError(f"DeepSet: pool must be one of {', '.join(_OPS)}; got {pool!r}")
             pool = SegmentPool(pool)
         elif not callable(pool):
             raise TypeError(
-                f"DeepSet: pool must be one of {', '.join(_OPS)} or a module; got {pool!r}"
+                f"DeepSet: pool must be one of {', '.join(_OPS)} or a module; got {describe(pool)}"
             )
         self.pool = pool
         self.chunk_size = chunk_size

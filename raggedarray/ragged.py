@@ -7,7 +7,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from . import _backend, _compare, _construct, _offsets
+from . import _backend, _checks, _compare, _construct, _offsets
 from ._backend import NUMPY, TORCH
 from ._compute import ComputeMethods
 from ._display import DisplayMethods
@@ -77,8 +77,8 @@ class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods, PickleMethods)
 
     def __init__(self, values: Any, offsets: Any) -> None:
         where = type(self).__name__
-        _construct.check_values(values, where, self._item_ndim)
-        _construct.check_same_place(values, offsets, where, "offsets")
+        _checks.check_values(values, where, self._item_ndim)
+        _checks.check_same_place(values, offsets, where, "offsets")
         host = _offsets.read_offsets(offsets, where)
         _offsets.validate(host, values.shape[0], where)
         self._set(values, *_construct.own_offsets(offsets, host, values))
@@ -179,7 +179,7 @@ class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods, PickleMethods)
             device=device,
             where=where,
             image=image,
-            item_shape=None if item_shape is None else tuple(item_shape),
+            item_shape=None if item_shape is None else _item_shape(item_shape, where),
         )
         _construct.check_values(values, where, cls._item_ndim)
         return cls._make(values, None, host)
@@ -342,7 +342,9 @@ class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods, PickleMethods)
 
     def __getitem__(self, key: Any) -> Any:
         """``x[i]``: segment view; ``x[a:b]``: ragged view; arrays, masks, steps: a copy."""
-        where = f"{type(self).__name__}.__getitem__"
+        return self._getitem(key, f"{type(self).__name__}.__getitem__")
+
+    def _getitem(self, key: Any, where: str) -> Any:
         m = len(self)
         if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
             i = int(key)
@@ -352,12 +354,14 @@ class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods, PickleMethods)
         if isinstance(key, slice) and key.step == 0:
             raise ValueError(f"{where}: slice step must not be zero; got {key}")
         if isinstance(key, slice) and key.step in (None, 1):
-            a, b, _ = key.indices(m)
+            a, b, _ = _offsets.slice_indices(key, m, where)
             b = max(a, b)
             return self._slice(a, b)
         if _backend.backend_of(key) is not None and key.ndim == 0:
-            return self[key.item()]
-        if isinstance(key, (tuple, bool, np.bool_, float, str, type(None), type(Ellipsis))):
+            return self._getitem(key.item(), where)
+        if isinstance(
+            key, (tuple, bool, np.bool_, float, str, type(None), type(Ellipsis), RaggedArray)
+        ):
             raise TypeError(
                 f"{where}: index with an int, a slice, an index array or a boolean mask; "
                 f"got {type(key).__name__} (for item j of segment i use x[i][j])"
@@ -411,34 +415,24 @@ class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods, PickleMethods)
             >>> x.to(dtype=np.float32).dtype
             dtype('float32')
         """
-        where = f"{type(self).__name__}.to"
         if dtype is None and _backend.is_dtype(device):
             device, dtype = None, device
+        return self._to(device, dtype, non_blocking, f"{type(self).__name__}.to")
+
+    def _to(self, device: Any, dtype: Any, non_blocking: bool, where: str) -> RaggedArray:
         if device is not None:
-            try:
-                device = _backend.torch_module().device(device)
-            except (RuntimeError, TypeError):
-                raise ValueError(
-                    f"{where}: device must be a torch device or a device string such as 'cuda'; "
-                    f"got {device!r} (pass a dtype as dtype=...)"
-                ) from None
+            device = _checks.device(device, where)
         if not _backend.is_tensor(self._values) and (device is None or device.type == "cpu"):
             if dtype is None:
                 return self
-            try:
-                np_dtype = _backend.to_numpy_dtype(dtype)
-            except TypeError:
-                raise TypeError(
-                    f"{where}: dtype must be one numpy can hold for numpy values; got {dtype!r} "
-                    "(convert with .torch() first)"
-                ) from None
+            np_dtype = _checks.result_dtype(dtype, False, where)
             if np_dtype == self._values.dtype:
                 return self
             return self._with_values(self._values.astype(np_dtype))
         source = self.torch()
         moved = source._values.to(
             device=device,
-            dtype=None if dtype is None else _backend.to_torch_dtype(dtype),
+            dtype=None if dtype is None else _checks.result_dtype(dtype, True, where),
             non_blocking=non_blocking,
         )
         if moved is source._values:
@@ -447,22 +441,26 @@ class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods, PickleMethods)
 
     def cpu(self) -> RaggedArray:
         """Values on the CPU (numpy values are returned as they are)."""
-        return self.to("cpu")
+        return self._to("cpu", None, False, f"{type(self).__name__}.cpu")
 
     def cuda(self, device: Any = None, non_blocking: bool = False) -> RaggedArray:
         """Values on a CUDA device (``"cuda"`` when ``device`` is None)."""
-        return self.to("cuda" if device is None else device, non_blocking=non_blocking)
+        where = f"{type(self).__name__}.cuda"
+        return self._to("cuda" if device is None else device, None, non_blocking, where)
 
     def pin_memory(self) -> RaggedArray:
         """Values in page-locked host memory for fast asynchronous copies to the GPU.
 
         Numpy values become a pinned torch tensor (pinning is a torch facility).
         """
+        where = f"{type(self).__name__}.pin_memory"
         values = self.torch()._values
         if values.device.type != "cpu":
+            raise ValueError(f"{where}: values must be on the CPU; got values on {values.device}")
+        if not _backend.torch_module().cuda.is_available():
             raise ValueError(
-                f"{type(self).__name__}.pin_memory: values must be on the CPU; "
-                f"got values on {values.device}"
+                f"{where}: pinned memory needs a CUDA GPU; got a torch without one "
+                "(torch.cuda.is_available() is False)"
             )
         return self._with_values(values.pin_memory())
 
@@ -481,12 +479,16 @@ class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods, PickleMethods)
         where = f"{type(self).__name__}.numpy"
         if values.requires_grad and not force:
             raise TypeError(
-                f"{where}: values require grad; use x.detach().numpy() or numpy(force=True)"
+                f"{where}: values must not require grad (use x.detach().numpy() or "
+                "numpy(force=True)); got values with requires_grad=True"
             )
         try:
             array = values.detach().cpu().numpy()
         except TypeError as err:
-            raise TypeError(f"{where}: dtype {values.dtype} has no numpy equivalent") from err
+            raise TypeError(
+                f"{where}: values must have a dtype numpy can hold; got "
+                f"{_checks.dtype_name(values.dtype)}"
+            ) from err
         return self._with_values(array)
 
     def torch(self) -> RaggedArray:
@@ -513,7 +515,8 @@ class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods, PickleMethods)
             tensor = torch.from_numpy(values)
         except TypeError as err:
             raise TypeError(
-                f"{type(self).__name__}.torch: dtype {values.dtype} has no torch equivalent"
+                f"{type(self).__name__}.torch: values must have a dtype torch can hold; "
+                f"got {values.dtype}"
             ) from err
         return self._with_values(tensor)
 
@@ -568,12 +571,8 @@ class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods, PickleMethods)
         where = f"{type(self).__name__}.to_padded"
         if max_length is None:
             length = self.max_length
-        elif isinstance(max_length, (int, np.integer)) and not isinstance(max_length, bool):
-            if max_length < 0:
-                raise ValueError(f"{where}: max_length must be >= 0; got {max_length}")
-            length = int(max_length)
         else:
-            raise TypeError(f"{where}: max_length must be an int; got {type(max_length).__name__}")
+            length = _checks.read_int(max_length, "max_length", where)
         return _construct.pad(self._values, self._host, length, fill, where)
 
     # --------------------------------------------------------------------- comparison
@@ -608,6 +607,15 @@ class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods, PickleMethods)
             f"n_i={spread}, item_shape={self.item_shape}, dtype={dtype}, "
             f"device={_backend.device_str(self._values)}, backend={self.backend}{grad})"
         )
+
+
+def _item_shape(item_shape: Any, where: str) -> tuple[int, ...]:
+    """The ``item_shape=`` argument as a tuple of non-negative ints."""
+    if not isinstance(item_shape, (tuple, list)):
+        raise TypeError(
+            f"{where}: item_shape must be a tuple of ints; got {type(item_shape).__name__}"
+        )
+    return tuple(_checks.read_int(n, "item_shape entries", where) for n in item_shape)
 
 
 def _rebuild(cls: type[R], values: Any, host: np.ndarray) -> R:

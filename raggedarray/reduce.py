@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _backend, _construct, _offsets
+from . import _backend, _checks, _offsets
 from ._partition import Partition
 
 
@@ -73,20 +73,9 @@ def _kernels() -> Any:
 
 def as_tensor(values: Any, where: str) -> Any:
     """``values`` as a tensor (numpy shares its memory), with kind and shape checked."""
-    backend = _backend.backend_of(values)
-    if backend is None:
-        seen = _backend.describe(values)
-        raise TypeError(f"{where}: values must be a numpy array or a torch tensor; got {seen}")
-    if values.ndim == 0:
-        raise ValueError(f"{where}: values must have at least 1 dimension; got a 0-d array")
+    backend = _checks.check_array(values, where)
     if backend == _backend.NUMPY:
-        if values.dtype.kind not in "biuf":
-            raise TypeError(
-                f"{where}: values must be boolean, integer or float; got {values.dtype}"
-            )
         return _backend.tensor_from_numpy(np.ascontiguousarray(values))
-    if values.dtype.is_complex:
-        raise TypeError(f"{where}: values must be boolean, integer or float; got {values.dtype}")
     return values
 
 
@@ -130,8 +119,8 @@ def _compute_dtype(dtype: Any) -> Any:
 def _need_float(dtype: Any, where: str) -> None:
     if not dtype.is_floating_point:
         raise TypeError(
-            f"{where}: values must have a floating dtype; got {dtype} "
-            "(convert first, for example with x.to(dtype=torch.float32))"
+            f"{where}: values must have a floating dtype; got {_checks.dtype_name(dtype)} "
+            "(convert first, for example to float32)"
         )
 
 
@@ -292,7 +281,9 @@ def reduce(op: str, values: Any, part: Partition, *, fill: Any, where: str, **op
         _need_float(dtype, where)
     integer = not dtype.is_floating_point
     result_dtype = _torch().int64 if integer and spec.integers == "int64" else dtype
-    _construct.check_fill(fill, result_dtype, where)
+    _checks.check_fill(fill, result_dtype, where)
+    if "correction" in options:
+        options["correction"] = _checks.check_correction(options["correction"], where)
     encode, decode = _integer_codec(dtype, spec.integers, where)
     flat = encode(_flat(values))
     if flat.numel() == 0:

@@ -237,7 +237,7 @@ def test_values_not_an_array_in_factories(method):
 
 def test_values_of_strings():
     with pytest.raises(
-        TypeError, match=prefix(R) + r"values must hold numbers or booleans; got dtype <U1"
+        TypeError, match=prefix(R) + r"values must hold real numbers or booleans; got dtype <U1"
     ):
         R(np.array(["a", "b"]), [0, 2])
 
@@ -616,7 +616,6 @@ def test_cat_not_ragged():
         ("int64", float("inf")),
         ("bool", 2),
         ("bool", -1),
-        ("int64", 1 + 1j),
         ("uint8", 300),
         ("uint8", -1),
         ("int64", 2**70),
@@ -765,12 +764,12 @@ def test_constructors_never_modify_their_inputs(place, case):
 @pytest.mark.parametrize(
     ("items", "dtype", "rule"),
     [
-        ("numpy", "U3", r"dtype must be numeric or bool; got <U3"),
-        ("numpy", object, r"dtype must be numeric or bool; got object"),
+        ("numpy", "U3", r"dtype must hold real numbers or booleans; got dtype <U3"),
+        ("numpy", object, r"dtype must hold real numbers or booleans; got dtype object"),
         ("numpy", torch.bfloat16, r"dtype must be one numpy can hold .*; got torch\.bfloat16"),
         ("empty", torch.bfloat16, r"dtype must be one numpy can hold .*; got torch\.bfloat16"),
-        ("torch", "float77", r"dtype must be one torch can hold; got 'float77'"),
-        ("torch", "U3", r"dtype must be one torch can hold; got 'U3'"),
+        ("torch", "float77", r"dtype must be one torch can hold .*; got 'float77'"),
+        ("torch", "U3", r"dtype must be one torch can hold .*; got 'U3'"),
     ],
 )
 def test_from_list_requested_dtype_it_cannot_make(items, dtype, rule):

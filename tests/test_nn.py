@@ -174,7 +174,7 @@ def test_deepset_refuses_covariates_of_the_wrong_length_and_bad_pools():
         model(ragged([2, 1]), covariates=torch.zeros(3, 1, dtype=torch.float64))
     with pytest.raises(TypeError, match="pool must be"):
         ra.nn.DeepSet(nn.Identity(), nn.Identity(), pool=3)
-    with pytest.raises(ValueError, match="op must be one of"):
+    with pytest.raises(ValueError, match="DeepSet: pool must be one of"):
         ra.nn.DeepSet(nn.Identity(), nn.Identity(), pool="median")
     with pytest.raises(TypeError, match="RaggedArray"):
         model(torch.zeros(3, 3))

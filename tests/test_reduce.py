@@ -449,7 +449,7 @@ def test_broadcast_errors(place):
             x.broadcast(on(bad, place))
         with pytest.raises(ValueError, match="one row per segment"):
             ra.segment_broadcast(on(bad, place), x.host_offsets)
-    with pytest.raises(ValueError, match="at least 1 dimension"):
+    with pytest.raises(ValueError, match="must have a leading item axis"):
         x.broadcast(on(np.array(1.0), place))
     other = torch.zeros(m) if place[0] == "numpy" else np.zeros(m)
     with pytest.raises(TypeError, match="per_segment must be a"):
@@ -458,7 +458,7 @@ def test_broadcast_errors(place):
         ra.segment_broadcast(on(np.zeros(3), place), [0, 2, 1, 4])
     with pytest.raises(TypeError, match="values must be a numpy array or a torch"):
         ra.segment_broadcast([1.0, 2.0], [0, 1, 2])
-    with pytest.raises(TypeError, match="boolean, integer or float"):
+    with pytest.raises(TypeError, match="real numbers or booleans"):
         ra.segment_broadcast(on(np.ones(2, np.complex128), place), [0, 1, 2])
 
 
@@ -675,10 +675,10 @@ def test_input_errors(function):
         with pytest.raises(TypeError, match=f"{name}: values must be a numpy array or a torch"):
             function(bad, [0, 2])
     for zero_d in (np.array(1.0), torch.tensor(1.0)):
-        with pytest.raises(ValueError, match=f"{name}: values must have at least 1 dimension"):
+        with pytest.raises(ValueError, match=f"{name}: values must have a leading item axis"):
             function(zero_d, [0, 1])
     for complex_values in (np.ones(3, np.complex64), torch.ones(3, dtype=torch.complex64)):
-        with pytest.raises(TypeError, match="boolean, integer or float"):
+        with pytest.raises(TypeError, match="real numbers or booleans"):
             function(complex_values, [0, 3])
     values = np.arange(4.0)
     bad_offsets = {

@@ -1,0 +1,324 @@
+"""Validation helpers shared by every public entry point: one place decides each kind of input.
+
+Each helper takes ``where``, the public name the user called (``"RaggedArray.from_lengths"``,
+``"collate"``), and raises ``TypeError`` (wrong kind) or ``ValueError`` (wrong value) with
+``"<where>: <what must hold>; got <what was seen>"``, where *seen* is short: a shape, dtype,
+device, or a value or two, never an array's contents. Integers (lengths, offsets, ids,
+indices, counts, budgets) are read into int64 with their range checked before any
+arithmetic, so nothing wraps.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from . import _backend
+from ._backend import TORCH
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+
+def dtype_name(dtype: Any) -> str:
+    """``float32`` for both ``np.float32`` and ``torch.float32``."""
+    return str(dtype).removeprefix("torch.")
+
+
+# --------------------------------------------------------------------------- arrays
+
+
+def check_array(x: Any, where: str, what: str = "values") -> str:
+    """Check that ``x`` is a dense array of real numbers or booleans; return its backend.
+
+    Refuses non-arrays, 0-d arrays, object/string/date and complex dtypes, sparse and nested
+    tensors, and tensors on the ``meta`` device (which hold no data).
+    """
+    backend = _backend.backend_of(x)
+    if backend is None:
+        hint = (
+            " (for a list of per-segment arrays use from_list)"
+            if isinstance(x, (list, tuple))
+            else ""
+        )
+        raise TypeError(
+            f"{where}: {what} must be a numpy array or a torch tensor; got {type(x).__name__}{hint}"
+        )
+    if backend == TORCH:
+        if x.is_nested or x.layout != _backend.torch_module().strided:
+            layout = "nested" if x.is_nested else str(x.layout).removeprefix("torch.")
+            raise TypeError(
+                f"{where}: {what} must be a dense (strided) tensor; got a {layout} tensor "
+                f"(use from_nested for nested tensors, .to_dense() for sparse ones)"
+            )
+        if x.device.type == "meta":
+            raise ValueError(
+                f"{where}: {what} must hold data; got a tensor of shape {tuple(x.shape)} on "
+                "the meta device"
+            )
+    if x.ndim == 0:
+        raise ValueError(f"{where}: {what} must have a leading item axis; got a 0-d array")
+    check_dtype(x.dtype, where, what)
+    return backend
+
+
+def check_dtype(dtype: Any, where: str, what: str = "values") -> None:
+    """Refuse dtypes the package cannot compute with: objects, strings, dates, complex."""
+    if _backend.is_tensor_dtype(dtype):
+        real = not dtype.is_complex
+    else:
+        real = np.dtype(dtype).kind in "biuf"
+    if not real:
+        raise TypeError(
+            f"{where}: {what} must hold real numbers or booleans; got dtype {dtype_name(dtype)}"
+        )
+
+
+def check_values(values: Any, where: str, item_ndim: int | None) -> str:
+    """Check the values buffer of a ragged array; return its backend name."""
+    backend = check_array(values, where)
+    if item_ndim is not None and values.ndim != item_ndim + 1:
+        raise ValueError(
+            f"{where}: items must be {item_ndim}-D (C, H, W), so values must be "
+            f"{item_ndim + 1}-D (N, C, H, W); got {_backend.describe(values)}"
+        )
+    return backend
+
+
+def check_same_place(
+    values: Any, other: Any, where: str, what: str, values_name: str = "values"
+) -> None:
+    """Reject ``other`` when it is an array of another backend or device than ``values``."""
+    other_backend = _backend.backend_of(other)
+    if other_backend is None:
+        return
+    backend = _backend.backend_of(values)
+    if other_backend != backend:
+        raise TypeError(
+            f"{where}: {values_name} and {what} must have the same backend; "
+            f"got {values_name} as {backend} and {what} as {other_backend}"
+        )
+    if backend == TORCH and other.device != values.device:
+        raise ValueError(
+            f"{where}: {values_name} and {what} must be on the same device; "
+            f"got {values_name} on {values.device} and {what} on {other.device}"
+        )
+
+
+def result_dtype(dtype: Any, to_torch: bool, where: str) -> Any:
+    """A ``dtype=`` argument as a dtype of the result's backend (real numbers or bool only)."""
+    try:
+        converted = _backend.to_torch_dtype(dtype) if to_torch else _backend.to_numpy_dtype(dtype)
+    except (TypeError, ValueError):
+        backend = "torch" if to_torch else "numpy"
+        hint = "" if to_torch else "; pass device= or torch tensors for a torch result"
+        raise TypeError(
+            f"{where}: dtype must be one {backend} can hold (the result is {backend}); "
+            f"got {dtype!r}{hint}"
+        ) from None
+    check_dtype(converted, where, "dtype")
+    return converted
+
+
+# -------------------------------------------------------------------------- devices
+
+
+def device(device: Any, where: str) -> Any:
+    """A ``device=`` argument as an available ``torch.device`` (``"cuda"`` gets its index)."""
+    torch = _backend.torch_module()
+    if isinstance(device, bool) or not isinstance(device, (str, int, np.integer, torch.device)):
+        raise TypeError(
+            f"{where}: device must be a torch.device, a str such as 'cuda:0' or an int; "
+            f"got {type(device).__name__}"
+        )
+    try:
+        dev = torch.device(int(device) if isinstance(device, np.integer) else device)
+    except (RuntimeError, TypeError, ValueError):
+        hint = " (pass a dtype as dtype=...)" if _names_a_dtype(device) else ""
+        raise ValueError(
+            f"{where}: device must be a torch device such as 'cpu', 'cuda' or 'cuda:1'; "
+            f"got {device!r}{hint}"
+        ) from None
+    if dev.type == "meta":
+        raise ValueError(f"{where}: device must be one that holds data; got {device!r}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"{where}: device {str(dev)!r} needs a CUDA GPU; got a torch without one "
+                "(torch.cuda.is_available() is False)"
+            )
+        index = torch.cuda.current_device() if dev.index is None else dev.index
+        count = torch.cuda.device_count()
+        if index >= count:
+            raise ValueError(f"{where}: device index must be < {count} GPUs; got {str(dev)!r}")
+        return torch.device("cuda", index)
+    if dev.type != "cpu":
+        try:
+            torch.empty(0, device=dev)
+        except (RuntimeError, AssertionError):
+            raise ValueError(f"{where}: device must be available; got {str(dev)!r}") from None
+    return dev
+
+
+def _names_a_dtype(text: Any) -> bool:
+    try:
+        np.dtype(text)
+    except TypeError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------------------- integers
+
+
+def read_int(value: Any, name: str, where: str, *, low: int = 0, high: int = INT64_MAX) -> int:
+    """An int argument (not a bool) in ``[low, high]`` (int64 by default), as a Python int."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{where}: {name} must be an int; got {type(value).__name__}")
+    value = int(value)
+    if value < low:
+        raise ValueError(f"{where}: {name} must be >= {low}; got {value}")
+    if value > high:
+        raise ValueError(f"{where}: {name} must be <= {high}; got {value}")
+    return value
+
+
+def int_vector(x: Any, where: str, what: str, *, allow_empty_float: bool = True) -> np.ndarray:
+    """A 1-D integer vector (list, numpy array or tensor) as host int64, range-checked.
+
+    Booleans and floats are refused (an empty float array, what ``np.asarray([])`` gives, is
+    accepted); unsigned or Python integers beyond int64 raise instead of wrapping.
+    """
+    if _backend.is_tensor(x):
+        if x.is_nested or x.layout != _backend.torch_module().strided:
+            raise TypeError(f"{where}: {what} must be a dense tensor; got layout {x.layout}")
+        kind = (
+            "b"
+            if x.dtype == _backend.torch_module().bool
+            else ("f" if x.dtype.is_floating_point or x.dtype.is_complex else "i")
+        )
+        if kind != "i" and not (allow_empty_float and x.numel() == 0 and kind == "f"):
+            raise TypeError(
+                f"{where}: {what} must have an integer dtype; got {dtype_name(x.dtype)}"
+            )
+        x = x.detach()
+        arr = (x.cpu() if x.device.type != "cpu" else x).numpy()
+    else:
+        arr = as_numpy(x, where, what)
+        if arr.dtype.kind not in "iu" and not (
+            allow_empty_float and arr.size == 0 and arr.dtype.kind == "f"
+        ):
+            big = big_python_int(x)
+            if big is not None:
+                raise ValueError(f"{where}: {what} must fit in int64; got {big}")
+            raise TypeError(f"{where}: {what} must have an integer dtype; got {arr.dtype}")
+    if arr.ndim != 1:
+        raise ValueError(f"{where}: {what} must be 1-D; got shape {tuple(arr.shape)}")
+    return as_int64(arr, where, what)
+
+
+def as_int64(arr: np.ndarray, where: str, what: str) -> np.ndarray:
+    """An integer numpy array as int64 (a view when it already is), refusing what wraps."""
+    if arr.dtype.kind == "u" and arr.dtype.itemsize == 8 and arr.size:
+        too_big = np.flatnonzero(arr > INT64_MAX)
+        if too_big.size:
+            i = int(too_big[0])
+            raise ValueError(f"{where}: {what} must fit in int64; got {what}[{i}]={arr[i]}")
+    return arr.astype(np.int64, copy=False)
+
+
+def as_numpy(x: Any, where: str, what: str) -> np.ndarray:
+    """``np.asarray(x)``, with a ValueError naming ``what`` for ragged nested lists."""
+    try:
+        return np.asarray(x)
+    except (ValueError, TypeError):
+        raise ValueError(
+            f"{where}: {what} must be an array or a rectangular nested list; "
+            f"got a ragged {type(x).__name__}"
+        ) from None
+
+
+def big_python_int(x: Any) -> int | None:
+    """The first out-of-int64 Python int of a list of ints, or None (numpy made it float)."""
+    if isinstance(x, np.ndarray) or _backend.is_tensor(x):
+        return None
+    try:
+        flat = np.array(x, dtype=object).ravel().tolist()
+    except (ValueError, TypeError):
+        return None
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in flat):
+        return None
+    return next((v for v in flat if not INT64_MIN <= v <= INT64_MAX), None)
+
+
+def offsets_from_lengths(lengths: np.ndarray, where: str, what: str = "lengths") -> np.ndarray:
+    """``[0, l0, l0 + l1, ...]`` from non-negative int64 lengths, refusing a total past int64."""
+    offsets = np.zeros(lengths.shape[0] + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    # lengths are >= 0, so the running total only decreases where it wrapped past 2**63 - 1
+    if lengths.shape[0] and (offsets[-1] < 0 or bool((offsets[1:] < offsets[:-1]).any())):
+        raise ValueError(
+            f"{where}: {what} must sum to at most 2**63 - 1 items (int64); got a total of "
+            f"{sum(map(int, lengths.tolist()))}"
+        )
+    return offsets
+
+
+# ---------------------------------------------------------------------------- scalars
+
+
+def check_fill(fill: Any, dtype: Any, where: str) -> None:
+    """Check that ``fill`` is a real scalar that ``dtype`` holds (floats: within range)."""
+    if isinstance(fill, (complex, np.complexfloating)):
+        raise TypeError(f"{where}: fill must be a real number; got complex {fill!r}")
+    if not isinstance(fill, (bool, int, float, np.bool_, np.integer, np.floating)):
+        raise TypeError(f"{where}: fill must be a number; got {type(fill).__name__}")
+    if _backend.is_tensor_dtype(dtype):
+        floating = dtype.is_floating_point
+        info = _backend.torch_module().finfo(dtype) if floating else None
+        np_dtype = None if floating else _backend.to_numpy_dtype(dtype)
+    else:
+        np_dtype = np.dtype(dtype)
+        floating = np_dtype.kind == "f"
+        info = np.finfo(np_dtype) if floating else None
+    if floating:
+        largest = float(info.max)
+        if isinstance(fill, (float, np.floating)):
+            ok = not math.isfinite(fill) or abs(float(fill)) <= largest
+        else:  # ints and bools, compared exactly
+            ok = abs(int(fill)) <= largest
+        if not ok:
+            raise ValueError(
+                f"{where}: fill must be representable in dtype {dtype_name(dtype)} (at most "
+                f"{largest:.4g} in size, or inf/nan); got {fill!r}"
+            )
+        return
+    ok, real = True, fill
+    if isinstance(real, (float, np.floating)):
+        ok = math.isfinite(real) and float(real).is_integer()
+    if ok:
+        value = int(real)
+        if np_dtype.kind == "b":
+            ok = value in (0, 1)
+        else:
+            limits = np.iinfo(np_dtype)
+            ok = int(limits.min) <= value <= int(limits.max)
+    if not ok:
+        raise ValueError(
+            f"{where}: fill must be representable in dtype {dtype_name(dtype)}; got {fill!r}"
+        )
+
+
+def check_correction(correction: Any, where: str) -> float | int:
+    """``correction`` of var/std: a non-negative, finite real number within int64."""
+    if isinstance(correction, (bool, np.bool_)) or not isinstance(
+        correction, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(
+            f"{where}: correction must be an int or float; got {type(correction).__name__}"
+        )
+    if not (0 <= correction <= INT64_MAX):  # also refuses nan
+        raise ValueError(f"{where}: correction must be in [0, 2**63 - 1]; got {correction!r}")
+    return correction
