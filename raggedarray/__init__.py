@@ -28,6 +28,14 @@ from .reduce import (
     segment_sum,
     segment_var,
 )
+from .segment_ops import (
+    segment_all,
+    segment_any,
+    segment_argmax,
+    segment_argmin,
+    segment_cumsum,
+    segment_median,
+)
 from .testing import allclose
 
 __version__ = "0.1.0"
@@ -62,11 +70,17 @@ __all__ = [
     "load",
     "nn",
     "save",
+    "segment_all",
+    "segment_any",
+    "segment_argmax",
+    "segment_argmin",
     "segment_broadcast",
+    "segment_cumsum",
     "segment_log_softmax",
     "segment_logsumexp",
     "segment_max",
     "segment_mean",
+    "segment_median",
     "segment_min",
     "segment_prod",
     "segment_softmax",

@@ -13,6 +13,7 @@ from ._compute import ComputeMethods
 from ._display import DisplayMethods
 from ._partition import Partition
 from ._pickle import PickleMethods
+from ._segment_methods import SegmentMethods
 from .interop import InteropMethods
 
 R = TypeVar("R", bound="RaggedArray")
@@ -28,7 +29,7 @@ def register_item_class(cls: type[RaggedArray]) -> type[RaggedArray]:
     return cls
 
 
-class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods, PickleMethods):
+class RaggedArray(ComputeMethods, SegmentMethods, InteropMethods, DisplayMethods, PickleMethods):
     """``m`` segments; segment ``i`` holds ``lengths[i]`` items of shape ``item_shape``.
 
     Invariants (checked by every public constructor)::

@@ -244,3 +244,172 @@ def reference_broadcast(per_segment: Any, offsets: Any) -> Any:
         return torch.cat([per_segment[:0], *rows])
     rows = [np.repeat(per_segment[i : i + 1], n, axis=0) for i, n in enumerate(lengths)]
     return np.concatenate([per_segment[:0], *rows])
+
+
+# ------------------------------------------------- reference loops: order-based operations
+
+
+def _spans(offsets: Any, where: str) -> list[tuple[int, int]]:
+    host = _offsets.read_offsets(offsets, where)
+    return [(int(a), int(b)) for a, b in itertools.pairwise(host)]
+
+
+def _np_stable_order(seg: np.ndarray, descending: bool) -> np.ndarray:
+    """Stable argsort over dim 0 (NaN largest); descending keeps ties in their order."""
+    if not descending:
+        return np.argsort(seg, axis=0, kind="stable")
+    n = seg.shape[0]
+    return (n - 1 - np.argsort(seg[::-1], axis=0, kind="stable"))[::-1]
+
+
+def _np_segment_op(op: str, seg: np.ndarray) -> np.ndarray:
+    if op in ("argmax", "argmin"):
+        if seg.dtype.kind == "f" and np.isnan(seg).any(axis=0).any():
+            nan_first = np.argmax(np.isnan(seg), axis=0)
+            plain = np.argmax(seg, axis=0) if op == "argmax" else np.argmin(seg, axis=0)
+            return np.where(np.isnan(seg).any(axis=0), nan_first, plain)
+        return np.argmax(seg, axis=0) if op == "argmax" else np.argmin(seg, axis=0)
+    if op == "median":
+        order = _np_stable_order(seg, False)
+        lower = np.take_along_axis(seg, order, axis=0)[(seg.shape[0] - 1) // 2]
+        if seg.dtype.kind == "f":
+            return np.where(np.isnan(seg).any(axis=0), np.nan, lower).astype(seg.dtype)
+        return lower
+    return np.any(seg != 0, axis=0) if op == "any" else np.all(seg != 0, axis=0)
+
+
+_EMPTY_RESULT = {"any": False, "all": True}
+
+
+def reference_segment_op(op: str, values: Any, offsets: Any, *, fill: Any = None) -> Any:
+    """What ``x.argmax()``, ``argmin``, ``median``, ``any`` and ``all`` promise, by a loop.
+
+    Floating torch values use torch's own ``argmax``/``argmin``/``median``/``any``/``all``
+    over dim 0 of each segment (differentiable for ``median``); other values use numpy's
+    (the lower median of a stable sort, NaN where the segment holds one). Empty segments
+    give ``fill`` (default -1 for the arg ops, 0 for the median), False for ``any`` and
+    True for ``all``.
+
+    Examples:
+        >>> import numpy as np
+        >>> import raggedarray as ra
+        >>> ra.testing.reference_segment_op("argmax", np.array([1, 5, 5, 2]), [0, 3, 3, 4])
+        array([ 1, -1,  0])
+    """
+    ops = ("argmax", "argmin", "median", "any", "all")
+    if op not in ops:
+        raise ValueError(f"reference_segment_op: op must be one of {ops}; got {op!r}")
+    if fill is None:
+        fill = {"argmax": -1, "argmin": -1, "median": 0}.get(op, _EMPTY_RESULT.get(op))
+    spans = _spans(offsets, "reference_segment_op")
+    item_shape = tuple(values.shape[1:])
+    if _backend.is_tensor(values) and values.dtype.is_floating_point:
+        torch = _backend.torch_module()
+        one = {
+            "argmax": lambda s: torch.argmax(s, 0),
+            "argmin": lambda s: torch.argmin(s, 0),
+            "median": lambda s: torch.median(s, 0).values,
+            "any": lambda s: torch.any(s, 0),
+            "all": lambda s: torch.all(s, 0),
+        }[op]
+        dtype = {"argmax": torch.int64, "argmin": torch.int64, "median": values.dtype}
+        out = dtype.get(op, torch.bool)
+        rows = [
+            torch.full(item_shape, fill, dtype=out, device=values.device)
+            if a == b
+            else one(values[a:b]).to(out)
+            for a, b in spans
+        ]
+        return torch.stack(rows) if rows else torch.zeros((0, *item_shape), dtype=out)
+    host = _host_array(values)
+    dtype = {"argmax": np.int64, "argmin": np.int64, "median": host.dtype}.get(op, np.bool_)
+    rows = [
+        np.full(item_shape, fill, dtype=dtype) if a == b else _np_segment_op(op, host[a:b])
+        for a, b in spans
+    ]
+    out = np.stack(rows).astype(dtype) if rows else np.zeros((0, *item_shape), dtype=dtype)
+    return _like_backend(out, values)
+
+
+def _host_array(values: Any) -> np.ndarray:
+    if _backend.is_tensor(values):
+        return values.detach().cpu().numpy()
+    return np.asarray(values)
+
+
+def _like_backend(out: np.ndarray, values: Any) -> Any:
+    if not _backend.is_tensor(values):
+        return out
+    return _backend.tensor_from_numpy(np.ascontiguousarray(out)).to(values.device)
+
+
+def reference_cumsum(values: Any, offsets: Any) -> Any:
+    """What ``x.cumsum()`` promises: ``cumsum`` of each segment, by a loop.
+
+    Floating values are summed in float64 and cast back (torch values: differentiable);
+    integers and booleans give int64.
+
+    Examples:
+        >>> import numpy as np
+        >>> import raggedarray as ra
+        >>> ra.testing.reference_cumsum(np.array([1, 2, 3, 4]), [0, 3, 3, 4])
+        array([1, 3, 6, 4])
+    """
+    spans = _spans(offsets, "reference_cumsum")
+    if _backend.is_tensor(values) and values.dtype.is_floating_point:
+        torch = _backend.torch_module()
+        rows = [torch.cumsum(values[a:b].double(), 0).to(values.dtype) for a, b in spans]
+        return torch.cat([values[:0], *rows])
+    host = _host_array(values)
+    work = np.float64 if host.dtype.kind == "f" else np.int64
+    rows = [np.cumsum(host[a:b].astype(work), axis=0) for a, b in spans]
+    out = np.concatenate([host[:0].astype(work), *rows])
+    return _like_backend(out.astype(host.dtype) if host.dtype.kind == "f" else out, values)
+
+
+def reference_sort(
+    values: Any, offsets: Any, *, descending: bool = False, k: int | None = None
+) -> tuple[Any, Any, np.ndarray]:
+    """What ``x.sort()`` (and, with ``k``, ``x.topk(k, largest=descending)``) promise.
+
+    Each segment is sorted stably along dim 0 (torch's ``sort`` for floating tensors,
+    differentiable; numpy's for the rest, NaN largest); with ``k``, its first ``k`` rows are
+    kept. Returns ``(values, local indices, offsets)``.
+
+    Examples:
+        >>> import numpy as np
+        >>> import raggedarray as ra
+        >>> v, i, o = ra.testing.reference_sort(np.array([3, 1, 2, 5]), [0, 3, 4], k=2)
+        >>> v, i, o
+        (array([1, 2, 5]), array([1, 2, 0]), array([0, 2, 3]))
+    """
+    spans = _spans(offsets, "reference_sort")
+    keep = [(b - a) if k is None else min(b - a, k) for a, b in spans]
+    new_offsets = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)]).astype(np.int64)
+    if _backend.is_tensor(values) and values.dtype.is_floating_point:
+        torch = _backend.torch_module()
+        pairs = [
+            torch.sort(values[a:b], dim=0, descending=descending, stable=True) for a, b in spans
+        ]
+        sorted_rows = [p.values[:n] for p, n in zip(pairs, keep, strict=True)]
+        index_rows = [p.indices[:n] for p, n in zip(pairs, keep, strict=True)]
+        empty_index = torch.zeros(values[:0].shape, dtype=torch.int64, device=values.device)
+        return (
+            torch.cat([values[:0], *sorted_rows]),
+            torch.cat([empty_index, *index_rows]),
+            new_offsets,
+        )
+    host = _host_array(values)
+    orders = [
+        _np_stable_order(host[a:b], descending)[:n] for (a, b), n in zip(spans, keep, strict=True)
+    ]
+    sorted_rows = [
+        np.take_along_axis(host[a:b], order, axis=0)
+        for (a, b), order in zip(spans, orders, strict=True)
+    ]
+    empty_index = np.zeros(host[:0].shape, dtype=np.int64)
+    return (
+        _like_backend(np.concatenate([host[:0], *sorted_rows]), values),
+        _like_backend(np.concatenate([empty_index, *orders]).astype(np.int64), values),
+        new_offsets,
+    )

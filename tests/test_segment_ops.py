@@ -1,0 +1,284 @@
+"""argmax, argmin, median, any, all, cumsum, sort and topk against per-segment loops.
+
+Every vectorised result is compared with ``ra.testing``'s reference loops (torch's own
+``argmax``/``median``/``sort``/... per segment for floating tensors, numpy's otherwise), on
+numpy and torch (CUDA cases skip without a GPU), over every dtype the constructors accept,
+empty segments, zero segments, zero items, multi-dimensional and zero-size items, ties and
+NaN. Gradients are compared with those of the torch loop.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import LAYOUTS, LENGTH_CASES, LENGTHS, PLACES, TORCH_PLACES, host, on
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import raggedarray as ra
+from raggedarray import testing
+
+REDUCING = ["argmax", "argmin", "median", "any", "all"]
+ALL_DTYPES = [
+    "bool",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "float16",
+    "bfloat16",
+    "float32",
+    "float64",
+]
+FUNCTIONS = {op: getattr(ra, f"segment_{op}") for op in REDUCING}
+
+
+def make_values(rng, num_items, item_shape, dtype, place, *, nan=False):
+    """Small integers (many ties) in ``dtype`` on ``place``; NaNs sprinkled in if asked."""
+    a = rng.integers(-3, 4, size=(num_items, *item_shape)).astype(np.float64)
+    if dtype == "bool":
+        return on(a > 0, place)
+    if dtype.startswith("uint"):
+        a = a + 3
+    if nan and (dtype.startswith("float") or dtype == "bfloat16"):
+        a[rng.random(a.shape) < 0.15] = np.nan
+    if dtype == "bfloat16":
+        return on(a.astype(np.float32), place).to(torch.bfloat16)
+    values = a.astype(dtype)
+    if dtype == "uint64":  # values past 2**63 check the order-keeping view
+        values = values + np.uint64(2**63 - 2)
+    return on(values, place)
+
+
+def ragged(values, lengths):
+    return ra.RaggedArray.from_lengths(values, lengths)
+
+
+def assert_same(got, want):
+    got, want = host(got), host(want)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    assert got.dtype == want.dtype, (got.dtype, want.dtype)
+    if got.dtype.kind == "f":
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=0, equal_nan=True)
+    else:
+        np.testing.assert_array_equal(got, want)
+
+
+def skip_unplaceable(place, dtype):
+    if dtype == "bfloat16" and place[0] == "numpy":
+        pytest.skip("numpy has no bfloat16")
+
+
+def check_all_ops(x, values, offsets):
+    """Every op of ``x`` (and the functional twins) against the reference loops."""
+    for op in REDUCING:
+        want = testing.reference_segment_op(op, values, offsets)
+        assert_same(getattr(x, op)(), want)
+        assert_same(FUNCTIONS[op](values, offsets), want)
+    if host(values).dtype == np.uint64:  # past 2**63: int64 cannot hold the running sums
+        with pytest.raises(ValueError, match="uint64 values must be below 2\\*\\*63"):
+            x.cumsum()
+    else:
+        assert_same(x.cumsum().values, testing.reference_cumsum(values, offsets))
+        assert_same(ra.segment_cumsum(values, offsets), testing.reference_cumsum(values, offsets))
+    for descending in (False, True):
+        want_v, want_i, _ = testing.reference_sort(values, offsets, descending=descending)
+        got_v, got_i = x.sort(descending=descending)
+        assert_same(got_v.values, want_v)
+        assert_same(got_i.values, want_i)
+        np.testing.assert_array_equal(got_v.host_offsets, x.host_offsets)
+    for k in (0, 1, 3):
+        for largest in (True, False):
+            want_v, want_i, want_o = testing.reference_sort(
+                values, offsets, descending=largest, k=k
+            )
+            got_v, got_i = x.topk(k, largest=largest)
+            np.testing.assert_array_equal(got_v.host_offsets, want_o)
+            np.testing.assert_array_equal(got_i.host_offsets, want_o)
+            assert_same(got_v.values, want_v)
+            assert_same(got_i.values, want_i)
+
+
+@pytest.mark.parametrize("place", PLACES)
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+@pytest.mark.parametrize("item_shape", [(), (2, 3)], ids=["scalars", "items2x3"])
+def test_every_dtype_against_the_loop(place, dtype, item_shape):
+    skip_unplaceable(place, dtype)
+    rng = np.random.default_rng(0)
+    values = make_values(rng, sum(LENGTHS), item_shape, dtype, place, nan=True)
+    x = ragged(values, LENGTHS)
+    check_all_ops(x, values, x.host_offsets)
+
+
+@pytest.mark.parametrize("place", PLACES)
+@pytest.mark.parametrize("lengths", LENGTH_CASES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_layouts_and_lengths_against_the_loop(place, lengths, layout):
+    cls, item_shape = layout
+    values = make_values(np.random.default_rng(1), sum(lengths), item_shape, "float32", place)
+    x = cls.from_lengths(values, lengths)
+    check_all_ops(x, values, x.host_offsets)
+    assert type(x.cumsum()) is cls
+    assert type(x.sort()[0]) is cls
+
+
+@pytest.mark.parametrize("place", PLACES)
+@pytest.mark.parametrize("item_shape", [(0,), (2, 0)])
+def test_zero_size_items(place, item_shape):
+    values = on(np.zeros((sum(LENGTHS), *item_shape), dtype=np.float32), place)
+    x = ragged(values, LENGTHS)
+    m = len(LENGTHS)
+    for op in REDUCING:
+        assert tuple(getattr(x, op)().shape) == (m, *item_shape)
+    assert tuple(x.cumsum().values.shape) == tuple(values.shape)
+    assert tuple(x.sort()[1].values.shape) == tuple(values.shape)
+    assert tuple(x.topk(2)[0].values.shape) == (sum(min(n, 2) for n in LENGTHS), *item_shape)
+
+
+def test_empty_segment_results():
+    x = ragged(np.array([1.0, 0.0]), [0, 2, 0])
+    np.testing.assert_array_equal(x.any(), [False, True, False])
+    np.testing.assert_array_equal(x.all(), [True, False, True])
+    np.testing.assert_array_equal(x.argmax(fill=-7), [-7, 0, -7])
+    np.testing.assert_array_equal(x.median(fill=np.inf), [np.inf, 0.0, np.inf])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lengths=st.lists(st.integers(0, 7), max_size=8),
+    item_shape=st.sampled_from([(), (2,), (1, 3, 2)]),
+    seed=st.integers(0, 2**32 - 1),
+    nan=st.booleans(),
+    backend=st.sampled_from(["numpy", "torch"]),
+)
+def test_hypothesis_ties_and_nan(lengths, item_shape, seed, nan, backend):
+    rng = np.random.default_rng(seed)
+    values = make_values(rng, sum(lengths), item_shape, "float64", (backend, "cpu"), nan=nan)
+    x = ragged(values, lengths)
+    check_all_ops(x, values, x.host_offsets)
+
+
+# ------------------------------------------------------------------------- gradients
+
+
+def distinct(rng, lengths, item_shape=(2,)):
+    """float64 values without ties (so every gradient is unambiguous)."""
+    n = sum(lengths)
+    return torch.from_numpy(rng.permutation(n * 2).reshape(n, *item_shape) / 7.0)
+
+
+def grads_of(fn, values, weights):
+    v = values.clone().requires_grad_()
+    (fn(v) * weights).sum().backward()
+    return v.grad
+
+
+@pytest.mark.parametrize(
+    "lengths", [LENGTHS, [0, 5], [1, 1]], ids=["mixed", "leading-empty", "ones"]
+)
+def test_gradients_against_the_loop(lengths):
+    rng = np.random.default_rng(2)
+    values = distinct(rng, lengths)
+    offsets = ra.RaggedArray.from_lengths(values, lengths).host_offsets
+    m, n = len(lengths), values.shape[0]
+
+    def ours(op, **kw):
+        return lambda v: getattr(ragged(v, lengths), op)(**kw)
+
+    cases = [
+        (lambda v: ours("cumsum")(v).values, lambda v: testing.reference_cumsum(v, offsets), n),
+        (lambda v: ours("median")(v),
+         lambda v: testing.reference_segment_op("median", v, offsets), m),
+        (lambda v: ours("sort", descending=True)(v)[0].values,
+         lambda v: testing.reference_sort(v, offsets, descending=True)[0], n),
+        (lambda v: ours("topk", k=2)(v)[0].values,
+         lambda v: testing.reference_sort(v, offsets, descending=True, k=2)[0],
+         sum(min(k, 2) for k in lengths)),
+    ]  # fmt: skip
+    for fn, reference, rows in cases:
+        weights = torch.from_numpy(rng.standard_normal((rows, 2)))
+        torch.testing.assert_close(
+            grads_of(fn, values, weights), grads_of(reference, values, weights)
+        )
+
+
+def test_gradcheck():
+    lengths = [3, 0, 4]
+    values = distinct(np.random.default_rng(3), lengths).requires_grad_()
+    for fn in (
+        lambda v: ragged(v, lengths).cumsum().values,
+        lambda v: ragged(v, lengths).median(),
+        lambda v: ragged(v, lengths).sort()[0].values,
+        lambda v: ragged(v, lengths).topk(2, largest=False)[0].values,
+        lambda v: ra.segment_cumsum(v, [0, 3, 3, 7]),
+    ):
+        assert torch.autograd.gradcheck(fn, (values,))
+
+
+def test_median_nan_gradient_goes_to_the_first_nan():
+    values = torch.tensor([1.0, float("nan"), 3.0, float("nan"), 2.0], requires_grad=True)
+    ragged(values, [4, 1]).median().sum().backward()
+    assert values.grad.tolist() == [0.0, 1.0, 0.0, 0.0, 1.0]
+
+
+# -------------------------------------------------------------------------- accuracy
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_cumsum_of_a_long_float32_segment_is_accurate(backend):
+    n = 1_000_000
+    values = on(np.full((n + 3, 2), 0.1, dtype=np.float32), (backend, "cpu"))
+    got = host(ragged(values, [3, n]).cumsum().values)[3:].astype(np.float64)
+    truth = np.cumsum(np.full(n, np.float64(np.float32(0.1))))
+    rel = np.abs(got[:, 0] - truth) / truth
+    assert rel.max() < 1e-7  # float32 rounding of the exact result; torch.cumsum drifts to ~1e-3
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+def test_topk_errors():
+    x = ragged(np.arange(3.0), [3])
+    with pytest.raises(ValueError, match=r"RaggedArray\.topk: k must be >= 0; got -1"):
+        x.topk(-1)
+    with pytest.raises(TypeError, match=r"RaggedArray\.topk: k must be an int; got float"):
+        x.topk(1.5)
+
+
+def test_fill_must_fit_the_result():
+    x = ragged(np.arange(3), [3, 0])
+    with pytest.raises(ValueError, match=r"RaggedArray\.median: fill must be representable"):
+        x.median(fill=0.5)
+    with pytest.raises(TypeError, match="segment_argmax: fill must be a number"):
+        ra.segment_argmax(np.arange(3), [0, 3], fill="x")
+
+
+@pytest.mark.parametrize("place", TORCH_PLACES)
+def test_functional_with_device_offsets(place):
+    values = make_values(np.random.default_rng(4), 7, (2,), "float32", place, nan=True)
+    offsets = on(np.array([0, 3, 3, 7]), place)
+    for op in REDUCING:
+        want = testing.reference_segment_op(op, values, [0, 3, 3, 7])
+        assert_same(FUNCTIONS[op](values, offsets), want)
+    assert_same(ra.segment_cumsum(values, offsets), testing.reference_cumsum(values, [0, 3, 3, 7]))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_cumsum_across_scan_blocks(backend):
+    """Segments longer than and straddling the 64-row scan blocks, with a ragged tail."""
+    rng = np.random.default_rng(5)
+    lengths = [70, 0, 1, 130, 63, 64, 65, 3]
+    values = on(rng.standard_normal((sum(lengths), 2)), (backend, "cpu"))
+    x = ragged(values, lengths)
+    assert_same(x.cumsum().values, testing.reference_cumsum(values, x.host_offsets))
+    if backend == "torch":
+        weights = torch.from_numpy(rng.standard_normal(tuple(values.shape)))
+        torch.testing.assert_close(
+            grads_of(lambda v: ragged(v, lengths).cumsum().values, values, weights),
+            grads_of(lambda v: testing.reference_cumsum(v, x.host_offsets), values, weights),
+        )
