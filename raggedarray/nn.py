@@ -17,12 +17,16 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
 
 from .reduce import POOLS as _OPS
+
+if TYPE_CHECKING:
+    from .ragged import RaggedArray
 
 
 def _check_ragged(x: Any, where: str) -> None:
@@ -61,7 +65,7 @@ class SegmentPool(nn.Module):
         self.op = op
         self.fill = fill
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x: RaggedArray) -> torch.Tensor:
         """Pool ``x``: ``(m, *item_shape)``."""
         _check_ragged(x, "SegmentPool")
         return getattr(_as_torch(x), self.op)(fill=self.fill)
@@ -107,7 +111,7 @@ class AttentionPool(nn.Module):
             hidden = hidden * torch.sigmoid(self.gate(values))
         return self.score(hidden)
 
-    def weights(self, x: Any) -> Any:
+    def weights(self, x: RaggedArray) -> RaggedArray:
         """Attention weights of every item, ``(N, 1)`` ragged like ``x``."""
         _check_ragged(x, "AttentionPool")
         x = _as_torch(x)
@@ -118,11 +122,11 @@ class AttentionPool(nn.Module):
             )
         return x.map(self._scores).softmax()
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x: RaggedArray) -> torch.Tensor:
         """Attention-weighted sum of each segment's items: ``(m, in_features)``."""
         x = _as_torch(x)
         weights = self.weights(x)
-        return x._rewrap(x.values * weights.values).sum()
+        return cast(torch.Tensor, x._rewrap(x.values * weights.values).sum())  # torch values
 
     def extra_repr(self) -> str:  # noqa: D102
         return f"gated={self.gate is not None}"
@@ -152,7 +156,12 @@ class DeepSet(nn.Module):
     """
 
     def __init__(
-        self, psi: Any, phi: Any, pool: Any = "mean", *, chunk_size: int | None = None
+        self,
+        psi: Callable[[torch.Tensor], torch.Tensor],
+        phi: Callable[[torch.Tensor], torch.Tensor],
+        pool: str | Callable[[RaggedArray], torch.Tensor] = "mean",
+        *,
+        chunk_size: int | None = None,
     ) -> None:
         super().__init__()
         self.psi = psi
@@ -166,7 +175,7 @@ class DeepSet(nn.Module):
         self.pool = pool
         self.chunk_size = chunk_size
 
-    def forward(self, x: Any, covariates: Any = None) -> Any:
+    def forward(self, x: RaggedArray, covariates: torch.Tensor | None = None) -> torch.Tensor:
         """``phi([pool(psi(x)), covariates])``: ``(m, out_features)``.
 
         Args:

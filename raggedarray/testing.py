@@ -10,15 +10,21 @@ downstream projects that write kernels of their own. They are slow by design.
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
 from . import _backend, _compare, _offsets
+from ._types import IntArrayLike, Scalar
 from .ragged import RaggedArray
 
+if TYPE_CHECKING:
+    import torch
 
-def assert_ragged_equal(a: Any, b: Any, *, rtol: float = 0.0, atol: float = 0.0) -> None:
+
+def assert_ragged_equal(
+    a: RaggedArray, b: RaggedArray, *, rtol: float = 0.0, atol: float = 0.0
+) -> None:
     """Assert that two ragged arrays have the same segments, item shape and values.
 
     Values are compared on the host, across backends and devices, within
@@ -121,8 +127,16 @@ def _torch_ops() -> dict[str, Any]:
     }
 
 
+@overload
 def reference_reduce(
-    op: str, values: Any, offsets: Any, *, fill: Any = 0, correction: int = 1
+    op: str, values: np.ndarray, offsets: IntArrayLike, *, fill: Scalar = 0, correction: int = 1
+) -> np.ndarray: ...
+@overload
+def reference_reduce(
+    op: str, values: torch.Tensor, offsets: IntArrayLike, *, fill: Scalar = 0, correction: int = 1
+) -> torch.Tensor: ...
+def reference_reduce(
+    op: str, values: Any, offsets: IntArrayLike, *, fill: Scalar = 0, correction: int = 1
 ) -> Any:
     """What ``ra.segment_<op>(values, offsets)`` promises, by a loop over the segments.
 
@@ -189,7 +203,15 @@ def _result_dtype(op: str, dtype: Any, int64: Any, floating: bool) -> Any:
     return int64
 
 
-def reference_softmax(values: Any, offsets: Any, *, log: bool = False) -> Any:
+@overload
+def reference_softmax(
+    values: np.ndarray, offsets: IntArrayLike, *, log: bool = False
+) -> np.ndarray: ...
+@overload
+def reference_softmax(
+    values: torch.Tensor, offsets: IntArrayLike, *, log: bool = False
+) -> torch.Tensor: ...
+def reference_softmax(values: Any, offsets: IntArrayLike, *, log: bool = False) -> Any:
     """What ``ra.segment_softmax`` (or ``segment_log_softmax``) promises, by a segment loop.
 
     Examples:
@@ -224,7 +246,11 @@ def reference_softmax(values: Any, offsets: Any, *, log: bool = False) -> Any:
     return np.concatenate([values[:0], *rows]).astype(values.dtype)
 
 
-def reference_broadcast(per_segment: Any, offsets: Any) -> Any:
+@overload
+def reference_broadcast(per_segment: np.ndarray, offsets: IntArrayLike) -> np.ndarray: ...
+@overload
+def reference_broadcast(per_segment: torch.Tensor, offsets: IntArrayLike) -> torch.Tensor: ...
+def reference_broadcast(per_segment: Any, offsets: IntArrayLike) -> Any:
     """What ``ra.segment_broadcast`` promises: row ``i`` repeated ``n_i`` times, by a loop.
 
     Examples:
