@@ -8,13 +8,20 @@ and builds results with ``_rewrap``; it imports nothing from ``ragged.py``.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from . import _backend, _offsets, reduce
-from ._types import Array, CountsLike, DeviceLike, GeneratorLike, RaggedFields, Scalar
+from ._types import (
+    Array,
+    ArrayFunction,
+    CountsLike,
+    DeviceLike,
+    GeneratorLike,
+    RaggedFields,
+    Scalar,
+)
 from .map import map_values
 
 if TYPE_CHECKING:
@@ -30,7 +37,7 @@ class ComputeMethods(RaggedFields):
 
     def map(
         self,
-        fn: Callable[[Array], Array],
+        fn: ArrayFunction,
         *,
         chunk_size: int | None = None,
         device: DeviceLike | None = None,

@@ -11,7 +11,7 @@ since the class is not generic over its values' type.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar, Union
 
 import numpy as np
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 #: A numpy array or a torch tensor: what ``values``, segments and reductions are.
 Array: TypeAlias = Union[np.ndarray, "torch.Tensor"]
+#: A function of a chunk of values (``map``'s ``fn``): typed for numpy, for torch, or both.
+ArrayFunction: TypeAlias = Callable[[np.ndarray], Array] | Callable[["torch.Tensor"], Array]
 #: The two array types, for signatures whose result follows the input.
 ArrayT = TypeVar("ArrayT", np.ndarray, "torch.Tensor")
 #: A Python or numpy number (a ``fill``, say).

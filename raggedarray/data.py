@@ -256,7 +256,7 @@ class RaggedDataset(Dataset):
         self,
         x: RaggedArray,
         targets: Sequence[object] | Array | None = None,
-        transform: Callable[[Array], object] | None = None,
+        transform: Callable[[np.ndarray], object] | Callable[[torch.Tensor], object] | None = None,
     ) -> None:
         where = "RaggedDataset"
         if not isinstance(x, RaggedArray):

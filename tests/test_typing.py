@@ -154,6 +154,11 @@ GOOD = """
     assert_type(b.var(correction=0, fill=np.nan), Array)
     assert_type(b.to_padded(fill=0.5, max_length=2), tuple[Array, Array])
     assert_type(b.map(lambda a: a * 2, chunk_size=64), ra.RaggedArray)
+    def double(t: torch.Tensor) -> torch.Tensor:  # a function typed for one backend
+        return t * 2
+    assert_type(b.map(double), ra.RaggedArray)
+    assert_type(b.map(torch.nn.Conv2d(1, 2, 3), device="cpu"), ra.RaggedArray)
+    assert_type(x.map(np.exp), ra.RaggedArray)
     assert_type(x.broadcast(x.mean()), ra.RaggedArray)
     assert_type(ra.cat([b, b]), ra.RaggedImageBatch)
     assert_type(ra.cat([x, b]), ra.RaggedArray)
@@ -191,6 +196,7 @@ BAD = """
     x.to(device=1.5)
     x["a"]
     x.map(3)
+    x.map(str.upper)
     ra.cat([x.values])
     ra.RaggedArray.from_list([x])
     ra.nn.DeepSet(1, 2)
