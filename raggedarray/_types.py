@@ -5,7 +5,7 @@ still does not import torch; at run time the aliases hold ``"torch.X"`` forward 
 
 Where a result follows its input's backend (``ra.segment_sum(ndarray, ...)`` is an
 ``ndarray``, ``ra.segment_sum(Tensor, ...)`` a ``Tensor``), the functions carry
-``typing.overload`` signatures; a ragged array's own methods return [`Array`][] (the union)
+``typing.overload`` signatures; a ragged array's own methods return ``Array`` (the union)
 since the class is not generic over its values' type.
 """
 

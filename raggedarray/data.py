@@ -36,7 +36,7 @@ __all__ = ["BudgetBatchSampler", "RaggedCollate", "RaggedDataset", "collate"]
 _ARRAYS = (np.ndarray, torch.Tensor)
 
 #: Which fields of tuple or dict samples are ragged: a position or key, or several.
-RaggedFields: TypeAlias = Hashable | Sequence[Hashable] | None
+FieldNames: TypeAlias = Hashable | Sequence[Hashable] | None
 #: A collated batch: a ragged array (array samples), or the samples' tuple, list or dict
 #: structure with ragged fields as ragged arrays and the rest as ``default_collate`` made them.
 Batch: TypeAlias = RaggedArray | tuple[Any, ...] | list[Any] | dict[Any, Any]
@@ -55,7 +55,7 @@ def collate(
 @overload
 def collate(samples: Sequence[list[object]], *, ragged: int | Sequence[int]) -> list[Any]: ...
 @overload
-def collate(samples: Sequence[object], *, ragged: RaggedFields = None) -> Batch: ...
+def collate(samples: Sequence[object], *, ragged: FieldNames = None) -> Batch: ...
 def collate(samples: Sequence[Any], *, ragged: Any = None) -> Batch:
     """Join a batch of samples; ragged fields become one ragged array each.
 
@@ -220,7 +220,7 @@ class RaggedCollate:
         RaggedArray(num_segments=2, num_items=7, n_i=2..5 (mean 3.5), item_shape=(4,), dtype=float32, device=cpu, backend=torch)
     """  # noqa: E501
 
-    def __init__(self, ragged: RaggedFields = None) -> None:
+    def __init__(self, ragged: FieldNames = None) -> None:
         self.ragged = ragged
 
     def __call__(self, samples: Sequence[object]) -> Batch:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import os
 import re
+import subprocess
 import sys
 import textwrap
 import typing
@@ -238,3 +239,11 @@ def test_mypy_flags_misuse(tmp_path, monkeypatch):
     first_bad = next(i for i, line in enumerate(source, 1) if line.startswith("ra.segment_sum"))
     flagged = {int(m) for m in re.findall(r"user\.py:(\d+):", out)}
     assert flagged == set(range(first_bad, len(source) + 1)), out
+
+
+def test_the_types_do_not_import_torch():
+    # the aliases name torch only while type checking: numpy-only work never pays for torch
+    code = "import sys, raggedarray, raggedarray._types; print('torch' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "False", out.stderr
