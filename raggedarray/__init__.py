@@ -10,6 +10,8 @@ Examples:
     [3, 1, 2]
 """
 
+from typing import TYPE_CHECKING
+
 from . import _pickle, testing
 from .image import RaggedImageBatch
 from .io import load, save
@@ -37,6 +39,10 @@ from .segment_ops import (
     segment_median,
 )
 from .testing import allclose
+
+if TYPE_CHECKING:  # loaded lazily below; named here so type checkers see their types
+    from . import data, nn
+    from .data import collate
 
 __version__ = "0.1.0"
 

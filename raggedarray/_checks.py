@@ -277,14 +277,11 @@ def check_fill(fill: Any, dtype: Any, where: str) -> None:
         raise TypeError(f"{where}: fill must be a number; got {type(fill).__name__}")
     if _backend.is_tensor_dtype(dtype):
         floating = dtype.is_floating_point
-        info = _backend.torch_module().finfo(dtype) if floating else None
-        np_dtype = None if floating else _backend.to_numpy_dtype(dtype)
     else:
-        np_dtype = np.dtype(dtype)
-        floating = np_dtype.kind == "f"
-        info = np.finfo(np_dtype) if floating else None
+        floating = np.dtype(dtype).kind == "f"
     if floating:
-        largest = float(info.max)
+        finfo = _backend.torch_module().finfo if _backend.is_tensor_dtype(dtype) else np.finfo
+        largest = float(finfo(dtype).max)
         if isinstance(fill, (float, np.floating)):
             ok = not math.isfinite(fill) or abs(float(fill)) <= largest
         else:  # ints and bools, compared exactly
@@ -295,6 +292,7 @@ def check_fill(fill: Any, dtype: Any, where: str) -> None:
                 f"{largest:.4g} in size, or inf/nan); got {fill!r}"
             )
         return
+    np_dtype = _backend.to_numpy_dtype(dtype)
     ok, real = True, fill
     if isinstance(real, (float, np.floating)):
         ok = math.isfinite(real) and float(real).is_integer()
@@ -321,4 +319,4 @@ def check_correction(correction: Any, where: str) -> float | int:
         )
     if not (0 <= correction <= INT64_MAX):  # also refuses nan
         raise ValueError(f"{where}: correction must be in [0, 2**63 - 1]; got {correction!r}")
-    return correction
+    return int(correction) if isinstance(correction, (int, np.integer)) else float(correction)

@@ -8,28 +8,41 @@ and builds results with ``_rewrap``; it imports nothing from ``ragged.py``.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from . import _backend, _checks, _offsets, reduce
+from ._types import (
+    Array,
+    ArrayFunction,
+    CountsLike,
+    DeviceLike,
+    GeneratorLike,
+    RaggedFields,
+    Scalar,
+)
 from .map import map_values
 
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
-class ComputeMethods:
+    from .ragged import RaggedArray
+
+
+class ComputeMethods(RaggedFields):
     """Mixin giving [`RaggedArray`][raggedarray.RaggedArray] its compute methods."""
 
     __slots__ = ()
 
     def map(
         self,
-        fn: Callable[[Any], Any],
+        fn: ArrayFunction,
         *,
         chunk_size: int | None = None,
-        device: Any = None,
+        device: DeviceLike | None = None,
         progress: bool = False,
-    ) -> Any:
+    ) -> RaggedArray:
         """Apply ``fn`` to the flat values, in chunks; the result keeps these offsets.
 
         ``fn`` (an ``nn.Module``, a torch or a numpy function) receives ``(k, *item_shape)``
@@ -89,13 +102,13 @@ class ComputeMethods:
 
     # ---------------------------------------------------------------------- reductions
 
-    def _reduce(self, op: str, fill: Any, **options: Any) -> Any:
+    def _reduce(self, op: str, fill: Scalar, **options: Any) -> Array:
         where = f"{type(self).__name__}.{op}"
         values = reduce.as_tensor(self._values, where)
         result = reduce.reduce(op, values, self._part, fill=fill, where=where, **options)
         return reduce.like_input(result, self._values)
 
-    def sum(self, *, fill: Any = 0) -> Any:
+    def sum(self, *, fill: Scalar = 0) -> Array:
         """Per-segment sums, ``(m, *item_shape)``; ``fill`` for empty segments.
 
         Integer and boolean values sum to int64; float16/bfloat16 accumulate in float32.
@@ -109,7 +122,7 @@ class ComputeMethods:
         """
         return self._reduce("sum", fill)
 
-    def mean(self, *, fill: Any = 0) -> Any:
+    def mean(self, *, fill: Scalar = 0) -> Array:
         """Per-segment means, ``(m, *item_shape)``, of floating values.
 
         Examples:
@@ -120,7 +133,7 @@ class ComputeMethods:
         """
         return self._reduce("mean", fill)
 
-    def max(self, *, fill: Any = 0) -> Any:
+    def max(self, *, fill: Scalar = 0) -> Array:
         """Per-segment maxima, ``(m, *item_shape)``; tied items share the gradient.
 
         Examples:
@@ -131,7 +144,7 @@ class ComputeMethods:
         """
         return self._reduce("max", fill)
 
-    def min(self, *, fill: Any = 0) -> Any:
+    def min(self, *, fill: Scalar = 0) -> Array:
         """Per-segment minima, ``(m, *item_shape)``; tied items share the gradient.
 
         Examples:
@@ -142,7 +155,7 @@ class ComputeMethods:
         """
         return self._reduce("min", fill)
 
-    def prod(self, *, fill: Any = 0) -> Any:
+    def prod(self, *, fill: Scalar = 0) -> Array:
         """Per-segment products, ``(m, *item_shape)`` (int64 for integer values).
 
         Examples:
@@ -153,7 +166,7 @@ class ComputeMethods:
         """
         return self._reduce("prod", fill)
 
-    def logsumexp(self, *, fill: Any = 0) -> Any:
+    def logsumexp(self, *, fill: Scalar = 0) -> Array:
         """Per-segment ``log(sum(exp(items)))``, computed stably.
 
         Examples:
@@ -165,7 +178,7 @@ class ComputeMethods:
         """
         return self._reduce("logsumexp", fill)
 
-    def var(self, *, correction: int = 1, fill: Any = 0) -> Any:
+    def var(self, *, correction: int = 1, fill: Scalar = 0) -> Array:
         """Per-segment variances with ``correction`` (1: unbiased).
 
         Segments with ``n_i <= correction`` give ``fill``.
@@ -178,7 +191,7 @@ class ComputeMethods:
         """
         return self._reduce("var", fill, correction=correction)
 
-    def std(self, *, correction: int = 1, fill: Any = 0) -> Any:
+    def std(self, *, correction: int = 1, fill: Scalar = 0) -> Array:
         """Per-segment standard deviations (see [`var`][raggedarray.RaggedArray.var]).
 
         Examples:
@@ -191,7 +204,7 @@ class ComputeMethods:
 
     # ---------------------------------------------------------------- item-wise results
 
-    def softmax(self) -> Any:
+    def softmax(self) -> Self:
         """Softmax over the items of each segment (per feature), with these offsets.
 
         Examples:
@@ -203,7 +216,7 @@ class ComputeMethods:
         """
         return self._softmax(log=False)
 
-    def log_softmax(self) -> Any:
+    def log_softmax(self) -> Self:
         """Log-softmax over the items of each segment (per feature), with these offsets.
 
         Examples:
@@ -215,14 +228,14 @@ class ComputeMethods:
         """
         return self._softmax(log=True)
 
-    def _softmax(self, *, log: bool) -> Any:
+    def _softmax(self, *, log: bool) -> Self:
         where = f"{type(self).__name__}.{'log_softmax' if log else 'softmax'}"
         values = reduce.as_tensor(self._values, where)
         result = reduce.softmax(values, self._part, log=log, where=where)
         result = reduce.like_input(result, self._values)
-        return self._with_values(result)  # same class, same offsets
+        return cast("Self", self._with_values(result))  # same class, same offsets
 
-    def broadcast(self, per_segment: Any) -> Any:
+    def broadcast(self, per_segment: Array) -> RaggedArray:
         """Repeat row ``i`` of ``per_segment`` (``(m, ...)``) for every item of segment ``i``.
 
         The inverse of a reduction: ``x.broadcast(x.mean())`` lines up with ``x``, so
@@ -257,7 +270,7 @@ class ComputeMethods:
 
     # ------------------------------------------------------------------------- sampling
 
-    def subsample(self, k: Any, *, generator: Any = None) -> Any:
+    def subsample(self, k: CountsLike, *, generator: GeneratorLike = None) -> Self:
         """``k`` items drawn without replacement from each segment, in their original order.
 
         Segments with ``n_i <= k`` are kept whole, so lengths become ``min(n_i, k)``: a
@@ -285,7 +298,7 @@ class ComputeMethods:
         where = f"{type(self).__name__}.subsample"
         keys = _random_keys(self.num_items, generator, where)
         host, index = _offsets.subsample(self._host, k, keys, where)
-        return self._like(_backend.index_rows(self._values, index), None, host)
+        return cast("Self", self._like(_backend.index_rows(self._values, index), None, host))
 
 
 def _random_keys(count: int, generator: Any, where: str) -> Any:

@@ -9,11 +9,16 @@ objects, so no global pyplot state is created or changed (and no backend is swit
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import _backend, _offsets
+from ._types import IndexLike, RaggedFields
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure, SubFigure
 
 # Locations shown by ``show()`` when no ``segments`` are given.
 DEFAULT_SHOWN = 8
@@ -33,12 +38,14 @@ def _import_matplotlib() -> Any:
     return matplotlib
 
 
-class DisplayMethods:
+class DisplayMethods(RaggedFields):
     """Mixin giving [`RaggedArray`][raggedarray.RaggedArray] its notebook display."""
 
     __slots__ = ()
 
-    def show(self, segments: Any = None, *, max_items: int = 8, ax: Any = None) -> Any:
+    def show(
+        self, segments: IndexLike | None = None, *, max_items: int = 8, ax: Axes | None = None
+    ) -> Figure | SubFigure:
         """Draw the images of some locations as a grid of thumbnails; returns the figure.
 
         One row per location (segment), its first ``max_items`` images along the row. Each

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import _checks, _offsets
+from ._types import IntArrayLike
 
 _WINDOW_BATCHES = 10  # a shuffled window holds about this many batches' worth of segments
 
@@ -90,7 +91,7 @@ class BudgetBatchSampler:
 
     def __init__(
         self,
-        lengths: Any,
+        lengths: IntArrayLike,
         *,
         max_items: int,
         max_segments: int | None = None,

@@ -1,29 +1,35 @@
 """Order-based segment methods of the ragged classes: argmax, median, any, cumsum, sort, topk.
 
-Thin wrappers over :mod:`raggedarray.segment_ops`; the mixin reads the ragged array's fields
+Thin wrappers over ``raggedarray.segment_ops``; the mixin reads the ragged array's fields
 (``_values``, ``_part``, ``_host``) and builds ragged results with ``_with_values``,
 ``_rewrap`` and ``_like`` (results with the same offsets share the partition).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from . import _backend, reduce, segment_ops
+from ._types import Array, RaggedFields, Scalar
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from .ragged import RaggedArray
 
 
-class SegmentMethods:
-    """Mixin giving :class:`~raggedarray.RaggedArray` argmax, median, cumsum, sort, ..."""
+class SegmentMethods(RaggedFields):
+    """Mixin giving [`RaggedArray`][raggedarray.RaggedArray] argmax, median, cumsum, sort, ..."""
 
     __slots__ = ()
 
-    def _segment_op(self, op: str, fill: Any) -> Any:
+    def _segment_op(self, op: str, fill: Any) -> Array:
         where = f"{type(self).__name__}.{op}"
         values = reduce.as_tensor(self._values, where)
         result = segment_ops.segment_op(op, values, self._part, fill=fill, where=where)
         return reduce.like_input(result, self._values)
 
-    def argmax(self, *, fill: int = -1) -> Any:
+    def argmax(self, *, fill: int = -1) -> Array:
         """Position within its segment of the first maximum, ``(m, *item_shape)`` int64.
 
         As ``torch.argmax(segment, dim=0)`` for every segment: a NaN counts as the maximum;
@@ -38,7 +44,7 @@ class SegmentMethods:
         """
         return self._segment_op("argmax", fill)
 
-    def argmin(self, *, fill: int = -1) -> Any:
+    def argmin(self, *, fill: int = -1) -> Array:
         """Position within its segment of the first minimum (a NaN counts as the minimum).
 
         Examples:
@@ -50,7 +56,7 @@ class SegmentMethods:
         """
         return self._segment_op("argmin", fill)
 
-    def median(self, *, fill: Any = 0) -> Any:
+    def median(self, *, fill: Scalar = 0) -> Array:
         """Lower median of each segment, ``(m, *item_shape)``, as ``torch.median(seg, 0)``.
 
         A segment and feature holding a NaN gives NaN. Differentiable: the gradient goes to
@@ -65,7 +71,7 @@ class SegmentMethods:
         """
         return self._segment_op("median", fill)
 
-    def any(self) -> Any:
+    def any(self) -> Array:
         """Whether any item of each segment is nonzero, ``(m, *item_shape)`` bool.
 
         An empty segment gives False; NaN counts as nonzero.
@@ -78,7 +84,7 @@ class SegmentMethods:
         """
         return self._segment_op("any", None)
 
-    def all(self) -> Any:
+    def all(self) -> Array:
         """Whether every item of each segment is nonzero, ``(m, *item_shape)`` bool.
 
         An empty segment gives True; NaN counts as nonzero.
@@ -91,7 +97,7 @@ class SegmentMethods:
         """
         return self._segment_op("all", None)
 
-    def cumsum(self) -> Any:
+    def cumsum(self) -> Self:
         """Running sums restarting at each segment; a ragged array with these offsets.
 
         Integers and booleans give int64. Floating values accumulate in float64 and come
@@ -108,9 +114,9 @@ class SegmentMethods:
         where = f"{type(self).__name__}.cumsum"
         values = reduce.as_tensor(self._values, where)
         result = segment_ops.cumsum(values, self._part, where=where)
-        return self._rewrap(reduce.like_input(result, self._values))
+        return cast("Self", self._with_values(reduce.like_input(result, self._values)))
 
-    def sort(self, *, descending: bool = False) -> tuple[Any, Any]:
+    def sort(self, *, descending: bool = False) -> tuple[Self, RaggedArray]:
         """Each segment sorted along its items, per feature: ``(values, indices)``.
 
         As ``torch.sort(segment, dim=0, stable=True)`` for every segment: both results are
@@ -129,11 +135,11 @@ class SegmentMethods:
         values = reduce.as_tensor(self._values, where)
         out, index = segment_ops.sort(values, self._part, descending=bool(descending))
         return (
-            self._with_values(reduce.like_input(out, self._values)),
+            cast("Self", self._with_values(reduce.like_input(out, self._values))),
             self._rewrap(reduce.like_input(index, self._values)),
         )
 
-    def topk(self, k: int, *, largest: bool = True) -> tuple[Any, Any]:
+    def topk(self, k: int, *, largest: bool = True) -> tuple[Self, RaggedArray]:
         """The ``k`` largest (or smallest) items of each segment, per feature, sorted.
 
         Returns ``(values, indices)``, ragged arrays with ``min(n_i, k)`` items per segment;
@@ -154,7 +160,7 @@ class SegmentMethods:
         out, index = segment_ops.sort(values, self._part, descending=bool(largest))
         out, index = (_rows(reduce.like_input(t, self._values), rows) for t in (out, index))
         values_result = self._like(out, None, host)
-        return values_result, values_result._rewrap(index)
+        return cast("Self", values_result), values_result._rewrap(index)
 
 
 def _rows(values: Any, rows: Any) -> Any:

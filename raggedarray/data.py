@@ -18,8 +18,8 @@ Examples:
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any, TypeAlias, overload
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ from torch.utils.data import Dataset, default_collate, get_worker_info
 
 from . import _backend, _checks, _construct, _offsets
 from ._sampler import BudgetBatchSampler
+from ._types import Array
 from .image import RaggedImageBatch
 from .ragged import RaggedArray
 
@@ -34,8 +35,28 @@ __all__ = ["BudgetBatchSampler", "RaggedCollate", "RaggedDataset", "collate"]
 
 _ARRAYS = (np.ndarray, torch.Tensor)
 
+#: Which fields of tuple or dict samples are ragged: a position or key, or several.
+FieldNames: TypeAlias = Hashable | Sequence[Hashable] | None
+#: A collated batch: a ragged array (array samples), or the samples' tuple, list or dict
+#: structure with ragged fields as ragged arrays and the rest as ``default_collate`` made them.
+Batch: TypeAlias = RaggedArray | tuple[Any, ...] | list[Any] | dict[Any, Any]
 
-def collate(samples: Sequence[Any], *, ragged: Any = None) -> Any:
+
+@overload
+def collate(samples: Sequence[Array], *, ragged: None = None) -> RaggedArray: ...
+@overload
+def collate(
+    samples: Sequence[Mapping[str, object]], *, ragged: str | Sequence[str]
+) -> dict[str, Any]: ...
+@overload
+def collate(
+    samples: Sequence[tuple[object, ...]], *, ragged: int | Sequence[int]
+) -> tuple[Any, ...]: ...
+@overload
+def collate(samples: Sequence[list[object]], *, ragged: int | Sequence[int]) -> list[Any]: ...
+@overload
+def collate(samples: Sequence[object], *, ragged: FieldNames = None) -> Batch: ...
+def collate(samples: Sequence[Any], *, ragged: Any = None) -> Batch:
     """Join a batch of samples; ragged fields become one ragged array each.
 
     Args:
@@ -101,7 +122,7 @@ def _collate(samples: Sequence[Any], ragged: Any, where: str) -> Any:
             for key in first
         }
     if isinstance(first, tuple | list):
-        positions = _names(ragged, where, "positions")
+        positions: list[Any] | set[int] = _names(ragged, where, "positions")
         bad = [p for p in positions if not isinstance(p, int) or not -len(first) <= p < len(first)]
         if bad:
             raise ValueError(
@@ -246,11 +267,11 @@ class RaggedCollate:
         RaggedArray(num_segments=2, num_items=7, n_i=2..5 (mean 3.5), item_shape=(4,), dtype=float32, device=cpu, backend=torch)
     """  # noqa: E501
 
-    def __init__(self, ragged: Any = None) -> None:
+    def __init__(self, ragged: FieldNames = None) -> None:
         check_ragged(ragged, "RaggedCollate")
         self.ragged = ragged
 
-    def __call__(self, samples: Sequence[Any]) -> Any:
+    def __call__(self, samples: Sequence[object]) -> Batch:
         """Collate one batch."""
         return _collate(samples, self.ragged, "RaggedCollate")
 
@@ -279,7 +300,12 @@ class RaggedDataset(Dataset):
         (3, (array([2., 3., 4., 5.]), 1), [2, 0, 4])
     """
 
-    def __init__(self, x: RaggedArray, targets: Any = None, transform: Any = None) -> None:
+    def __init__(
+        self,
+        x: RaggedArray,
+        targets: Sequence[object] | Array | None = None,
+        transform: Callable[[np.ndarray], object] | Callable[[torch.Tensor], object] | None = None,
+    ) -> None:
         where = "RaggedDataset"
         if not isinstance(x, RaggedArray):
             raise TypeError(f"{where}: x must be a RaggedArray; got {_backend.describe(x)}")
@@ -307,7 +333,7 @@ class RaggedDataset(Dataset):
         return len(self.x)
 
     def __getitem__(self, i: int) -> Any:
-        item = self.x._getitem(i, "RaggedDataset.__getitem__")
+        item: Any = self.x._getitem(i, "RaggedDataset.__getitem__")
         if self.transform is not None:
             item = self.transform(item)
         if self.targets is None:

@@ -13,11 +13,17 @@ buffer of a jagged tensor without holes, and copies once otherwise.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import _backend, _checks, _offsets
+from ._types import RaggedFields
+
+if TYPE_CHECKING:
+    import awkward as ak
+    import torch
+    from typing_extensions import Self
 
 
 def _import_awkward(where: str) -> Any:
@@ -266,12 +272,12 @@ def _from_strided(torch: Any, nt: Any, where: str) -> tuple[Any, np.ndarray]:
 # ----------------------------------------------------------------------------- mixin
 
 
-class InteropMethods:
+class InteropMethods(RaggedFields):
     """Mixin: awkward and torch.nested converters of [`RaggedArray`][raggedarray.RaggedArray]."""
 
     __slots__ = ()
 
-    def to_awkward(self) -> Any:
+    def to_awkward(self) -> ak.Array:
         """An ``ak.Array`` of type ``m * var * <item dims> * dtype`` sharing the values.
 
         Zero-copy for numpy and CPU torch values. CUDA values are copied to the host (awkward
@@ -299,7 +305,7 @@ class InteropMethods:
         return to_awkward(self._values, self._host, where=where)
 
     @classmethod
-    def from_awkward(cls, array: Any) -> Any:
+    def from_awkward(cls, array: ak.Array) -> Self:
         """Build from an awkward array of type ``m * var * <item dims> * dtype``.
 
         Zero-copy when the layout is a ``ListOffsetArray`` over regular numeric content,
@@ -336,7 +342,7 @@ class InteropMethods:
         values, host = from_awkward(array, item_ndim=cls._item_ndim, where=where)
         return cls._make(values, None, host)
 
-    def to_nested(self) -> Any:
+    def to_nested(self) -> torch.Tensor:
         """A jagged-layout ``torch.nested`` tensor sharing the values buffer.
 
         Shape ``(m, j, *item_shape)``; numpy values become CPU tensors without a copy, and
@@ -363,7 +369,7 @@ class InteropMethods:
         )
 
     @classmethod
-    def from_nested(cls, nested_tensor: Any) -> Any:
+    def from_nested(cls, nested_tensor: torch.Tensor) -> Self:
         """Build from a ``torch.nested`` tensor ragged in dim 1.
 
         Zero-copy from a jagged-layout tensor (its ``values()`` and ``offsets()``); a jagged

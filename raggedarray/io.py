@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import mmap as _mmap
 import os
+from collections.abc import Mapping
 from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
@@ -32,6 +33,7 @@ import numpy as np
 from . import _backend, _files, _offsets
 from ._backend import NUMPY, TORCH
 from ._files import DTYPES, SAVABLE
+from ._types import Array
 from .image import RaggedImageBatch
 from .ragged import RaggedArray
 
@@ -52,7 +54,9 @@ class _Entry(NamedTuple):
     names: tuple[str, ...]  # (values, offsets) for ragged entries, (array,) for arrays
 
 
-def save(path: str | os.PathLike[str], obj: RaggedArray | dict[str, Any]) -> None:
+def save(
+    path: str | os.PathLike[str], obj: RaggedArray | Mapping[str, RaggedArray | Array]
+) -> None:
     """Write a ragged array, or a dict of ragged arrays and arrays, to one safetensors file.
 
     Only what a ragged array shows is written: a slice or gathered view saves its own segments,
@@ -105,7 +109,7 @@ def save(path: str | os.PathLike[str], obj: RaggedArray | dict[str, Any]) -> Non
         metadata["item_shape"] = json.dumps(metadata["item_shape"])
         del metadata["kind"]
     elif isinstance(obj, dict):
-        tensors, entries, owners = {}, [], {}
+        tensors, entries, owners = {}, [], dict[str, str]()
         for key, value in obj.items():
             names = _entry_names(key, value, owners, where)
             if isinstance(value, RaggedArray):
@@ -124,7 +128,9 @@ def save(path: str | os.PathLike[str], obj: RaggedArray | dict[str, Any]) -> Non
     _write(path, tensors, metadata)
 
 
-def load(path: str | os.PathLike[str], *, mmap: bool = False) -> Any:
+def load(
+    path: str | os.PathLike[str], *, mmap: bool = False
+) -> RaggedArray | dict[str, RaggedArray | Array]:
     """Read what [`save`][raggedarray.save] wrote: a ragged array, or a dict, as it was saved.
 
     A ragged array comes back as the class and backend it was saved as, a dict as a dict
@@ -139,8 +145,9 @@ def load(path: str | os.PathLike[str], *, mmap: bool = False) -> Any:
     The file must not change underneath a mapping: pages not yet touched are the file's own,
     so overwriting the file in place changes the mapped arrays (undefined contents), and
     truncating it kills the process with ``SIGBUS`` on the next touch of a page past the new
-    end. :func:`save` does neither: it writes a temporary file and renames it over ``path``,
-    so an existing mapping keeps the old file (the old inode lives while it is mapped).
+    end. [`save`][raggedarray.save] does neither: it writes a temporary file and renames it
+    over ``path``, so an existing mapping keeps the old file (the old inode lives while it is
+    mapped).
 
     Args:
         path: the file (``str`` or ``os.PathLike``).
@@ -275,7 +282,7 @@ def _write(path: str, tensors: dict[str, Any], metadata: dict[str, str]) -> None
     if not any(_backend.is_tensor(t) for t in tensors.values()):
         import safetensors.numpy
 
-        writer = safetensors.numpy.save_file
+        writer: Any = safetensors.numpy.save_file
     else:
         import safetensors.torch
 
@@ -324,8 +331,8 @@ def _read_entries(header: dict[str, Any], where: str) -> list[_Entry]:
     expected = sorted(name for e in entries for name in e.names)
     if names != expected:
         listed = [repr(name) for name in expected] or ["none"]
-        listed = ", ".join(listed[:-1]) + " and " * (len(listed) > 1) + listed[-1]
-        raise ValueError(f"{where}: the tensors must be {listed}; got {names}")
+        text = ", ".join(listed[:-1]) + " and " * (len(listed) > 1) + listed[-1]
+        raise ValueError(f"{where}: the tensors must be {text}; got {names}")
     return entries
 
 

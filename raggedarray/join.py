@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar, cast
 
 import numpy as np
 
 from . import _backend, _checks, _construct, _offsets
 from .ragged import RaggedArray
 
+R = TypeVar("R", bound=RaggedArray)
 
-def cat(arrays: Sequence[RaggedArray]) -> RaggedArray:
+
+def cat(arrays: Sequence[R]) -> R:
     """Join ragged arrays along segments: the segments of the first, then of the second, ...
 
     Values are concatenated in one allocation (dtypes promote as in ``from_list``); all inputs
@@ -26,9 +29,9 @@ def cat(arrays: Sequence[RaggedArray]) -> RaggedArray:
     """
     where = "cat"
     seen = _backend.describe(arrays)
-    if isinstance(arrays, RaggedArray) or _backend.backend_of(arrays) is not None:
-        arrays = None
     try:
+        if isinstance(arrays, RaggedArray) or _backend.backend_of(arrays) is not None:
+            raise TypeError  # one ragged array or one plain array, not a list of them
         arrays = list(arrays)
     except TypeError:
         raise TypeError(f"{where}: arrays must be a list of ragged arrays; got {seen}") from None
@@ -51,4 +54,5 @@ def cat(arrays: Sequence[RaggedArray]) -> RaggedArray:
     else:
         values = np.concatenate([x.values for x in arrays], axis=0)
     cls = type(first) if all(type(x) is type(first) for x in arrays) else RaggedArray
-    return cls._make(values, None, host)
+    # R is the inputs' common class: mixed classes make R their join, RaggedArray here
+    return cast(R, cls._make(values, None, host))

@@ -17,7 +17,8 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -25,6 +26,9 @@ from torch import nn
 from ._backend import describe
 from ._checks import check_fill, read_int
 from .reduce import POOLS as _OPS
+
+if TYPE_CHECKING:
+    from .ragged import RaggedArray
 
 
 def _check_ragged(x: Any, where: str) -> None:
@@ -67,7 +71,7 @@ class SegmentPool(nn.Module):
         self.op = op
         self.fill = fill
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x: RaggedArray) -> torch.Tensor:
         """Pool ``x``: ``(m, *item_shape)``."""
         _check_ragged(x, "SegmentPool")
         return getattr(_as_torch(x), self.op)(fill=self.fill)
@@ -115,7 +119,7 @@ class AttentionPool(nn.Module):
             hidden = hidden * torch.sigmoid(self.gate(values))
         return self.score(hidden)
 
-    def weights(self, x: Any) -> Any:
+    def weights(self, x: RaggedArray) -> RaggedArray:
         """Attention weights of every item, ``(N, 1)`` ragged like ``x``."""
         _check_ragged(x, "AttentionPool")
         x = _as_torch(x)
@@ -126,12 +130,12 @@ class AttentionPool(nn.Module):
             )
         return x.map(self._scores).softmax()
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x: RaggedArray) -> torch.Tensor:
         """Attention-weighted sum of each segment's items: ``(m, in_features)``."""
         _check_ragged(x, "AttentionPool")
         x = _as_torch(x)
         weights = self.weights(x)
-        return x._rewrap(x.values * weights.values).sum()
+        return cast(torch.Tensor, x._rewrap(x.values * weights.values).sum())  # torch values
 
     def extra_repr(self) -> str:  # noqa: D102
         return f"gated={self.gate is not None}"
@@ -161,7 +165,12 @@ class DeepSet(nn.Module):
     """
 
     def __init__(
-        self, psi: Any, phi: Any, pool: Any = "mean", *, chunk_size: int | None = None
+        self,
+        psi: Callable[[torch.Tensor], torch.Tensor],
+        phi: Callable[[torch.Tensor], torch.Tensor],
+        pool: str | Callable[[RaggedArray], torch.Tensor] = "mean",
+        *,
+        chunk_size: int | None = None,
     ) -> None:
         super().__init__()
         self.psi = psi
@@ -177,7 +186,7 @@ class DeepSet(nn.Module):
         self.pool = pool
         self.chunk_size = chunk_size
 
-    def forward(self, x: Any, covariates: Any = None) -> Any:
+    def forward(self, x: RaggedArray, covariates: torch.Tensor | None = None) -> torch.Tensor:
         """``phi([pool(psi(x)), covariates])``: ``(m, out_features)``.
 
         Args:

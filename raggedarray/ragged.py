@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast, overload
 
 import numpy as np
 
@@ -14,7 +14,23 @@ from ._display import DisplayMethods
 from ._partition import Partition
 from ._pickle import PickleMethods
 from ._segment_methods import SegmentMethods
+from ._types import (
+    Array,
+    ArrayLike,
+    DeviceLike,
+    DType,
+    DTypeLike,
+    IndexArrayLike,
+    IntArrayLike,
+    IntIndex,
+    MaskLike,
+    Scalar,
+)
 from .interop import InteropMethods
+
+if TYPE_CHECKING:
+    import torch
+    from typing_extensions import Self
 
 R = TypeVar("R", bound="RaggedArray")
 
@@ -25,7 +41,7 @@ _ITEM_CLASSES: dict[int, type[RaggedArray]] = {}
 
 def register_item_class(cls: type[RaggedArray]) -> type[RaggedArray]:
     """Make ``cls`` the class of computed results whose items have ``cls._item_ndim`` dims."""
-    _ITEM_CLASSES[cls._item_ndim] = cls
+    _ITEM_CLASSES[cast(int, cls._item_ndim)] = cls
     return cls
 
 
@@ -76,7 +92,7 @@ class RaggedArray(ComputeMethods, SegmentMethods, InteropMethods, DisplayMethods
     # them into object arrays.
     __array_ufunc__ = None
 
-    def __init__(self, values: Any, offsets: Any) -> None:
+    def __init__(self, values: Array, offsets: IntArrayLike) -> None:
         where = type(self).__name__
         _checks.check_values(values, where, self._item_ndim)
         _checks.check_same_place(values, offsets, where, "offsets")
@@ -139,10 +155,10 @@ class RaggedArray(ComputeMethods, SegmentMethods, InteropMethods, DisplayMethods
     @classmethod
     def from_list(
         cls: type[R],
-        arrays: Sequence[Any],
+        arrays: Sequence[ArrayLike],
         *,
-        dtype: Any = None,
-        device: Any = None,
+        dtype: DTypeLike | None = None,
+        device: DeviceLike | None = None,
         item_shape: tuple[int, ...] | None = None,
     ) -> R:
         """Concatenate per-segment arrays ``(n_i, *item_shape)`` into one buffer.
@@ -186,7 +202,7 @@ class RaggedArray(ComputeMethods, SegmentMethods, InteropMethods, DisplayMethods
         return cls._make(values, None, host)
 
     @classmethod
-    def from_lengths(cls: type[R], values: Any, lengths: Any) -> R:
+    def from_lengths(cls: type[R], values: Array, lengths: IntArrayLike) -> R:
         """Split ``values`` into consecutive segments of the given lengths (zero-copy).
 
         Examples:
@@ -207,7 +223,7 @@ class RaggedArray(ComputeMethods, SegmentMethods, InteropMethods, DisplayMethods
 
     @classmethod
     def from_segment_ids(
-        cls: type[R], values: Any, segment_ids: Any, num_segments: int | None = None
+        cls: type[R], values: Array, segment_ids: IntArrayLike, num_segments: int | None = None
     ) -> R:
         """Group items by sorted segment ids (zero-copy).
 
@@ -234,7 +250,7 @@ class RaggedArray(ComputeMethods, SegmentMethods, InteropMethods, DisplayMethods
         return cls._make(values, None, host)
 
     @classmethod
-    def from_padded(cls: type[R], padded: Any, lengths: Any) -> R:
+    def from_padded(cls: type[R], padded: Array, lengths: IntArrayLike | MaskLike) -> R:
         """Copy the valid part of a padded ``(m, n_max, *item_shape)`` array.
 
         Row ``i`` keeps its first ``lengths[i]`` items. ``lengths`` may instead be the
@@ -259,12 +275,12 @@ class RaggedArray(ComputeMethods, SegmentMethods, InteropMethods, DisplayMethods
     # ------------------------------------------------------------------------- attributes
 
     @property
-    def values(self) -> Any:
+    def values(self) -> Array:
         """The ``(N, *item_shape)`` buffer of all items of all segments."""
         return self._values
 
     @property
-    def offsets(self) -> Any:
+    def offsets(self) -> Array:
         """``(m + 1,)`` int64 offsets on the values' backend and device (do not modify)."""
         return self._offsets
 
@@ -279,12 +295,12 @@ class RaggedArray(ComputeMethods, SegmentMethods, InteropMethods, DisplayMethods
         return self._part.host_lengths
 
     @property
-    def lengths(self) -> Any:
+    def lengths(self) -> Array:
         """``(m,)`` int64 segment lengths on the values' backend and device."""
         return self._part.lengths_like(self._values)
 
     @property
-    def segment_ids(self) -> Any:
+    def segment_ids(self) -> Array:
         """``(N,)`` int64 segment id of every item, on the values' backend and device."""
         return self._part.segment_ids_like(self._values)
 
@@ -314,12 +330,12 @@ class RaggedArray(ComputeMethods, SegmentMethods, InteropMethods, DisplayMethods
         return self._part.min_length
 
     @property
-    def dtype(self) -> Any:
+    def dtype(self) -> DType:
         """The values' dtype (a ``numpy.dtype`` or a ``torch.dtype``)."""
         return self._values.dtype
 
     @property
-    def device(self) -> Any:
+    def device(self) -> torch.device:
         """The values' ``torch.device`` (``torch.device("cpu")`` for numpy values)."""
         return _backend.device_of(self._values)
 
@@ -341,7 +357,11 @@ class RaggedArray(ComputeMethods, SegmentMethods, InteropMethods, DisplayMethods
     def _segment(self, i: int) -> Any:
         return self._values[int(self._host[i]) : int(self._host[i + 1])]
 
-    def __getitem__(self, key: Any) -> Any:
+    @overload
+    def __getitem__(self, key: IntIndex) -> Array: ...
+    @overload
+    def __getitem__(self, key: slice | IndexArrayLike) -> Self: ...
+    def __getitem__(self, key: Any) -> Array | Self:
         """``x[i]``: segment view; ``x[a:b]``: ragged view; arrays, masks, steps: a copy."""
         return self._getitem(key, f"{type(self).__name__}.__getitem__")
 
@@ -369,19 +389,19 @@ class RaggedArray(ComputeMethods, SegmentMethods, InteropMethods, DisplayMethods
             )
         return self._take(_offsets.segment_index(key, m, where))
 
-    def _slice(self, a: int, b: int) -> RaggedArray:
+    def _slice(self, a: int, b: int) -> Self:
         host = self._host[a : b + 1] - self._host[a]
         values = self._values[int(self._host[a]) : int(self._host[b])]
-        return self._like(values, None, host)
+        return cast("Self", self._like(values, None, host))  # same item shape, same class
 
-    def _take(self, segments: np.ndarray) -> RaggedArray:
+    def _take(self, segments: np.ndarray) -> Self:
         host, index = _offsets.gather(self._host, segments)
-        return self._like(_backend.index_rows(self._values, index), None, host)
+        return cast("Self", self._like(_backend.index_rows(self._values, index), None, host))
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[Array]:
         return iter(self.unbind())
 
-    def unbind(self) -> tuple[Any, ...]:
+    def unbind(self) -> tuple[Array, ...]:
         """All segments as a tuple of views.
 
         Examples:
@@ -396,13 +416,22 @@ class RaggedArray(ComputeMethods, SegmentMethods, InteropMethods, DisplayMethods
             return self._values.split(self.host_lengths.tolist())
         return tuple(np.split(self._values, self._host[1:-1]))
 
-    def to_list(self) -> list[Any]:
+    def to_list(self) -> list[Array]:
         """All segments as a list of views ``(n_i, *item_shape)``."""
         return list(self.unbind())
 
     # ------------------------------------------------------------ conversion and movement
 
-    def to(self, device: Any = None, dtype: Any = None, non_blocking: bool = False) -> RaggedArray:
+    @overload
+    def to(self, dtype: DTypeLike, /, *, non_blocking: bool = False) -> Self: ...
+    @overload
+    def to(
+        self,
+        device: DeviceLike | None = None,
+        dtype: DTypeLike | None = None,
+        non_blocking: bool = False,
+    ) -> Self: ...
+    def to(self, device: Any = None, dtype: Any = None, non_blocking: bool = False) -> Self:
         """Move to a device and/or convert the dtype; returns ``self`` when nothing changes.
 
         A dtype may be passed first, as in ``x.to(torch.float16)``. Numpy values stay numpy
@@ -420,7 +449,7 @@ class RaggedArray(ComputeMethods, SegmentMethods, InteropMethods, DisplayMethods
             device, dtype = None, device
         return self._to(device, dtype, non_blocking, f"{type(self).__name__}.to")
 
-    def _to(self, device: Any, dtype: Any, non_blocking: bool, where: str) -> RaggedArray:
+    def _to(self, device: Any, dtype: Any, non_blocking: bool, where: str) -> Self:
         if device is not None:
             device = _checks.device(device, where)
         if not _backend.is_tensor(self._values) and (device is None or device.type == "cpu"):
@@ -429,7 +458,7 @@ class RaggedArray(ComputeMethods, SegmentMethods, InteropMethods, DisplayMethods
             np_dtype = _checks.result_dtype(dtype, False, where)
             if np_dtype == self._values.dtype:
                 return self
-            return self._with_values(self._values.astype(np_dtype))
+            return cast("Self", self._with_values(self._values.astype(np_dtype)))
         source = self.torch()
         moved = source._values.to(
             device=device,
@@ -438,18 +467,18 @@ class RaggedArray(ComputeMethods, SegmentMethods, InteropMethods, DisplayMethods
         )
         if moved is source._values:
             return source
-        return self._with_values(moved)
+        return cast("Self", self._with_values(moved))
 
-    def cpu(self) -> RaggedArray:
+    def cpu(self) -> Self:
         """Values on the CPU (numpy values are returned as they are)."""
         return self._to("cpu", None, False, f"{type(self).__name__}.cpu")
 
-    def cuda(self, device: Any = None, non_blocking: bool = False) -> RaggedArray:
+    def cuda(self, device: DeviceLike | None = None, non_blocking: bool = False) -> Self:
         """Values on a CUDA device (``"cuda"`` when ``device`` is None)."""
         where = f"{type(self).__name__}.cuda"
         return self._to("cuda" if device is None else device, None, non_blocking, where)
 
-    def pin_memory(self) -> RaggedArray:
+    def pin_memory(self) -> Self:
         """Values in page-locked host memory for fast asynchronous copies to the GPU.
 
         Numpy values become a pinned torch tensor (pinning is a torch facility).
@@ -463,9 +492,9 @@ class RaggedArray(ComputeMethods, SegmentMethods, InteropMethods, DisplayMethods
                 f"{where}: pinned memory needs a CUDA GPU; got a torch without one "
                 "(torch.cuda.is_available() is False)"
             )
-        return self._with_values(values.pin_memory())
+        return cast("Self", self._with_values(values.pin_memory()))
 
-    def numpy(self, *, force: bool = False) -> RaggedArray:
+    def numpy(self, *, force: bool = False) -> Self:
         """Numpy-backed ragged array: zero-copy from CPU tensors.
 
         Values on a GPU are copied to the host (a device sync, by nature).
@@ -490,9 +519,9 @@ class RaggedArray(ComputeMethods, SegmentMethods, InteropMethods, DisplayMethods
                 f"{where}: values must have a dtype numpy can hold; got "
                 f"{_checks.dtype_name(values.dtype)}"
             ) from err
-        return self._with_values(array)
+        return cast("Self", self._with_values(array))
 
-    def torch(self) -> RaggedArray:
+    def torch(self) -> Self:
         """Torch-backed ragged array: zero-copy from numpy values (when torch can share them).
 
         Examples:
@@ -519,15 +548,15 @@ class RaggedArray(ComputeMethods, SegmentMethods, InteropMethods, DisplayMethods
                 f"{type(self).__name__}.torch: values must have a dtype torch can hold; "
                 f"got {values.dtype}"
             ) from err
-        return self._with_values(tensor)
+        return cast("Self", self._with_values(tensor))
 
-    def detach(self) -> RaggedArray:
+    def detach(self) -> Self:
         """Values detached from autograd (numpy values are returned as they are)."""
         if not self.requires_grad:
             return self
-        return self._with_values(self._values.detach())
+        return cast("Self", self._with_values(self._values.detach()))
 
-    def clone(self) -> RaggedArray:
+    def clone(self) -> Self:
         """A copy with its own contiguous values buffer (differentiable for torch).
 
         Examples:
@@ -541,15 +570,16 @@ class RaggedArray(ComputeMethods, SegmentMethods, InteropMethods, DisplayMethods
         """
         values = self._values
         if _backend.is_tensor(values):
-            return self._like(
+            clone = self._like(
                 _construct.cat_tensors([values], values.shape[0]),
                 self._offsets.clone(),
                 self._host.copy(),
             )
+            return cast("Self", clone)  # same item shape, same class
         host = self._host.copy()
-        return self._like(np.array(values, order="C", copy=True), None, host)
+        return cast("Self", self._like(np.array(values, order="C", copy=True), None, host))
 
-    def to_padded(self, fill: Any = 0, max_length: int | None = None) -> tuple[Any, Any]:
+    def to_padded(self, fill: Scalar = 0, max_length: int | None = None) -> tuple[Array, Array]:
         """Pad into ``(m, L, *item_shape)`` with a ``(m, L)`` boolean mask of real items.
 
         ``L`` is ``max_length`` when given (segments longer than it are cut to their first
@@ -578,7 +608,7 @@ class RaggedArray(ComputeMethods, SegmentMethods, InteropMethods, DisplayMethods
 
     # --------------------------------------------------------------------- comparison
 
-    def equal(self, other: Any) -> bool:
+    def equal(self, other: object) -> bool:
         """Whether ``other`` is a ragged array with the same offsets, item shape and values.
 
         Values are compared exactly, across backends and devices; dtypes may differ, and so

@@ -50,12 +50,16 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
 from . import _backend, _checks, _offsets
 from ._partition import Partition
+from ._types import Array, IntArrayLike, Scalar
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _torch() -> Any:
@@ -286,6 +290,7 @@ def reduce(op: str, values: Any, part: Partition, *, fill: Any, where: str, **op
         options["correction"] = _checks.check_correction(options["correction"], where)
     encode, decode = _integer_codec(dtype, spec.integers, where)
     flat = encode(_flat(values))
+    empty_value: float | None
     if flat.numel() == 0:
         out, empty_value = _zero_rows(flat, part), 0
         rows = part.empty(flat.device)
@@ -354,7 +359,13 @@ def _public(op: str, values: Any, offsets: Any, fill: Any, where: str, **options
     return like_input(result, values)
 
 
-def segment_sum(values: Any, offsets: Any, *, fill: Any = 0) -> Any:
+@overload
+def segment_sum(values: np.ndarray, offsets: IntArrayLike, *, fill: Scalar = 0) -> np.ndarray: ...
+@overload
+def segment_sum(
+    values: torch.Tensor, offsets: IntArrayLike, *, fill: Scalar = 0
+) -> torch.Tensor: ...
+def segment_sum(values: Array, offsets: IntArrayLike, *, fill: Scalar = 0) -> Array:
     """Sum of the items of each segment.
 
     Args:
@@ -376,7 +387,13 @@ def segment_sum(values: Any, offsets: Any, *, fill: Any = 0) -> Any:
     return _public("sum", values, offsets, fill, "segment_sum")
 
 
-def segment_mean(values: Any, offsets: Any, *, fill: Any = 0) -> Any:
+@overload
+def segment_mean(values: np.ndarray, offsets: IntArrayLike, *, fill: Scalar = 0) -> np.ndarray: ...
+@overload
+def segment_mean(
+    values: torch.Tensor, offsets: IntArrayLike, *, fill: Scalar = 0
+) -> torch.Tensor: ...
+def segment_mean(values: Array, offsets: IntArrayLike, *, fill: Scalar = 0) -> Array:
     """Mean of the items of each segment (floating values).
 
     Examples:
@@ -388,7 +405,13 @@ def segment_mean(values: Any, offsets: Any, *, fill: Any = 0) -> Any:
     return _public("mean", values, offsets, fill, "segment_mean")
 
 
-def segment_max(values: Any, offsets: Any, *, fill: Any = 0) -> Any:
+@overload
+def segment_max(values: np.ndarray, offsets: IntArrayLike, *, fill: Scalar = 0) -> np.ndarray: ...
+@overload
+def segment_max(
+    values: torch.Tensor, offsets: IntArrayLike, *, fill: Scalar = 0
+) -> torch.Tensor: ...
+def segment_max(values: Array, offsets: IntArrayLike, *, fill: Scalar = 0) -> Array:
     """Maximum of the items of each segment (ties share the gradient).
 
     Examples:
@@ -400,7 +423,13 @@ def segment_max(values: Any, offsets: Any, *, fill: Any = 0) -> Any:
     return _public("max", values, offsets, fill, "segment_max")
 
 
-def segment_min(values: Any, offsets: Any, *, fill: Any = 0) -> Any:
+@overload
+def segment_min(values: np.ndarray, offsets: IntArrayLike, *, fill: Scalar = 0) -> np.ndarray: ...
+@overload
+def segment_min(
+    values: torch.Tensor, offsets: IntArrayLike, *, fill: Scalar = 0
+) -> torch.Tensor: ...
+def segment_min(values: Array, offsets: IntArrayLike, *, fill: Scalar = 0) -> Array:
     """Minimum of the items of each segment (ties share the gradient).
 
     Examples:
@@ -412,7 +441,13 @@ def segment_min(values: Any, offsets: Any, *, fill: Any = 0) -> Any:
     return _public("min", values, offsets, fill, "segment_min")
 
 
-def segment_prod(values: Any, offsets: Any, *, fill: Any = 0) -> Any:
+@overload
+def segment_prod(values: np.ndarray, offsets: IntArrayLike, *, fill: Scalar = 0) -> np.ndarray: ...
+@overload
+def segment_prod(
+    values: torch.Tensor, offsets: IntArrayLike, *, fill: Scalar = 0
+) -> torch.Tensor: ...
+def segment_prod(values: Array, offsets: IntArrayLike, *, fill: Scalar = 0) -> Array:
     """Product of the items of each segment (int64 for integer or boolean values).
 
     Examples:
@@ -424,7 +459,15 @@ def segment_prod(values: Any, offsets: Any, *, fill: Any = 0) -> Any:
     return _public("prod", values, offsets, fill, "segment_prod")
 
 
-def segment_logsumexp(values: Any, offsets: Any, *, fill: Any = 0) -> Any:
+@overload
+def segment_logsumexp(
+    values: np.ndarray, offsets: IntArrayLike, *, fill: Scalar = 0
+) -> np.ndarray: ...
+@overload
+def segment_logsumexp(
+    values: torch.Tensor, offsets: IntArrayLike, *, fill: Scalar = 0
+) -> torch.Tensor: ...
+def segment_logsumexp(values: Array, offsets: IntArrayLike, *, fill: Scalar = 0) -> Array:
     """``log(sum(exp(items)))`` of each segment, computed stably (floating values).
 
     Examples:
@@ -436,7 +479,17 @@ def segment_logsumexp(values: Any, offsets: Any, *, fill: Any = 0) -> Any:
     return _public("logsumexp", values, offsets, fill, "segment_logsumexp")
 
 
-def segment_var(values: Any, offsets: Any, *, correction: int = 1, fill: Any = 0) -> Any:
+@overload
+def segment_var(
+    values: np.ndarray, offsets: IntArrayLike, *, correction: int = 1, fill: Scalar = 0
+) -> np.ndarray: ...
+@overload
+def segment_var(
+    values: torch.Tensor, offsets: IntArrayLike, *, correction: int = 1, fill: Scalar = 0
+) -> torch.Tensor: ...
+def segment_var(
+    values: Array, offsets: IntArrayLike, *, correction: int = 1, fill: Scalar = 0
+) -> Array:
     """Variance of the items of each segment, ``sum((x - mean)**2) / (n_i - correction)``.
 
     Segments with ``n_i <= correction`` give ``fill``. Computed in two passes (mean first),
@@ -453,7 +506,17 @@ def segment_var(values: Any, offsets: Any, *, correction: int = 1, fill: Any = 0
     return _public("var", values, offsets, fill, "segment_var", correction=correction)
 
 
-def segment_std(values: Any, offsets: Any, *, correction: int = 1, fill: Any = 0) -> Any:
+@overload
+def segment_std(
+    values: np.ndarray, offsets: IntArrayLike, *, correction: int = 1, fill: Scalar = 0
+) -> np.ndarray: ...
+@overload
+def segment_std(
+    values: torch.Tensor, offsets: IntArrayLike, *, correction: int = 1, fill: Scalar = 0
+) -> torch.Tensor: ...
+def segment_std(
+    values: Array, offsets: IntArrayLike, *, correction: int = 1, fill: Scalar = 0
+) -> Array:
     """Standard deviation of each segment's items (see [`segment_var`][raggedarray.segment_var]).
 
     Examples:
@@ -465,7 +528,11 @@ def segment_std(values: Any, offsets: Any, *, correction: int = 1, fill: Any = 0
     return _public("std", values, offsets, fill, "segment_std", correction=correction)
 
 
-def segment_softmax(values: Any, offsets: Any) -> Any:
+@overload
+def segment_softmax(values: np.ndarray, offsets: IntArrayLike) -> np.ndarray: ...
+@overload
+def segment_softmax(values: torch.Tensor, offsets: IntArrayLike) -> torch.Tensor: ...
+def segment_softmax(values: Array, offsets: IntArrayLike) -> Array:
     """Softmax over the items of each segment, per feature; returns ``values``' shape.
 
     Examples:
@@ -477,7 +544,11 @@ def segment_softmax(values: Any, offsets: Any) -> Any:
     return _public_items(values, offsets, "segment_softmax", log=False)
 
 
-def segment_log_softmax(values: Any, offsets: Any) -> Any:
+@overload
+def segment_log_softmax(values: np.ndarray, offsets: IntArrayLike) -> np.ndarray: ...
+@overload
+def segment_log_softmax(values: torch.Tensor, offsets: IntArrayLike) -> torch.Tensor: ...
+def segment_log_softmax(values: Array, offsets: IntArrayLike) -> Array:
     """Log-softmax over the items of each segment, per feature; returns ``values``' shape.
 
     Examples:
@@ -495,7 +566,11 @@ def _public_items(values: Any, offsets: Any, where: str, *, log: bool) -> Any:
     return like_input(softmax(tensor, part, log=log, where=where), values)
 
 
-def segment_broadcast(per_segment: Any, offsets: Any) -> Any:
+@overload
+def segment_broadcast(per_segment: np.ndarray, offsets: IntArrayLike) -> np.ndarray: ...
+@overload
+def segment_broadcast(per_segment: torch.Tensor, offsets: IntArrayLike) -> torch.Tensor: ...
+def segment_broadcast(per_segment: Array, offsets: Any) -> Array:
     """Repeat row ``i`` of ``per_segment`` for every item of segment ``i``.
 
     The inverse of a reduction: ``segment_broadcast(segment_mean(v, o), o)`` has ``v``'s

@@ -33,11 +33,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
 from . import _backend, _construct, _offsets
+from ._types import Array, IntArrayLike, Scalar
+
+if TYPE_CHECKING:
+    import torch
 from ._partition import Partition
 from .reduce import _compute_dtype, _flat, _integer_codec, as_tensor, like_input, partition_of
 
@@ -185,7 +189,13 @@ def _public(op: str, values: Any, offsets: Any, fill: Any, where: str) -> Any:
     return like_input(segment_op(op, tensor, part, fill=fill, where=where), values)
 
 
-def segment_argmax(values: Any, offsets: Any, *, fill: int = -1) -> Any:
+@overload
+def segment_argmax(values: np.ndarray, offsets: IntArrayLike, *, fill: int = -1) -> np.ndarray: ...
+@overload
+def segment_argmax(
+    values: torch.Tensor, offsets: IntArrayLike, *, fill: int = -1
+) -> torch.Tensor: ...
+def segment_argmax(values: Array, offsets: IntArrayLike, *, fill: int = -1) -> Array:
     """Position within its segment of the first maximum of each segment, per feature.
 
     As ``torch.argmax(segment, dim=0)`` (a NaN counts as the maximum); empty segments give
@@ -210,7 +220,13 @@ def segment_argmax(values: Any, offsets: Any, *, fill: int = -1) -> Any:
     return _public("argmax", values, offsets, fill, "segment_argmax")
 
 
-def segment_argmin(values: Any, offsets: Any, *, fill: int = -1) -> Any:
+@overload
+def segment_argmin(values: np.ndarray, offsets: IntArrayLike, *, fill: int = -1) -> np.ndarray: ...
+@overload
+def segment_argmin(
+    values: torch.Tensor, offsets: IntArrayLike, *, fill: int = -1
+) -> torch.Tensor: ...
+def segment_argmin(values: Array, offsets: IntArrayLike, *, fill: int = -1) -> Array:
     """Position within its segment of the first minimum of each segment (a NaN counts).
 
     Examples:
@@ -222,7 +238,15 @@ def segment_argmin(values: Any, offsets: Any, *, fill: int = -1) -> Any:
     return _public("argmin", values, offsets, fill, "segment_argmin")
 
 
-def segment_median(values: Any, offsets: Any, *, fill: Any = 0) -> Any:
+@overload
+def segment_median(
+    values: np.ndarray, offsets: IntArrayLike, *, fill: Scalar = 0
+) -> np.ndarray: ...
+@overload
+def segment_median(
+    values: torch.Tensor, offsets: IntArrayLike, *, fill: Scalar = 0
+) -> torch.Tensor: ...
+def segment_median(values: Array, offsets: IntArrayLike, *, fill: Scalar = 0) -> Array:
     """Lower median of each segment, as ``torch.median(segment, dim=0).values``.
 
     A segment and feature holding a NaN gives NaN. Differentiable: the gradient goes to the
@@ -237,7 +261,11 @@ def segment_median(values: Any, offsets: Any, *, fill: Any = 0) -> Any:
     return _public("median", values, offsets, fill, "segment_median")
 
 
-def segment_any(values: Any, offsets: Any) -> Any:
+@overload
+def segment_any(values: np.ndarray, offsets: IntArrayLike) -> np.ndarray: ...
+@overload
+def segment_any(values: torch.Tensor, offsets: IntArrayLike) -> torch.Tensor: ...
+def segment_any(values: Array, offsets: IntArrayLike) -> Array:
     """Whether any item of each segment is nonzero (True), per feature; empty: False.
 
     Examples:
@@ -249,7 +277,11 @@ def segment_any(values: Any, offsets: Any) -> Any:
     return _public("any", values, offsets, None, "segment_any")
 
 
-def segment_all(values: Any, offsets: Any) -> Any:
+@overload
+def segment_all(values: np.ndarray, offsets: IntArrayLike) -> np.ndarray: ...
+@overload
+def segment_all(values: torch.Tensor, offsets: IntArrayLike) -> torch.Tensor: ...
+def segment_all(values: Array, offsets: IntArrayLike) -> Array:
     """Whether every item of each segment is nonzero (True), per feature; empty: True.
 
     Examples:
@@ -261,7 +293,11 @@ def segment_all(values: Any, offsets: Any) -> Any:
     return _public("all", values, offsets, None, "segment_all")
 
 
-def segment_cumsum(values: Any, offsets: Any) -> Any:
+@overload
+def segment_cumsum(values: np.ndarray, offsets: IntArrayLike) -> np.ndarray: ...
+@overload
+def segment_cumsum(values: torch.Tensor, offsets: IntArrayLike) -> torch.Tensor: ...
+def segment_cumsum(values: Array, offsets: IntArrayLike) -> Array:
     """Running sums over the items of each segment, restarting at each segment.
 
     Integers and booleans give int64; floating values accumulate in float64 and come back

@@ -10,15 +10,21 @@ downstream projects that write kernels of their own. They are slow by design.
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
 from . import _backend, _compare, _offsets
+from ._types import Array, IntArrayLike, Scalar
 from .ragged import RaggedArray
 
+if TYPE_CHECKING:
+    import torch
 
-def assert_ragged_equal(a: Any, b: Any, *, rtol: float = 0.0, atol: float = 0.0) -> None:
+
+def assert_ragged_equal(
+    a: RaggedArray, b: RaggedArray, *, rtol: float = 0.0, atol: float = 0.0
+) -> None:
     """Assert that two ragged arrays have the same segments, item shape and values.
 
     Values are compared on the host, across backends and devices, within
@@ -121,8 +127,16 @@ def _torch_ops() -> dict[str, Any]:
     }
 
 
+@overload
 def reference_reduce(
-    op: str, values: Any, offsets: Any, *, fill: Any = 0, correction: int = 1
+    op: str, values: np.ndarray, offsets: IntArrayLike, *, fill: Scalar = 0, correction: int = 1
+) -> np.ndarray: ...
+@overload
+def reference_reduce(
+    op: str, values: torch.Tensor, offsets: IntArrayLike, *, fill: Scalar = 0, correction: int = 1
+) -> torch.Tensor: ...
+def reference_reduce(
+    op: str, values: Any, offsets: IntArrayLike, *, fill: Scalar = 0, correction: int = 1
 ) -> Any:
     """What ``ra.segment_<op>(values, offsets)`` promises, by a loop over the segments.
 
@@ -189,7 +203,15 @@ def _result_dtype(op: str, dtype: Any, int64: Any, floating: bool) -> Any:
     return int64
 
 
-def reference_softmax(values: Any, offsets: Any, *, log: bool = False) -> Any:
+@overload
+def reference_softmax(
+    values: np.ndarray, offsets: IntArrayLike, *, log: bool = False
+) -> np.ndarray: ...
+@overload
+def reference_softmax(
+    values: torch.Tensor, offsets: IntArrayLike, *, log: bool = False
+) -> torch.Tensor: ...
+def reference_softmax(values: Any, offsets: IntArrayLike, *, log: bool = False) -> Any:
     """What ``ra.segment_softmax`` (or ``segment_log_softmax``) promises, by a segment loop.
 
     Examples:
@@ -224,7 +246,11 @@ def reference_softmax(values: Any, offsets: Any, *, log: bool = False) -> Any:
     return np.concatenate([values[:0], *rows]).astype(values.dtype)
 
 
-def reference_broadcast(per_segment: Any, offsets: Any) -> Any:
+@overload
+def reference_broadcast(per_segment: np.ndarray, offsets: IntArrayLike) -> np.ndarray: ...
+@overload
+def reference_broadcast(per_segment: torch.Tensor, offsets: IntArrayLike) -> torch.Tensor: ...
+def reference_broadcast(per_segment: Any, offsets: IntArrayLike) -> Any:
     """What ``ra.segment_broadcast`` promises: row ``i`` repeated ``n_i`` times, by a loop.
 
     Examples:
@@ -281,7 +307,17 @@ def _np_segment_op(op: str, seg: np.ndarray) -> np.ndarray:
 _EMPTY_RESULT = {"any": False, "all": True}
 
 
-def reference_segment_op(op: str, values: Any, offsets: Any, *, fill: Any = None) -> Any:
+@overload
+def reference_segment_op(
+    op: str, values: np.ndarray, offsets: IntArrayLike, *, fill: Scalar | None = None
+) -> np.ndarray: ...
+@overload
+def reference_segment_op(
+    op: str, values: torch.Tensor, offsets: IntArrayLike, *, fill: Scalar | None = None
+) -> torch.Tensor: ...
+def reference_segment_op(
+    op: str, values: Any, offsets: IntArrayLike, *, fill: Scalar | None = None
+) -> Any:
     """What ``x.argmax()``, ``argmin``, ``median``, ``any`` and ``all`` promise, by a loop.
 
     Floating torch values use torch's own ``argmax``/``argmin``/``median``/``any``/``all``
@@ -322,7 +358,8 @@ def reference_segment_op(op: str, values: Any, offsets: Any, *, fill: Any = None
         ]
         return torch.stack(rows) if rows else torch.zeros((0, *item_shape), dtype=out)
     host = _host_array(values)
-    dtype = {"argmax": np.int64, "argmin": np.int64, "median": host.dtype}.get(op, np.bool_)
+    dtypes: dict[str, Any] = {"argmax": np.int64, "argmin": np.int64, "median": host.dtype}
+    dtype = dtypes.get(op, np.bool_)
     rows = [
         np.full(item_shape, fill, dtype=dtype) if a == b else _np_segment_op(op, host[a:b])
         for a, b in spans
@@ -343,7 +380,11 @@ def _like_backend(out: np.ndarray, values: Any) -> Any:
     return _backend.tensor_from_numpy(np.ascontiguousarray(out)).to(values.device)
 
 
-def reference_cumsum(values: Any, offsets: Any) -> Any:
+@overload
+def reference_cumsum(values: np.ndarray, offsets: IntArrayLike) -> np.ndarray: ...
+@overload
+def reference_cumsum(values: torch.Tensor, offsets: IntArrayLike) -> torch.Tensor: ...
+def reference_cumsum(values: Any, offsets: IntArrayLike) -> Any:
     """What ``x.cumsum()`` promises: ``cumsum`` of each segment, by a loop.
 
     Floating values are summed in float64 and cast back (torch values: differentiable);
@@ -368,8 +409,8 @@ def reference_cumsum(values: Any, offsets: Any) -> Any:
 
 
 def reference_sort(
-    values: Any, offsets: Any, *, descending: bool = False, k: int | None = None
-) -> tuple[Any, Any, np.ndarray]:
+    values: Array, offsets: IntArrayLike, *, descending: bool = False, k: int | None = None
+) -> tuple[Array, Array, np.ndarray]:
     """What ``x.sort()`` (and, with ``k``, ``x.topk(k, largest=descending)``) promise.
 
     Each segment is sorted stably along dim 0 (torch's ``sort`` for floating tensors,
@@ -383,6 +424,12 @@ def reference_sort(
         >>> v, i, o
         (array([1, 2, 5]), array([1, 2, 0]), array([0, 2, 3]))
     """
+    return _reference_sort(values, offsets, descending=descending, k=k)
+
+
+def _reference_sort(
+    values: Any, offsets: IntArrayLike, *, descending: bool, k: int | None
+) -> tuple[Any, Any, np.ndarray]:
     spans = _spans(offsets, "reference_sort")
     keep = [(b - a) if k is None else min(b - a, k) for a, b in spans]
     new_offsets = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)]).astype(np.int64)
