@@ -11,6 +11,7 @@ from . import _backend, _compare, _construct, _offsets
 from ._backend import NUMPY, TORCH
 from ._compute import ComputeMethods
 from ._display import DisplayMethods
+from ._elementwise import ElementwiseMethods
 from .interop import InteropMethods
 
 R = TypeVar("R", bound="RaggedArray")
@@ -26,7 +27,7 @@ def register_item_class(cls: type[RaggedArray]) -> type[RaggedArray]:
     return cls
 
 
-class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods):
+class RaggedArray(ElementwiseMethods, ComputeMethods, InteropMethods, DisplayMethods):
     """``m`` segments; segment ``i`` holds ``lengths[i]`` items of shape ``item_shape``.
 
     Invariants (checked by every public constructor)::
@@ -69,9 +70,6 @@ class RaggedArray(ComputeMethods, InteropMethods, DisplayMethods):
 
     __slots__ = ("__weakref__", "_cache", "_host", "_offsets", "_values")
     _item_ndim: ClassVar[int | None] = None
-    # numpy ufuncs (np.add(array, x), array + x) refuse ragged operands instead of turning
-    # them into object arrays.
-    __array_ufunc__ = None
 
     def __init__(self, values: Any, offsets: Any) -> None:
         where = type(self).__name__
