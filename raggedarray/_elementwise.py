@@ -64,8 +64,9 @@ _COMPARE = {
 }
 _UNARY = {"neg": operator.neg, "pos": operator.pos, "abs": operator.abs, "invert": operator.invert}
 
-# Elementwise torch functions without the pointwise tag (random, or composed in Python).
+# Elementwise torch functions without the pointwise tag (random, composed in Python, aliases).
 _TORCH_UNTAGGED = (
+    "special.expit",
     "dropout",
     "alpha_dropout",
     "bernoulli",
@@ -95,10 +96,14 @@ def _is_ragged(a: Any) -> bool:
     return isinstance(a, ElementwiseMethods)
 
 
-def elementwise(fn: Callable[..., Any], args: Any, kwargs: dict[str, Any], where: str) -> Any:
+def elementwise(
+    fn: Callable[..., Any], args: Any, kwargs: dict[str, Any], where: str, *, several: bool = False
+) -> Any:
     """``fn(*args, **kwargs)`` with ragged arguments replaced by their values; a ragged result.
 
-    The first ragged argument sets the backend, offsets and class of the result.
+    The first ragged argument sets the backend, offsets and class of the result. A tuple of
+    results (``several``: a ufunc with several outputs; a torch structseq such as frexp's)
+    gives a tuple of ragged arrays.
     """
     ref, depth = None, -1
     for a in (*args, *kwargs.values()):
@@ -108,7 +113,10 @@ def elementwise(fn: Callable[..., Any], args: Any, kwargs: dict[str, Any], where
     args = [_operand(a, ref, depth, where) for a in args]
     if kwargs:
         kwargs = {k: _operand(a, ref, depth, where) for k, a in kwargs.items()}
-    return _result(ref, fn(*args, **kwargs), where)
+    out = fn(*args, **kwargs)
+    if several or (isinstance(out, tuple) and type(out) is not tuple):  # torch.return_types
+        return type(out)([_result(ref, o, where) for o in out])
+    return _result(ref, out, where)
 
 
 def _operand(a: Any, ref: Any, depth: int, where: str) -> Any:
@@ -160,11 +168,9 @@ def _check_partner(a: Any, ref: Any, where: str) -> None:
 
 
 def _result(ref: Any, out: Any, where: str) -> Any:
-    """Wrap a backend result (or a torch structseq of them) with the offsets of ``ref``."""
+    """Wrap one backend result with the offsets of ``ref``."""
     if _backend.backend_of(out) is not None and out.ndim and out.shape[0] == ref.num_items:
         return ref._rewrap(out)
-    if isinstance(out, tuple) and type(out) is not tuple:  # torch.return_types (frexp)
-        return type(out)([_result(ref, o, where) for o in out])
     raise TypeError(
         f"{where}: an elementwise call must return one row per item "
         f"({ref.num_items}); got {_backend.describe(out)}"
@@ -197,6 +203,14 @@ def _unary(stem: str, op: Callable[[Any], Any]) -> Any:
 
     method.__name__ = method.__qualname__ = f"__{stem}__"
     method.__doc__ = f"Elementwise ``{op.__name__}`` of the values."
+    return method
+
+
+def _caster(dtype: str, doc: str) -> Any:
+    def method(self: Any) -> Any:
+        return self._cast(dtype)
+
+    method.__doc__ = doc
     return method
 
 
@@ -365,7 +379,7 @@ class ElementwiseMethods:
                     "one (use the torch function, e.g. torch.exp(x), or x.numpy(); for a numpy "
                     "scalar s, write x * s or float(s) * x)"
                 )
-        return elementwise(ufunc, inputs, kwargs, where)
+        return elementwise(ufunc, inputs, kwargs, where, several=ufunc.nout > 1)
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
         raise TypeError(
@@ -417,30 +431,10 @@ class ElementwiseMethods:
             )
         return self.to(dtype=np.dtype(name))
 
-    def float(self) -> Any:
-        """Values as float32 (``x.to(dtype=float32)``)."""
-        return self._cast("float32")
-
-    def double(self) -> Any:
-        """Values as float64."""
-        return self._cast("float64")
-
-    def half(self) -> Any:
-        """Values as float16."""
-        return self._cast("float16")
-
-    def bfloat16(self) -> Any:
-        """Values as bfloat16 (torch values only: numpy has no bfloat16)."""
-        return self._cast("bfloat16")
-
-    def int(self) -> Any:
-        """Values as int32, as ``Tensor.int``."""
-        return self._cast("int32")
-
-    def long(self) -> Any:
-        """Values as int64."""
-        return self._cast("int64")
-
-    def bool(self) -> Any:
-        """Values as bool."""
-        return self._cast("bool")
+    float = _caster("float32", "Values as float32 (``x.to(dtype=float32)``).")
+    double = _caster("float64", "Values as float64.")
+    half = _caster("float16", "Values as float16.")
+    bfloat16 = _caster("bfloat16", "Values as bfloat16 (torch values only: numpy has none).")
+    int = _caster("int32", "Values as int32, as ``Tensor.int``.")
+    long = _caster("int64", "Values as int64.")
+    bool = _caster("bool", "Values as bool.")
