@@ -85,6 +85,18 @@ _HINT = (
     "(x.sum(), x.mean(), x.max(), ...), or x.values"
 )
 
+_WRONG_BACKEND = {
+    _backend.TORCH: (
+        "{where}: torch functions take torch-backed ragged arrays; got a numpy-backed one "
+        "(convert with x.torch(), or use a numpy ufunc)"
+    ),
+    _backend.NUMPY: (
+        "{where}: numpy ufuncs take numpy-backed ragged arrays; got a torch-backed one (use "
+        "the torch function, e.g. torch.exp(x), or x.numpy(); for a numpy scalar s, write "
+        "x * s or float(s) * x)"
+    ),
+}
+
 # torch function -> whether it is elementwise; filled on first use of each function.
 _torch_verdicts: dict[Any, bool] = {}
 
@@ -97,48 +109,55 @@ def _is_ragged(a: Any) -> bool:
 
 
 def elementwise(
-    fn: Callable[..., Any], args: Any, kwargs: dict[str, Any], where: str, *, several: bool = False
+    fn: Callable[..., Any],
+    args: Any,
+    kwargs: dict[str, Any],
+    where: object,
+    *,
+    several: bool = False,
+    backend: str | None = None,
 ) -> Any:
     """``fn(*args, **kwargs)`` with ragged arguments replaced by their values; a ragged result.
 
     The first ragged argument sets the backend, offsets and class of the result. A tuple of
     results (``several``: a ufunc with several outputs; a torch structseq such as frexp's)
-    gives a tuple of ragged arrays.
+    gives a tuple of ragged arrays. ``backend`` (torch functions, numpy ufuncs) is the one
+    the first ragged argument must have; other arguments must then share it. This runs on
+    every operation, so the common cases (arrays of the values' own type, scalars) are
+    decided by a type check or two.
     """
     ref, depth = None, -1
-    for a in (*args, *kwargs.values()):
-        if _is_ragged(a):
-            ref = a if ref is None else ref
+    for a in (*args, *kwargs.values()) if kwargs else args:
+        if isinstance(a, ElementwiseMethods):
+            if ref is None:
+                ref = a
             depth = max(depth, a._values.ndim - 1)
-    args = [_operand(a, ref, depth, where) for a in args]
+    array = type(ref._values)
+    if backend is not None and ref.backend != backend:
+        raise TypeError(_WRONG_BACKEND[backend].format(where=where))
+    args = [_operand(a, ref, array, depth, where) for a in args]
     if kwargs:
-        kwargs = {k: _operand(a, ref, depth, where) for k, a in kwargs.items()}
+        kwargs = {k: _operand(a, ref, array, depth, where) for k, a in kwargs.items()}
     out = fn(*args, **kwargs)
     if several or (isinstance(out, tuple) and type(out) is not tuple):  # torch.return_types
         return type(out)([_result(ref, o, where) for o in out])
     return _result(ref, out, where)
 
 
-def _operand(a: Any, ref: Any, depth: int, where: str) -> Any:
+def _operand(a: Any, ref: Any, array: type, depth: int, where: object) -> Any:
     """What the backend sees for argument ``a``: values for ragged, arrays checked, rest as is."""
-    if _is_ragged(a):
-        if a is not ref:
-            _check_partner(a, ref, where)
-        values = a._values
-        if values.ndim - 1 < depth:  # align items to the right, as broadcasting does
-            values = values.reshape(
-                values.shape[0], *(1,) * (depth + 1 - values.ndim), *a.item_shape
+    if type(a) is not array:
+        if isinstance(a, ElementwiseMethods):
+            return _partner_values(a, ref, depth, where)
+        backend = _backend.backend_of(a)
+        if backend is None:
+            return a  # scalars, None, dtypes, strings: the backend's business
+        if backend != ref.backend:
+            raise TypeError(
+                f"{where}: operands must be {ref.backend} arrays like the ragged values; got "
+                f"{_backend.describe(a)} (convert the ragged array with x.{backend}() or the "
+                f"operand to {ref.backend})"
             )
-        return values
-    backend = _backend.backend_of(a)
-    if backend is None:
-        return a
-    if backend != ref.backend:
-        raise TypeError(
-            f"{where}: operands must be {ref.backend} arrays like the ragged values; got "
-            f"{_backend.describe(a)} (convert the ragged array with x.{backend}() or the "
-            f"operand to {ref.backend})"
-        )
     if a.ndim > depth:
         raise ValueError(
             f"{where}: an array operand broadcasts against every item, so it may have at most "
@@ -149,7 +168,17 @@ def _operand(a: Any, ref: Any, depth: int, where: str) -> Any:
     return a
 
 
-def _check_partner(a: Any, ref: Any, where: str) -> None:
+def _partner_values(a: Any, ref: Any, depth: int, where: object) -> Any:
+    """The values of a ragged operand, its items aligned to the right against ``depth`` dims."""
+    if a is not ref:
+        _check_partner(a, ref, where)
+    values = a._values
+    if values.ndim - 1 < depth:  # as broadcasting aligns shapes
+        values = values.reshape(values.shape[0], *(1,) * (depth + 1 - values.ndim), *a.item_shape)
+    return values
+
+
+def _check_partner(a: Any, ref: Any, where: object) -> None:
     """A second ragged operand must share the backend and the offsets (host copies)."""
     if a.backend != ref.backend:
         raise TypeError(
@@ -157,7 +186,7 @@ def _check_partner(a: Any, ref: Any, where: str) -> None:
             f"{a.backend} (convert one with .torch() or .numpy())"
         )
     mine, theirs = ref._host, a._host
-    if mine is theirs or (mine.shape == theirs.shape and np.array_equal(mine, theirs)):
+    if mine is theirs or (mine.shape == theirs.shape and _equal(mine, theirs)):
         return
     if mine.shape != theirs.shape:
         seen = f"{mine.shape[0] - 1} and {theirs.shape[0] - 1} segments"
@@ -167,10 +196,20 @@ def _check_partner(a: Any, ref: Any, where: str) -> None:
     raise ValueError(f"{where}: ragged operands must have equal offsets; got {seen}")
 
 
-def _result(ref: Any, out: Any, where: str) -> Any:
-    """Wrap one backend result with the offsets of ``ref``."""
-    if _backend.backend_of(out) is not None and out.ndim and out.shape[0] == ref.num_items:
-        return ref._rewrap(out)
+def _equal(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal host offsets; comparing bytes is faster for the short ones."""
+    if a.size <= 4096:
+        return a.tobytes() == b.tobytes()
+    return bool(np.array_equal(a, b))
+
+
+def _result(ref: Any, out: Any, where: object) -> Any:
+    """Wrap one backend result with the offsets of ``ref`` (shared when on their device)."""
+    values = ref._values
+    same_kind = type(out) is type(values) or _backend.backend_of(out) == ref.backend
+    if same_kind and out.ndim and out.shape[0] == values.shape[0]:
+        numpy = isinstance(out, np.ndarray)
+        return ref._rewrap(out, same_place=numpy or out.get_device() == values.get_device())
     raise TypeError(
         f"{where}: an elementwise call must return one row per item "
         f"({ref.num_items}); got {_backend.describe(out)}"
@@ -186,7 +225,8 @@ def _binary(stem: str, op: Callable[[Any, Any], Any], *, reflected: bool = False
     def method(self: Any, other: Any) -> Any:
         if isinstance(other, _SCALARS):  # the common case, kept short
             values = self._values
-            return self._rewrap(op(other, values) if reflected else op(values, other))
+            out = op(other, values) if reflected else op(values, other)
+            return self._rewrap(out, same_place=True)
         if not _is_ragged(other) and _backend.backend_of(other) is None:
             return NotImplemented
         where = f"{type(self).__name__}.{name}"
@@ -199,7 +239,7 @@ def _binary(stem: str, op: Callable[[Any, Any], Any], *, reflected: bool = False
 
 def _unary(stem: str, op: Callable[[Any], Any]) -> Any:
     def method(self: Any) -> Any:
-        return self._rewrap(op(self._values))
+        return self._rewrap(op(self._values), same_place=True)
 
     method.__name__ = method.__qualname__ = f"__{stem}__"
     method.__doc__ = f"Elementwise ``{op.__name__}`` of the values."
@@ -259,6 +299,18 @@ def _torch_extras(torch: Any) -> frozenset[Any]:
             owner = getattr(owner, part)
         extras.add(owner)
     return frozenset(extras)
+
+
+class _TorchWhere:
+    """The name of a torch function for messages, formatted only when one is raised."""
+
+    __slots__ = ("func",)
+
+    def __init__(self, func: Any) -> None:
+        self.func = func
+
+    def __str__(self) -> str:
+        return _torch_name(self.func)
 
 
 def _torch_name(func: Any) -> str:
@@ -339,21 +391,12 @@ class ElementwiseMethods:
                 f"{_torch_name(func)}: only elementwise torch functions take ragged arrays "
                 f"(torch.exp, torch.relu, torch.where, F.gelu, ...); {_HINT}"
             )
-        where = _torch_name(func)
         if kwargs.get("out") is not None:
             raise TypeError(
-                f"{where}: out= is not supported with ragged arrays (results are new ragged "
-                f"arrays); got out={type(kwargs['out']).__name__}"
+                f"{_torch_name(func)}: out= is not supported with ragged arrays (results are "
+                f"new ragged arrays); got out={type(kwargs['out']).__name__}"
             )
-        for a in (*args, *kwargs.values()):
-            if _is_ragged(a):
-                if a.backend != _backend.TORCH:
-                    raise TypeError(
-                        f"{where}: torch functions take torch-backed ragged arrays; got a "
-                        "numpy-backed one (convert with x.torch(), or use a numpy ufunc)"
-                    )
-                break
-        return elementwise(func, args, kwargs, where)
+        return elementwise(func, args, kwargs, _TorchWhere(func), backend=_backend.TORCH)
 
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
         where = f"numpy.{ufunc.__name__}"
@@ -372,14 +415,8 @@ class ElementwiseMethods:
                 f"{where}: out= is not supported with ragged arrays (results are new ragged "
                 f"arrays); got out={type(kwargs['out']).__name__}"
             )
-        for a in inputs:
-            if _is_ragged(a) and a.backend != _backend.NUMPY:
-                raise TypeError(
-                    f"{where}: numpy ufuncs take numpy-backed ragged arrays; got a torch-backed "
-                    "one (use the torch function, e.g. torch.exp(x), or x.numpy(); for a numpy "
-                    "scalar s, write x * s or float(s) * x)"
-                )
-        return elementwise(ufunc, inputs, kwargs, where, several=ufunc.nout > 1)
+        several = ufunc.nout > 1
+        return elementwise(ufunc, inputs, kwargs, where, several=several, backend=_backend.NUMPY)
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
         raise TypeError(

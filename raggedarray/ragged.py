@@ -80,8 +80,10 @@ class RaggedArray(ElementwiseMethods, ComputeMethods, InteropMethods, DisplayMet
         self._set(values, *_construct.own_offsets(offsets, host, values))
 
     def _set(self, values: Any, offsets: Any, host: np.ndarray) -> None:
-        read_only = host.view()
-        read_only.flags.writeable = False
+        read_only = host
+        if host.flags.writeable:
+            read_only = host.view()
+            read_only.flags.writeable = False
         if offsets is None:  # derived from the host copy; numpy shares it, read-only
             tensor = _backend.is_tensor(values)
             offsets = _backend.upload(host, values) if tensor else read_only
@@ -104,12 +106,17 @@ class RaggedArray(ElementwiseMethods, ComputeMethods, InteropMethods, DisplayMet
             cls = RaggedArray
         return cls._make(values, offsets, host)
 
-    def _rewrap(self, values: Any) -> RaggedArray:
-        """New values with these offsets, in the class their item shape calls for."""
+    def _rewrap(self, values: Any, *, same_place: bool | None = None) -> RaggedArray:
+        """New values with these offsets, in the class their item shape calls for.
+
+        ``same_place=True`` says the values share this backend and device (elementwise math
+        on every operation), so the check is skipped.
+        """
         cls = _ITEM_CLASSES.get(values.ndim - 1, RaggedArray)
-        same_place = _backend.backend_of(values) == self.backend and _backend.device_str(
-            values
-        ) == _backend.device_str(self._values)
+        if same_place is None:
+            same_place = _backend.backend_of(values) == self.backend and _backend.device_str(
+                values
+            ) == _backend.device_str(self._values)
         return cls._make(values, self._offsets if same_place else None, self._host)
 
     # ----------------------------------------------------------------------- construction
