@@ -1,6 +1,6 @@
 """Fixed cost of elementwise math on ragged arrays: the op on ``values`` plus dispatch.
 
-Run: python benchmarks/bench_elementwise.py
+Run: PYTHONPATH=. python benchmarks/bench_elementwise.py   (from the repository root)
 
 For each case the same operation runs on the ragged array (``x + 1``, ``torch.relu(x)``,
 ``np.exp(x)``, ``x + y`` with equal offsets) and on its flat ``values``, interleaved in one
