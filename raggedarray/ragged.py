@@ -11,6 +11,7 @@ from . import _backend, _checks, _compare, _construct, _offsets
 from ._backend import NUMPY, TORCH
 from ._compute import ComputeMethods
 from ._display import DisplayMethods
+from ._elementwise import ElementwiseMethods
 from ._partition import Partition
 from ._pickle import PickleMethods
 from ._segment_methods import SegmentMethods
@@ -45,7 +46,14 @@ def register_item_class(cls: type[RaggedArray]) -> type[RaggedArray]:
     return cls
 
 
-class RaggedArray(ComputeMethods, SegmentMethods, InteropMethods, DisplayMethods, PickleMethods):
+class RaggedArray(
+    ElementwiseMethods,
+    ComputeMethods,
+    SegmentMethods,
+    InteropMethods,
+    DisplayMethods,
+    PickleMethods,
+):
     """``m`` segments; segment ``i`` holds ``lengths[i]`` items of shape ``item_shape``.
 
     Invariants (checked by every public constructor)::
@@ -88,9 +96,6 @@ class RaggedArray(ComputeMethods, SegmentMethods, InteropMethods, DisplayMethods
 
     __slots__ = ("__weakref__", "_part", "_values")
     _item_ndim: ClassVar[int | None] = None
-    # numpy ufuncs (np.add(array, x), array + x) refuse ragged operands instead of turning
-    # them into object arrays.
-    __array_ufunc__ = None
 
     def __init__(self, values: Array, offsets: IntArrayLike) -> None:
         where = type(self).__name__
@@ -138,8 +143,12 @@ class RaggedArray(ComputeMethods, SegmentMethods, InteropMethods, DisplayMethods
         """
         return self._fitting_class(values)._share(values, self._part)
 
-    def _rewrap(self, values: Any) -> RaggedArray:
-        """New values over these offsets, in the class their item shape calls for."""
+    def _rewrap(self, values: Any, *, same_place: bool | None = None) -> RaggedArray:
+        """New values over these offsets, in the class their item shape calls for.
+
+        The partition reaches every device, so ``same_place`` (kept for callers that know
+        the values share this backend and device) changes nothing.
+        """
         return _ITEM_CLASSES.get(values.ndim - 1, RaggedArray)._share(values, self._part)
 
     @property

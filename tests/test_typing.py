@@ -31,7 +31,14 @@ ROOT = Path(__file__).resolve().parents[1]
 # user ``transform`` may turn into anything.
 ALLOWED_ANY = {"ra.collate", "ra.data.collate", "ra.data.RaggedDataset.__getitem__"}
 # Protocol methods whose signatures Python or torch fix.
-PROTOCOL = {"__torch_function__", "__array_ufunc__", "__reduce__", "__deepcopy__", "__copy__"}
+PROTOCOL = {
+    "__torch_function__",
+    "__array_ufunc__",
+    "__array_function__",
+    "__reduce__",
+    "__deepcopy__",
+    "__copy__",
+}
 PROTOCOL |= {"__getstate__", "__setstate__"}
 
 
