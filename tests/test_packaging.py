@@ -1,4 +1,4 @@
-"""Packaging facts that a refactor could silently break: the license and the doc links."""
+"""Packaging facts that a refactor could silently break: the license, doc links, CI floors."""
 
 from __future__ import annotations
 
@@ -24,3 +24,23 @@ def test_rendered_docstrings_use_links_not_sphinx_roles():
         source = (ROOT / "raggedarray" / f"{name}.py").read_text()
         roles = re.findall(r":(?:meth|class|func|mod|attr|exc|obj|data):`", source)
         assert not roles, f"{name}.py: {roles}; write [`name`][raggedarray.name] instead"
+
+
+def _declared_floors() -> dict[str, str]:
+    block = re.search(r"^dependencies = \[(.*?)\]$", PYPROJECT, re.MULTILINE | re.DOTALL)
+    assert block, "pyproject.toml: no one-line-per-list `dependencies = [...]` found"
+    entries = re.findall(r'"([^"]+)"', block.group(1))
+    matches = [re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9][0-9.]*)", e) for e in entries]
+    assert entries and all(matches), f"each dependency needs one plain `>=` floor; got {entries}"
+    return dict(m.groups() for m in matches)
+
+
+def test_the_ci_floor_job_pins_exactly_the_declared_floors():
+    script = (ROOT / ".ci" / "run").read_text()
+    lines = re.findall(r'^floors="([^"]*)"$', script, re.MULTILINE)
+    assert len(lines) == 1, f".ci/run must set floors=... once; got {lines}"
+    pins = dict(pin.split("==") for pin in lines[0].split())
+    assert pins == _declared_floors()
+    # the job installs and tests those pins
+    assert '-c "$floor_dir/constraints.txt" ".[test]"' in script
+    assert '"$floor_dir/venv/bin/python" -m pytest -q -p no:cacheprovider' in script
