@@ -88,10 +88,16 @@ class ComputeMethods:
 
     # ---------------------------------------------------------------------- reductions
 
+    def _partition(self) -> Any:
+        """The partition kernels use: this one, or its view inside a compiled graph."""
+        if _backend.compiling():
+            return self._part.in_graph(self._values)
+        return self._part
+
     def _reduce(self, op: str, fill: Any, **options: Any) -> Any:
         where = f"{type(self).__name__}.{op}"
         values = reduce.as_tensor(self._values, where)
-        result = reduce.reduce(op, values, self._part, fill=fill, where=where, **options)
+        result = reduce.reduce(op, values, self._partition(), fill=fill, where=where, **options)
         return reduce.like_input(result, self._values)
 
     def sum(self, *, fill: Any = 0) -> Any:
@@ -217,7 +223,7 @@ class ComputeMethods:
     def _softmax(self, *, log: bool) -> Any:
         where = f"{type(self).__name__}.{'log_softmax' if log else 'softmax'}"
         values = reduce.as_tensor(self._values, where)
-        result = reduce.softmax(values, self._part, log=log, where=where)
+        result = reduce.softmax(values, self._partition(), log=log, where=where)
         result = reduce.like_input(result, self._values)
         return self._with_values(result)  # same class, same offsets
 
@@ -251,7 +257,7 @@ class ComputeMethods:
                 f"got {_backend.describe(per_segment)}"
             )
         tensor = reduce.as_tensor(per_segment, where)
-        result = reduce.broadcast(tensor, self._part, where=where)
+        result = reduce.broadcast(tensor, self._partition(), where=where)
         return self._rewrap(reduce.like_input(result, per_segment))
 
     # ------------------------------------------------------------------------- sampling

@@ -66,6 +66,8 @@ def map_values(
     num_items = values.shape[0]
     if chunk_size is None and _batch_coupled(fn):
         chunk_size = max(num_items, 1)
+    if chunk_size is None and _backend.compiling():
+        return _whole(values, fn, target, where)
     key = _cache_key(values, target)
     if chunk_size is None:
         chunk_size = _cached_choice(fn, key)
@@ -92,6 +94,19 @@ def map_values(
         if bar is not None:
             bar.close()
     return assembler.result()
+
+
+def _whole(values: Any, fn: Callable[[Any], Any], target: Any, where: str) -> Any:
+    """One call on the whole buffer: how ``map`` runs inside a ``torch.compile`` graph.
+
+    A chunk loop would make the number of chunks, and so ``N``, part of the graph: every
+    batch of another size would recompile. One call keeps ``N`` symbolic; the compiler
+    fuses ``fn``'s operations, so the large temporaries that make chunks pay off eagerly
+    are fewer there.
+    """
+    output = fn(_move(values, target))
+    _Assembler(values.shape[0], where).check(output, values.shape[0])
+    return output
 
 
 def _check_chunk_size(chunk_size: Any, where: str) -> int | None:
@@ -254,7 +269,7 @@ class _Assembler:
         self.first: Any = None
 
     def add(self, output: Any, items: int, start: int) -> None:
-        self._check(output, items)
+        self.check(output, items)
         if self.first is None:
             self.first = output
             if output.shape[0] == self.num_items:
@@ -270,7 +285,8 @@ class _Assembler:
         else:
             self.out[start : start + items] = output
 
-    def _check(self, output: Any, items: int) -> None:
+    def check(self, output: Any, items: int) -> None:
+        """Refuse an output that is not an array with one row per item, like the first."""
         backend = _backend.backend_of(output)
         if backend is None:
             raise TypeError(
