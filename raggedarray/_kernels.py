@@ -222,7 +222,8 @@ class SegmentExtremum(torch.autograd.Function):
 # Inside a ``torch.compile`` graph the raw kernels run as they are: they are made of
 # differentiable torch operations, AOT autograd derives their backward (dynamo's capture of
 # autograd functions does not yet handle symbolic sizes), and ties still share the gradient
-# of ``max``/``min`` equally. One difference: there a NaN extremum passes no gradient on.
+# of ``max``/``min`` equally. One difference: a segment whose extremum is NaN gets NaN
+# gradients there (torch's ``scatter_reduce`` backward), where eagerly the NaN takes it all.
 
 
 def _record(t: Any) -> bool:
