@@ -71,6 +71,8 @@ def map_values(
     key = _cache_key(values, target)
     if chunk_size is None:
         chunk_size = _cached_choice(fn, key)
+    if chunk_size is not None and 0 < num_items <= chunk_size and not progress:
+        return _whole(values, fn, target, where)  # one call: no slicing, no assembling
     bar = _progress_bar(num_items, where) if progress else None
     assembler = _Assembler(num_items, where)
     start, called = 0, False
@@ -97,9 +99,9 @@ def map_values(
 
 
 def _whole(values: Any, fn: Callable[[Any], Any], target: Any, where: str) -> Any:
-    """One call on the whole buffer: how ``map`` runs inside a ``torch.compile`` graph.
+    """One call on the whole buffer: one chunk, or ``map`` inside a ``torch.compile`` graph.
 
-    A chunk loop would make the number of chunks, and so ``N``, part of the graph: every
+    In a graph, a chunk loop would make the number of chunks, and so ``N``, part of the graph: every
     batch of another size would recompile. One call keeps ``N`` symbolic; the compiler
     fuses ``fn``'s operations, so the large temporaries that make chunks pay off eagerly
     are fewer there.
