@@ -24,6 +24,12 @@ def torch_module() -> Any:
     return torch
 
 
+def compiling() -> bool:
+    """Whether ``torch.compile`` is tracing the caller (no host reads, no caches, no numpy)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and torch.compiler.is_compiling()
+
+
 def is_tensor(x: Any) -> bool:
     """Whether ``x`` is a ``torch.Tensor`` (without importing torch)."""
     torch = sys.modules.get("torch")
@@ -177,7 +183,7 @@ def new_buffer(shape: tuple[int, ...], dtype: Any, device: Any) -> Any | None:
     the caller falls back to letting torch allocate.
     """
     torch = torch_module()
-    if torch.device(device).type != "cpu":
+    if torch.device(device).type != "cpu" or compiling():
         return None
     size = int(np.prod(shape, dtype=np.int64))
     if size * dtype.itemsize < LARGE_BUFFER_BYTES:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from . import _backend, _checks, _offsets, reduce
+from ._partition import Partition
 from ._types import (
     Array,
     ArrayFunction,
@@ -102,10 +103,16 @@ class ComputeMethods(RaggedFields):
 
     # ---------------------------------------------------------------------- reductions
 
+    def _partition(self) -> Partition:
+        """The partition kernels use: this one, or its view inside a compiled graph."""
+        if _backend.compiling():
+            return self._part.in_graph(self._values)
+        return self._part
+
     def _reduce(self, op: str, fill: Scalar, **options: Any) -> Array:
         where = f"{type(self).__name__}.{op}"
         values = reduce.as_tensor(self._values, where)
-        result = reduce.reduce(op, values, self._part, fill=fill, where=where, **options)
+        result = reduce.reduce(op, values, self._partition(), fill=fill, where=where, **options)
         return reduce.like_input(result, self._values)
 
     def sum(self, *, fill: Scalar = 0) -> Array:
@@ -231,7 +238,7 @@ class ComputeMethods(RaggedFields):
     def _softmax(self, *, log: bool) -> Self:
         where = f"{type(self).__name__}.{'log_softmax' if log else 'softmax'}"
         values = reduce.as_tensor(self._values, where)
-        result = reduce.softmax(values, self._part, log=log, where=where)
+        result = reduce.softmax(values, self._partition(), log=log, where=where)
         result = reduce.like_input(result, self._values)
         return cast("Self", self._with_values(result))  # same class, same offsets
 
@@ -265,7 +272,7 @@ class ComputeMethods(RaggedFields):
                 f"got {_backend.describe(per_segment)}"
             )
         tensor = reduce.as_tensor(per_segment, where)
-        result = reduce.broadcast(tensor, self._part, where=where)
+        result = reduce.broadcast(tensor, self._partition(), where=where)
         return self._rewrap(reduce.like_input(result, per_segment))
 
     # ------------------------------------------------------------------------- sampling

@@ -219,24 +219,34 @@ class SegmentExtremum(torch.autograd.Function):
 
 
 # --------------------------------------------------------- differentiable when needed
+#
+# Inside a ``torch.compile`` graph the raw kernels run as they are: they are made of
+# differentiable torch operations, AOT autograd derives their backward (dynamo's capture of
+# autograd functions does not yet handle symbolic sizes), and ties still share the gradient
+# of ``max``/``min`` equally. One difference: a segment whose extremum is NaN gets NaN
+# gradients there (torch's ``scatter_reduce`` backward), where eagerly the NaN takes it all.
+
+
+def _record(t: Any) -> bool:
+    return _backend.needs_grad(t) and not torch.compiler.is_compiling()
 
 
 def segment_sum(values: Any, part: Partition) -> Any:
     """Sum, recording autograd only when needed (``Function.apply`` costs a few µs)."""
-    if _backend.needs_grad(values):
+    if _record(values):
         return SegmentSum.apply(values, part)
     return raw_sum(values, part)
 
 
 def broadcast(per_segment: Any, part: Partition) -> Any:
     """Broadcast, recording autograd only when needed."""
-    if _backend.needs_grad(per_segment):
+    if _record(per_segment):
         return Broadcast.apply(per_segment.contiguous(), part)
     return raw_broadcast(per_segment, part)
 
 
 def extremum(values: Any, part: Partition, op: str) -> Any:
     """Max or min, recording autograd only when needed."""
-    if _backend.needs_grad(values):
+    if _record(values):
         return SegmentExtremum.apply(values, part, op)
     return raw_extremum(values, part, op)

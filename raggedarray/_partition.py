@@ -20,6 +20,7 @@ Nothing here imports torch at module import; kernels ask for torch-side structur
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -48,22 +49,41 @@ class Partition:
         num_items: ``N``; read from ``host`` when it is given.
     """
 
-    __slots__ = ("_cache", "host", "num_items", "num_segments")
+    __slots__ = ("_cache", "host", "num_items", "num_segments", "tensor")
 
     def __init__(
         self, host: np.ndarray | None, *, offsets: Any = None, num_items: int | None = None
     ) -> None:
         self._cache: dict[Any, Any] = {}
         if host is not None:
+            if offsets is None and host.flags.writeable and "torch" in sys.modules:
+                offsets = _backend.tensor_from_numpy(host)  # the same memory, for graphs
             host = host if not host.flags.writeable else _read_only(host)
             self.num_items = int(host[-1])
             self.num_segments = host.shape[0] - 1
         else:
-            self.num_items = int(num_items)  # type: ignore[arg-type]
+            self.num_items = num_items  # type: ignore[assignment]  # symbolic in a graph
             self.num_segments = offsets.shape[0] - 1
         self.host = host
+        # The offsets as a tensor (where they were given, or the host memory seen by torch):
+        # what a compiled graph takes as its input, since it must not read numpy arrays.
+        self.tensor = offsets
         if offsets is not None:
             self._cache[("offsets", str(offsets.device))] = offsets
+
+    def in_graph(self, values: Any, num_items: Any = None) -> Partition:
+        """This partition as a ``torch.compile`` graph sees it, for ``values``.
+
+        Built from the offsets tensor alone, with ``N`` read from ``values.shape[0]`` (or
+        ``num_items``): every index is derived inside the graph with a known output size,
+        nothing is read on the host or cached across calls, and the sizes stay symbolic,
+        so batches with other ``m`` and ``N`` reuse the graph instead of recompiling.
+        """
+        offsets = self.tensor
+        if offsets is None:  # made before torch was imported
+            offsets = _backend.tensor_from_numpy(self.host)  # type: ignore[arg-type]
+        count = values.shape[0] if num_items is None else num_items
+        return Partition(None, offsets=offsets.to(values.device), num_items=count)
 
     # ------------------------------------------------------------------------- host side
 
@@ -116,6 +136,8 @@ class Partition:
     # --------------------------------------------------------------------- torch side
 
     def _get(self, key: Any, build: Any) -> Any:
+        if _backend.compiling():  # a graph keeps no tensor of its own beyond one call
+            return build()
         value = self._cache.get(key)
         if value is None:
             value = self._cache[key] = build()
@@ -157,12 +179,17 @@ class Partition:
 
     def empty(self, device: Any) -> Any | None:
         """``(m,)`` bool mask of empty segments, or None when the host knows there are none."""
-        key = ("empty", str(device))
-        if key not in self._cache:
-            mask = None
+
+        def build() -> Any | None:
             if self.host is None or self.min_length == 0:
-                mask = self.lengths(device) == 0
-            self._cache[key] = mask
+                return self.lengths(device) == 0
+            return None
+
+        key = ("empty", str(device))
+        if _backend.compiling():
+            return build()
+        if key not in self._cache:
+            self._cache[key] = build()
         return self._cache[key]
 
     def counts(self, dtype: Any, device: Any) -> Any:
@@ -190,8 +217,10 @@ class Partition:
             torch = _backend.torch_module()
             ids = self.ids(device)
             num_blocks = -(-self.num_items // BLOCK) + self.num_segments
-            item_block = torch.arange(self.num_items, device=device).floor_divide_(BLOCK)
-            item_block.add_(ids)
+            item_block = torch.arange(self.num_items, device=device)
+            # "trunc" equals "floor" here (no negative index) and sidesteps an inductor bug:
+            # its vectorised floor division of an int64 arange gave garbage on CPU (2.13)
+            item_block = torch.div(item_block, BLOCK, rounding_mode="trunc").add_(ids)
             block_segment = torch.full((num_blocks,), self.num_segments, device=device)
             block_segment.scatter_(0, item_block, ids)
             return item_block, block_segment, num_blocks

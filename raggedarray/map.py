@@ -66,9 +66,13 @@ def map_values(
     num_items = values.shape[0]
     if chunk_size is None and _batch_coupled(fn):
         chunk_size = max(num_items, 1)
+    if chunk_size is None and _backend.compiling():
+        return _whole(values, fn, target, where)
     key = _cache_key(values, target)
     if chunk_size is None:
         chunk_size = _cached_choice(fn, key)
+    if chunk_size is not None and 0 < num_items <= chunk_size and not progress:
+        return _whole(values, fn, target, where)  # one call: no slicing, no assembling
     bar = _progress_bar(num_items, where) if progress else None
     assembler = _Assembler(num_items, where)
     start, called = 0, False
@@ -92,6 +96,19 @@ def map_values(
         if bar is not None:
             bar.close()
     return assembler.result()
+
+
+def _whole(values: Any, fn: Callable[[Any], Any], target: Any, where: str) -> Any:
+    """One call on the whole buffer: one chunk, or ``map`` inside a ``torch.compile`` graph.
+
+    In a graph, a chunk loop would make the number of chunks, and so ``N``, part of the graph: every
+    batch of another size would recompile. One call keeps ``N`` symbolic; the compiler
+    fuses ``fn``'s operations, so the large temporaries that make chunks pay off eagerly
+    are fewer there.
+    """
+    output = fn(_move(values, target))
+    _Assembler(values.shape[0], where).check(output, values.shape[0])
+    return output
 
 
 def _check_chunk_size(chunk_size: Any, where: str) -> int | None:
@@ -243,7 +260,7 @@ class _Assembler:
         self.first: Any = None
 
     def add(self, output: Any, items: int, start: int) -> None:
-        self._check(output, items)
+        self.check(output, items)
         if self.first is None:
             self.first = output
             if output.shape[0] == self.num_items:
@@ -259,7 +276,8 @@ class _Assembler:
         else:
             self.out[start : start + items] = output
 
-    def _check(self, output: Any, items: int) -> None:
+    def check(self, output: Any, items: int) -> None:
+        """Refuse an output that is not an array with one row per item, like the first."""
         backend = _backend.backend_of(output)
         if backend is None:
             raise TypeError(

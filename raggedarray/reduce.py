@@ -86,6 +86,8 @@ def as_tensor(values: Any, where: str) -> Any:
 def partition_of(values: Any, offsets: Any, where: str) -> Partition:
     """A partition for tensor ``values`` from user offsets (validated unless on a GPU)."""
     torch = _torch()
+    if _backend.compiling():
+        return _graph_partition(values, offsets, where)
     if _backend.is_tensor(offsets) and offsets.device.type != "cpu":
         if offsets.device != values.device:
             raise ValueError(
@@ -101,6 +103,25 @@ def partition_of(values: Any, offsets: Any, where: str) -> Partition:
     host = _offsets.read_offsets(offsets, where)
     _offsets.validate(host, values.shape[0], where)
     return Partition(host)
+
+
+def _graph_partition(values: Any, offsets: Any, where: str) -> Partition:
+    """The partition inside a ``torch.compile`` graph: offsets are trusted, as on a GPU.
+
+    Their kind and shape are checked; their values are not, since that would read them on
+    the host and break the graph (validate them eagerly, or build a ragged array, which
+    does). Offsets given as a list become constants of the graph.
+    """
+    torch = _torch()
+    if not _backend.is_tensor(offsets):
+        offsets = torch.tensor(offsets, device=values.device)
+    if offsets.ndim != 1 or offsets.shape[0] == 0 or offsets.dtype.is_floating_point:
+        raise ValueError(
+            f"{where}: offsets must be a non-empty 1-D integer array; "
+            f"got {_backend.describe(offsets)}"
+        )
+    offsets = offsets.to(device=values.device, dtype=torch.int64)
+    return Partition(None, offsets=offsets, num_items=values.shape[0])
 
 
 def _flat(values: Any) -> Any:

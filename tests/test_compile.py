@@ -1,0 +1,153 @@
+"""``torch.compile``: reductions in one graph, modules equal to eager, few recompiles.
+
+Compiling is slow on a small machine, so the cases are few and small, and most use the
+``aot_eager`` backend (dynamo's graph capture and AOT autograd, without code generation);
+one test runs the default inductor backend on a reduction forward and backward.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import raggedarray as ra
+
+torch = pytest.importorskip("torch")
+testing = pytest.importorskip("torch._dynamo.testing")
+
+# Five batches with different m and N (and an empty segment in some), after a warm-up batch.
+BATCHES = [[3, 0, 5], [2, 4, 1, 6], [5, 5], [1, 0, 2, 7, 3], [4, 2, 2], [6, 1, 3, 2, 2, 1]]
+# At most this many compilations after the first one over the batches above.
+MAX_RECOMPILES = 2
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dynamo():
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+def _offsets(lengths):
+    return torch.tensor(np.concatenate([[0], np.cumsum(lengths)]), dtype=torch.int64)
+
+
+def _leaf(shape, seed):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=generator, dtype=torch.float64).requires_grad_()
+
+
+def _all_reductions(values, offsets):
+    return (
+        ra.segment_sum(values, offsets),
+        ra.segment_mean(values, offsets, fill=-1.0),
+        ra.segment_max(values, offsets),
+        ra.segment_min(values, offsets),
+        ra.segment_logsumexp(values, offsets),
+        ra.segment_softmax(values, offsets),
+    )
+
+
+def _value_and_grads(fn, inputs, params):
+    """``fn(*inputs)`` and the gradients of a weighted sum of its outputs."""
+    outputs = fn(*inputs)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    weights = [
+        torch.linspace(-1, 2, out.numel(), dtype=out.dtype).reshape(out.shape) for out in outputs
+    ]
+    loss = sum((w * out).sum() for w, out in zip(weights, outputs, strict=True))
+    grads = torch.autograd.grad(loss, params)
+    return [out.detach() for out in outputs], grads
+
+
+def _assert_same(got, expected, *, atol=1e-10):
+    for g, e in zip(got, expected, strict=True):
+        torch.testing.assert_close(g, e, atol=atol, rtol=1e-7)
+
+
+def test_functional_reductions_compile_into_one_graph_equal_to_eager():
+    counter = testing.CompileCounterWithBackend("aot_eager")
+    compiled = torch.compile(_all_reductions, backend=counter, fullgraph=True)
+    for k, lengths in enumerate(BATCHES):
+        values = _leaf((sum(lengths), 3), k)
+        offsets = _offsets(lengths)
+        got, got_grads = _value_and_grads(compiled, (values, offsets), [values])
+        expected, grads = _value_and_grads(_all_reductions, (values, offsets), [values])
+        _assert_same(got, expected)
+        _assert_same(got_grads, grads)
+    assert counter.frame_count - 1 <= MAX_RECOMPILES
+
+
+def test_inductor_reduction_forward_and_backward():
+    def fn(values, offsets):
+        return (ra.segment_mean(values, offsets),)
+
+    compiled = torch.compile(fn, fullgraph=True, dynamic=True)
+    for k, lengths in enumerate([[70, 0, 5], [3, 130, 1, 2]]):  # several blocks per segment
+        values = _leaf((sum(lengths), 2), k).float().detach().requires_grad_()
+        offsets = _offsets(lengths)
+        got, got_grads = _value_and_grads(compiled, (values, offsets), [values])
+        expected, grads = _value_and_grads(fn, (values, offsets), [values])
+        _assert_same(got, expected, atol=1e-6)
+        _assert_same(got_grads, grads, atol=1e-6)
+
+
+def test_long_segments_stay_accurate_under_compile():
+    # one 10^5-item segment of 0.1 in float32: the blocked float64 accumulation holds
+    values = torch.full((100_000, 1), 0.1)
+    offsets = torch.tensor([0, 1, 100_000])
+    compiled = torch.compile(ra.segment_sum, backend="aot_eager", fullgraph=True)
+    got = compiled(values, offsets)
+    expected = values.double()[1:].sum()
+    assert abs(got[1, 0].double() - expected) / expected < 1e-6
+
+
+class _UserModel(torch.nn.Module):
+    """A model written against the ragged API: ``map`` and several reductions."""
+
+    def __init__(self):
+        super().__init__()
+        self.psi = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh())
+        self.head = torch.nn.Linear(12, 1)
+
+    def forward(self, x):
+        h = x.map(self.psi)
+        attention = h.softmax()
+        pooled = torch.cat([h.mean(), h.max(fill=-1.0), h.logsumexp()], dim=1)
+        weighted = h._rewrap(h.values * attention.values).sum()
+        return self.head(pooled) + weighted.sum(1, keepdim=True)
+
+
+def _images_psi():
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(2 * 4 * 4, 4)
+    )
+
+
+MODELS = {  # DeepSet with an AttentionPool covers AttentionPool and DeepSet in one compile
+    "SegmentPool": (lambda: ra.nn.SegmentPool("max", fill=0.5), (3,)),
+    "DeepSet+AttentionPool": (
+        lambda: ra.nn.DeepSet(_images_psi(), torch.nn.Linear(4, 2), pool=ra.nn.AttentionPool(4, 3)),
+        (1, 6, 6),
+    ),
+    "user module": (_UserModel, (3,)),
+}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_compiled_modules_equal_eager_and_recompile_at_most_twice(name):
+    make, item_shape = MODELS[name]
+    torch.manual_seed(0)
+    model = make().double()
+    counter = testing.CompileCounterWithBackend("aot_eager")
+    compiled = torch.compile(model, backend=counter, fullgraph=True)
+    params = list(model.parameters())
+    for k, lengths in enumerate(BATCHES):
+        values = _leaf((sum(lengths), *item_shape), k)
+        cls = ra.RaggedImageBatch if len(item_shape) == 3 else ra.RaggedArray
+        x = cls.from_lengths(values, lengths)
+        got, got_grads = _value_and_grads(compiled, (x,), [values, *params])
+        expected, grads = _value_and_grads(model, (x,), [values, *params])
+        _assert_same(got, expected)
+        _assert_same(got_grads, grads)
+    assert counter.frame_count - 1 <= MAX_RECOMPILES
