@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from . import _backend
 from ._kernels import raw_broadcast, raw_extremum, raw_sum
 from ._partition import Partition
 
@@ -73,15 +74,33 @@ def arg_extremum(flat: Any, part: Partition, op: str) -> Any:
     float64). A NaN is the extremum where there is one (as ``torch.argmax``/``argmin``).
     Empty segments give 0.
     """
+    flat = flat.detach()  # positions have no gradient
     top = raw_broadcast(raw_extremum(flat, part, op), part)
+    exact32 = part.host is not None and part.max_length < _FLOAT32_EXACT
+    in_place = flat.dtype == torch.float64 or (flat.dtype == torch.float32 and exact32)
+    if in_place and flat.device.type == "cpu" and not bool(top.isnan().any()):
+        # CPU, no NaN extremum: three ops written in place into the broadcast buffer (each
+        # fresh (N, F) buffer or op costs about one floor here): 1/0 at the hits, then
+        # (position + 1) / hit is position + 1 at the hits and inf elsewhere.
+        torch.eq(flat, top, out=top)
+        torch.div(_positions_plus_one(part, top.dtype).expand_as(top), top, out=top)
+        return raw_extremum(top, part, "amin").sub_(1).clamp_(min=0).to(torch.int64)
     hit = flat == top
-    if flat.dtype.is_floating_point and (flat.device.type != "cpu" or bool(top.isnan().any())):
+    if flat.dtype.is_floating_point:
         hit |= flat.isnan() & top.isnan()
     del top
-    exact32 = part.host is not None and part.max_length <= _FLOAT32_EXACT
     position = local_positions(part, flat.device).to(torch.float32 if exact32 else torch.float64)
     candidates = torch.where(hit, position.unsqueeze(1), torch.inf)
     return raw_extremum(candidates, part, "amin").to(torch.int64)
+
+
+def _positions_plus_one(part: Partition, dtype: Any) -> Any:
+    """``(N, 1)`` local positions + 1 in ``dtype`` on the CPU (cached on the partition)."""
+
+    def build() -> Any:
+        return (local_positions(part, "cpu") + 1).to(dtype).unsqueeze(1)
+
+    return part._get(("positions_plus_one", dtype), build)
 
 
 # -------------------------------------------------------------------------- any / all
@@ -93,7 +112,8 @@ def any_all(flat: Any, part: Partition, op: str) -> Any:
         # some item nonzero <=> max != 0 or min != 0 (a NaN makes both NaN, so != 0)
         return (raw_extremum(flat, part, "amax") != 0) | (raw_extremum(flat, part, "amin") != 0)
     if flat.dtype.is_floating_point:  # all <=> no zero item (NaN is nonzero)
-        zeros = (flat == 0).to(flat.dtype)
+        zeros = _backend.new_buffer(flat.shape, flat.dtype, flat.device)
+        zeros = torch.eq(flat, 0, out=zeros) if zeros is not None else (flat == 0).to(flat.dtype)
         out = raw_extremum(zeros, part, "amax") == 0
     else:
         nonzero = (flat != 0).to(torch.uint8)

@@ -282,3 +282,20 @@ def test_cumsum_across_scan_blocks(backend):
             grads_of(lambda v: ragged(v, lengths).cumsum().values, values, weights),
             grads_of(lambda v: testing.reference_cumsum(v, x.host_offsets), values, weights),
         )
+
+
+@pytest.mark.parametrize("nan", [False, True])
+def test_ops_with_numpy_buffers(monkeypatch, nan):
+    """The paths that write into a large numpy-made buffer (forced here for small inputs)."""
+    from raggedarray import _backend
+
+    monkeypatch.setattr(_backend, "LARGE_BUFFER_BYTES", 0)
+    rng = np.random.default_rng(5)
+    for dtype in ("float32", "float64"):
+        values = make_values(rng, 40, (3,), dtype, ("torch", "cpu"), nan=nan)
+        values[7] = 0
+        lengths = [0, 5, 1, 0, 20, 14, 0]
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        for op in REDUCING:
+            want = testing.reference_segment_op(op, values, offsets)
+            assert_same(getattr(ragged(values, lengths), op)(), want)
