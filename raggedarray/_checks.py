@@ -11,6 +11,7 @@ arithmetic, so nothing wraps.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -231,9 +232,14 @@ def as_int64(arr: np.ndarray, where: str, what: str) -> np.ndarray:
 
 def as_numpy(x: Any, where: str, what: str) -> np.ndarray:
     """``np.asarray(x)``, with a ValueError naming ``what`` for ragged nested lists."""
+    # numpy < 1.24 makes an object array of a ragged nested list (with a warning); newer
+    # numpy raises ValueError: both become the same error here
+    ragged_warning = getattr(np, "exceptions", np).VisibleDeprecationWarning
     try:
-        return np.asarray(x)
-    except (ValueError, TypeError):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ragged_warning)
+            return np.asarray(x)
+    except (ValueError, TypeError, ragged_warning):
         raise ValueError(
             f"{where}: {what} must be an array or a rectangular nested list; "
             f"got a ragged {type(x).__name__}"

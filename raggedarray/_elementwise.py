@@ -82,6 +82,7 @@ _TORCH_UNTAGGED = (
     "nn.functional.dropout",
     "nn.functional.alpha_dropout",
     "nn.functional.hardswish",
+    "nn.functional.leaky_relu",  # tagged pointwise only from torch 2.7
     "nn.functional.logsigmoid",
     "nn.functional.softsign",
     "nn.functional.tanhshrink",
@@ -289,7 +290,18 @@ def _classify(func: Any) -> bool:
         return False
     overloads = [getattr(packet, o) for o in packet.overloads()]
     pointwise = any(torch.Tag.pointwise in o.tags and _returns_tensors(o) for o in overloads)
-    return pointwise and not any(torch.Tag.reduction in o.tags for o in overloads)
+    return pointwise and not any(_reduces(o, torch) for o in overloads)
+
+
+def _reduces(overload: Any, torch: Any) -> bool:
+    """Whether an ATen overload reduces: its ``reduction`` tag (torch >= 2.7).
+
+    Before that tag existed: a ``dim`` argument (``max.dim``, ``sum.dim_IntList``).
+    """
+    tag = getattr(torch.Tag, "reduction", None)
+    if tag is not None:
+        return tag in overload.tags
+    return any(arg.name == "dim" for arg in overload._schema.arguments)
 
 
 def _returns_tensors(overload: Any) -> bool:

@@ -148,7 +148,7 @@ def segment_index(key: Any, num_segments: int, where: str) -> np.ndarray:
     if _backend.is_tensor(key):
         key = key.detach().cpu().numpy()
     try:
-        arr = np.asarray(key)
+        arr = _checks.as_numpy(key, where, "index")
     except ValueError:
         raise IndexError(
             f"{where}: an index list must be rectangular (1-D); got a ragged {type(key).__name__}"
