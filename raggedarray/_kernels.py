@@ -68,13 +68,15 @@ def choose_engine(values: Any) -> str:
     return "csr"
 
 
-@contextlib.contextmanager
-def _no_autocast(device: Any) -> Iterator[None]:
-    if torch.is_autocast_enabled(device.type):
-        with torch.autocast(device.type, enabled=False):
-            yield
-    else:
-        yield
+def _no_autocast(device: Any) -> contextlib.AbstractContextManager[Any]:
+    """Autocast off for the kernels, where it is on (eager only).
+
+    Inside a compiled graph the scatter engine runs, whose ops autocast leaves alone, and
+    torch 2.6's dynamo cannot trace a generator-based context manager.
+    """
+    if torch.is_autocast_enabled(device.type) and not torch.compiler.is_compiling():
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 # ------------------------------------------------------------------------ raw kernels
