@@ -92,7 +92,8 @@ def raw_sum(values: Any, part: Partition) -> Any:
             items, blocks = part.block_csr(values.dtype)
             partial = _mm(items, values)
             # the reducing kernel: 2x faster than the plain product on these few rows
-            return torch.sparse.mm(blocks, partial.double(), reduce="sum").to(values.dtype)
+            out = torch.sparse.mm(blocks, partial.double(), reduce="sum")
+            return out if values.dtype == torch.float64 else out.to(values.dtype)
         shape = (part.num_segments, values.shape[1])
         if exact or not part.blocked():
             out = torch.zeros(shape, dtype=values.dtype, device=values.device)

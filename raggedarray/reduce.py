@@ -260,6 +260,8 @@ def _integer_codec(dtype: Any, rule: str | None, where: str) -> tuple[Any, Any]:
     order. Floating values pass through.
     """
     torch = _torch()
+    if dtype == torch.float32 or dtype == torch.float64:
+        return _same, _same
     if dtype.is_floating_point:
         return (lambda t: t.to(_compute_dtype(dtype))), (lambda t: t.to(dtype))
     if rule == "int64":
@@ -270,6 +272,10 @@ def _integer_codec(dtype: Any, rule: str | None, where: str) -> tuple[Any, Any]:
     wider = {torch.bool: torch.uint8, torch.uint16: torch.int32, torch.uint32: torch.int64}
     work = wider.get(dtype, dtype)
     return (lambda t: t.to(work)), (lambda t: t.to(dtype))
+
+
+def _same(t: Any) -> Any:
+    return t
 
 
 def _checked_int64(t: Any, where: str) -> Any:
@@ -306,7 +312,8 @@ def reduce(op: str, values: Any, part: Partition, *, fill: Any, where: str, **op
         _need_float(dtype, where)
     integer = not dtype.is_floating_point
     result_dtype = _torch().int64 if integer and spec.integers == "int64" else dtype
-    _checks.check_fill(fill, result_dtype, where)
+    if type(fill) is not int or fill != 0:  # the default fill holds in every dtype
+        _checks.check_fill(fill, result_dtype, where)
     if "correction" in options:
         options["correction"] = _checks.check_correction(options["correction"], where)
     encode, decode = _integer_codec(dtype, spec.integers, where)
