@@ -235,12 +235,21 @@ class Partition:
 
         return self._get(("csr", dtype), build)
 
+    def wide(self) -> bool:
+        """Whether a segment may span more than ``BLOCK`` blocks (its blocks need float64).
+
+        Up to ``BLOCK`` blocks (``BLOCK**2`` items) the block sums add up in float32 within
+        ~9e-7 relative (measured on 4 096 items of 0.1, the worst case); longer segments add
+        their blocks in float64.
+        """
+        return self.host is None or self.max_length > BLOCK * BLOCK
+
     def block_csr(self, dtype: Any) -> tuple[Any, Any]:
-        """CPU CSR matrices ``(blocks, N)`` of ``dtype`` and ``(m, blocks)`` of float64.
+        """CPU CSR matrices ``(blocks, N)`` of ``dtype`` and ``(m, blocks)``.
 
         The first sums items into blocks of at most ``BLOCK`` items inside one segment (the
         union of the segment offsets and the multiples of ``BLOCK``), the second sums the
-        blocks of each segment.
+        blocks of each segment, in float64 where ``wide()`` and else in ``dtype``.
         """
 
         def build() -> tuple[Any, Any]:
@@ -248,7 +257,8 @@ class Partition:
             bounds = np.union1d(self.host, np.arange(0, self.num_items, BLOCK, dtype=np.int64))
             first_block = np.searchsorted(bounds, self.host)  # block where each segment starts
             items = _csr(torch.from_numpy(bounds), self.num_items, dtype)
-            blocks = _csr(torch.from_numpy(first_block), bounds.shape[0] - 1, torch.float64)
+            wide = torch.float64 if self.wide() else dtype
+            blocks = _csr(torch.from_numpy(first_block), bounds.shape[0] - 1, wide)
             return items, blocks
 
         return self._get(("block_csr", dtype), build)
