@@ -20,17 +20,10 @@ import warnings
 import numpy as np
 import torch
 from _timing import fmt, median_times
+from bench_reduce import _batch  # the same random-cut batches as the reductions
 
 import raggedarray as ra
 from raggedarray import _kernels
-
-
-def _batch(num_items: int, m: int, features: int, seed: int = 0) -> ra.RaggedArray:
-    rng = np.random.default_rng(seed)
-    cuts = np.sort(rng.integers(0, num_items + 1, size=m - 1))
-    lengths = np.diff(np.concatenate([[0], cuts, [num_items]]))
-    values = torch.from_numpy(rng.standard_normal((num_items, features), dtype=np.float32))
-    return ra.RaggedArray.from_lengths(values, lengths)
 
 
 def report(title: str, times: dict[str, float]) -> None:
