@@ -64,6 +64,13 @@ def order_view(t: Any) -> Any:
     return t.to(wider[t.dtype]) if t.dtype in wider else t
 
 
+def from_order_view(t: Any, dtype: Any) -> Any:
+    """The inverse of ``order_view``: ``t`` back in ``dtype``."""
+    if dtype == torch.uint64:
+        return (t ^ -(2**63)).view(torch.uint64)
+    return t.to(dtype)
+
+
 # ------------------------------------------------------------------- argmax / argmin
 
 
@@ -160,10 +167,9 @@ def sort_permutation(flat: Any, part: Partition, *, descending: bool) -> Any:
 
 def take(flat: Any, index: Any) -> Any:
     """``flat.gather(0, index)`` for every dtype (unsigned ones moved as their signed twins)."""
-    twins = {torch.uint16: torch.int16, torch.uint32: torch.int32, torch.uint64: torch.int64}
-    if flat.dtype in twins:
-        return flat.view(twins[flat.dtype]).gather(0, index).view(flat.dtype)
-    return flat.gather(0, index)
+    signed = _backend.signed_view(flat)
+    out = signed.gather(0, index)
+    return out if signed is flat else out.view(flat.dtype)
 
 
 def to_local(perm: Any, part: Partition) -> Any:

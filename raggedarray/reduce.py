@@ -266,12 +266,9 @@ def _integer_codec(dtype: Any, rule: str | None, where: str) -> tuple[Any, Any]:
         return (lambda t: t.to(_compute_dtype(dtype))), (lambda t: t.to(dtype))
     if rule == "int64":
         return (lambda t: _checked_int64(t, where)), (lambda t: t)
-    if dtype == torch.uint64:
-        top = -(2**63)
-        return (lambda t: t.view(torch.int64) ^ top), (lambda t: (t ^ top).view(torch.uint64))
-    wider = {torch.bool: torch.uint8, torch.uint16: torch.int32, torch.uint32: torch.int64}
-    work = wider.get(dtype, dtype)
-    return (lambda t: t.to(work)), (lambda t: t.to(dtype))
+    from . import _order
+
+    return _order.order_view, (lambda t: _order.from_order_view(t, dtype))
 
 
 def _same(t: Any) -> Any:

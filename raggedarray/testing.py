@@ -165,9 +165,8 @@ def reference_reduce(
     """
     if op not in _NUMPY_OPS:
         raise ValueError(f"reference_reduce: op must be one of {sorted(_NUMPY_OPS)}; got {op!r}")
-    host = _offsets.read_offsets(offsets, "reference_reduce")
     item_shape = tuple(values.shape[1:])
-    spans = [(int(a), int(b)) for a, b in itertools.pairwise(host)]
+    spans = _spans(offsets, "reference_reduce")
     short = (lambda n: n <= correction) if op in ("var", "std") else (lambda n: n == 0)
     if _backend.is_tensor(values):
         torch = _backend.torch_module()
@@ -220,8 +219,7 @@ def reference_softmax(values: Any, offsets: IntArrayLike, *, log: bool = False) 
         >>> ra.testing.reference_softmax(np.log(np.array([1.0, 3.0, 2.0])), [0, 2, 3])
         array([0.25, 0.75, 1.  ])
     """
-    host = _offsets.read_offsets(offsets, "reference_softmax")
-    spans = [(int(a), int(b)) for a, b in itertools.pairwise(host)]
+    spans = _spans(offsets, "reference_softmax")
     if _backend.is_tensor(values):
         torch = _backend.torch_module()
         fn = torch.log_softmax if log else torch.softmax
