@@ -97,8 +97,15 @@ class Partition:
 
     @property
     def max_length(self) -> int:
-        """Length of the longest segment (0 without segments)."""
-        return int(self.host_lengths.max()) if self.num_segments else 0
+        """Length of the longest segment (0 without segments); read once, then cached.
+
+        Every floating sum asks (``blocked``, ``wide``), so it is not recomputed per call.
+        """
+        longest = self._cache.get("max_length")
+        if longest is None:
+            longest = int(self.host_lengths.max()) if self.num_segments else 0
+            self._cache["max_length"] = longest
+        return longest
 
     @property
     def min_length(self) -> int:
