@@ -215,12 +215,11 @@ def _equal(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def _result(ref: Any, out: Any, where: object) -> Any:
-    """Wrap one backend result with the offsets of ``ref`` (shared when on their device)."""
+    """Wrap one backend result with the offsets (the partition) of ``ref``."""
     values = ref._values
     same_kind = type(out) is type(values) or _backend.backend_of(out) == ref.backend
     if same_kind and out.ndim and out.shape[0] == values.shape[0]:
-        numpy = isinstance(out, np.ndarray)
-        return ref._rewrap(out, same_place=numpy or out.get_device() == values.get_device())
+        return ref._rewrap(out)
     raise TypeError(
         f"{where}: an elementwise call must return one row per item "
         f"({ref.num_items}); got {_backend.describe(out)}"
@@ -239,7 +238,7 @@ def _binary(
         if isinstance(other, _SCALARS):  # the common case, kept short
             values = self._values
             out = op(other, values) if reflected else op(values, other)
-            return self._rewrap(out, same_place=True)
+            return self._rewrap(out)
         if not _is_ragged(other) and _backend.backend_of(other) is None:
             return NotImplemented
         where = f"{type(self).__name__}.{name}"
@@ -252,7 +251,7 @@ def _binary(
 
 def _unary(stem: str, op: Callable[[Any], Any]) -> Callable[[E], RaggedArray]:
     def method(self: E) -> RaggedArray:
-        return self._rewrap(op(self._values), same_place=True)
+        return self._rewrap(op(self._values))
 
     method.__name__ = method.__qualname__ = f"__{stem}__"
     method.__doc__ = f"Elementwise ``{op.__name__}`` of the values."

@@ -143,11 +143,11 @@ class RaggedArray(
         """
         return self._fitting_class(values)._share(values, self._part)
 
-    def _rewrap(self, values: Any, *, same_place: bool | None = None) -> RaggedArray:
+    def _rewrap(self, values: Any) -> RaggedArray:
         """New values over these offsets, in the class their item shape calls for.
 
-        The partition reaches every device, so ``same_place`` (kept for callers that know
-        the values share this backend and device) changes nothing.
+        The partition is shared whatever the values' backend or device: it holds the offsets
+        for every device.
         """
         return _ITEM_CLASSES.get(values.ndim - 1, RaggedArray)._share(values, self._part)
 
