@@ -15,9 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import _backend, _checks, _offsets
-
-# The checks moved to _checks; these names stay importable from here.
-from ._checks import check_fill, check_same_place, check_values  # noqa: F401
+from ._checks import check_fill
 
 
 def own_offsets(offsets: Any, host: np.ndarray, values: Any) -> tuple[Any, np.ndarray]:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _backend, _construct, _offsets
+from . import _backend, _checks, _offsets
 from ._backend import NUMPY, TORCH
 
 _SAFE: list[Any] = []  # what torch's weights_only unpickler may rebuild
@@ -81,7 +81,7 @@ def restore(cls: type, values: Any, offsets: Any, backend: str) -> Any:
         values = values.cpu().numpy()
     elif backend == TORCH and not _backend.is_tensor(values):
         raise TypeError(f"{where}: torch values must be a tensor; got {_backend.describe(values)}")
-    _construct.check_values(values, where, cls._item_ndim)  # type: ignore[attr-defined]
+    _checks.check_values(values, where, cls._item_ndim)  # type: ignore[attr-defined]
     host = _offsets.read_offsets(offsets, where)
     _offsets.validate(host, values.shape[0], where)
     return cls._make(values, None, host)  # type: ignore[attr-defined]

@@ -207,7 +207,7 @@ class RaggedArray(
             image=image,
             item_shape=None if item_shape is None else _item_shape(item_shape, where),
         )
-        _construct.check_values(values, where, cls._item_ndim)
+        _checks.check_values(values, where, cls._item_ndim)
         return cls._make(values, None, host)
 
     @classmethod
@@ -221,7 +221,7 @@ class RaggedArray(
             array([0, 3, 3, 5])
         """
         where = f"{cls.__name__}.from_lengths"
-        _construct.check_values(values, where, cls._item_ndim)
+        _checks.check_values(values, where, cls._item_ndim)
         host = _offsets.from_lengths(lengths, where)
         if host[-1] != values.shape[0]:
             raise ValueError(
@@ -249,7 +249,7 @@ class RaggedArray(
             array([2, 0, 2, 0])
         """
         where = f"{cls.__name__}.from_segment_ids"
-        _construct.check_values(values, where, cls._item_ndim)
+        _checks.check_values(values, where, cls._item_ndim)
         host = _offsets.from_segment_ids(segment_ids, num_segments, where)
         if host[-1] != values.shape[0]:
             raise ValueError(
@@ -278,7 +278,7 @@ class RaggedArray(
         """
         where = f"{cls.__name__}.from_padded"
         values, host = _construct.padded_values(padded, lengths, where)
-        _construct.check_values(values, where, cls._item_ndim)
+        _checks.check_values(values, where, cls._item_ndim)
         return cls._make(values, None, host)
 
     # ------------------------------------------------------------------------- attributes

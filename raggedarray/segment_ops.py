@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
-from . import _backend, _construct, _offsets
+from . import _backend, _checks, _offsets
 from ._types import Array, IntArrayLike, Scalar
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ def segment_op(op: str, values: Any, part: Partition, *, fill: Any, where: str) 
     spec = SEGMENT_OPS[op]
     dtype = _result_dtype(spec, values.dtype)
     if spec.default_fill is not None:
-        _construct.check_fill(fill, dtype, where)
+        _checks.check_fill(fill, dtype, where)
     flat = _flat(values)
     shape = (part.num_segments, *values.shape[1:])
     if flat.numel() == 0:
