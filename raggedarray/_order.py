@@ -2,11 +2,13 @@
 
 Every kernel takes items flattened to ``F`` features and a
 [`Partition`][raggedarray._partition.Partition], works on all segments at once (no loop over
-segments), and is differentiable where the operation is (through ``gather`` and ``cumsum``).
+segments), and is differentiable where the operation is (through ``gather``, ``bmm`` and
+``cumsum``).
 
 * ``argmax``/``argmin``: the segment extremum (a sparse CSR product on CPU, as for ``max``),
-  the items equal to it, then the smallest local position among them (a second extremum).
-* ``any``/``all``: extrema of the values (or of ``values != 0``); no sort.
+  the items equal to it, then the smallest local position among them (on CPU one weighted
+  sparse product: see [`arg_extremum`][raggedarray._order.arg_extremum]).
+* ``any``/``all``: extrema of the values (or of ``values != 0`` as float32); no sort.
 * ``sort``, ``topk`` and ``median``: **one** stable sort. Where a value fits 32 bits (float32,
   the half precisions, integers up to 32 bits) the value's order-preserving bits and the
   segment id are packed into one int64 key, ``segment << 32 | bits``, so one sort orders every
@@ -26,7 +28,7 @@ import torch
 
 from . import _backend
 from ._kernels import raw_broadcast, raw_extremum, raw_sum
-from ._partition import Partition
+from ._partition import Partition, _csr
 
 # Values whose order fits in 32 bits are sorted with their segment in one int64 key.
 _PACKED = (
@@ -82,16 +84,20 @@ def arg_extremum(flat: Any, part: Partition, op: str) -> Any:
     Empty segments give 0.
     """
     flat = flat.detach()  # positions have no gradient
-    top = raw_broadcast(raw_extremum(flat, part, op), part)
+    per_segment = raw_extremum(flat, part, op)
     exact32 = part.host is not None and part.max_length < _FLOAT32_EXACT
     in_place = flat.dtype == torch.float64 or (flat.dtype == torch.float32 and exact32)
-    if in_place and flat.device.type == "cpu" and not bool(top.isnan().any()):
-        # CPU, no NaN extremum: three ops written in place into the broadcast buffer (each
-        # fresh (N, F) buffer or op costs about one floor here): 1/0 at the hits, then
-        # (position + 1) / hit is position + 1 at the hits and inf elsewhere.
-        torch.eq(flat, top, out=top)
-        torch.div(_positions_plus_one(part, top.dtype).expand_as(top), top, out=top)
-        return raw_extremum(top, part, "amin").sub_(1).clamp_(min=0).to(torch.int64)
+    if in_place and flat.device.type == "cpu" and not bool(per_segment.isnan().any()):
+        # CPU, no NaN extremum: 1/0 at the hits, written in place into the broadcast buffer,
+        # then one sparse product whose entries weigh item j of a segment by L - j (L the
+        # longest length): its "amax" is L minus the first hit's position. Each fresh
+        # (N, F) buffer or pass costs about one floor here; this takes three.
+        hits = raw_broadcast(per_segment, part)
+        torch.eq(flat, hits, out=hits)
+        first = torch.sparse.mm(_first_weights(part, hits.dtype), hits, reduce="amax")
+        position = first.neg_().add_(part.max_length)  # empty segments: L, made 0
+        return position.masked_fill_(position == part.max_length, 0).to(torch.int64)
+    top = raw_broadcast(per_segment, part)
     hit = flat == top
     if flat.dtype.is_floating_point:
         hit |= flat.isnan() & top.isnan()
@@ -101,13 +107,17 @@ def arg_extremum(flat: Any, part: Partition, op: str) -> Any:
     return raw_extremum(candidates, part, "amin").to(torch.int64)
 
 
-def _positions_plus_one(part: Partition, dtype: Any) -> Any:
-    """``(N, 1)`` local positions + 1 in ``dtype`` on the CPU (cached on the partition)."""
+def _first_weights(part: Partition, dtype: Any) -> Any:
+    """CPU ``(m, N)`` CSR matrix weighing item ``j`` of each segment by ``L - j`` (cached).
+
+    ``L`` is the longest length, so every weight is at least 1 and exact in ``dtype``.
+    """
 
     def build() -> Any:
-        return (local_positions(part, "cpu") + 1).to(dtype).unsqueeze(1)
+        weights = part.max_length - local_positions(part, "cpu")
+        return _csr(part.offsets("cpu"), part.num_items, dtype, weights)
 
-    return part._get(("positions_plus_one", dtype), build)
+    return part._get(("first_weights", dtype), build)
 
 
 # -------------------------------------------------------------------------- any / all
@@ -123,7 +133,17 @@ def any_all(flat: Any, part: Partition, op: str) -> Any:
         zeros = torch.eq(flat, 0, out=zeros) if zeros is not None else (flat == 0).to(flat.dtype)
         out = raw_extremum(zeros, part, "amax") == 0
     else:
-        nonzero = (flat != 0).to(torch.uint8)
+        # 1/0 as float32 for the sparse product, copied from bytes: (flat != 0) as uint8
+        # went to the scatter engine (25x the floor) and comparing straight into a float32
+        # buffer takes a slow casting path (also 25x); this copy costs 1.5x
+        mask = (flat if flat.dtype == torch.bool else flat != 0).view(torch.uint8)
+        nonzero = _backend.new_buffer(flat.shape, torch.float32, flat.device)
+        if flat.device.type != "cpu":
+            nonzero = mask
+        elif nonzero is None:
+            nonzero = mask.to(torch.float32)
+        else:
+            nonzero.copy_(mask)
         out = raw_extremum(nonzero, part, "amax" if op == "any" else "amin") != 0
     empty = part.empty(flat.device)
     if op == "all" and empty is not None:
@@ -222,7 +242,10 @@ def _running_sum(flat: Any, dtype: Any) -> Any:
 
 
 def _restarted(flat: Any, part: Partition, dtype: Any) -> Any:
-    """A global running sum in ``dtype`` minus its value just before each segment."""
+    """A global running sum in ``dtype`` minus its value just before each segment.
+
+    Exact for integers, where wrap-around cancels.
+    """
     device = flat.device
     total = _running_sum(flat, dtype)
     starts = part.offsets(device)[:-1]
@@ -231,29 +254,121 @@ def _restarted(flat: Any, part: Partition, dtype: Any) -> Any:
     return total - before.index_select(0, part.ids(device))
 
 
+# Rows per block of the floating scan: each row costs SCAN rows' worth of multiply-adds.
+_SCAN = 16
+
+
+def _scan_plan(part: Partition, dtype: Any, device: Any) -> tuple[Any, Any, Any, Any]:
+    """The masks of the blocked floating scan, cached on the partition.
+
+    They hold ``_SCAN`` values of ``dtype`` per item (64 bytes for float32). The items are
+    cut into blocks of ``_SCAN`` rows (the last may be shorter) without regard to segments.
+    Returns ``(within, carried, lead, after_first)``:
+
+    * ``within``: ``(blocks, _SCAN, _SCAN)``, row ``r`` sums the items of its block up to
+      ``r`` that lie in the segment of ``r`` (lower triangular, same segment);
+    * ``carried``: ``(blocks, _SCAN, 1)``, 1 for the rows whose segment began in an earlier
+      block (they add that segment's sum before the block);
+    * ``lead``, ``after_first``: for each block ``b`` but the last, the run of blocks
+      ``start..b`` that the segment at the end of ``b`` spans: ``lead = max(start - 1, 0)``
+      as an index and ``after_first = (start > 0)`` as ``(blocks - 1, 1)`` float64, so that
+      the carry into block ``b + 1`` is ``total[b] - total[lead] * after_first`` of the
+      running sums ``total`` of the blocks' last rows.
+    """
+
+    def build() -> tuple[Any, Any, Any, Any]:
+        n = part.num_items
+        blocks = -(-n // _SCAN)
+        ids = part.ids(device)
+        padded = ids.new_full((blocks * _SCAN,), -1)
+        padded[:n] = ids
+        ids = padded.view(blocks, _SCAN)
+        same = ids.unsqueeze(2) == ids.unsqueeze(1)
+        lower = torch.ones(_SCAN, _SCAN, dtype=torch.bool, device=device).tril()
+        within = (same & lower).to(dtype)
+        first = ids[:, 0]
+        began_before = torch.zeros(blocks, dtype=torch.bool, device=device)
+        began_before[1:] = first[1:] == ids[:-1, -1]
+        carried = ((ids == first.unsqueeze(1)) & began_before.unsqueeze(1)).to(dtype)
+        index = torch.arange(blocks, device=device)
+        last_row = (n - 1 - index * _SCAN).clamp(max=_SCAN - 1)
+        last = ids.gather(1, last_row.unsqueeze(1)).squeeze(1)
+        keep = began_before & (last == first)
+        start = torch.where(keep, 0, index).cummax(0).values[:-1]
+        after_first = (start > 0).to(torch.float64).unsqueeze(1)
+        return within, carried.unsqueeze(2), (start - 1).clamp(min=0), after_first
+
+    return part._get(("scan", dtype, str(device)), build)
+
+
+def _scan(flat: Any, part: Partition) -> Any:
+    """Running sums restarting at each segment of finite float32/float64 ``flat``.
+
+    Blocks of ``_SCAN`` rows are scanned by one batched product with masks that keep each
+    sum inside its segment (measured 4x the floor ``values.sum(0)`` on one thread, against
+    5x for ``torch.cumsum`` of the same blocks and 45x for a float64 ``torch.cumsum``); the
+    sum of each segment before a block comes from the blocks' last rows, added up in float64
+    and rounded once. An item's error is then that of summing at most ``_SCAN`` items plus
+    one rounding, at any length. (Infinities or NaN would turn the masks' zeros into NaN.)
+    """
+    n, features = flat.shape
+    within, carried, lead, after_first = _scan_plan(part, flat.dtype, flat.device)
+    full, split = n // _SCAN, (n // _SCAN) * _SCAN
+    out = None  # written in place unless autograd records
+    if not _backend.needs_grad(flat):
+        out = _backend.new_buffer((n, features), flat.dtype, flat.device)
+        out = torch.empty_like(flat) if out is None else out
+    # sums inside each block and segment
+    head = flat[:split].view(full, _SCAN, features)
+    if out is None:
+        head = torch.bmm(within[:full], head)
+    else:
+        head = torch.bmm(within[:full], head, out=out[:split].view(full, _SCAN, features))
+    ends = [head[:, -1]]
+    if split < n:  # the last, shorter block
+        tail = torch.matmul(within[full:, : n - split, : n - split], flat[split:].unsqueeze(0))
+        if out is not None:
+            tail = out[split:].unsqueeze(0).copy_(tail)
+        ends.append(tail[:, -1])
+    # the carry into each block: the sum of the run of blocks before it in its segment
+    total = _running_sum(torch.cat(ends) if len(ends) > 1 else ends[0], torch.float64)
+    carry = total[:-1] - total.index_select(0, lead).mul_(after_first)
+    carry = torch.nn.functional.pad(carry.to(flat.dtype), (0, 0, 1, 0)).unsqueeze(1)
+    if out is not None:
+        head.addcmul_(carried[:full], carry[:full])
+        if split < n:
+            tail.addcmul_(carried[full:, : n - split], carry[full:])
+        return out
+    head = (head + carried[:full] * carry[:full]).reshape(split, features)
+    if split == n:
+        return head
+    tail = tail + carried[full:, : n - split] * carry[full:]
+    return torch.cat([head, tail.reshape(n - split, features)])
+
+
 def cumsum(flat: Any, part: Partition) -> Any:
     """``(N, F)`` running sums restarting at each segment (differentiable).
 
     Integers and booleans accumulate in int64, exactly (a global running sum minus the sum
-    before each segment: wrap-around cancels). Floating values accumulate in float64 the
-    same way: an item's error is then ~1e-16 times the running sum of the whole buffer up to
-    it, far below float32 (and half) resolution, where a float32 ``torch.cumsum`` of one
-    segment of 10^6 items drifts by ~1e-3 relative. float64 values get the same global
-    float64 running sum, so their error grows with the buffer, not only with the segment.
+    before each segment: wrap-around cancels). Floating values (float32 or float64; halves
+    arrive as float32) take the blocked scan of [`_scan`][raggedarray._order._scan]: each
+    item's error is that of adding at most ``_SCAN`` items plus one rounding, at any
+    segment length, where a float32 ``torch.cumsum`` of one segment of 10^6 items drifts by
+    ~1e-3 relative.
 
-    Infinities and NaNs must not leak into later segments through the global sum: where
-    there are any, the finite values are summed as above and each item's result is then
-    set from per-segment running counts of NaN, +inf and -inf (exact integer sums): NaN
-    after a NaN or after both infinities, else the infinity seen. Those items receive no
-    gradient through the non-finite values.
+    Infinities and NaNs must not reach other items through the scan's masks: where there
+    are any (a non-finite column sum says there may be; a GPU never checks), the finite
+    values are scanned and each item's result is then set from per-segment running counts
+    of NaN, +inf and -inf (exact integer sums): NaN after a NaN or after both infinities,
+    else the infinity seen. Those items receive no gradient through the non-finite values.
     """
     if not flat.dtype.is_floating_point:
         return _restarted(flat, part, torch.int64)
-    finite = torch.isfinite(flat.detach())
-    if flat.device.type == "cpu" and bool(finite.all()):
-        return _restarted(flat, part, torch.float64).to(flat.dtype)
-    out = _restarted(torch.where(finite, flat, 0.0), part, torch.float64)
     detached = flat.detach()
+    # a finite sum of a column means finite values in it: one pass, where isfinite costs 12
+    if flat.device.type == "cpu" and bool(torch.isfinite(detached.sum(0)).all()):
+        return _scan(flat, part)
+    out = _scan(torch.where(torch.isfinite(detached), flat, 0.0), part)
     seen = [
         _restarted(hit, part, torch.int64) > 0
         for hit in (detached.isnan(), detached == torch.inf, detached == -torch.inf)
@@ -261,5 +376,4 @@ def cumsum(flat: Any, part: Partition) -> Any:
     nan, plus, minus = seen
     out = torch.where(plus, torch.inf, out)
     out = torch.where(minus, -torch.inf, out)
-    out = torch.where(nan | (plus & minus), torch.nan, out)
-    return out.to(flat.dtype)
+    return torch.where(nan | (plus & minus), torch.nan, out)

@@ -275,8 +275,11 @@ def _like(device: Any) -> Any:
     return _backend.torch_module().empty(0, device=device)
 
 
-def _csr(crow: Any, columns: int, dtype: Any) -> Any:
-    """A CSR matrix of ones with rows ``crow`` over ``columns`` consecutive columns."""
+def _csr(crow: Any, columns: int, dtype: Any, weights: Any = None) -> Any:
+    """A CSR matrix with rows ``crow`` over ``columns`` consecutive columns.
+
+    Its entries are ones, or ``weights`` (one per column) where given.
+    """
     import warnings
 
     torch = _backend.torch_module()
@@ -285,7 +288,7 @@ def _csr(crow: Any, columns: int, dtype: Any) -> Any:
         return torch.sparse_csr_tensor(
             crow,
             torch.arange(columns),
-            torch.ones(columns, dtype=dtype),
+            torch.ones(columns, dtype=dtype) if weights is None else weights.to(dtype),
             size=(crow.shape[0] - 1, columns),
             check_invariants=False,
         )
