@@ -90,11 +90,12 @@ def raw_sum(values: Any, part: Partition) -> Any:
         if choose_engine(values) == "csr":
             if not part.blocked():
                 return _mm(part.csr(values.dtype), values)
-            items, blocks = part.block_csr(values.dtype)
-            partial = _mm(items, values)
-            # the reducing kernel: 2x faster than the plain product on these few rows
-            out = torch.sparse.mm(blocks, partial.to(blocks.dtype), reduce="sum")
-            return out.to(values.dtype)
+            items, extra = part.block_csr(values.dtype)
+            blocks = _mm(items, values)
+            out, rest = blocks[: part.num_segments], blocks[part.num_segments :]
+            if part.wide():
+                return out.double().index_add_(0, extra, rest.double()).to(values.dtype)
+            return out.index_add_(0, extra, rest)
         shape = (part.num_segments, values.shape[1])
         if exact or not part.blocked():
             out = torch.zeros(shape, dtype=values.dtype, device=values.device)

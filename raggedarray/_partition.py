@@ -252,21 +252,34 @@ class Partition:
         return self.host is None or self.max_length > BLOCK * BLOCK
 
     def block_csr(self, dtype: Any) -> tuple[Any, Any]:
-        """CPU CSR matrices ``(blocks, N)`` of ``dtype`` and ``(m, blocks)``.
+        """A CPU CSR matrix summing items into blocks, and the segment of each extra block.
 
-        The first sums items into blocks of at most ``BLOCK`` items inside one segment (the
-        union of the segment offsets and the multiples of ``BLOCK``), the second sums the
-        blocks of each segment, in float64 where ``wide()`` and else in ``dtype``.
+        Row ``s < m`` of the ``(m + extra, N)`` matrix sums the first ``BLOCK`` items of
+        segment ``s``; the ``extra`` rows after them sum the following runs of ``BLOCK``
+        items of the longer segments, in order. So the product's first ``m`` rows are
+        already the sums of every segment of at most ``BLOCK`` items, and the extra rows
+        are added onto their segments (second element, ``(extra,)`` int64) by one
+        ``index_add_`` over a few rows, where a second sparse product over all blocks cost a
+        fixed ~12 µs.
         """
 
         def build() -> tuple[Any, Any]:
             torch = _backend.torch_module()
-            bounds = np.union1d(self.host, np.arange(0, self.num_items, BLOCK, dtype=np.int64))
-            first_block = np.searchsorted(bounds, self.host)  # block where each segment starts
-            items = _csr(torch.from_numpy(bounds), self.num_items, dtype)
-            wide = torch.float64 if self.wide() else dtype
-            blocks = _csr(torch.from_numpy(first_block), bounds.shape[0] - 1, wide)
-            return items, blocks
+            lengths = self.host_lengths
+            position = _offsets.positions(self.host)
+            head = np.minimum(lengths, BLOCK)
+            rest = lengths - head
+            runs = -(-rest // BLOCK)  # extra blocks of each segment
+            run_lengths = np.full(int(runs.sum()), BLOCK, dtype=np.int64)
+            ends = np.cumsum(runs)[runs > 0] - 1
+            run_lengths[ends] = rest[runs > 0] - (runs[runs > 0] - 1) * BLOCK
+            crow = np.concatenate([[0], np.cumsum(head), head.sum() + np.cumsum(run_lengths)])
+            columns = np.concatenate(
+                [np.flatnonzero(position < BLOCK), np.flatnonzero(position >= BLOCK)]
+            )
+            items = _csr(torch.from_numpy(crow), self.num_items, dtype, columns=columns)
+            extra = np.repeat(np.arange(self.num_segments, dtype=np.int64), runs)
+            return items, torch.from_numpy(extra)
 
         return self._get(("block_csr", dtype), build)
 
@@ -275,10 +288,12 @@ def _like(device: Any) -> Any:
     return _backend.torch_module().empty(0, device=device)
 
 
-def _csr(crow: Any, columns: int, dtype: Any, weights: Any = None) -> Any:
-    """A CSR matrix with rows ``crow`` over ``columns`` consecutive columns.
+def _csr(crow: Any, num_columns: int, dtype: Any, weights: Any = None, columns: Any = None) -> Any:
+    """A CSR matrix of ``num_columns`` columns with rows ``crow``.
 
-    Its entries are ones, or ``weights`` (one per column) where given.
+    Row ``r`` holds the columns ``columns[crow[r]:crow[r + 1]]`` (host int64; by default
+    consecutive, ``0..num_columns - 1``). Its entries are ones, or ``weights`` (one per
+    entry) where given.
     """
     import warnings
 
@@ -287,8 +302,8 @@ def _csr(crow: Any, columns: int, dtype: Any, weights: Any = None) -> Any:
         warnings.simplefilter("ignore", UserWarning)
         return torch.sparse_csr_tensor(
             crow,
-            torch.arange(columns),
-            torch.ones(columns, dtype=dtype) if weights is None else weights.to(dtype),
-            size=(crow.shape[0] - 1, columns),
+            torch.arange(num_columns) if columns is None else torch.from_numpy(columns),
+            torch.ones(num_columns, dtype=dtype) if weights is None else weights.to(dtype),
+            size=(crow.shape[0] - 1, num_columns),
             check_invariants=False,
         )
