@@ -208,7 +208,9 @@ def median_index(flat: Any, part: Partition) -> Any:
     perm = sort_permutation(flat, part, descending=False)
     lengths = part.lengths(device).unsqueeze(1)
     position = ((lengths - 1).clamp(min=0) // 2).expand(-1, flat.shape[1])
-    if flat.dtype.is_floating_point and (device.type != "cpu" or bool(flat.isnan().any())):
+    # a column sum without NaN (one pass, half the cost of isnan) means no NaN in the column
+    floating = flat.dtype.is_floating_point
+    if floating and (device.type != "cpu" or bool(torch.isnan(flat.detach().sum(0)).any())):
         nans = raw_sum(flat.detach().isnan().to(flat.dtype), part).to(torch.int64)
         position = torch.where(nans > 0, lengths - nans, position)  # NaNs sort last, stably
     rows = (part.offsets(device)[:-1].unsqueeze(1) + position).clamp(max=part.num_items - 1)
