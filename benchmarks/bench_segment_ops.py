@@ -56,6 +56,7 @@ def _nested(x: ra.RaggedArray, name: str, call) -> dict[str, object]:
 
 def linear(x: ra.RaggedArray, repeats: int) -> None:
     v = x.values
+    positive = x > 0  # bool values, as masks usually come
     report(
         "raggedarray",
         median_times(
@@ -65,6 +66,8 @@ def linear(x: ra.RaggedArray, repeats: int) -> None:
                 "ra argmin": x.argmin,
                 "ra any": x.any,
                 "ra all": x.all,
+                "ra any of bool values": positive.any,
+                "ra all of bool values": positive.all,
                 "ra cumsum": x.cumsum,
             },
             repeats=repeats,

@@ -6,9 +6,11 @@ segments), and is differentiable where the operation is (through ``gather``, ``b
 ``cumsum``).
 
 * ``argmax``/``argmin``: the segment extremum (a sparse CSR product on CPU, as for ``max``),
-  the items equal to it, then the smallest local position among them (on CPU one weighted
-  sparse product: see [`arg_extremum`][raggedarray._order.arg_extremum]).
-* ``any``/``all``: extrema of the values (or of ``values != 0`` as float32); no sort.
+  the items equal to it, then the smallest local position among them; on CPU the mask of
+  those items is written and reduced one cache-sized range of rows at a time
+  ([`_chunked`][raggedarray._chunked]).
+* ``any``/``all``: extrema of the values for float ``any``; else a mask of the zeros or
+  nonzeros, on CPU over the same ranges; no sort.
 * ``sort``, ``topk`` and ``median``: **one** stable sort. Where a value fits 32 bits (float32,
   the half precisions, integers up to 32 bits) the value's order-preserving bits and the
   segment id are packed into one int64 key, ``segment << 32 | bits``, so one sort orders every
@@ -26,9 +28,9 @@ from typing import Any
 
 import torch
 
-from . import _backend
+from . import _backend, _chunked
 from ._kernels import raw_broadcast, raw_extremum, raw_sum
-from ._partition import Partition, _csr
+from ._partition import Partition
 
 # Values whose order fits in 32 bits are sorted with their segment in one int64 key.
 _PACKED = (
@@ -87,16 +89,16 @@ def arg_extremum(flat: Any, part: Partition, op: str) -> Any:
     per_segment = raw_extremum(flat, part, op)
     exact32 = part.host is not None and part.max_length < _FLOAT32_EXACT
     in_place = flat.dtype == torch.float64 or (flat.dtype == torch.float32 and exact32)
-    if in_place and flat.device.type == "cpu" and not bool(per_segment.isnan().any()):
-        # CPU, no NaN extremum: 1/0 at the hits, written in place into the broadcast buffer,
-        # then one sparse product whose entries weigh item j of a segment by L - j (L the
-        # longest length): its "amax" is L minus the first hit's position. Each fresh
-        # (N, F) buffer or pass costs about one floor here; this takes three.
-        hits = raw_broadcast(per_segment, part)
-        torch.eq(flat, hits, out=hits)
-        first = torch.sparse.mm(_first_weights(part, hits.dtype), hits, reduce="amax")
-        position = first.neg_().add_(part.max_length)  # empty segments: L, made 0
-        return position.masked_fill_(position == part.max_length, 0).to(torch.int64)
+    cpu = flat.device.type == "cpu" and part.host is not None
+    if in_place and cpu and not bool(per_segment.isnan().any()):
+        # CPU, no NaN extremum: the items equal to their segment's extremum, one cache-sized
+        # range at a time, and the position of the first of them
+        def hits(chunk: Any, out: Any) -> None:
+            torch.index_select(per_segment[chunk.segments], 0, chunk.ids, out=out)
+            torch.eq(flat[chunk.rows], out, out=out)
+
+        first, longest = _chunked.first_hits(part, flat.shape[1], flat.dtype, hits)
+        return longest.sub(first).masked_fill_(first == 0, 0).to(torch.int64)
     top = raw_broadcast(per_segment, part)
     hit = flat == top
     if flat.dtype.is_floating_point:
@@ -107,19 +109,6 @@ def arg_extremum(flat: Any, part: Partition, op: str) -> Any:
     return raw_extremum(candidates, part, "amin").to(torch.int64)
 
 
-def _first_weights(part: Partition, dtype: Any) -> Any:
-    """CPU ``(m, N)`` CSR matrix weighing item ``j`` of each segment by ``L - j`` (cached).
-
-    ``L`` is the longest length, so every weight is at least 1 and exact in ``dtype``.
-    """
-
-    def build() -> Any:
-        weights = part.max_length - local_positions(part, "cpu")
-        return _csr(part.offsets("cpu"), part.num_items, dtype, weights)
-
-    return part._get(("first_weights", dtype), build)
-
-
 # -------------------------------------------------------------------------- any / all
 
 
@@ -128,22 +117,28 @@ def any_all(flat: Any, part: Partition, op: str) -> Any:
     if flat.dtype.is_floating_point and op == "any":  # float32/float64: no (N, F) temporary
         # some item nonzero <=> max != 0 or min != 0 (a NaN makes both NaN, so != 0)
         return (raw_extremum(flat, part, "amax") != 0) | (raw_extremum(flat, part, "amin") != 0)
-    if flat.dtype.is_floating_point:  # all <=> no zero item (NaN is nonzero)
-        zeros = _backend.new_buffer(flat.shape, flat.dtype, flat.device)
-        zeros = torch.eq(flat, 0, out=zeros) if zeros is not None else (flat == 0).to(flat.dtype)
-        out = raw_extremum(zeros, part, "amax") == 0
+    if flat.device.type == "cpu" and part.host is not None:
+        # masks one cache-sized range at a time: the zeros of floats (all <=> no zero; NaN
+        # is nonzero), or the nonzeros of integers and booleans as float32 copied from
+        # bytes (comparing straight into a float32 buffer takes a slow casting path, 25x
+        # the floor, and a uint8 mask went to the scatter engine, also 25x)
+        floating = flat.dtype.is_floating_point
+        dtype = flat.dtype if floating else torch.float32
+
+        def mask(chunk: Any, out: Any) -> None:
+            rows = flat[chunk.rows]
+            if floating:
+                torch.eq(rows, 0, out=out)
+            else:
+                out.copy_((rows if rows.dtype == torch.bool else rows != 0).view(torch.uint8))
+
+        reduce_op = "amin" if op == "all" and not floating else "amax"
+        found, _ = _chunked.first_hits(part, flat.shape[1], dtype, mask, op=reduce_op)
+        out = found == 0 if floating else found != 0
+    elif flat.dtype.is_floating_point:
+        out = raw_extremum((flat == 0).to(torch.uint8), part, "amax") == 0
     else:
-        # 1/0 as float32 for the sparse product, copied from bytes: (flat != 0) as uint8
-        # went to the scatter engine (25x the floor) and comparing straight into a float32
-        # buffer takes a slow casting path (also 25x); this copy costs 1.5x
-        mask = (flat if flat.dtype == torch.bool else flat != 0).view(torch.uint8)
-        nonzero = _backend.new_buffer(flat.shape, torch.float32, flat.device)
-        if flat.device.type != "cpu":
-            nonzero = mask
-        elif nonzero is None:
-            nonzero = mask.to(torch.float32)
-        else:
-            nonzero.copy_(mask)
+        nonzero = (flat if flat.dtype == torch.bool else flat != 0).to(torch.uint8)
         out = raw_extremum(nonzero, part, "amax" if op == "any" else "amin") != 0
     empty = part.empty(flat.device)
     if op == "all" and empty is not None:

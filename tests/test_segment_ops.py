@@ -319,3 +319,21 @@ def test_ops_with_numpy_buffers(monkeypatch, nan):
         for op in REDUCING:
             want = testing.reference_segment_op(op, values, offsets)
             assert_same(getattr(ragged(values, lengths), op)(), want)
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 24, 100])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bool", "int16", "uint8"])
+def test_masks_over_many_row_ranges(monkeypatch, chunk_bytes, dtype):
+    """argmax/argmin/any/all over row ranges of a few items: ranges of one segment, of
+    several, of empty segments only, and segments longer than a range."""
+    from raggedarray import _chunked
+
+    monkeypatch.setattr(_chunked, "CHUNK_BYTES", chunk_bytes)
+    rng = np.random.default_rng(11)
+    lengths = [0, 5, 1, 0, 0, 20, 3, 14, 0, 2]
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    values = make_values(rng, int(offsets[-1]), (3,), dtype, ("torch", "cpu"))
+    values[7] = 0
+    x = ragged(values, lengths)
+    for op in ("argmax", "argmin", "any", "all"):
+        assert_same(getattr(x, op)(), testing.reference_segment_op(op, values, offsets))
