@@ -299,15 +299,20 @@ def _scan_plan(part: Partition, dtype: Any, device: Any) -> tuple[Any, Any, Any,
     return part._get(("scan", dtype, str(device)), build)
 
 
-def _scan(flat: Any, part: Partition) -> Any:
-    """Running sums restarting at each segment of finite float32/float64 ``flat``.
+def _scan(flat: Any, part: Partition) -> tuple[Any, Any]:
+    """Running sums restarting at each segment of float32/float64 ``flat``, and a check.
 
     Blocks of ``_SCAN`` rows are scanned by one batched product with masks that keep each
     sum inside its segment (measured 4x the floor ``values.sum(0)`` on one thread, against
     5x for ``torch.cumsum`` of the same blocks and 45x for a float64 ``torch.cumsum``); the
     sum of each segment before a block comes from the blocks' last rows, added up in float64
     and rounded once. An item's error is then that of summing at most ``_SCAN`` items plus
-    one rounding, at any length. (Infinities or NaN would turn the masks' zeros into NaN.)
+    one rounding, at any length.
+
+    The second result, ``(F,)``, is the float64 sum of the blocks' last rows. An infinity
+    or NaN among the values turns the masks' zeros into NaN in every row of its block, the
+    last row included, and so makes that sum non-finite: where it is finite, the values
+    were (and the running sums are right).
     """
     n, features = flat.shape
     within, carried, lead, after_first = _scan_plan(part, flat.dtype, flat.device)
@@ -340,12 +345,12 @@ def _scan(flat: Any, part: Partition) -> Any:
         head.addcmul_(carried[:full], carry[:full])
         if split < n:
             tail.addcmul_(carried[full:, : n - split], carry[full:])
-        return out
+        return out, total[-1]
     head = (head + carried[:full] * carry[:full]).reshape(split, features)
     if split == n:
-        return head
+        return head, total[-1]
     tail = tail + carried[full:, : n - split] * carry[full:]
-    return torch.cat([head, tail.reshape(n - split, features)])
+    return torch.cat([head, tail.reshape(n - split, features)]), total[-1]
 
 
 def cumsum(flat: Any, part: Partition) -> Any:
@@ -359,18 +364,19 @@ def cumsum(flat: Any, part: Partition) -> Any:
     ~1e-3 relative.
 
     Infinities and NaNs must not reach other items through the scan's masks: where there
-    are any (a non-finite column sum says there may be; a GPU never checks), the finite
-    values are scanned and each item's result is then set from per-segment running counts
-    of NaN, +inf and -inf (exact integer sums): NaN after a NaN or after both infinities,
-    else the infinity seen. Those items receive no gradient through the non-finite values.
+    are any (the scan's check says so; a GPU never checks), the finite values are scanned
+    and each item's result is then set from per-segment running counts of NaN, +inf and
+    -inf (exact integer sums): NaN after a NaN or after both infinities, else the infinity
+    seen. Those items receive no gradient through the non-finite values.
     """
     if not flat.dtype.is_floating_point:
         return _restarted(flat, part, torch.int64)
+    if flat.device.type == "cpu":  # (a GPU would wait for the check: it takes the safe way)
+        out, check = _scan(flat, part)
+        if bool(torch.isfinite(check).all()):
+            return out
     detached = flat.detach()
-    # a finite sum of a column means finite values in it: one pass, where isfinite costs 12
-    if flat.device.type == "cpu" and bool(torch.isfinite(detached.sum(0)).all()):
-        return _scan(flat, part)
-    out = _scan(torch.where(torch.isfinite(detached), flat, 0.0), part)
+    out, _ = _scan(torch.where(torch.isfinite(detached), flat, 0.0), part)
     seen = [
         _restarted(hit, part, torch.int64) > 0
         for hit in (detached.isnan(), detached == torch.inf, detached == -torch.inf)

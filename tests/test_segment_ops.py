@@ -337,3 +337,15 @@ def test_masks_over_many_row_ranges(monkeypatch, chunk_bytes, dtype):
     x = ragged(values, lengths)
     for op in ("argmax", "argmin", "any", "all"):
         assert_same(getattr(x, op)(), testing.reference_segment_op(op, values, offsets))
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+def test_cumsum_keeps_one_non_finite_item_in_its_segment(bad):
+    """One infinity or NaN inside a scan block whose other rows belong to other segments."""
+    lengths = [3, 13, 20]
+    values = torch.ones(36, 2)
+    values[1, 0] = bad
+    want = testing.reference_cumsum(values, np.concatenate([[0], np.cumsum(lengths)]))
+    got = ragged(values, lengths).cumsum().values
+    assert_same(got, want)
+    assert bool(torch.isfinite(got[3:]).all())
