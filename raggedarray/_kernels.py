@@ -58,11 +58,15 @@ def force_engine(name: str) -> Iterator[None]:
         _forced.pop()
 
 
-def choose_engine(values: Any) -> str:
-    """The engine for ``(N, F)`` ``values``: ``"csr"`` where it applies, else ``"scatter"``."""
+def choose_engine(values: Any, part: Partition) -> str:
+    """The engine for ``(N, F)`` ``values``: ``"csr"`` where it applies, else ``"scatter"``.
+
+    ``csr`` needs CPU float32/float64 values, eager mode and offsets known on the host (its
+    matrices are built there).
+    """
     if _forced and _forced[-1] == "scatter":
         return "scatter"
-    if values.device.type != "cpu" or values.dtype not in _CSR_DTYPES:
+    if values.device.type != "cpu" or values.dtype not in _CSR_DTYPES or part.host is None:
         return "scatter"
     if torch.compiler.is_compiling():  # dynamo cannot trace sparse CSR tensors
         return "scatter"
@@ -87,7 +91,7 @@ def raw_sum(values: Any, part: Partition) -> Any:
     """``(m, F)`` sums of a contiguous ``(N, F)`` tensor; empty segments give 0."""
     with _no_autocast(values.device):
         exact = not values.dtype.is_floating_point
-        if choose_engine(values) == "csr":
+        if choose_engine(values, part) == "csr":
             if not part.blocked():
                 return _mm(part.csr(values.dtype), values)
             items, extra = part.block_csr(values.dtype)
@@ -118,7 +122,7 @@ def _mm(csr: Any, values: Any) -> Any:
 def raw_extremum(values: Any, part: Partition, op: str) -> Any:
     """``(m, F)`` ``"amax"`` or ``"amin"``; NaN propagates; empty segments give 0."""
     with _no_autocast(values.device):
-        if choose_engine(values) == "csr":
+        if choose_engine(values, part) == "csr":
             return torch.sparse.mm(part.csr(values.dtype), values, reduce=op)
         shape = (part.num_segments, values.shape[1])
         out = torch.zeros(shape, dtype=values.dtype, device=values.device)

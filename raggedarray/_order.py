@@ -136,7 +136,7 @@ def any_all(flat: Any, part: Partition, op: str) -> Any:
         found, _ = _chunked.first_hits(part, flat.shape[1], dtype, mask, op=reduce_op)
         out = found == 0 if floating else found != 0
     elif flat.dtype.is_floating_point:
-        out = raw_extremum((flat == 0).to(torch.uint8), part, "amax") == 0
+        out = raw_extremum((flat == 0).to(flat.dtype), part, "amax") == 0
     else:
         nonzero = (flat if flat.dtype == torch.bool else flat != 0).to(torch.uint8)
         out = raw_extremum(nonzero, part, "amax" if op == "any" else "amin") != 0

@@ -349,3 +349,31 @@ def test_cumsum_keeps_one_non_finite_item_in_its_segment(bad):
     got = ragged(values, lengths).cumsum().values
     assert_same(got, want)
     assert bool(torch.isfinite(got[3:]).all())
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bool", "int32"])
+def test_ops_on_a_partition_without_host_offsets(dtype):
+    """The device-side paths (offsets known only as a tensor, as on a GPU or in a compiled
+    graph), run on the CPU against the loops."""
+    from raggedarray import segment_ops
+    from raggedarray._partition import Partition
+
+    rng = np.random.default_rng(8)
+    lengths = [0, 5, 1, 0, 20, 14, 0, 3]
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    for nan in (False, True):
+        values = make_values(rng, int(offsets[-1]), (3,), dtype, ("torch", "cpu"), nan=nan)
+        values[7] = 0
+        part = Partition(None, offsets=torch.from_numpy(offsets), num_items=int(offsets[-1]))
+        for op in REDUCING:
+            fill = 0 if op == "median" else -1
+            want = testing.reference_segment_op(
+                op, values, offsets, **({} if op in ("any", "all") else {"fill": fill})
+            )
+            got = segment_ops.segment_op(
+                op, values, part, fill=None if op in ("any", "all") else fill, where="t"
+            )
+            assert_same(got, want)
+        if dtype.startswith("float"):
+            got = segment_ops.cumsum(values, part, where="t")
+            assert_same(got, testing.reference_cumsum(values, offsets))
