@@ -1,6 +1,6 @@
 """argmax/argmin/any/all/cumsum and sort/topk/median against their floors and alternatives.
 
-Run: python benchmarks/bench_segment_ops.py [--quick]
+Run: python benchmarks/bench_segment_ops.py [--quick] [--linear] [--threads N]
 
 At N = 300 000, m = 10 000, F = 64 (float32). Targets: ``argmax``, ``argmin``, ``any``,
 ``all`` and ``cumsum`` at most 3x the floor ``values.sum(0)``; ``sort``, ``topk`` and
@@ -116,6 +116,8 @@ def ordering(x: ra.RaggedArray, repeats: int) -> None:
 def main() -> None:
     warnings.filterwarnings("ignore")
     quick = "--quick" in sys.argv
+    if "--threads" in sys.argv:  # e.g. one thread pinned to a core beside other work
+        torch.set_num_threads(int(sys.argv[sys.argv.index("--threads") + 1]))
     num_items, m, features = (30_000, 1_000, 64) if quick else (300_000, 10_000, 64)
     machine = platform.processor() or platform.machine()
     print(
@@ -125,7 +127,8 @@ def main() -> None:
     x = _batch(num_items, m, features)
     print(f"\nN={num_items}, m={m}, F={features} float32 (ratio to the first row)")
     linear(x, repeats=7)
-    ordering(x, repeats=3)
+    if "--linear" not in sys.argv:  # the sorts take minutes
+        ordering(x, repeats=3)
 
 
 if __name__ == "__main__":
