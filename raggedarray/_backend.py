@@ -195,6 +195,12 @@ def new_buffer(shape: tuple[int, ...], dtype: Any, device: Any) -> Any | None:
     return torch.from_numpy(np.empty(shape, dtype=np_dtype))
 
 
+def empty(shape: tuple[int, ...], dtype: Any, device: Any) -> Any:
+    """An uninitialised torch tensor; large CPU ones come from ``new_buffer``."""
+    out = new_buffer(shape, dtype, device)
+    return torch_module().empty(shape, dtype=dtype, device=device) if out is None else out
+
+
 def signed_view(t: Any) -> Any:
     """Unsigned 16-64 bit tensors seen as their signed twins (the same bits), else ``t``.
 

@@ -149,14 +149,40 @@ def any_all(flat: Any, part: Partition, op: str) -> Any:
 # ----------------------------------------------------------------------------- sorting
 
 
-def _ordered_bits(work: Any) -> Any:
-    """int64 in ``[0, 2**32)`` ordered as the values (NaNs equal and largest, -0.0 == 0.0)."""
+def _packed_keys(work: Any, part: Partition, *, descending: bool) -> Any:
+    """``(F, N)`` int64 keys ``segment << 32 | bits``, ``bits`` ordered as the values.
+
+    NaNs are equal and largest, -0.0 equals 0.0; ``descending`` reverses the bits. Built in
+    the ``(F, N)`` layout the sort runs along, from a transposed float32 (or int32) copy,
+    in five passes over the values, where building them as ``(N, F)`` and transposing the
+    int64 result took ten (together more time than the sort itself).
+    """
     if work.dtype.is_floating_point:
-        f = work.float() + 0.0  # halves are exact in float32; -0.0 + 0.0 is +0.0
-        f = torch.where(f.isnan(), torch.nan, f)  # one NaN, positive: above +inf
+        f = _transposed(work, torch.float32).add_(0.0)  # -0.0 + 0.0 = +0.0; halves exact
+        if f.device.type != "cpu" or bool(torch.isnan(f.sum(1)).any()):
+            f = torch.where(f.isnan(), torch.nan, f)  # one NaN, positive: above +inf
         bits = f.view(torch.int32)
-        return (bits ^ ((bits >> 31) & 0x7FFFFFFF)).to(torch.int64) + 2**31
-    return work.to(torch.int64) + 2**31
+        flip = torch.bitwise_right_shift(
+            bits, 31, out=_backend.empty(bits.shape, bits.dtype, f.device)
+        )
+        bits ^= flip.bitwise_and_(0x7FFFFFFF)  # negative floats: their order reversed
+        del flip
+    else:
+        bits = _transposed(work, torch.int32)
+    # (segment << 32) + 2**31 + bits, or (segment << 32) + 2**31 - 1 - bits
+    row = (part.ids(work.device) << 32).add_(2**31 - 1 if descending else 2**31).unsqueeze(0)
+    wide = _backend.empty(bits.shape, torch.int64, bits.device).copy_(bits)
+    return torch.sub(row, wide, out=wide) if descending else wide.add_(row)
+
+
+def _transposed(t: Any, dtype: Any) -> Any:
+    """A contiguous ``(F, N)`` copy of ``(N, F)`` ``t`` in ``dtype``.
+
+    ``copy_`` from the transposed view takes torch's blocked transpose path: measured 26 ms
+    at N = 300 000, F = 64 on one thread, against 69 ms for ``t.t().contiguous()`` and
+    153 ms for an elementwise op reading the transposed view.
+    """
+    return _backend.empty((t.shape[1], t.shape[0]), dtype, t.device).copy_(t.t())
 
 
 def sort_permutation(flat: Any, part: Partition, *, descending: bool) -> Any:
@@ -165,16 +191,14 @@ def sort_permutation(flat: Any, part: Partition, *, descending: bool) -> Any:
     Row ``r`` of the result belongs to the segment of item ``r``: the segments stay where
     they are and each is sorted in place. NaNs are the largest values (as ``torch.sort``).
     """
-    device = flat.device
-    ids = part.ids(device)
     work = order_view(flat.detach())
     if work.dtype in _PACKED and part.num_segments < 2**31:
-        bits = _ordered_bits(work)
-        if descending:
-            bits = (2**32 - 1) - bits
-        key = bits.add_(ids.unsqueeze(1) << 32).t().contiguous()
-        return torch.sort(key, dim=1, stable=True).indices.t()
-    by_value = torch.sort(work.t().contiguous(), dim=1, stable=True, descending=descending)
+        key = _packed_keys(work, part, descending=descending)
+        # outputs from new_buffer: their first touch costs a quarter of a torch allocation's
+        out = (_backend.empty(key.shape, torch.int64, key.device) for _ in range(2))
+        return torch.sort(key, dim=1, stable=True, out=tuple(out))[1].t()
+    ids = part.ids(flat.device)
+    by_value = torch.sort(_transposed(work, work.dtype), dim=1, stable=True, descending=descending)
     perm = by_value.indices
     by_segment = torch.sort(ids[perm], dim=1, stable=True).indices
     return perm.gather(1, by_segment).t()
@@ -316,15 +340,12 @@ def _scan(flat: Any, part: Partition) -> tuple[Any, Any]:
     """
     n, features = flat.shape
     within, carried, lead, after_first = _scan_plan(part, flat.dtype, flat.device)
-    masks = _backend.new_buffer(within.shape, flat.dtype, flat.device)
-    if masks is None:
-        masks = torch.empty(within.shape, dtype=flat.dtype, device=flat.device)
+    masks = _backend.empty(within.shape, flat.dtype, flat.device)
     within = masks.copy_(within.view(torch.uint8))  # from bytes: 2x faster than from bool
     full, split = n // _SCAN, (n // _SCAN) * _SCAN
     out = None  # written in place unless autograd records
     if not _backend.needs_grad(flat):
-        out = _backend.new_buffer((n, features), flat.dtype, flat.device)
-        out = torch.empty_like(flat) if out is None else out
+        out = _backend.empty((n, features), flat.dtype, flat.device)
     # sums inside each block and segment
     head = flat[:split].view(full, _SCAN, features)
     if out is None:

@@ -377,3 +377,22 @@ def test_ops_on_a_partition_without_host_offsets(dtype):
         if dtype.startswith("float"):
             got = segment_ops.cumsum(values, part, where="t")
             assert_same(got, testing.reference_cumsum(values, offsets))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+def test_sort_ties_signed_zeros_and_nans_as_torch(dtype):
+    """-0.0 equals 0.0 (ties keep their order), every NaN is equal and largest, infinities
+    sort at the ends: as a stable torch.sort of each segment."""
+    raw = [0.0, -0.0, float("nan"), -float("inf"), 1.0, -float("nan"), -0.0, float("inf"), -2.0]
+    values = torch.tensor(raw + raw[::-1], dtype=dtype).reshape(-1, 1)
+    lengths = [9, 0, 9]
+    x = ragged(values, lengths)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    for descending in (False, True):
+        want_v, want_i, _ = testing.reference_sort(values, offsets, descending=descending)
+        got_v, got_i = x.sort(descending=descending)
+        assert_same(got_i.values, want_i)
+        torch.testing.assert_close(got_v.values, want_v, equal_nan=True)
+        number = ~torch.isnan(want_v)  # (a NaN's sign means nothing)
+        assert torch.equal(torch.signbit(got_v.values[number]), torch.signbit(want_v[number]))
+    assert_same(x.median(fill=0), testing.reference_segment_op("median", values, offsets))
