@@ -161,10 +161,9 @@ def sort(values: Any, part: Partition, *, descending: bool) -> tuple[Any, Any]:
         index = _torch().zeros(flat.shape, dtype=_torch().int64, device=values.device)
         return values.clone(), index.reshape(values.shape)
     perm = order.sort_permutation(flat, part, descending=descending)
-    return (
-        order.take(flat, perm).reshape(values.shape),
-        order.to_local(perm, part).reshape(values.shape),
-    )
+    taken = order.take_sorted(flat, perm)  # before local_sorted, which may use perm up
+    local = order.local_sorted(perm, part, in_place=not _backend.needs_grad(flat))
+    return taken.reshape(values.shape), local.reshape(values.shape)
 
 
 def topk_rows(host: np.ndarray, k: int, where: str) -> tuple[np.ndarray, np.ndarray]:
