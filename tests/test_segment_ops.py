@@ -104,10 +104,18 @@ def check_all_ops(x, values, offsets):
             assert_same(got_i.values, want_i)
 
 
+@pytest.fixture(params=[8, 2, 1], ids=["median-sorted", "median-rest-copied", "median-grouped"])
+def median_groups(request, monkeypatch):
+    """How many segments of one length take the dense median: the default (none in these
+    small cases: the sort), 2 (here every segment is "rest": the sort on a copy of their
+    rows) and 1 (every segment in a dense block of its length)."""
+    monkeypatch.setattr(_order, "_GROUP_MIN", request.param)
+
+
 @pytest.mark.parametrize("place", PLACES)
 @pytest.mark.parametrize("dtype", ALL_DTYPES)
 @pytest.mark.parametrize("item_shape", [(), (2, 3)], ids=["scalars", "items2x3"])
-def test_every_dtype_against_the_loop(place, dtype, item_shape):
+def test_every_dtype_against_the_loop(place, dtype, item_shape, median_groups):
     skip_unplaceable(place, dtype)
     rng = np.random.default_rng(0)
     values = make_values(rng, sum(LENGTHS), item_shape, dtype, place, nan=True)
@@ -181,7 +189,7 @@ def grads_of(fn, values, weights):
 @pytest.mark.parametrize(
     "lengths", [LENGTHS, [0, 5], [1, 1]], ids=["mixed", "leading-empty", "ones"]
 )
-def test_gradients_against_the_loop(lengths):
+def test_gradients_against_the_loop(lengths, median_groups):
     rng = np.random.default_rng(2)
     values = distinct(rng, lengths)
     offsets = ra.RaggedArray.from_lengths(values, lengths).host_offsets
@@ -207,7 +215,7 @@ def test_gradients_against_the_loop(lengths):
         )
 
 
-def test_gradcheck():
+def test_gradcheck(median_groups):
     lengths = [3, 0, 4]
     values = distinct(np.random.default_rng(3), lengths).requires_grad_()
     for fn in (
@@ -220,10 +228,26 @@ def test_gradcheck():
         assert torch.autograd.gradcheck(fn, (values,))
 
 
-def test_median_nan_gradient_goes_to_the_first_nan():
+def test_median_nan_gradient_goes_to_the_first_nan(median_groups):
     values = torch.tensor([1.0, float("nan"), 3.0, float("nan"), 2.0], requires_grad=True)
     ragged(values, [4, 1]).median().sum().backward()
     assert values.grad.tolist() == [0.0, 1.0, 0.0, 0.0, 1.0]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int16", "uint32", "bool"])
+def test_median_of_grouped_and_other_lengths(monkeypatch, dtype):
+    """Lengths shared by enough segments (dense blocks) beside lengths that are not (the
+    sort on a copy of their rows), with ties, NaN and empty segments."""
+    monkeypatch.setattr(_order, "_GROUP_MIN", 3)
+    rng = np.random.default_rng(9)
+    lengths = [3, 0, 3, 2, 5, 3, 2, 2, 0, 1, 4, 3]
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    values = make_values(rng, int(offsets[-1]), (2,), dtype, ("torch", "cpu"), nan=True)
+    want = testing.reference_segment_op("median", values, offsets, fill=0)
+    assert_same(ragged(values, lengths).median(), want)
+    if dtype == "float32":
+        values = distinct(rng, lengths).requires_grad_()
+        assert torch.autograd.gradcheck(lambda v: ragged(v, lengths).median(), (values,))
 
 
 # -------------------------------------------------------------------------- accuracy
