@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
-from . import _backend, reduce, segment_ops
+from . import reduce, segment_ops
 from ._types import Array, RaggedFields, Scalar
 
 if TYPE_CHECKING:
@@ -155,16 +155,10 @@ class SegmentMethods(RaggedFields):
             (array([2, 0, 2]), array([3, 2, 9, 8]), array([0, 2, 0, 1]))
         """
         where = f"{type(self).__name__}.topk"
-        host, rows = segment_ops.topk_rows(self._host, k, where)
         values = reduce.as_tensor(self._values, where)
-        out, index = segment_ops.sort(values, self._part, descending=bool(largest))
-        out, index = (_rows(reduce.like_input(t, self._values), rows) for t in (out, index))
+        out, index, host = segment_ops.topk(
+            values, self._part, k, largest=bool(largest), where=where
+        )
+        out, index = (reduce.like_input(t, self._values) for t in (out, index))
         values_result = self._like(out, None, host)
         return cast("Self", values_result), values_result._rewrap(index)
-
-
-def _rows(values: Any, rows: Any) -> Any:
-    """Rows ``rows`` (host int64) of numpy or torch values of any dtype, in a new buffer."""
-    signed = _backend.signed_view(values)
-    out = _backend.index_rows(signed, rows)
-    return out if signed is values else out.view(values.dtype)

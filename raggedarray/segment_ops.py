@@ -166,6 +166,36 @@ def sort(values: Any, part: Partition, *, descending: bool) -> tuple[Any, Any]:
     return taken.reshape(values.shape), local.reshape(values.shape)
 
 
+def topk(
+    values: Any, part: Partition, k: int, *, largest: bool, where: str
+) -> tuple[Any, Any, np.ndarray]:
+    """Each segment's first ``min(n_i, k)`` items of its stable sort (descending: largest).
+
+    Returns ``(values, local indices, new host offsets)``, the first two ``(N', *item_shape)``.
+    """
+    assert part.host is not None  # a ragged array's partition knows its offsets
+    host, rows = topk_rows(part.host, k, where)
+    flat = _flat(values)
+    index = _order().topk_index(flat, part, k, largest=largest) if flat.numel() else None
+    if index is None:
+        out, local = sort(values, part, descending=largest)
+        return _rows(out, rows), _rows(local, rows), host
+    torch = _torch()
+    kept = np.minimum(part.host_lengths, k)
+    chosen = index[torch.from_numpy(np.arange(k) < kept[:, None])]  # (N', F), by segment
+    segment = torch.from_numpy(np.repeat(np.arange(part.num_segments), kept))
+    local = chosen - part.offsets(chosen.device)[:-1][segment].unsqueeze(1)
+    shape = (chosen.shape[0], *values.shape[1:])
+    return _order().take(flat, chosen).reshape(shape), local.reshape(shape), host
+
+
+def _rows(values: Any, rows: np.ndarray) -> Any:
+    """Rows ``rows`` of a tensor of any dtype, in a new buffer."""
+    signed = _backend.signed_view(values)
+    out = _backend.index_rows(signed, rows)
+    return out if signed is values else out.view(values.dtype)
+
+
 def topk_rows(host: np.ndarray, k: int, where: str) -> tuple[np.ndarray, np.ndarray]:
     """New offsets keeping ``min(n_i, k)`` leading items of each segment, and their rows."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):

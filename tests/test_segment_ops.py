@@ -92,7 +92,7 @@ def check_all_ops(x, values, offsets):
         assert_same(got_v.values, want_v)
         assert_same(got_i.values, want_i)
         np.testing.assert_array_equal(got_v.host_offsets, x.host_offsets)
-    for k in (0, 1, 3):
+    for k in (0, 1, 3, 9):  # 9: past the rounds of a segment argmax, the sort
         for largest in (True, False):
             want_v, want_i, want_o = testing.reference_sort(
                 values, offsets, descending=largest, k=k
@@ -419,4 +419,9 @@ def test_sort_ties_signed_zeros_and_nans_as_torch(dtype):
         torch.testing.assert_close(got_v.values, want_v, equal_nan=True)
         number = ~torch.isnan(want_v)  # (a NaN's sign means nothing)
         assert torch.equal(torch.signbit(got_v.values[number]), torch.signbit(want_v[number]))
+        for k in (4, 9):  # rounds of a segment argmax, and the sort
+            want_v, want_i, _ = testing.reference_sort(values, offsets, descending=descending, k=k)
+            got_v, got_i = x.topk(k, largest=descending)
+            assert_same(got_i.values, want_i)
+            torch.testing.assert_close(got_v.values, want_v, equal_nan=True)
     assert_same(x.median(fill=0), testing.reference_segment_op("median", values, offsets))
