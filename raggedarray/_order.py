@@ -11,12 +11,17 @@ segments), and is differentiable where the operation is (through ``gather``, ``b
   ([`_chunked`][raggedarray._chunked]).
 * ``any``/``all``: extrema of the values for float ``any``; else a mask of the zeros or
   nonzeros, on CPU over the same ranges; no sort.
-* ``sort``, ``topk`` and ``median``: **one** stable sort. Where a value fits 32 bits (float32,
-  the half precisions, integers up to 32 bits) the value's order-preserving bits and the
-  segment id are packed into one int64 key, ``segment << 32 | bits``, so one sort orders every
-  segment at once. Wider values take a stable sort by value followed by a stable sort by
-  segment id. Sorts run along a contiguous dimension (``(F, N)``), which measured 2x faster
-  than ``torch.sort(values, dim=0)``.
+* ``sort`` (and ``topk`` for k > 8, ``median`` of lengths few segments share): **one**
+  stable sort. Where a value fits 32 bits (float32, the half precisions, integers up to 32
+  bits) the value's order-preserving bits and the segment id are packed into one int64 key,
+  ``segment << 32 | bits``, so one sort orders every segment at once. Wider values take a
+  stable sort by value followed by a stable sort by segment id. Sorts run along a
+  contiguous dimension (``(F, N)``), which measured 2x faster than
+  ``torch.sort(values, dim=0)``.
+* ``topk`` for small k: k rounds of the segment argmax
+  ([`topk_index`][raggedarray._order.topk_index]); ``median`` of a length many segments
+  share: ``torch.median`` of one dense block
+  ([`median_index`][raggedarray._order.median_index]).
 * ``cumsum``: see [`cumsum`][raggedarray._order.cumsum].
 
 Torch is imported by this module; import it lazily.
