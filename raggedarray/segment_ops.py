@@ -174,7 +174,7 @@ def topk(
     Returns ``(values, local indices, new host offsets)``, the first two ``(N', *item_shape)``.
     """
     assert part.host is not None  # a ragged array's partition knows its offsets
-    host, rows = topk_rows(part.host, k, where)
+    host, rows, k = topk_rows(part.host, k, where)
     flat = _flat(values)
     index = _order().topk_index(flat, part, k, largest=largest) if flat.numel() else None
     if index is None:
@@ -196,17 +196,21 @@ def _rows(values: Any, rows: np.ndarray) -> Any:
     return out if signed is values else out.view(values.dtype)
 
 
-def topk_rows(host: np.ndarray, k: int, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """New offsets keeping ``min(n_i, k)`` leading items of each segment, and their rows."""
+def topk_rows(host: np.ndarray, k: int, where: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """New offsets keeping ``min(n_i, k)`` leading items of each segment, and their rows.
+
+    Also returns ``k`` capped at the longest length: any larger ``k`` keeps the same items.
+    """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
         raise TypeError(f"{where}: k must be an int; got {type(k).__name__}")
     if k < 0:
         raise ValueError(f"{where}: k must be >= 0; got {k}")
-    keep = np.minimum(np.diff(host), int(k))
+    k = min(int(k), int(np.diff(host).max(initial=0)))
+    keep = np.minimum(np.diff(host), k)
     new_offsets = np.zeros_like(host)
     np.cumsum(keep, out=new_offsets[1:])
     rows = np.flatnonzero(_offsets.positions(host) < k)
-    return new_offsets, rows
+    return new_offsets, rows, k
 
 
 # ------------------------------------------------------------------- public functions

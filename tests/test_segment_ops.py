@@ -276,6 +276,14 @@ def test_topk_errors():
         x.topk(1.5)
 
 
+@pytest.mark.parametrize("k", [4, 2**63, 10**30, np.uint64(2**64 - 1)])
+def test_topk_of_more_than_every_item_keeps_every_item(k):
+    values = torch.tensor([[3.0], [1.0], [2.0], [5.0]])
+    got_v, got_i = ragged(values, [3, 0, 1]).topk(k)
+    assert got_v.values.flatten().tolist() == [3.0, 2.0, 1.0, 5.0]
+    assert got_i.values.flatten().tolist() == [0, 2, 1, 0]
+
+
 def test_fill_must_fit_the_result():
     x = ragged(np.arange(3), [3, 0])
     with pytest.raises(ValueError, match=r"RaggedArray\.median: fill must be representable"):
