@@ -223,6 +223,18 @@ def test_auto_chunks_keep_the_largest_tensor_within_the_budget(tiny_chunks, plac
     assert size * item_bytes <= 1024 < (size + 1) * item_bytes
 
 
+def test_a_batch_that_fits_one_call_returns_fns_output_itself():
+    outputs = []
+    conv = nn.Conv2d(1, 2, 3)
+    x = ra.RaggedImageBatch.from_lengths(torch.randn(20, 1, 8, 8), [5, 0, 15])
+    with torch.no_grad():
+        x.map(conv)  # the first call probes and remembers the plan
+        conv.register_forward_hook(lambda _, args, out: outputs.append(out))
+        y = x.map(conv)
+    assert len(outputs) == 1 and y.values is outputs[0]  # no copy into another buffer
+    torch.testing.assert_close(y.values, conv(x.values))
+
+
 def test_autograd_halves_the_chunk_budget(monkeypatch):
     # Under autograd every chunk's activations stay alive until backward: smaller calls.
     monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES", 2048)
@@ -519,6 +531,38 @@ def test_bad_functions_are_refused(place, fn, error, match):
     _, x = oracle_and_x(place, "float32", (ra.RaggedArray, (2,)))
     with pytest.raises(error, match=match):
         x.map(fn, chunk_size=4)
+
+
+class TurnsBad:
+    """Good rows on the first call (which probes and remembers a plan), ``bad(v)`` after."""
+
+    def __init__(self, bad):
+        self.bad, self.calls = bad, 0
+
+    def __call__(self, v):
+        self.calls += 1
+        return v * 2 if self.calls == 1 else self.bad(v)
+
+
+@pytest.mark.parametrize(
+    ("bad", "error", "match"),
+    [
+        (lambda v: v.tolist(), TypeError, "numpy array or a torch tensor.*list"),
+        (lambda v: v[:1], ValueError, "keep dim 0"),
+        (torch.sum, ValueError, "keep dim 0"),
+        (lambda v: v.to(torch.complex64), TypeError, "real numbers"),
+        (lambda v: v.to_sparse(), TypeError, "dense"),
+        (lambda v: torch.empty(v.shape, device="meta"), ValueError, "meta"),
+    ],
+)
+def test_bad_outputs_are_refused_when_the_batch_fits_one_call(bad, error, match):
+    # The lean path for a batch within the remembered plan checks the output all the same.
+    x = ra.RaggedArray.from_lengths(torch.randn(10, 3), [4, 6])
+    fn = TurnsBad(bad)
+    x.map(fn)
+    assert len(mapping._chosen[fn]) == 1  # the plan is remembered: the next call is lean
+    with pytest.raises(error, match=match):
+        x.map(fn)
 
 
 @pytest.mark.parametrize(
