@@ -130,14 +130,28 @@ def count_calls(module):
 
 
 def even_chunks(n, size):
+    """An explicit chunk size: chunks of exactly ``size`` items, the last one smaller."""
     return [min(size, n - a) for a in range(0, n, size)] or [0]
+
+
+def equal_chunks(n, size):
+    """A chosen chunk size: as few chunks of at most ``size`` as cover n, sizes within one."""
+    parts = -(-n // size)
+    return [n // parts + (i < n % parts) for i in range(parts)]
+
+
+def set_budgets(monkeypatch, *, call, chunk, grad):
+    """Bytes of the largest tensor: one call, each chunk when split, each chunk under autograd."""
+    monkeypatch.setattr(mapping, "CPU_CALL_BYTES", call)
+    monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES", chunk)
+    monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES_GRAD", grad)
+    monkeypatch.setattr(mapping, "_chosen", type(mapping._chosen)())
 
 
 @pytest.fixture
 def tiny_chunks(monkeypatch):
     """Auto mode keeps the largest tensor of a call within 1 KiB: many small chunks."""
-    monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES", 1024)
-    monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES_GRAD", 1024)
+    set_budgets(monkeypatch, call=1024, chunk=1024, grad=1024)
 
 
 # -------------------------------------------------------------------- the oracle
@@ -216,11 +230,31 @@ def test_auto_chunks_keep_the_largest_tensor_within_the_budget(tiny_chunks, plac
     y = x.map(rec)
     assert_mapped(y, x, oracle_map(sin2, segments, place, (4,), "float64"), rtol=0, atol=0)
     assert_covers_in_order(rec, x.values)
-    probe, size = rec.sizes[0], rec.sizes[1]
-    assert probe == mapping.PROBE_ITEMS
-    assert rec.sizes[1:] == even_chunks(100 - probe, size)
     item_bytes = 4 * 8  # input, sin and output are all (4,) float64 per item
-    assert size * item_bytes <= 1024 < (size + 1) * item_bytes
+    size = 1024 // item_bytes
+    assert rec.sizes[0] == mapping.PROBE_ITEMS
+    assert rec.sizes[1:] == equal_chunks(100 - mapping.PROBE_ITEMS, size)
+    assert max(rec.sizes) * item_bytes <= 1024
+
+
+def test_one_call_up_to_the_call_budget_then_equal_chunks_within_the_chunk_budget(monkeypatch):
+    # Splitting costs a copy of the output: a batch is one call while its largest tensor fits
+    # CPU_CALL_BYTES, and past that, chunks within the smaller CPU_CHUNK_BYTES.
+    item_bytes = 4 * 8  # (4,) float64 per item
+    set_budgets(monkeypatch, call=100 * item_bytes, chunk=30 * item_bytes, grad=1024)
+    rec = Recorder(sin2)
+    x = ra.RaggedArray.from_lengths(torch.randn(40, 4, dtype=torch.float64), [25, 15])
+    with torch.no_grad():
+        x.map(rec)  # probes, remembers
+        plan = next(iter(mapping._chosen[rec].values()))
+        assert (plan.whole, plan.chunk) == (100, 30)
+        for n, sizes in [(1, [1]), (100, [100]), (101, [26, 25, 25, 25]), (240, [30] * 8)]:
+            rec.chunks.clear()
+            x = ra.RaggedArray.from_lengths(torch.randn(n, 4, dtype=torch.float64), [n])
+            y = x.map(rec)
+            assert rec.sizes == sizes, n
+            assert_covers_in_order(rec, x.values)
+            torch.testing.assert_close(y.values, sin2(x.values), rtol=0, atol=0)
 
 
 def test_a_batch_that_fits_one_call_returns_fns_output_itself():
@@ -235,26 +269,39 @@ def test_a_batch_that_fits_one_call_returns_fns_output_itself():
     torch.testing.assert_close(y.values, conv(x.values))
 
 
-def test_autograd_halves_the_chunk_budget(monkeypatch):
-    # Under autograd every chunk's activations stay alive until backward: smaller calls.
-    monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES", 2048)
-    monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES_GRAD", 1024)
-    monkeypatch.setattr(mapping, "_chosen", type(mapping._chosen)())
+def test_autograd_has_its_own_chunk_budget(monkeypatch):
+    # Under autograd every chunk's activations stay alive until backward, and the outputs are
+    # joined anyway: calls within CPU_CHUNK_BYTES_GRAD, with no larger single call.
+    set_budgets(monkeypatch, call=4096, chunk=2048, grad=1024)
     x = ra.RaggedArray.from_lengths(torch.randn(200, 4, dtype=torch.float64), [120, 80])
-    chunk = {}
+    calls = {}
     for grad in (False, True):
         sizes = []
         with torch.set_grad_enabled(grad):
             x.map(lambda v, sizes=sizes: sizes.append(len(v)) or torch.sin(v))
-        chunk[grad] = sizes[1]  # the first call after the probe
+        calls[grad] = sizes[1:]  # the calls after the probe
     item_bytes = 4 * 8  # (4,) float64 per item
-    assert chunk == {False: 2048 // item_bytes, True: 1024 // item_bytes}
+    rest = 200 - mapping.PROBE_ITEMS  # more than 4096 // item_bytes: split
+    assert calls == {
+        False: equal_chunks(rest, 2048 // item_bytes),
+        True: equal_chunks(rest, 1024 // item_bytes),
+    }
+
+
+def test_numpy_functions_get_the_plan_without_autograd(monkeypatch):
+    set_budgets(monkeypatch, call=4096, chunk=2048, grad=1024)
+    x = ra.RaggedArray.from_lengths(np.random.default_rng(0).standard_normal((200, 4)), [200])
+    rec = Recorder(sin2)
+    with torch.enable_grad():
+        y = x.map(rec)  # numpy chunks: autograd records nothing
+    assert rec.sizes[1:] == equal_chunks(200 - mapping.PROBE_ITEMS, 2048 // 32)
+    np.testing.assert_array_equal(y.values, sin2(x.values))
 
 
 def test_auto_chunks_count_a_convolutions_unfolded_input(monkeypatch):
     unfolded = 1 * 5 * 5 * 12 * 12 * 4  # C_in * kernel * output positions, float32
-    monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES", 3 * unfolded + 100)
-    monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES_GRAD", 3 * unfolded + 100)
+    budget = 3 * unfolded + 100
+    set_budgets(monkeypatch, call=budget, chunk=budget, grad=budget)
     torch.manual_seed(0)
     conv = nn.Conv2d(1, 4, 5)
     x = ra.RaggedImageBatch.from_lengths(torch.randn(40, 1, 16, 16), [30, 10])
@@ -268,13 +315,12 @@ def test_auto_choice_is_cached_per_function_and_item_kind(tiny_chunks):
     x = ra.RaggedArray.from_lengths(torch.randn(100, 4, dtype=torch.float64), [60, 40])
     rec = Recorder(sin2)
     x.map(rec)
-    first = rec.sizes
-    size = first[1]
-    assert first[0] == mapping.PROBE_ITEMS and size != mapping.PROBE_ITEMS
-    assert set(mapping._chosen[rec].values()) == {size}
+    size = 1024 // 32  # (4,) float64 per item
+    assert rec.sizes == [mapping.PROBE_ITEMS, *equal_chunks(100 - mapping.PROBE_ITEMS, size)]
+    assert {plan.chunk for plan in mapping._chosen[rec].values()} == {size}
     rec.chunks.clear()
     y = x.map(rec)  # no probe this time: chunks of the remembered size from the start
-    assert rec.sizes == even_chunks(100, size)
+    assert rec.sizes == equal_chunks(100, size)
     torch.testing.assert_close(y.values, sin2(x.values), rtol=0, atol=0)
     rec.chunks.clear()
     x.to(dtype=torch.float32).map(rec)  # another dtype is another key: probed again
@@ -294,7 +340,8 @@ def test_cached_choice_is_not_capped_by_a_small_first_batch(tiny_chunks):
     torch.testing.assert_close(y.values, sin2(big.values), rtol=0, atol=0)
     # The choice is per function, item shape, dtype and device, not per batch size: a
     # 4-item first batch must not make every later call use 4-item chunks.
-    assert max(rec.sizes) == max(fresh.sizes[1:]), (rec.sizes[:5], fresh.sizes)
+    assert list(mapping._chosen[rec].values()) == list(mapping._chosen[fresh].values())
+    assert rec.sizes == equal_chunks(300, max(fresh.sizes[1:]))
 
 
 # ---------------------------------------------------------------------- autograd
