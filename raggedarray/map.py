@@ -78,13 +78,16 @@ def map_values(
         and type(values) is torch.Tensor
         and not torch.compiler.is_compiling()
     ):
-        # A batch within the chunk size remembered for this function and kind of item is
-        # one call of fn and nothing else.
+        # A batch within the plan remembered for this function and kind of item is one call
+        # of fn and nothing else; a larger one goes straight to the remembered chunks.
         num_items = values.shape[0]
-        if 0 < num_items <= _remembered(fn, values, torch).whole:
+        remembered = _remembered(fn, values, torch)
+        if 0 < num_items <= remembered.whole:
             output = fn(values)
             _check_rows(output, num_items, where)
             return output
+        if remembered is not _NONE and not _batch_coupled(fn):
+            return _chunks(values, fn, remembered, where=where)
     if not callable(fn):
         raise TypeError(f"{where}: fn must be callable; got {type(fn).__name__}")
     chunk_size = _check_chunk_size(chunk_size, where)
@@ -98,6 +101,21 @@ def map_values(
     plan = _cached_choice(fn, key) if chunk_size is None else _Plan(chunk_size, chunk_size, False)
     if plan is not None and 0 < num_items <= plan.whole and not progress:
         return _whole(values, fn, target, where)  # one call: no slicing, no assembling
+    return _chunks(values, fn, plan, where=where, target=target, key=key, progress=progress)
+
+
+def _chunks(
+    values: Any,
+    fn: Callable[[Any], Any],
+    plan: _Plan | None,
+    *,
+    where: str,
+    target: Any = None,
+    key: tuple[Any, ...] = (),
+    progress: bool = False,
+) -> Any:
+    """``fn`` over ``values`` in the plan's chunks; with no plan, probe, choose and remember one."""
+    num_items = values.shape[0]
     bar = _progress_bar(num_items, where) if progress else None
     assembler = _Assembler(num_items, where)
     start, called = 0, False
@@ -363,6 +381,13 @@ class _Assembler:
         _check_rows(output, items, self.where)
         first = self.first
         if first is None:
+            return
+        if (  # the usual case, in one expression (numpy arrays before 2.0 have no device)
+            type(output) is type(first)
+            and output.shape[1:] == first.shape[1:]
+            and output.dtype == first.dtype
+            and getattr(output, "device", None) == getattr(first, "device", None)
+        ):
             return
         if (
             _backend.backend_of(output) != _backend.backend_of(first)

@@ -467,6 +467,19 @@ def test_batchnorm_in_eval_mode_is_chunked_again(tiny_chunks):
     assert_same_bn_state(net, ref)
 
 
+def test_batchnorm_back_in_training_sees_the_whole_batch_again(tiny_chunks):
+    # A plan remembered in eval mode must not chunk the module once it trains again.
+    net, ref, x = bn_case(LONG)
+    net.eval()
+    x.map(net)
+    net.train()
+    sizes = count_calls(net)
+    y = x.map(net)
+    assert sizes == [x.num_items]
+    torch.testing.assert_close(y.values, ref(x.values), rtol=1e-5, atol=1e-5)
+    assert_same_bn_state(net, ref)
+
+
 # ----------------------------------------------------------------------- devices
 
 
