@@ -36,15 +36,16 @@ import numpy as np
 from . import _backend, _checks
 
 # The largest tensor of one call on a CPU (see the module docstring and docs/benchmarks.md;
-# 1 thread, pinned, torch 2.13). Conv2d(1, 4, 5)+ReLU on 16x16, no grad, chunks of k images
+# benchmarks/bench_chunks.py, 1 thread, pinned, torch 2.13, a shared machine: ±10 % between
+# runs). Conv2d(1, 4, 5)+ReLU on 16x16, no grad, chunks of k images
 # with the copy into the result: 1.97 / 1.90 / 1.80 / 1.96 / 2.07 / 2.30 / 2.52 µs per image
 # at k = 256 / 384 / 512 / 768 / 1 024 / 1 536 / 2 048 (largest tensor 14.4 KB per image:
 # 512 is 7.4 MB); one call beat any split up to 1 200 images (17 MB) and lost to chunks of
 # 400-534 from 1 600 (23 MB) on. The ~420 000-parameter CNN (73.7 KB per image): 137-139 µs
 # per image at k = 64-256, 180 at 384, 202 at 1 024. Under autograd (forward+backward) the
-# best chunks of the two DeepSet networks in benchmarks/bench_train.py cost within a few %
-# of each other from 192 to 512 images (conv8-conv16, 41.5 KB per image) and 384 to 768
-# (the demo's, 14.4 KB per image): 8 MiB lands in both bands.
+# chunks of the two DeepSet networks in benchmarks/bench_train.py cost the same within the
+# noise from 128 to 512 images (conv8-conv16, 41.5 KB per image; 768 is 1.14-1.23x the best)
+# and from 384 to 768 (the demo's, 14.4 KB per image): 8 MiB lands in both bands.
 CPU_CALL_BYTES = 16 << 20
 CPU_CHUNK_BYTES = 8 << 20
 CPU_CHUNK_BYTES_GRAD = 8 << 20
