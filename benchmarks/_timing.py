@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 
 def median_times(fns: dict[str, Callable[[], object]], *, repeats: int = 31, number: int = 1):
@@ -23,6 +25,28 @@ def median_times(fns: dict[str, Callable[[], object]], *, repeats: int = 31, num
                 fn()
             samples[name].append((time.perf_counter() - start) / number)
     return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def shuffled_times(
+    fns: dict[Any, Callable[[], object]], *, repeats: int
+) -> tuple[dict[Any, float], dict[Any, float]]:
+    """Median and fastest seconds per call of each function, in rounds of random order.
+
+    A fixed order lets one candidate always follow the same other one (and inherit the
+    caches and allocator state it leaves); a fresh order each round spreads that out.
+    """
+    samples: dict[Any, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():
+        fn()
+    names = list(fns)
+    for _ in range(repeats):
+        random.shuffle(names)
+        for name in names:
+            start = time.perf_counter()
+            fns[name]()
+            samples[name].append(time.perf_counter() - start)
+    medians = {name: statistics.median(s) for name, s in samples.items()}
+    return medians, {name: min(s) for name, s in samples.items()}
 
 
 def fmt(seconds: float) -> str:

@@ -7,6 +7,7 @@ arrays and knows nothing of ragged arrays.
 
 from __future__ import annotations
 
+import math
 import sys
 import warnings
 from typing import Any
@@ -185,7 +186,7 @@ def new_buffer(shape: tuple[int, ...], dtype: Any, device: Any) -> Any | None:
     torch = torch_module()
     if torch.device(device).type != "cpu" or compiling():
         return None
-    size = int(np.prod(shape, dtype=np.int64))
+    size = math.prod(shape)  # Python ints: no numpy call on every chunk loop
     if size * dtype.itemsize < LARGE_BUFFER_BYTES:
         return None
     try:

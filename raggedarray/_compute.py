@@ -54,11 +54,13 @@ class ComputeMethods(RaggedFields):
 
         With ``chunk_size=None`` the chunk size is chosen for speed: on a CPU, calls are
         kept small enough that the largest temporary stays cache- and allocator-friendly
-        (one call over tens of thousands of images is 2-4x slower than cache-sized calls);
-        on a GPU, one call unless it would not fit in memory. A module in training mode that
-        contains batch normalisation is called once on the whole buffer by default, so it
-        sees the batch statistics it would see unchunked; an explicit ``chunk_size`` makes
-        each chunk a batch-norm batch. An explicit ``chunk_size`` always wins.
+        (one call over tens of thousands of images is 2-4x slower than cache-sized calls),
+        and a batch within that is one call whose output becomes the result's values as it
+        is (no copy); on a GPU, one call unless it would not fit in memory. A module in
+        training mode that contains batch normalisation is called once on the whole buffer by
+        default, so it sees the batch statistics it would see unchunked; an explicit
+        ``chunk_size`` makes each chunk a batch-norm batch. An explicit ``chunk_size`` always
+        wins.
 
         Gradients flow through every chunk, and equal those of one unchunked call up to
         floating-point summation order. Works under ``torch.no_grad()`` (the chunks are then

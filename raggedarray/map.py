@@ -5,17 +5,21 @@ item. Because the items of every segment lie side by side, a chunk may split seg
 the result still lines up with the input's offsets.
 
 Why chunks, on a CPU: one call over a large batch is slower than many calls over small ones.
-Measured with torch 2.13 on 2 cores, ``Conv2d(1, 4, 5)`` on 16x16 images cost 1.6 µs per
-image in calls of 128-1 024 images and 3.9 µs in one call over 30 000; a 420 000-parameter
-CNN cost 48 µs per image in calls of 64-256 and 101 µs in one call over 6 000. Past glibc's
-32 MiB mmap threshold every temporary is a fresh mapping whose pages fault on first touch,
-call after call, and the working set falls out of cache. The rule: a probe call on the first
-few items measures, per item, the largest tensor any torch operation makes (a convolution
-counts its unfolded input, which is ``kernel size`` times larger than its output), and the
-chunk is sized so that tensor stays within ``CPU_CHUNK_BYTES`` (``CPU_CHUNK_BYTES_GRAD`` when
-autograd records the calls). On a GPU the whole buffer
-goes in one call unless the probe says the operations' outputs would not fit in half the
-free memory. The choice is cached per function, item shape, dtype and device.
+Past glibc's 32 MiB mmap threshold every temporary is a fresh mapping whose pages fault on
+first touch, call after call, and the working set falls out of cache (``Conv2d(1, 4, 5)`` on
+16x16 images, torch 2.13, 2 cores: 1.6 µs per image in calls of 128-1 024 images, 3.9 µs in
+one call over 30 000). But splitting has a price too: without autograd every chunk's output
+is copied into the result, which one call hands back as it is (~0.15 µs per image for that
+network, ~8 %). The rule: a probe call on the first few items measures, per item, the largest
+tensor any torch operation makes (a convolution counts its unfolded input, which is
+``kernel size`` times larger than its output). A batch whose largest tensor stays within
+``CPU_CALL_BYTES`` is one call; a larger one is split into equal chunks (sizes within one
+item, so no call is a small remainder) whose largest tensor stays within ``CPU_CHUNK_BYTES``.
+When autograd records the calls, the outputs are joined whatever the split and the chunks
+stay within ``CPU_CHUNK_BYTES_GRAD``. On a GPU the whole buffer goes in one call unless the
+probe says the operations' outputs would not fit in half the free memory. The plan is
+cached per function, item shape, dtype, device and autograd; a batch within it then costs
+one call of the function plus a few µs.
 """
 
 from __future__ import annotations
@@ -25,25 +29,32 @@ import math
 import sys
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from . import _backend, _checks
 
-# The largest tensor one call may make on a CPU, from chunk sweeps of both networks in the
-# module docstring. Without autograd both are at their fastest while it stays within 16 MiB
-# and slow down sharply past 32 MiB (Conv2d(1, 4, 5): 1.6 µs per image up to 1 024 images
-# per call, 1.9 at 2 048, 4.1 at 4 096). Autograd keeps every chunk's activations alive, and
-# the best calls are half as large (2.0 µs per image at 512, 2.6 at 1 024).
-CPU_CHUNK_BYTES = 16 << 20
+# The largest tensor of one call on a CPU (see the module docstring and docs/benchmarks.md;
+# benchmarks/bench_chunks.py, 1 thread, pinned, torch 2.13, a shared machine: ±10 % between
+# runs). Conv2d(1, 4, 5)+ReLU on 16x16, no grad, chunks of k images
+# with the copy into the result: 1.97 / 1.90 / 1.80 / 1.96 / 2.07 / 2.30 / 2.52 µs per image
+# at k = 256 / 384 / 512 / 768 / 1 024 / 1 536 / 2 048 (largest tensor 14.4 KB per image:
+# 512 is 7.4 MB); one call beat any split up to 1 200 images (17 MB) and lost to chunks of
+# 400-534 from 1 600 (23 MB) on. The ~420 000-parameter CNN (73.7 KB per image): 137-139 µs
+# per image at k = 64-256, 180 at 384, 202 at 1 024. Under autograd (forward+backward) the
+# chunks of the two DeepSet networks in benchmarks/bench_train.py cost the same within the
+# noise from 128 to 512 images (conv8-conv16, 41.5 KB per image; 768 is 1.14-1.23x the best)
+# and from 384 to 768 (the demo's, 14.4 KB per image): 8 MiB lands in both bands.
+CPU_CALL_BYTES = 16 << 20
+CPU_CHUNK_BYTES = 8 << 20
 CPU_CHUNK_BYTES_GRAD = 8 << 20
 # Items in the probe call that measures a function's memory per item.
 PROBE_ITEMS = 16
 # Fraction of free GPU memory the outputs of one call may take.
 GPU_MEMORY_FRACTION = 0.5
 
-_chosen: weakref.WeakKeyDictionary[Any, dict[Any, int]] = weakref.WeakKeyDictionary()
+_chosen: weakref.WeakKeyDictionary[Any, dict[Any, _Plan]] = weakref.WeakKeyDictionary()
 
 
 def map_values(
@@ -59,6 +70,26 @@ def map_values(
 
     See [`RaggedArray.map`][raggedarray.RaggedArray.map] for the contract.
     """
+    torch = sys.modules.get("torch")
+    if (  # the common call, kept lean (a few µs decide it; the smallest calls take ~80 µs)
+        chunk_size is None
+        and device is None
+        and not progress
+        and torch is not None
+        and type(values) is torch.Tensor
+        and not torch.compiler.is_compiling()
+    ):
+        # A batch within the plan remembered for this function and kind of item is one call
+        # of fn and nothing else; a larger one goes straight to the remembered chunks.
+        shape = values.shape
+        num_items = shape[0]
+        remembered = _remembered(fn, shape, values, torch)
+        if 0 < num_items <= remembered.whole:
+            output = fn(values)
+            _check_rows(output, num_items, where)
+            return output
+        if remembered is not _NONE and not _batch_coupled(fn):
+            return _chunks(values, fn, remembered, where=where)
     if not callable(fn):
         raise TypeError(f"{where}: fn must be callable; got {type(fn).__name__}")
     chunk_size = _check_chunk_size(chunk_size, where)
@@ -69,25 +100,39 @@ def map_values(
     if chunk_size is None and _backend.compiling():
         return _whole(values, fn, target, where)
     key = _cache_key(values, target)
-    if chunk_size is None:
-        chunk_size = _cached_choice(fn, key)
-    if chunk_size is not None and 0 < num_items <= chunk_size and not progress:
+    plan = _cached_choice(fn, key) if chunk_size is None else _Plan(chunk_size, chunk_size, False)
+    if plan is not None and 0 < num_items <= plan.whole and not progress:
         return _whole(values, fn, target, where)  # one call: no slicing, no assembling
+    return _chunks(values, fn, plan, where=where, target=target, key=key, progress=progress)
+
+
+def _chunks(
+    values: Any,
+    fn: Callable[[Any], Any],
+    plan: _Plan | None,
+    *,
+    where: str,
+    target: Any = None,
+    key: tuple[Any, ...] = (),
+    progress: bool = False,
+) -> Any:
+    """``fn`` over ``values`` in the plan's chunks; with no plan, probe, choose and remember one."""
+    num_items = values.shape[0]
     bar = _progress_bar(num_items, where) if progress else None
     assembler = _Assembler(num_items, where)
     start, called = 0, False
     try:
-        if chunk_size is None:  # probe on the first items, then size the chunks
+        if plan is None:  # probe on the first items, then size the chunks
             stop = min(num_items, PROBE_ITEMS)
             chunk = _move(values[:stop], target)
             output, per_item = _probe(fn, chunk)
             assembler.add(output, chunk.shape[0], start)
-            chunk_size = _choose(per_item, target)
-            _remember(fn, key, chunk_size)
+            plan = _choose(per_item, target, grad=key[-1])
+            _remember(fn, key, plan)
             start, called = stop, True
             if bar is not None:
                 bar.update(stop)
-        for a, b in _spans(start, num_items, chunk_size, call_empty=not called):
+        for a, b in _spans(start, num_items, plan, call_empty=not called):
             chunk = _move(values[a:b], target)
             assembler.add(fn(chunk), b - a, a)
             if bar is not None:
@@ -107,7 +152,7 @@ def _whole(values: Any, fn: Callable[[Any], Any], target: Any, where: str) -> An
     are fewer there.
     """
     output = fn(_move(values, target))
-    _Assembler(values.shape[0], where).check(output, values.shape[0])
+    _check_rows(output, values.shape[0], where)
     return output
 
 
@@ -117,13 +162,43 @@ def _check_chunk_size(chunk_size: Any, where: str) -> int | None:
     return _checks.read_int(chunk_size, "chunk_size", where, low=1)
 
 
-def _spans(start: int, stop: int, size: int, *, call_empty: bool) -> Iterator[tuple[int, int]]:
+class _Plan(NamedTuple):
+    """How ``map`` splits a batch: one call up to ``whole`` items, else ``chunk``-item calls.
+
+    An explicit ``chunk_size`` is taken literally (chunks of exactly that size, the last one
+    smaller); a chosen plan splits into equal chunks (sizes differ by at most one), so no call
+    is a small remainder.
+    """
+
+    whole: int
+    chunk: int
+    equal: bool
+
+
+_NONE = _Plan(0, 0, False)  # nothing remembered: no batch is whole
+
+
+def _spans(start: int, stop: int, plan: _Plan, *, call_empty: bool) -> Iterator[tuple[int, int]]:
     """Chunk boundaries; zero items still make one (empty) call so the output has a shape."""
     if call_empty and stop == 0:
         yield 0, 0
         return
-    for a in range(start, stop, size):
-        yield a, min(a + size, stop)
+    count = stop - start
+    if count <= plan.whole:
+        if count > 0:
+            yield start, stop
+        return
+    if not plan.equal:
+        for a in range(start, stop, plan.chunk):
+            yield a, min(a + plan.chunk, stop)
+        return
+    parts = -(-count // plan.chunk)
+    size, longer = divmod(count, parts)  # the first ``longer`` chunks take one item more
+    a = start
+    for i in range(parts):
+        b = a + size + (i < longer)
+        yield a, b
+        a = b
 
 
 # --------------------------------------------------------------------------- devices
@@ -170,21 +245,45 @@ def _batch_coupled(fn: Any) -> bool:
 
 
 def _cache_key(values: Any, target: Any) -> tuple[Any, ...]:
-    device = str(target) if target is not None else _backend.device_str(values)
-    grad = _backend.is_tensor(values) and _backend.torch_module().is_grad_enabled()
-    return (tuple(values.shape[1:]), str(values.dtype), device, grad)
+    """What the chunk choice depends on besides ``fn``: item shape, dtype, device, autograd.
+
+    For a tensor run where it lies this is the key ``_remembered`` builds, from the
+    tensor's own fields (no strings to format on every call).
+    """
+    if target is None and _backend.is_tensor(values):
+        device = values.device
+    else:
+        device = target if target is not None else "cpu"
+    chunks_are_tensors = _backend.is_tensor(values) or target is not None
+    grad = chunks_are_tensors and _backend.torch_module().is_grad_enabled()
+    return (values.shape[1:], values.dtype, device, grad)
 
 
-def _cached_choice(fn: Any, key: tuple[Any, ...]) -> int | None:
+def _remembered(fn: Any, shape: Any, values: Any, torch: Any) -> _Plan:
+    """The plan remembered for ``fn`` on the tensor ``values`` (of ``shape``) run in place.
+
+    ``_NONE`` when there is none. Called on every ``map``: it reads each tensor field once.
+    """
+    try:
+        plans = _chosen.get(fn)
+    except TypeError:  # not weakly referenceable
+        return _NONE
+    if plans is None:
+        return _NONE
+    key = (shape[1:], values.dtype, values.device, torch.is_grad_enabled())
+    return plans.get(key, _NONE)
+
+
+def _cached_choice(fn: Any, key: tuple[Any, ...]) -> _Plan | None:
     try:
         return _chosen.get(fn, {}).get(key)
     except TypeError:  # not weakly referenceable (a builtin function, say)
         return None
 
 
-def _remember(fn: Any, key: tuple[Any, ...], size: int) -> None:
+def _remember(fn: Any, key: tuple[Any, ...], plan: _Plan) -> None:
     with contextlib.suppress(TypeError):  # not weakly referenceable
-        _chosen.setdefault(fn, {})[key] = size
+        _chosen.setdefault(fn, {})[key] = plan
 
 
 def _probe(fn: Any, chunk: Any) -> tuple[Any, tuple[float, float]]:
@@ -223,23 +322,29 @@ def _measure(func: Any, args: Any, result: Any, largest: list[int], total: list[
         largest.append(unfolded * result.shape[0] * result.element_size())
 
 
-def _choose(per_item: tuple[float, float], target: Any) -> int:
-    """Chunk size from the probe's bytes per item (largest tensor, sum of all outputs).
+def _choose(per_item: tuple[float, float], target: Any, *, grad: bool) -> _Plan:
+    """The plan from the probe's bytes per item (largest tensor, sum of all outputs).
 
-    The size is not capped by this call's number of items: it is remembered for later
-    calls, whose batches may be larger.
+    ``grad``: autograd records the calls (tensor chunks with gradients enabled).
+
+    It is not capped by this call's number of items: it is remembered for later calls,
+    whose batches may be larger.
     """
     largest, total = per_item
     if target is not None and target.type == "cuda":
         free, _ = _backend.torch_module().cuda.mem_get_info(target)
-        return max(1, int(GPU_MEMORY_FRACTION * free // max(total, 1.0)))
-    budget = CPU_CHUNK_BYTES_GRAD if _recording() else CPU_CHUNK_BYTES
-    return max(1, int(budget // max(largest, 1.0)))
+        size = max(1, int(GPU_MEMORY_FRACTION * free // max(total, 1.0)))
+        return _Plan(size, size, True)
+    if grad:
+        size = _items_within(CPU_CHUNK_BYTES_GRAD, largest)
+        return _Plan(size, size, True)
+    return _Plan(
+        _items_within(CPU_CALL_BYTES, largest), _items_within(CPU_CHUNK_BYTES, largest), True
+    )
 
 
-def _recording() -> bool:
-    torch = sys.modules.get("torch")
-    return torch is not None and torch.is_grad_enabled()
+def _items_within(budget: int, per_item: float) -> int:
+    return max(1, int(budget // max(per_item, 1.0)))
 
 
 # ------------------------------------------------------------------------ assembling
@@ -278,23 +383,19 @@ class _Assembler:
 
     def check(self, output: Any, items: int) -> None:
         """Refuse an output that is not an array with one row per item, like the first."""
-        backend = _backend.backend_of(output)
-        if backend is None:
-            raise TypeError(
-                f"{self.where}: fn must return a numpy array or a torch tensor; "
-                f"got {_backend.describe(output)}"
-            )
-        if output.ndim == 0 or output.shape[0] != items:
-            raise ValueError(
-                f"{self.where}: fn must keep dim 0 (one output row per item); got output shape "
-                f"{tuple(output.shape)} for a chunk of {items} items"
-            )
+        _check_rows(output, items, self.where)
         first = self.first
         if first is None:
-            _checks.check_array(output, self.where, "fn's output")
+            return
+        if (  # the usual case, in one expression (numpy arrays before 2.0 have no device)
+            type(output) is type(first)
+            and output.shape[1:] == first.shape[1:]
+            and output.dtype == first.dtype
+            and getattr(output, "device", None) == getattr(first, "device", None)
+        ):
             return
         if (
-            backend != _backend.backend_of(first)
+            _backend.backend_of(output) != _backend.backend_of(first)
             or output.shape[1:] != first.shape[1:]
             or output.dtype != first.dtype
             or _backend.device_str(output) != _backend.device_str(first)
@@ -312,6 +413,33 @@ class _Assembler:
         if _backend.is_tensor(self.parts[0]):
             return _backend.torch_module().cat(self.parts, dim=0)
         return np.concatenate(self.parts, axis=0)
+
+
+def _check_rows(output: Any, items: int, where: str) -> None:
+    """Refuse an output that is not a dense array of real numbers with one row per item."""
+    torch = sys.modules.get("torch")
+    if (  # the usual case, a dense real tensor of the right length, in one expression
+        torch is not None
+        and type(output) is torch.Tensor
+        and output.ndim > 0
+        and output.shape[0] == items
+        and output.layout is torch.strided
+        and not output.is_nested
+        and not output.is_meta  # not device.type: after a large call that read costs ~10 µs
+        and not output.dtype.is_complex
+    ):
+        return
+    if _backend.backend_of(output) is None:
+        raise TypeError(
+            f"{where}: fn must return a numpy array or a torch tensor; "
+            f"got {_backend.describe(output)}"
+        )
+    if output.ndim == 0 or output.shape[0] != items:
+        raise ValueError(
+            f"{where}: fn must keep dim 0 (one output row per item); got output shape "
+            f"{tuple(output.shape)} for a chunk of {items} items"
+        )
+    _checks.check_array(output, where, "fn's output")
 
 
 def _allocate(first: Any, num_items: int) -> Any:

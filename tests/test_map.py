@@ -130,14 +130,28 @@ def count_calls(module):
 
 
 def even_chunks(n, size):
+    """An explicit chunk size: chunks of exactly ``size`` items, the last one smaller."""
     return [min(size, n - a) for a in range(0, n, size)] or [0]
+
+
+def equal_chunks(n, size):
+    """A chosen chunk size: as few chunks of at most ``size`` as cover n, sizes within one."""
+    parts = -(-n // size)
+    return [n // parts + (i < n % parts) for i in range(parts)]
+
+
+def set_budgets(monkeypatch, *, call, chunk, grad):
+    """Bytes of the largest tensor: one call, each chunk when split, each chunk under autograd."""
+    monkeypatch.setattr(mapping, "CPU_CALL_BYTES", call)
+    monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES", chunk)
+    monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES_GRAD", grad)
+    monkeypatch.setattr(mapping, "_chosen", type(mapping._chosen)())
 
 
 @pytest.fixture
 def tiny_chunks(monkeypatch):
     """Auto mode keeps the largest tensor of a call within 1 KiB: many small chunks."""
-    monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES", 1024)
-    monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES_GRAD", 1024)
+    set_budgets(monkeypatch, call=1024, chunk=1024, grad=1024)
 
 
 # -------------------------------------------------------------------- the oracle
@@ -216,33 +230,78 @@ def test_auto_chunks_keep_the_largest_tensor_within_the_budget(tiny_chunks, plac
     y = x.map(rec)
     assert_mapped(y, x, oracle_map(sin2, segments, place, (4,), "float64"), rtol=0, atol=0)
     assert_covers_in_order(rec, x.values)
-    probe, size = rec.sizes[0], rec.sizes[1]
-    assert probe == mapping.PROBE_ITEMS
-    assert rec.sizes[1:] == even_chunks(100 - probe, size)
     item_bytes = 4 * 8  # input, sin and output are all (4,) float64 per item
-    assert size * item_bytes <= 1024 < (size + 1) * item_bytes
+    size = 1024 // item_bytes
+    assert rec.sizes[0] == mapping.PROBE_ITEMS
+    assert rec.sizes[1:] == equal_chunks(100 - mapping.PROBE_ITEMS, size)
+    assert max(rec.sizes) * item_bytes <= 1024
 
 
-def test_autograd_halves_the_chunk_budget(monkeypatch):
-    # Under autograd every chunk's activations stay alive until backward: smaller calls.
-    monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES", 2048)
-    monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES_GRAD", 1024)
-    monkeypatch.setattr(mapping, "_chosen", type(mapping._chosen)())
+def test_one_call_up_to_the_call_budget_then_equal_chunks_within_the_chunk_budget(monkeypatch):
+    # Splitting costs a copy of the output: a batch is one call while its largest tensor fits
+    # CPU_CALL_BYTES, and past that, chunks within the smaller CPU_CHUNK_BYTES.
+    item_bytes = 4 * 8  # (4,) float64 per item
+    set_budgets(monkeypatch, call=100 * item_bytes, chunk=30 * item_bytes, grad=1024)
+    rec = Recorder(sin2)
+    x = ra.RaggedArray.from_lengths(torch.randn(40, 4, dtype=torch.float64), [25, 15])
+    with torch.no_grad():
+        x.map(rec)  # probes, remembers
+        plan = next(iter(mapping._chosen[rec].values()))
+        assert (plan.whole, plan.chunk) == (100, 30)
+        for n, sizes in [(1, [1]), (100, [100]), (101, [26, 25, 25, 25]), (240, [30] * 8)]:
+            rec.chunks.clear()
+            x = ra.RaggedArray.from_lengths(torch.randn(n, 4, dtype=torch.float64), [n])
+            y = x.map(rec)
+            assert rec.sizes == sizes, n
+            assert_covers_in_order(rec, x.values)
+            torch.testing.assert_close(y.values, sin2(x.values), rtol=0, atol=0)
+
+
+def test_a_batch_that_fits_one_call_returns_fns_output_itself():
+    outputs = []
+    conv = nn.Conv2d(1, 2, 3)
+    x = ra.RaggedImageBatch.from_lengths(torch.randn(20, 1, 8, 8), [5, 0, 15])
+    with torch.no_grad():
+        x.map(conv)  # the first call probes and remembers the plan
+        conv.register_forward_hook(lambda _, args, out: outputs.append(out))
+        y = x.map(conv)
+    assert len(outputs) == 1 and y.values is outputs[0]  # no copy into another buffer
+    torch.testing.assert_close(y.values, conv(x.values))
+
+
+def test_autograd_has_its_own_chunk_budget(monkeypatch):
+    # Under autograd every chunk's activations stay alive until backward, and the outputs are
+    # joined anyway: calls within CPU_CHUNK_BYTES_GRAD, with no larger single call.
+    set_budgets(monkeypatch, call=4096, chunk=2048, grad=1024)
     x = ra.RaggedArray.from_lengths(torch.randn(200, 4, dtype=torch.float64), [120, 80])
-    chunk = {}
+    calls = {}
     for grad in (False, True):
         sizes = []
         with torch.set_grad_enabled(grad):
             x.map(lambda v, sizes=sizes: sizes.append(len(v)) or torch.sin(v))
-        chunk[grad] = sizes[1]  # the first call after the probe
+        calls[grad] = sizes[1:]  # the calls after the probe
     item_bytes = 4 * 8  # (4,) float64 per item
-    assert chunk == {False: 2048 // item_bytes, True: 1024 // item_bytes}
+    rest = 200 - mapping.PROBE_ITEMS  # more than 4096 // item_bytes: split
+    assert calls == {
+        False: equal_chunks(rest, 2048 // item_bytes),
+        True: equal_chunks(rest, 1024 // item_bytes),
+    }
+
+
+def test_numpy_functions_get_the_plan_without_autograd(monkeypatch):
+    set_budgets(monkeypatch, call=4096, chunk=2048, grad=1024)
+    x = ra.RaggedArray.from_lengths(np.random.default_rng(0).standard_normal((200, 4)), [200])
+    rec = Recorder(sin2)
+    with torch.enable_grad():
+        y = x.map(rec)  # numpy chunks: autograd records nothing
+    assert rec.sizes[1:] == equal_chunks(200 - mapping.PROBE_ITEMS, 2048 // 32)
+    np.testing.assert_array_equal(y.values, sin2(x.values))
 
 
 def test_auto_chunks_count_a_convolutions_unfolded_input(monkeypatch):
     unfolded = 1 * 5 * 5 * 12 * 12 * 4  # C_in * kernel * output positions, float32
-    monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES", 3 * unfolded + 100)
-    monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES_GRAD", 3 * unfolded + 100)
+    budget = 3 * unfolded + 100
+    set_budgets(monkeypatch, call=budget, chunk=budget, grad=budget)
     torch.manual_seed(0)
     conv = nn.Conv2d(1, 4, 5)
     x = ra.RaggedImageBatch.from_lengths(torch.randn(40, 1, 16, 16), [30, 10])
@@ -256,13 +315,12 @@ def test_auto_choice_is_cached_per_function_and_item_kind(tiny_chunks):
     x = ra.RaggedArray.from_lengths(torch.randn(100, 4, dtype=torch.float64), [60, 40])
     rec = Recorder(sin2)
     x.map(rec)
-    first = rec.sizes
-    size = first[1]
-    assert first[0] == mapping.PROBE_ITEMS and size != mapping.PROBE_ITEMS
-    assert set(mapping._chosen[rec].values()) == {size}
+    size = 1024 // 32  # (4,) float64 per item
+    assert rec.sizes == [mapping.PROBE_ITEMS, *equal_chunks(100 - mapping.PROBE_ITEMS, size)]
+    assert {plan.chunk for plan in mapping._chosen[rec].values()} == {size}
     rec.chunks.clear()
     y = x.map(rec)  # no probe this time: chunks of the remembered size from the start
-    assert rec.sizes == even_chunks(100, size)
+    assert rec.sizes == equal_chunks(100, size)
     torch.testing.assert_close(y.values, sin2(x.values), rtol=0, atol=0)
     rec.chunks.clear()
     x.to(dtype=torch.float32).map(rec)  # another dtype is another key: probed again
@@ -282,7 +340,8 @@ def test_cached_choice_is_not_capped_by_a_small_first_batch(tiny_chunks):
     torch.testing.assert_close(y.values, sin2(big.values), rtol=0, atol=0)
     # The choice is per function, item shape, dtype and device, not per batch size: a
     # 4-item first batch must not make every later call use 4-item chunks.
-    assert max(rec.sizes) == max(fresh.sizes[1:]), (rec.sizes[:5], fresh.sizes)
+    assert list(mapping._chosen[rec].values()) == list(mapping._chosen[fresh].values())
+    assert rec.sizes == equal_chunks(300, max(fresh.sizes[1:]))
 
 
 # ---------------------------------------------------------------------- autograd
@@ -408,6 +467,19 @@ def test_batchnorm_in_eval_mode_is_chunked_again(tiny_chunks):
     assert_same_bn_state(net, ref)
 
 
+def test_batchnorm_back_in_training_sees_the_whole_batch_again(tiny_chunks):
+    # A plan remembered in eval mode must not chunk the module once it trains again.
+    net, ref, x = bn_case(LONG)
+    net.eval()
+    x.map(net)
+    net.train()
+    sizes = count_calls(net)
+    y = x.map(net)
+    assert sizes == [x.num_items]
+    torch.testing.assert_close(y.values, ref(x.values), rtol=1e-5, atol=1e-5)
+    assert_same_bn_state(net, ref)
+
+
 # ----------------------------------------------------------------------- devices
 
 
@@ -519,6 +591,38 @@ def test_bad_functions_are_refused(place, fn, error, match):
     _, x = oracle_and_x(place, "float32", (ra.RaggedArray, (2,)))
     with pytest.raises(error, match=match):
         x.map(fn, chunk_size=4)
+
+
+class TurnsBad:
+    """Good rows on the first call (which probes and remembers a plan), ``bad(v)`` after."""
+
+    def __init__(self, bad):
+        self.bad, self.calls = bad, 0
+
+    def __call__(self, v):
+        self.calls += 1
+        return v * 2 if self.calls == 1 else self.bad(v)
+
+
+@pytest.mark.parametrize(
+    ("bad", "error", "match"),
+    [
+        (lambda v: v.tolist(), TypeError, "numpy array or a torch tensor.*list"),
+        (lambda v: v[:1], ValueError, "keep dim 0"),
+        (torch.sum, ValueError, "keep dim 0"),
+        (lambda v: v.to(torch.complex64), TypeError, "real numbers"),
+        (lambda v: v.to_sparse(), TypeError, "dense"),
+        (lambda v: torch.empty(v.shape, device="meta"), ValueError, "meta"),
+    ],
+)
+def test_bad_outputs_are_refused_when_the_batch_fits_one_call(bad, error, match):
+    # The lean path for a batch within the remembered plan checks the output all the same.
+    x = ra.RaggedArray.from_lengths(torch.randn(10, 3), [4, 6])
+    fn = TurnsBad(bad)
+    x.map(fn)
+    assert len(mapping._chosen[fn]) == 1  # the plan is remembered: the next call is lean
+    with pytest.raises(error, match=match):
+        x.map(fn)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,106 @@
+"""Cost per image of one network over a flat buffer in chunks of k images: the sweep behind
+``map``'s chunk budgets (``CPU_CALL_BYTES``, ``CPU_CHUNK_BYTES``, ``CPU_CHUNK_BYTES_GRAD``).
+
+Run: PYTHONPATH=. python benchmarks/bench_chunks.py --network small [--grad] [--threads 1]
+     [--images 12800] [--chunks 256,384,512,768,1024] [--reps 9]
+
+Networks: ``small`` and ``large`` are the grid's CNNs (``raggedarray._demo``), ``A`` and ``B``
+the two psi networks of ``benchmarks/bench_train.py``. Without ``--grad`` each chunk's output
+is copied into one preallocated result (what ``map`` does under ``torch.no_grad()``); with
+``--grad`` the outputs are concatenated and a sum is backpropagated (what a training step
+does). A chunk size at or above ``--images`` is one call with no copy. Sizes run in a fresh
+random order each round; the table gives the median per image and its ratio to the best, and
+the largest tensor per image that ``map``'s probe measures, so that a budget in bytes can be
+read off the sweep.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from _timing import shuffled_times
+from bench_train import network_a
+from torch import nn
+
+from raggedarray import _demo
+from raggedarray import map as mapping
+
+NETWORKS: dict[str, Callable[[], nn.Module]] = {
+    "small": _demo.small_cnn,
+    "large": _demo.large_cnn,
+    "A": lambda: network_a()[0],
+    "B": lambda: _demo.deepset_parts()[0],
+}
+
+
+def largest_per_image(net: nn.Module, images: torch.Tensor) -> float:
+    """The bytes per image of the largest tensor one call makes, as ``map``'s probe measures."""
+    with torch.no_grad():
+        _, (largest, _) = mapping._probe(net, images[: mapping.PROBE_ITEMS])
+    return largest
+
+
+def step(net: nn.Module, images: torch.Tensor, size: int, *, grad: bool) -> Callable[[], object]:
+    """One pass of ``net`` over ``images`` in chunks of ``size`` (see the module docstring)."""
+    total = images.shape[0]
+    starts = range(0, total, size)
+    if grad:
+
+        def run_grad() -> object:
+            net.zero_grad(set_to_none=True)
+            torch.cat([net(images[s : s + size]) for s in starts]).sum().backward()
+            return None
+
+        return run_grad
+
+    def run() -> object:
+        with torch.no_grad():
+            if size >= total:
+                return net(images)
+            first = net(images[:size])
+            out = torch.empty((total, *first.shape[1:]), dtype=first.dtype)
+            out[:size].copy_(first)
+            for s in starts[1:]:
+                out[s : s + size].copy_(net(images[s : s + size]))
+            return out
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--network", choices=list(NETWORKS), default="small")
+    parser.add_argument("--grad", action="store_true", help="forward+backward")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--images", type=int, default=12800)
+    parser.add_argument("--chunks", default="128,256,384,512,768,1024,1536,2048")
+    parser.add_argument("--reps", type=int, default=9)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    net = NETWORKS[args.network]()
+    images = _demo.images(np.full(1, args.images), seed=1).values
+    largest = largest_per_image(net, images)
+    fns = {int(c): step(net, images, int(c), grad=args.grad) for c in args.chunks.split(",")}
+    medians, _ = shuffled_times(fns, repeats=args.reps)
+    best = min(medians.values())
+    print(
+        f"network {args.network}, {'forward+backward' if args.grad else 'no grad'}, "
+        f"{args.images} images, {torch.get_num_threads()} threads, largest tensor "
+        f"{largest / 1e3:.1f} KB per image"
+    )
+    print("\n| chunk | largest tensor | µs per image | / best |")
+    print("|---|---|---|---|")
+    for c, t in medians.items():
+        print(
+            f"| {c} | {c * largest / 2**20:.1f} MiB | {1e6 * t / args.images:.2f} | "
+            f"{t / best:.2f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

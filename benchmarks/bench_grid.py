@@ -1,0 +1,104 @@
+"""The seed grid against the best of the loop, one dense call and hand-written chunks.
+
+Run: PYTHONPATH=. python benchmarks/bench_grid.py [--threads 1] [--models small,large]
+     [--m 16,32] [--n 1,10] [--reps 11] [--chunks 64,128,256,512,1024]
+
+``python -m raggedarray --grid`` times ``map`` against the loop and one dense call; the
+issue's target also counts hand chunks: ``map`` (no grad) within 5 % of the best of the
+per-location loop, one dense call over the flat buffer, and that buffer pushed through the
+network by hand in slices of c images (concatenated), in every cell of the grid (the two CNNs
+of ``raggedarray._demo`` x m x n_i). Candidates run in rounds in one process, in a fresh
+random order each round (so none always follows the slowest), after a warm-up that also
+lets ``map`` probe; the table gives medians, and the ratio of the fastest single rounds
+beside the ratio of medians, which a busy machine disturbs less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from _timing import shuffled_times
+
+from raggedarray import _demo
+
+MODELS = {"small": _demo.GRID_MODELS[0], "large": _demo.GRID_MODELS[1]}
+TARGET = 1.05
+
+
+def cell(model: torch.nn.Module, m: int, n: int, *, chunks: list[int], repeats: int) -> dict:
+    """One grid cell: times of every candidate and map's ratio to the best of the others."""
+    batch = _demo.images(np.full(m, n), seed=m * n)
+    values = batch.values
+    total = values.shape[0]
+    fns: dict[str, Callable[[], object]] = {
+        "loop": lambda: [model(images) for images in batch],
+        "dense": lambda: model(values),
+        "map": lambda: batch.map(model),
+    }
+    for c in chunks:
+        if c < total:
+            fns[f"chunks of {c}"] = lambda c=c: torch.cat(
+                [model(values[s : s + c]) for s in range(0, total, c)]
+            )
+    # Small cells are cheap and noisy: more rounds (up to 4x) where a call is short.
+    rounds = max(repeats, min(4 * repeats, int(0.5 / max(1e-4, 2e-6 * total))))
+    with torch.no_grad():
+        medians, fastest = shuffled_times(fns, repeats=rounds)
+    best = min((t, name) for name, t in medians.items() if name != "map")
+    best_fastest = min(t for name, t in fastest.items() if name != "map")
+    return {
+        "m": m,
+        "n": n,
+        "N": total,
+        "map_ms": 1e3 * medians["map"],
+        "best": best[1],
+        "best_ms": 1e3 * best[0],
+        "dense_ms": 1e3 * medians["dense"],
+        "loop_ms": 1e3 * medians["loop"],
+        "ratio": medians["map"] / best[0],
+        "ratio_fastest": fastest["map"] / best_fastest,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--models", default="small,large", help="small, large or both")
+    parser.add_argument("--m", default=",".join(map(str, _demo.GRID_M)))
+    parser.add_argument("--n", default=",".join(map(str, _demo.GRID_N)))
+    parser.add_argument("--chunks", default="64,128,256,512,1024", help="hand chunk sizes")
+    parser.add_argument("--reps", type=int, default=11, help="rounds per cell (at least)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    chunks = [int(c) for c in args.chunks.split(",")]
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"Python {platform.python_version()}"
+    )
+    print("\n| network | m | n_i | N | best of the others | map | map / best | fastest rounds |")
+    print("|---|---|---|---|---|---|---|---|")
+    within = total = 0
+    for key in args.models.split(","):
+        name, make = MODELS[key]
+        torch.manual_seed(0)
+        model = make()
+        for m in map(int, args.m.split(",")):
+            for n in map(int, args.n.split(",")):
+                row = cell(model, m, n, chunks=chunks, repeats=args.reps)
+                total += 1
+                within += row["ratio"] <= TARGET
+                print(
+                    f"| {name} | {m} | {n} | {row['N']} | {row['best']}: {row['best_ms']:.3f} ms "
+                    f"| {row['map_ms']:.3f} ms | {row['ratio']:.3f} | {row['ratio_fastest']:.3f} |",
+                    flush=True,
+                )
+    print(f"\nmap within {TARGET - 1:.0%} of the best (medians) in {within} of {total} cells")
+
+
+if __name__ == "__main__":
+    main()
