@@ -1,0 +1,93 @@
+"""bench_reduce.py's cases timed against the raggedarray of a given source tree.
+
+Run: python benchmarks/bench_reduce_trees.py PATH [PATH ...]
+
+Compares two versions of the package side by side: each PATH (a checkout, for instance a
+``git worktree add --detach /tmp/old <commit>``) is imported in its own process, one after
+another, and prints the median forward ratios (sum, mean, max) and forward+backward ratios
+(sum, max) to the floor ``values.sum(0)`` (forward+backward: ``values.sum(0).backward``)
+for the cases of ``bench_reduce.py``. Alternate the paths and run it more than once: the
+machine's noise moves a ratio by 10-30 % between runs. ``T=1`` in the environment runs on one
+thread.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+CASES = [(30_000, 1_000, 32), (30_000, 1_000, 64), (30_000, 1_000, 256), (300_000, 10_000, 64)]
+
+
+def times(fns, repeats):
+    import numpy as np
+
+    for f in fns.values():
+        for _ in range(10):
+            f()
+    samples = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, f in fns.items():
+            start = time.perf_counter()
+            f()
+            samples[name].append(time.perf_counter() - start)
+    return {name: float(np.median(t)) for name, t in samples.items()}
+
+
+def one_tree(path: str) -> None:
+    sys.path.insert(0, path)
+    import torch
+    from bench_reduce import _batch
+
+    import raggedarray as ra
+
+    assert ra.__file__.startswith(os.path.abspath(path)), ra.__file__
+    torch.set_num_threads(int(os.environ.get("T", "2")))
+    print(path)
+    for n, m, features in CASES:
+        ratios = one_case(_batch(n, m, features), torch)
+        print(f"  N={n}, F={features}: {ratios}", flush=True)
+
+
+def one_case(x, torch) -> str:
+    """Forward and forward+backward ratios of one batch, as a line."""
+    v = x.values
+    t = times({"floor": lambda: v.sum(0), "sum": x.sum, "mean": x.mean, "max": x.max}, 101)
+    grad = v.clone().requires_grad_()
+    xg = x._rewrap(grad)
+    one, per_segment = torch.ones(v.shape[1]), torch.ones(len(x), v.shape[1])
+
+    def step(fn, g):
+        def run():
+            grad.grad = None
+            fn().backward(g)
+
+        return run
+
+    tb = times(
+        {
+            "floor": step(lambda: grad.sum(0), one),
+            "sum": step(xg.sum, per_segment),
+            "max": step(xg.max, per_segment),
+        },
+        41,
+    )
+    return (
+        f"fwd sum {t['sum'] / t['floor']:.2f} mean {t['mean'] / t['floor']:.2f} "
+        f"max {t['max'] / t['floor']:.2f} | fwd+bwd sum {tb['sum'] / tb['floor']:.2f} "
+        f"max {tb['max'] / tb['floor']:.2f} (floor {t['floor'] * 1e6:.0f} us)"
+    )
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--one":
+        one_tree(sys.argv[2])
+        return
+    for path in sys.argv[1:]:
+        subprocess.run([sys.executable, __file__, "--one", path], check=True)
+
+
+if __name__ == "__main__":
+    main()
