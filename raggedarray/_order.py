@@ -361,9 +361,10 @@ def median_index(flat: Any, part: Partition) -> Any:
         local = block.median(dim=1).indices
         index[segments] = rows.view(segments.shape[0], size).gather(1, local)
     if rest.shape[0]:
-        host = part.host
         lengths = part.host_lengths[rest]
-        items = np.concatenate([np.arange(host[s], host[s + 1]) for s in rest])
+        chosen = np.zeros(part.num_segments, dtype=bool)
+        chosen[rest] = True
+        items = np.flatnonzero(np.repeat(chosen, part.host_lengths))  # their rows, in order
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         items_t = _upload(items, device)
         sub = _sorted_median_index(flat.index_select(0, items_t), Partition(offsets))
