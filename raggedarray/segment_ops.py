@@ -11,7 +11,8 @@ come back as numpy); the ragged methods ``x.argmax()``, ``x.sort()``, ... are th
   the segment holds one; differentiable, the gradient goes to the median item.
 * ``any``/``all`` give ``(m, *item_shape)`` bool; an empty segment gives False/True.
 * ``cumsum`` gives ``(N, *item_shape)`` running sums restarting at each segment
-  (int64 for integers and booleans; floats accumulate in float64).
+  (int64 for integers and booleans; floats stay accurate at any length: blocks of 16 items,
+  then each segment's sum before a block in float64).
 * ``sort``/``topk`` (methods only) give ragged values and local indices.
 
 Every dtype the constructors accept is handled (bool, int8 to uint64, the half precisions,
@@ -333,8 +334,10 @@ def segment_cumsum(values: torch.Tensor, offsets: IntArrayLike) -> torch.Tensor:
 def segment_cumsum(values: Array, offsets: IntArrayLike) -> Array:
     """Running sums over the items of each segment, restarting at each segment.
 
-    Integers and booleans give int64; floating values accumulate in float64 and come back
-    in their own dtype. Differentiable.
+    Integers and booleans give int64. Floating values come back in their own dtype, each
+    within the error of 16 additions (in float32 for the half precisions) and two roundings
+    of the exact running sum, at any length (a float32 ``torch.cumsum`` of one long segment
+    drifts by ~1e-3). Differentiable.
 
     Examples:
         >>> import numpy as np
