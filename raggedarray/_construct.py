@@ -345,9 +345,7 @@ def pad(values: Any, host: np.ndarray, length: int, fill: Any, where: str) -> tu
     values = _backend.signed_view(values)  # uint16-64 lack index_copy_ and fill_ kernels
     if values.dtype != dtype:  # the fill's bits, seen the same way
         fill = _backend.signed_view(torch.tensor([fill], dtype=dtype)).item()
-    padded = _backend.new_buffer(flat_shape, values.dtype, values.device)
-    if padded is None:
-        padded = torch.empty(flat_shape, dtype=values.dtype, device=values.device)
+    padded = _backend.empty(flat_shape, values.dtype, values.device)
     padded.fill_(fill)
     items = values if src is None else _backend.index_rows(values, src)
     padded.index_copy_(0, _backend.upload(dest, values), items)  # recorded by autograd

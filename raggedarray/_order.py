@@ -308,13 +308,13 @@ def local_sorted(perm: Any, part: Partition, *, in_place: bool) -> Any:
 _GROUP_MIN = 8
 
 
-def length_groups(part: Partition, device: Any) -> tuple[list[tuple[Any, Any, int]], Any]:
+def length_groups(part: Partition, like: Any) -> tuple[list[tuple[Any, Any, int]], Any]:
     """Segments grouped by length, for dense per-group operations (cached; host offsets).
 
     Returns ``(groups, rest)``: for every length ``L > 0`` shared by at least
     ``_GROUP_MIN`` segments, ``(segments, rows, L)`` with the ``(k,)`` segment indices and
-    the ``(k * L,)`` item rows of those segments in order; and the host indices of the other
-    non-empty segments.
+    the ``(k * L,)`` item rows of those segments in order, on the device of tensor
+    ``like``; and the host indices of the other non-empty segments.
     """
 
     def build() -> tuple[list[tuple[Any, Any, int]], Any]:
@@ -325,15 +325,12 @@ def length_groups(part: Partition, device: Any) -> tuple[list[tuple[Any, Any, in
         for size in sizes[counts >= _GROUP_MIN]:
             segments = np.flatnonzero(lengths == size)
             rows = (part.host[segments][:, None] + np.arange(size)).reshape(-1)
-            groups.append((_upload(segments, device), _upload(rows, device), int(size)))
+            upload = _backend.upload
+            groups.append((upload(segments, like), upload(rows, like), int(size)))
         common = np.isin(lengths, sizes[counts >= _GROUP_MIN])
         return groups, np.flatnonzero(~common & (lengths > 0))
 
-    return part._get(("length_groups", str(device)), build)
-
-
-def _upload(host: Any, device: Any) -> Any:
-    return torch.from_numpy(np.ascontiguousarray(host)).to(device)
+    return part._get(("length_groups", str(like.device)), build)
 
 
 def median_index(flat: Any, part: Partition) -> Any:
@@ -348,7 +345,7 @@ def median_index(flat: Any, part: Partition) -> Any:
     if part.host is None:
         return _sorted_median_index(flat, part)
     device = flat.device
-    groups, rest = length_groups(part, device)
+    groups, rest = length_groups(part, flat)
     if not groups:
         return _sorted_median_index(flat, part)
     work = order_view(flat.detach())
@@ -366,9 +363,9 @@ def median_index(flat: Any, part: Partition) -> Any:
         chosen[rest] = True
         items = np.flatnonzero(np.repeat(chosen, part.host_lengths))  # their rows, in order
         offsets = np.concatenate([[0], np.cumsum(lengths)])
-        items_t = _upload(items, device)
+        items_t = _backend.upload(items, flat)
         sub = _sorted_median_index(flat.index_select(0, items_t), Partition(offsets))
-        index[_upload(rest, device)] = items_t[sub]
+        index[_backend.upload(rest, flat)] = items_t[sub]
     return index
 
 

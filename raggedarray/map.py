@@ -446,10 +446,7 @@ def _allocate(first: Any, num_items: int) -> Any:
     shape = (num_items, *first.shape[1:])
     if not _backend.is_tensor(first):
         return np.empty(shape, dtype=first.dtype)
-    out = _backend.new_buffer(shape, first.dtype, first.device)
-    if out is None:
-        out = _backend.torch_module().empty(shape, dtype=first.dtype, device=first.device)
-    return out
+    return _backend.empty(shape, first.dtype, first.device)
 
 
 def _progress_bar(total: int, where: str) -> Any:
