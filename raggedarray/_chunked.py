@@ -53,10 +53,13 @@ class Chunk:
     longest: int
 
 
-def plan(part: Partition, rows: int, dtype: Any) -> list[Chunk]:
-    """Ranges of whole segments of about ``rows`` items each (cached on the partition)."""
+def plan(part: Partition, rows: int, dtype: Any) -> tuple[list[Chunk], Any]:
+    """Ranges of whole segments of about ``rows`` items each (cached on the partition).
 
-    def build() -> list[Chunk]:
+    Also returns the ``(m, 1)`` ``L`` of each segment's range, in ``dtype``.
+    """
+
+    def build() -> tuple[list[Chunk], Any]:
         host = part.host
         assert host is not None  # callers check: ranges need the offsets on the host
         lengths = part.host_lengths
@@ -81,7 +84,10 @@ def plan(part: Partition, rows: int, dtype: Any) -> list[Chunk]:
                 )
             )
             start = stop
-        return chunks
+        longest_of_segment = torch.empty((m, 1), dtype=dtype)
+        for chunk in chunks:
+            longest_of_segment[chunk.segments] = chunk.longest
+        return chunks, longest_of_segment
 
     return part._get(("chunks", rows, dtype), build)
 
@@ -108,13 +114,11 @@ def first_hits(
         The ``(m, F)`` reduced weights and the ``(m, 1)`` ``L`` of each segment's range.
     """
     rows = max(1, CHUNK_BYTES // (features * dtype.itemsize))
-    chunks = plan(part, rows, dtype)
+    chunks, longest = plan(part, rows, dtype)
     size = max(c.rows.stop - c.rows.start for c in chunks)
     buffer = torch.empty((size, features), dtype=dtype)
     out = torch.empty((part.num_segments, features), dtype=dtype)
-    longest = torch.empty((part.num_segments, 1), dtype=dtype)
     for chunk in chunks:
-        longest[chunk.segments] = chunk.longest
         if chunk.rows.start == chunk.rows.stop:  # empty segments only
             out[chunk.segments] = 0
             continue
