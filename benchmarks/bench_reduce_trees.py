@@ -16,30 +16,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
-CASES = [(30_000, 1_000, 32), (30_000, 1_000, 64), (30_000, 1_000, 256), (300_000, 10_000, 64)]
-
-
-def times(fns, repeats):
-    import numpy as np
-
-    for f in fns.values():
-        for _ in range(10):
-            f()
-    samples = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, f in fns.items():
-            start = time.perf_counter()
-            f()
-            samples[name].append(time.perf_counter() - start)
-    return {name: float(np.median(t)) for name, t in samples.items()}
+from _timing import median_times
 
 
 def one_tree(path: str) -> None:
     sys.path.insert(0, path)
     import torch
-    from bench_reduce import _batch
+    from bench_reduce import CASES, _batch
 
     import raggedarray as ra
 
@@ -54,7 +38,9 @@ def one_tree(path: str) -> None:
 def one_case(x, torch) -> str:
     """Forward and forward+backward ratios of one batch, as a line."""
     v = x.values
-    t = times({"floor": lambda: v.sum(0), "sum": x.sum, "mean": x.mean, "max": x.max}, 101)
+    t = median_times(
+        {"floor": lambda: v.sum(0), "sum": x.sum, "mean": x.mean, "max": x.max}, repeats=101
+    )
     grad = v.clone().requires_grad_()
     xg = x._rewrap(grad)
     one, per_segment = torch.ones(v.shape[1]), torch.ones(len(x), v.shape[1])
@@ -66,13 +52,13 @@ def one_case(x, torch) -> str:
 
         return run
 
-    tb = times(
+    tb = median_times(
         {
             "floor": step(lambda: grad.sum(0), one),
             "sum": step(xg.sum, per_segment),
             "max": step(xg.max, per_segment),
         },
-        41,
+        repeats=41,
     )
     return (
         f"fwd sum {t['sum'] / t['floor']:.2f} mean {t['mean'] / t['floor']:.2f} "
