@@ -8,7 +8,8 @@ At N = 300 000, m = 10 000, F = 64 (float32). Targets: ``argmax``, ``argmin``, `
 median over interleaved rounds in one process (``_timing.median_times``), each group with
 its own floor. Alternatives: the per-segment loop, the ``scatter`` engine (``scatter_reduce``
 and ``index_add_``, what torch_scatter-style code does), and jagged ``torch.nested`` where
-it has the operation.
+it has the operation. With numba installed, ``cumsum`` and ``argmax``/``argmin`` run its
+compiled one-pass kernels; their torch paths are timed beside them.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from _timing import fmt, median_times
 from bench_reduce import _batch  # the same random-cut batches as the reductions
 
 import raggedarray as ra
-from raggedarray import _kernels
+from raggedarray import _jit, _kernels
 
 
 def report(title: str, times: dict[str, float]) -> None:
@@ -33,12 +34,27 @@ def report(title: str, times: dict[str, float]) -> None:
         print(f"    {name:<40}{fmt(t):>10}{t / floor:>8.2f}x")
 
 
+def _torch_paths(fn):
+    """``fn`` with the compiled kernels of ``_jit`` (numba) turned off: the torch paths."""
+
+    def run():
+        before, _jit.ENABLED = _jit.ENABLED, False
+        try:
+            return fn()
+        finally:
+            _jit.ENABLED = before
+
+    return run
+
+
 def _scatter(fn):
+    """``fn`` on the ``scatter`` engine (the torch paths: numba's kernels use no engine)."""
+
     def run():
         with _kernels.force_engine("scatter"):
             return fn()
 
-    return run
+    return _torch_paths(run)
 
 
 def _nested(x: ra.RaggedArray, name: str, call) -> dict[str, object]:
@@ -69,6 +85,9 @@ def linear(x: ra.RaggedArray, repeats: int) -> None:
                 "ra any of bool values": positive.any,
                 "ra all of bool values": positive.all,
                 "ra cumsum": x.cumsum,
+                "ra argmax, torch paths (no numba)": _torch_paths(x.argmax),
+                "ra argmin, torch paths (no numba)": _torch_paths(x.argmin),
+                "ra cumsum, torch paths (no numba)": _torch_paths(x.cumsum),
             },
             repeats=repeats,
         ),
@@ -122,7 +141,7 @@ def main() -> None:
     machine = platform.processor() or platform.machine()
     print(
         f"torch {torch.__version__}, numpy {np.__version__}, {machine}, "
-        f"{torch.get_num_threads()} threads"
+        f"{torch.get_num_threads()} threads, compiled kernels (numba): {_jit.available()}"
     )
     x = _batch(num_items, m, features)
     print(f"\nN={num_items}, m={m}, F={features} float32 (ratio to the first row)")

@@ -24,6 +24,9 @@ segments), and is differentiable where the operation is (through ``gather``, ``b
   ([`median_index`][raggedarray._order.median_index]).
 * ``cumsum``: see [`cumsum`][raggedarray._order.cumsum].
 
+On a CPU with numba installed, ``cumsum`` and ``argmax``/``argmin`` run the one-pass compiled
+kernels of [`_jit`][raggedarray._jit] instead (same results).
+
 Torch is imported by this module; import it lazily.
 """
 
@@ -34,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import _backend, _chunked
+from . import _backend, _chunked, _jit
 from ._kernels import raw_broadcast, raw_extremum, raw_sum
 from ._partition import Partition
 
@@ -92,6 +95,8 @@ def arg_extremum(flat: Any, part: Partition, op: str) -> Any:
     Empty segments give 0.
     """
     flat = flat.detach()  # positions have no gradient
+    if _jit.finds(flat, part):
+        return _jit.arg_extremum(flat, part, op)
     per_segment = raw_extremum(flat, part, op)
     exact32 = part.host is not None and part.max_length < _FLOAT32_EXACT
     in_place = flat.dtype == torch.float64 or (flat.dtype == torch.float32 and exact32)
@@ -538,6 +543,8 @@ def cumsum(flat: Any, part: Partition) -> Any:
     -inf (exact integer sums): NaN after a NaN or after both infinities, else the infinity
     seen. Those items receive no gradient through the non-finite values.
     """
+    if _jit.scans(flat, part):
+        return _jit.cumsum(flat, part)
     if not flat.dtype.is_floating_point:
         return _restarted(flat, part, torch.int64)
     if flat.device.type == "cpu":  # (a GPU would wait for the check: it takes the safe way)

@@ -4,7 +4,8 @@ Every vectorised result is compared with ``ra.testing``'s reference loops (torch
 ``argmax``/``median``/``sort``/... per segment for floating tensors, numpy's otherwise), on
 numpy and torch (CUDA cases skip without a GPU), over every dtype the constructors accept,
 empty segments, zero segments, zero items, multi-dimensional and zero-size items, ties and
-NaN. Gradients are compared with those of the torch loop.
+NaN. Gradients are compared with those of the torch loop. Every test runs twice: with the
+compiled one-pass kernels of ``_jit`` (where numba is installed) and with the torch paths.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import raggedarray as ra
-from raggedarray import _order, testing
+from raggedarray import _jit, _order, testing
 
 REDUCING = ["argmax", "argmin", "median", "any", "all"]
 ALL_DTYPES = [
@@ -36,6 +37,15 @@ ALL_DTYPES = [
     "float64",
 ]
 FUNCTIONS = {op: getattr(ra, f"segment_{op}") for op in REDUCING}
+
+
+@pytest.fixture(autouse=True, params=["numba", "torch"])
+def kernels(request, monkeypatch):
+    """Which CPU kernels cumsum and argmax/argmin run: numba's one pass, or torch's paths."""
+    if request.param == "numba" and not _jit.available():
+        pytest.skip("the compiled kernels need numba: pip install 'raggedarray[numba]'")
+    monkeypatch.setattr(_jit, "ENABLED", request.param == "numba")
+    return request.param
 
 
 def make_values(rng, num_items, item_shape, dtype, place, *, nan=False):
@@ -433,3 +443,16 @@ def test_sort_ties_signed_zeros_and_nans_as_torch(dtype):
             assert_same(got_i.values, want_i)
             torch.testing.assert_close(got_v.values, want_v, equal_nan=True)
     assert_same(x.median(fill=0), testing.reference_segment_op("median", values, offsets))
+
+
+# ------------------------------------------------------------- the compiled kernels
+
+
+def test_the_kernels_that_ran(kernels, monkeypatch):
+    """The fixture's switch decides which kernels run (a test of the tests' own premise)."""
+    calls = []
+    monkeypatch.setattr(_jit, "_run", lambda kind, *a: calls.append(kind) or None)
+    x = ragged(torch.randn(9, 2), [4, 0, 5])
+    x.cumsum()
+    x.argmax()
+    assert calls == (["scan", "arg"] if kernels == "numba" else [])
