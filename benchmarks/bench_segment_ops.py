@@ -9,7 +9,8 @@ median over interleaved rounds in one process (``_timing.median_times``), each g
 its own floor. Alternatives: the per-segment loop, the ``scatter`` engine (``scatter_reduce``
 and ``index_add_``, what torch_scatter-style code does), and jagged ``torch.nested`` where
 it has the operation. With numba installed, ``cumsum`` and ``argmax``/``argmin`` run its
-compiled one-pass kernels; their torch paths are timed beside them.
+compiled one-pass kernels; their torch paths are timed beside them. ``values + 1`` shows
+what writing any fresh ``(N, F)`` result costs here (cumsum writes one; the floor does not).
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ def linear(x: ra.RaggedArray, repeats: int) -> None:
                 "ra any of bool values": positive.any,
                 "ra all of bool values": positive.all,
                 "ra cumsum": x.cumsum,
+                "values + 1 (torch: a fresh (N, F) output)": lambda: v + 1,
                 "ra argmax, torch paths (no numba)": _torch_paths(x.argmax),
                 "ra argmin, torch paths (no numba)": _torch_paths(x.argmin),
                 "ra cumsum, torch paths (no numba)": _torch_paths(x.cumsum),
@@ -105,6 +107,19 @@ def linear(x: ra.RaggedArray, repeats: int) -> None:
     fns.update(_nested(x, "argmax(dim=1)", lambda n: n.argmax(dim=1)))
     fns.update(_nested(x, "cumsum(dim=1)", lambda n: n.cumsum(dim=1)))
     report("alternatives", median_times(fns, repeats=max(3, repeats // 2)))
+
+
+def pairs(x: ra.RaggedArray, repeats: int) -> None:
+    """Each operation timed beside the floor alone: no other op's temporaries in between."""
+    v = x.values
+    print("  each beside the floor alone (ratio to the floor of its own pair)")
+    for name, fn in (
+        ("ra argmax", x.argmax),
+        ("ra cumsum", x.cumsum),
+        ("values + 1", lambda: v + 1),
+    ):
+        times = median_times({"floor": lambda: v.sum(0), name: fn}, repeats=repeats)
+        print(f"    {name:<40}{fmt(times[name]):>10}{times[name] / times['floor']:>8.2f}x")
 
 
 def ordering(x: ra.RaggedArray, repeats: int) -> None:
@@ -146,6 +161,7 @@ def main() -> None:
     x = _batch(num_items, m, features)
     print(f"\nN={num_items}, m={m}, F={features} float32 (ratio to the first row)")
     linear(x, repeats=7)
+    pairs(x, repeats=15)
     if "--linear" not in sys.argv:  # the sorts take minutes
         ordering(x, repeats=3)
 

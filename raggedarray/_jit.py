@@ -9,11 +9,12 @@ that walks each segment's items once, in compiled code, costs ~2x and ~1x
 [`_jit_kernels`][raggedarray._jit_kernels]; this module decides when they run and feeds them.
 
 They run when numba imports (``pip install 'raggedarray[numba]'``), the values are a CPU
-tensor of a dtype they take, the partition knows its offsets on the host, no
-``torch.compile`` graph is being traced, and ``RAGGEDARRAY_NUMBA`` is not ``0``; otherwise
-the torch paths run, with the same results. The running sums add float32 and float64 items
-in float64 (as ``torch.cumsum`` does on a CPU) and integers in int64, one item after the
-other, so NaN and infinities behave as in a per-segment ``torch.cumsum``.
+tensor of a dtype they take with at least ``MIN_VALUES`` values, the partition knows its
+offsets on the host, no ``torch.compile`` graph is being traced, and ``RAGGEDARRAY_NUMBA``
+is not ``0``; otherwise the torch paths run, with the same results. The running sums add
+float32 and float64 items in float64 (as ``torch.cumsum`` does on a CPU) and integers in
+int64, one item after the other, so NaN and infinities behave as in a per-segment
+``torch.cumsum``.
 
 Threads: as many as ``torch.get_num_threads()`` (capped by numba's), over ranges of whole
 segments balanced by items. One thread, and any process forked after this one ran the
@@ -36,6 +37,10 @@ from ._partition import Partition
 
 # Off with RAGGEDARRAY_NUMBA=0 (read at import; tests switch it on the module).
 ENABLED = os.environ.get("RAGGEDARRAY_NUMBA", "1") != "0"
+# Smaller inputs take the torch paths: there the compiled pass saves well under a
+# millisecond a call, while the first call in a process spends ~0.8 s importing numba and
+# loading the kernels from its cache (~2-3 s compiling them, once per install and dtype).
+MIN_VALUES = 1 << 18
 # Tasks per thread: ranges of whole segments, several per thread so one long segment
 # does not leave the other threads idle for long.
 TASKS_PER_THREAD = 4
@@ -97,6 +102,7 @@ def available() -> bool:
 def _usable(flat: Any, part: Partition, dtypes: Any) -> bool:
     return (
         flat.device.type == "cpu"
+        and flat.numel() >= MIN_VALUES
         and part.host is not None
         and flat.dtype in dtypes
         and flat.layout == torch.strided

@@ -28,6 +28,19 @@ needs_numba = pytest.mark.skipif(
 @pytest.fixture(autouse=True)
 def enabled(monkeypatch):
     monkeypatch.setattr(_jit, "ENABLED", True)
+    monkeypatch.setattr(_jit, "MIN_VALUES", 0)
+
+
+def test_small_inputs_take_the_torch_paths(monkeypatch):
+    """Below MIN_VALUES the torch paths run (no numba import for a small interactive call)."""
+    monkeypatch.setattr(_jit, "MIN_VALUES", 10)
+    calls = []
+    monkeypatch.setattr(_jit, "_run", lambda kind, *a: calls.append(kind))
+    ragged(torch.randn(3, 3), [1, 2]).cumsum()  # 9 values
+    assert calls == []
+    if _jit.available():
+        ragged(torch.randn(4, 3), [1, 3]).cumsum()  # 12 values
+        assert calls == ["scan"]
 
 
 @needs_numba
