@@ -62,6 +62,8 @@ PROBE_ITEMS = 16
 GPU_MEMORY_FRACTION = 0.5
 
 _chosen: weakref.WeakKeyDictionary[Any, dict[Any, _Plan]] = weakref.WeakKeyDictionary()
+# The last lookup of _remembered that found a plan: [weak reference to fn, key, plan].
+_last: list[Any] = [None, None, None]
 
 
 def map_values(
@@ -269,16 +271,24 @@ def _cache_key(values: Any, target: Any) -> tuple[Any, ...]:
 def _remembered(fn: Any, shape: Any, values: Any, torch: Any) -> _Plan:
     """The plan remembered for ``fn`` on the tensor ``values`` (of ``shape``) run in place.
 
-    ``_NONE`` when there is none. Called on every ``map``: it reads each tensor field once.
+    ``_NONE`` when there is none. Called on every ``map``: it reads each tensor field once,
+    and a call like the last one (same function and key) skips the dictionaries, whose
+    lookups cost several µs once ``fn`` has flushed the caches.
     """
+    key = (shape[1:], values.dtype, values.device, torch.is_grad_enabled())
+    last = _last
+    if last[1] == key and last[0] is not None and last[0]() is fn:
+        return last[2]
     try:
         plans = _chosen.get(fn)
     except TypeError:  # not weakly referenceable
         return _NONE
     if plans is None:
         return _NONE
-    key = (shape[1:], values.dtype, values.device, torch.is_grad_enabled())
-    return plans.get(key, _NONE)
+    plan = plans.get(key, _NONE)
+    if plan is not _NONE:
+        _last[:] = [weakref.ref(fn), key, plan]
+    return plan
 
 
 def _cached_choice(fn: Any, key: tuple[Any, ...]) -> _Plan | None:
@@ -291,6 +301,7 @@ def _cached_choice(fn: Any, key: tuple[Any, ...]) -> _Plan | None:
 def _remember(fn: Any, key: tuple[Any, ...], plan: _Plan) -> None:
     with contextlib.suppress(TypeError):  # not weakly referenceable
         _chosen.setdefault(fn, {})[key] = plan
+        _last[:] = [None, None, _NONE]  # the memo of _remembered may hold an older plan
 
 
 def _probe(fn: Any, chunk: Any) -> tuple[Any, tuple[float, float]]:

@@ -146,6 +146,7 @@ def set_budgets(monkeypatch, *, call, chunk, grad):
     monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES", chunk)
     monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES_GRAD", grad)
     monkeypatch.setattr(mapping, "_chosen", type(mapping._chosen)())
+    monkeypatch.setattr(mapping, "_last", [None, None, None])
 
 
 @pytest.fixture
