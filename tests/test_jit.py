@@ -166,3 +166,19 @@ def test_without_numba_or_with_a_broken_one(monkeypatch, missing):
         assert messages == []
     else:
         assert len(messages) == 1 and "did not load" in messages[0]
+
+
+@needs_numba
+def test_torch_func_transforms_take_the_torch_paths(monkeypatch):
+    """torch.func.grad sees wrapped tensors: the torch paths run, and give the loop's gradient."""
+    calls = []
+    run = _jit._run
+    monkeypatch.setattr(_jit, "_run", lambda *a: calls.append(a[0]) or run(*a))
+    offsets = [0, 3, 3, 7]
+    values = torch.randn(7, 2, dtype=torch.float64)
+    grad = torch.func.grad(lambda v: (ra.segment_cumsum(v, offsets) ** 2).sum())(values)
+    want = torch.func.grad(lambda v: (testing.reference_cumsum(v, offsets) ** 2).sum())(values)
+    torch.testing.assert_close(grad, want)
+    assert calls == []
+    ra.segment_cumsum(values, offsets)  # outside the transform, the kernels run
+    assert calls == ["scan"]
