@@ -49,6 +49,16 @@ def shuffled_times(
     return medians, {name: min(s) for name, s in samples.items()}
 
 
+def backward_step(leaf: Any, fn: Callable[[], Any], grad: Any) -> Callable[[], None]:
+    """One forward+backward to time: clear ``leaf.grad``, run ``fn``, backpropagate ``grad``."""
+
+    def step() -> None:
+        leaf.grad = None
+        fn().backward(grad)
+
+    return step
+
+
 def fmt(seconds: float) -> str:
     """Seconds as a short human string."""
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):

@@ -23,7 +23,7 @@ import warnings
 
 import numpy as np
 import torch
-from _timing import fmt, median_times
+from _timing import backward_step, fmt, median_times
 
 import raggedarray as ra
 
@@ -96,11 +96,7 @@ def backward(x: ra.RaggedArray) -> tuple[dict[str, float], dict[str, float]]:
     grad_1 = torch.randn(v.shape[1])
 
     def run(fn, grad):
-        def step():
-            v.grad = None
-            fn().backward(grad)
-
-        return step
+        return backward_step(v, fn, grad)
 
     fns = {
         "floor fwd+bwd": run(lambda: v.sum(0), grad_1),

@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 
-from _timing import median_times
+from _timing import backward_step, median_times
 
 
 def one_tree(path: str) -> None:
@@ -46,11 +46,7 @@ def one_case(x, torch) -> str:
     one, per_segment = torch.ones(v.shape[1]), torch.ones(len(x), v.shape[1])
 
     def step(fn, g):
-        def run():
-            grad.grad = None
-            fn().backward(g)
-
-        return run
+        return backward_step(grad, fn, g)
 
     tb = median_times(
         {

@@ -47,6 +47,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(ROOT), str(HERE)]  # check this checkout's package, not an installed one
 import bench_train  # noqa: E402  (beside this file)
+from _timing import backward_step  # noqa: E402
 
 import raggedarray as ra  # noqa: E402
 from raggedarray import _demo  # noqa: E402
@@ -351,11 +352,7 @@ def _reduction_rows(
     grad_m, grad_1 = torch.randn(m, f, device=device), torch.randn(f, device=device)
 
     def step(fn: Callable[[], torch.Tensor], grad: torch.Tensor) -> Callable[[], None]:
-        def run() -> None:
-            leaf.grad = None
-            fn().backward(grad)
-
-        return run
+        return backward_step(leaf, fn, grad)
 
     bwd = timer(
         {
