@@ -19,9 +19,8 @@ When autograd records the calls, the outputs are joined whatever the split and t
 stay within ``CPU_CHUNK_BYTES_GRAD``. Outputs up to ``CPU_JOIN_BYTES`` are joined by one
 concatenation; larger ones are copied into one preallocated result as the chunks come. On
 a GPU the whole buffer goes in one call unless the probe says the operations' outputs would
-not fit in half the free memory. The plan is
-cached per function, item shape, dtype, device and autograd; a batch within it then costs
-one call of the function plus a few µs.
+not fit in half the free memory. The plan is cached per function, item shape, dtype, device
+and autograd; a batch within it then costs one call of the function plus a few µs.
 """
 
 from __future__ import annotations
@@ -391,7 +390,7 @@ class _Assembler:
                 self.parts.append(output)
                 return
             recorded = _backend.is_tensor(output) and _backend.needs_grad(output)
-            total = output.nbytes // max(items, 1) * self.num_items if items else 0
+            total = output.nbytes // items * self.num_items if items else 0
             if not recorded and total > CPU_JOIN_BYTES:
                 self.out = _allocate(output, self.num_items)
         if self.out is None:
