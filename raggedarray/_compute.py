@@ -63,9 +63,9 @@ class ComputeMethods(RaggedFields):
         wins.
 
         Gradients flow through every chunk, and equal those of one unchunked call up to
-        floating-point summation order. Works under ``torch.no_grad()`` (an output over 16 MiB
-        is then written into one preallocated result chunk by chunk, so peak memory is the
-        output plus one chunk's temporaries) and under ``torch.autocast``.
+        floating-point summation order. Works under ``torch.no_grad()`` (the chunks are then
+        written into one preallocated output, so peak memory is the output plus one chunk's
+        temporaries) and under ``torch.autocast``.
 
         Args:
             fn: callable from a ``(k, *item_shape)`` array to a ``(k, ...)`` array.

@@ -16,11 +16,10 @@ tensor any torch operation makes (a convolution counts its unfolded input, which
 ``CPU_CALL_BYTES`` is one call; a larger one is split into equal chunks (sizes within one
 item, so no call is a small remainder) whose largest tensor stays within ``CPU_CHUNK_BYTES``.
 When autograd records the calls, the outputs are joined whatever the split and the chunks
-stay within ``CPU_CHUNK_BYTES_GRAD``. Outputs up to ``CPU_JOIN_BYTES`` are joined by one
-concatenation; larger ones are copied into one preallocated result as the chunks come. On
-a GPU the whole buffer goes in one call unless the probe says the operations' outputs would
-not fit in half the free memory. The plan is cached per function, item shape, dtype, device
-and autograd; a batch within it then costs one call of the function plus a few µs.
+stay within ``CPU_CHUNK_BYTES_GRAD``. On a GPU the whole buffer goes in one call unless the
+probe says the operations' outputs would not fit in half the free memory. The plan is
+cached per function, item shape, dtype, device and autograd; a batch within it then costs
+one call of the function plus a few µs.
 """
 
 from __future__ import annotations
@@ -50,11 +49,6 @@ from . import _backend, _checks
 CPU_CALL_BYTES = 16 << 20
 CPU_CHUNK_BYTES = 8 << 20
 CPU_CHUNK_BYTES_GRAD = 8 << 20
-# Outputs up to this size (no autograd) are joined by one concatenation at the end rather
-# than copied chunk by chunk into a preallocated buffer: measured 5-10 % faster for the
-# ~100-parameter CNN at 1 200-4 800 images (2 threads, interleaved, medians), for at most this
-# much more peak memory; larger outputs keep the preallocated buffer's peak.
-CPU_JOIN_BYTES = 16 << 20
 # Items in the probe call that measures a function's memory per item.
 PROBE_ITEMS = 16
 # Fraction of free GPU memory the outputs of one call may take.
@@ -370,9 +364,8 @@ def _items_within(budget: int, per_item: float) -> int:
 class _Assembler:
     """Checks each chunk's output and joins the outputs.
 
-    A large output without autograd (more than ``CPU_JOIN_BYTES`` in all) is copied into one
-    preallocated buffer as the chunks come (peak memory: the output plus one chunk); a
-    smaller one, or one autograd records, is concatenated at the end.
+    Without autograd they are copied into one preallocated buffer as they come (peak memory:
+    the output plus one chunk); when autograd records them they are concatenated at the end.
     """
 
     def __init__(self, num_items: int, where: str) -> None:
@@ -390,8 +383,7 @@ class _Assembler:
                 self.parts.append(output)
                 return
             recorded = _backend.is_tensor(output) and _backend.needs_grad(output)
-            total = output.nbytes // items * self.num_items if items else 0
-            if not recorded and total > CPU_JOIN_BYTES:
+            if not recorded:
                 self.out = _allocate(output, self.num_items)
         if self.out is None:
             self.parts.append(output)

@@ -212,10 +212,7 @@ def test_modules_match_the_oracle(place, lengths, kind, chunk_size):
 @pytest.mark.parametrize("place", PLACES)
 @pytest.mark.parametrize("lengths", LENGTH_CASES)
 @pytest.mark.parametrize("chunk_size", [1, 2, 3, 7, np.int64(4), "N", "N+5"])
-@pytest.mark.parametrize("join_bytes", [0, 1 << 40], ids=["preallocated", "concatenated"])
-def test_explicit_chunk_sizes(monkeypatch, place, lengths, chunk_size, join_bytes):
-    """Chunk outputs copied into one preallocated result, or concatenated at the end."""
-    monkeypatch.setattr(ra.map, "CPU_JOIN_BYTES", join_bytes)
+def test_explicit_chunk_sizes(place, lengths, chunk_size):
     segments, x = oracle_and_x(place, "float64", (ra.RaggedArray, (2,)), lengths)
     n = x.num_items
     size = {"N": max(n, 1), "N+5": n + 5}.get(chunk_size, chunk_size)
@@ -672,8 +669,6 @@ BUFFER_CASES += [pytest.param(("torch", "cpu"), bf16_times2, id="to-bf16-torch-c
 @pytest.mark.parametrize(("place", "fn"), BUFFER_CASES)
 @pytest.mark.parametrize("large", [False, True], ids=["small-buffers", "large-buffers"])
 def test_no_grad_chunks_fill_one_buffer(monkeypatch, place, fn, large):
-    """Outputs past CPU_JOIN_BYTES (here all) go into one preallocated buffer, not a cat."""
-    monkeypatch.setattr(ra.map, "CPU_JOIN_BYTES", 0)
     if large:
         monkeypatch.setattr(_backend, "LARGE_BUFFER_BYTES", 0)
     segments, x = oracle_and_x(place, "float32", (ra.RaggedArray, (2, 3)))
