@@ -23,7 +23,7 @@ from ._types import (
     RaggedFields,
     Scalar,
 )
-from .map import map_values
+from .map import map_lean, map_values
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -92,6 +92,10 @@ class ComputeMethods(RaggedFields):
             >>> batch.map(lambda v: v.flatten(1), chunk_size=4).item_shape
             (256,)
         """
+        if chunk_size is None and device is None and not progress:
+            output = map_lean(self._values, fn, type(self))
+            if output is not None:
+                return self._rewrap(output)
         where = f"{type(self).__name__}.map"
         values = map_values(
             self._values,

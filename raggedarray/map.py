@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
+import torch
 
 from . import _backend, _checks
 
@@ -55,8 +56,50 @@ PROBE_ITEMS = 16
 GPU_MEMORY_FRACTION = 0.5
 
 _chosen: weakref.WeakKeyDictionary[Any, dict[Any, _Plan]] = weakref.WeakKeyDictionary()
-# The last lookup of _remembered that found a plan: [weak reference to fn, key, plan].
-_last: list[Any] = [None, None, None]
+
+
+def map_lean(values: Any, fn: Callable[[Any], Any], owner: type) -> Any:
+    """``fn(values)`` for the common call (no options, a tensor run in place), else ``None``.
+
+    ``None`` also when no plan is remembered for ``fn`` on this kind of item, or when the
+    remembered plan splits the batch and ``fn`` is coupled across the batch; the full path
+    of [`map_values`][raggedarray.map.map_values] then decides. Kept lean: the smallest
+    calls take ~60 µs, and after ``fn`` has flushed the caches every line here costs
+    0.2-1 µs (torch's functions and types are bound once, below). ``owner`` names the class
+    in error messages.
+    """
+    if type(values) is not _Tensor or _is_compiling():
+        return None
+    last = _last
+    grad = _grad_enabled()
+    ref = last[1]
+    if ref is not None and ref() is values and last[0]() is fn and last[2] is grad:
+        plan = last[4]
+    else:
+        plan = _remembered(fn, values, grad)
+    num_items = values.shape[0]
+    if 0 < num_items <= plan.whole:
+        output = fn(values)
+        if not (  # the usual output, a dense real tensor with one row per item
+            type(output) is _Tensor
+            and output.layout is _strided
+            and not output.is_nested
+            and output.ndim
+            and output.shape[0] == num_items
+            and not output.is_meta  # not device.type: after a large call that read costs ~10 µs
+            and not output.is_complex()
+        ):
+            _check_rows(output, num_items, f"{owner.__name__}.map")
+        return output
+    if plan is not _NONE and not _batch_coupled(fn):
+        return _chunks(values, fn, plan, where=f"{owner.__name__}.map")
+    return None
+
+
+_Tensor = torch.Tensor
+_strided = torch.strided
+_is_compiling = torch.compiler.is_compiling
+_grad_enabled = torch.is_grad_enabled
 
 
 def map_values(
@@ -72,26 +115,6 @@ def map_values(
 
     See [`RaggedArray.map`][raggedarray.RaggedArray.map] for the contract.
     """
-    torch = sys.modules.get("torch")
-    if (  # the common call, kept lean (a few µs decide it; the smallest calls take ~80 µs)
-        chunk_size is None
-        and device is None
-        and not progress
-        and torch is not None
-        and type(values) is torch.Tensor
-        and not torch.compiler.is_compiling()
-    ):
-        # A batch within the plan remembered for this function and kind of item is one call
-        # of fn and nothing else; a larger one goes straight to the remembered chunks.
-        shape = values.shape
-        num_items = shape[0]
-        remembered = _remembered(fn, shape, values, torch)
-        if 0 < num_items <= remembered.whole:
-            output = fn(values)
-            _check_rows(output, num_items, where)
-            return output
-        if remembered is not _NONE and not _batch_coupled(fn):
-            return _chunks(values, fn, remembered, where=where)
     if not callable(fn):
         raise TypeError(f"{where}: fn must be callable; got {type(fn).__name__}")
     chunk_size = _check_chunk_size(chunk_size, where)
@@ -178,6 +201,10 @@ class _Plan(NamedTuple):
 
 
 _NONE = _Plan(0, 0, False)  # nothing remembered: no batch is whole
+# The last plan looked up for a tensor run in place: [weak reference to fn, weak reference to
+# the values, grad mode, key, plan]. A call on the same tensor with the same fn skips building
+# the key; one on another tensor with an equal key skips the dictionaries.
+_last: list[Any] = [None, None, None, None, _NONE]
 
 
 def _spans(start: int, stop: int, plan: _Plan, *, call_empty: bool) -> Iterator[tuple[int, int]]:
@@ -261,26 +288,26 @@ def _cache_key(values: Any, target: Any) -> tuple[Any, ...]:
     return (values.shape[1:], values.dtype, device, grad)
 
 
-def _remembered(fn: Any, shape: Any, values: Any, torch: Any) -> _Plan:
-    """The plan remembered for ``fn`` on the tensor ``values`` (of ``shape``) run in place.
+def _remembered(fn: Any, values: Any, grad: bool) -> _Plan:
+    """The plan remembered for ``fn`` on the tensor ``values`` run in place; ``_NONE`` if none.
 
-    ``_NONE`` when there is none. Called on every ``map``: it reads each tensor field once,
-    and a call like the last one (same function and key) skips the dictionaries, whose
-    lookups cost several µs once ``fn`` has flushed the caches.
+    Reads each tensor field once, and a key like the last one skips the dictionaries, whose
+    lookups cost several µs once ``fn`` has flushed the caches. A plan found becomes the
+    memo ``map_lean`` checks first.
     """
-    key = (shape[1:], values.dtype, values.device, torch.is_grad_enabled())
+    key = (values.shape[1:], values.dtype, values.device, grad)
     last = _last
-    if last[1] == key and last[0] is not None and last[0]() is fn:
-        return last[2]
-    try:
-        plans = _chosen.get(fn)
-    except TypeError:  # not weakly referenceable
-        return _NONE
-    if plans is None:
-        return _NONE
-    plan = plans.get(key, _NONE)
-    if plan is not _NONE:
-        _last[:] = [weakref.ref(fn), key, plan]
+    if last[3] == key and last[0] is not None and last[0]() is fn:
+        plan = last[4]
+    else:
+        try:
+            plans = _chosen.get(fn)
+        except TypeError:  # not weakly referenceable
+            return _NONE
+        plan = _NONE if plans is None else plans.get(key, _NONE)
+        if plan is _NONE:
+            return _NONE
+    _last[:] = [weakref.ref(fn), weakref.ref(values), grad, key, plan]
     return plan
 
 
@@ -294,7 +321,7 @@ def _cached_choice(fn: Any, key: tuple[Any, ...]) -> _Plan | None:
 def _remember(fn: Any, key: tuple[Any, ...], plan: _Plan) -> None:
     with contextlib.suppress(TypeError):  # not weakly referenceable
         _chosen.setdefault(fn, {})[key] = plan
-        _last[:] = [None, None, _NONE]  # the memo of _remembered may hold an older plan
+        _last[:] = [None, None, None, None, _NONE]  # the memo may hold an older plan
 
 
 def _probe(fn: Any, chunk: Any) -> tuple[Any, tuple[float, float]]:

@@ -146,7 +146,7 @@ def set_budgets(monkeypatch, *, call, chunk, grad):
     monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES", chunk)
     monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES_GRAD", grad)
     monkeypatch.setattr(mapping, "_chosen", type(mapping._chosen)())
-    monkeypatch.setattr(mapping, "_last", [None, None, None])
+    monkeypatch.setattr(mapping, "_last", [None, None, None, None, mapping._NONE])
 
 
 @pytest.fixture
@@ -597,12 +597,12 @@ def test_bad_functions_are_refused(place, fn, error, match):
 class TurnsBad:
     """Good rows on the first call (which probes and remembers a plan), ``bad(v)`` after."""
 
-    def __init__(self, bad):
-        self.bad, self.calls = bad, 0
+    def __init__(self, bad, *, good_calls=1):
+        self.bad, self.calls, self.good_calls = bad, 0, good_calls
 
     def __call__(self, v):
         self.calls += 1
-        return v * 2 if self.calls == 1 else self.bad(v)
+        return v * 2 if self.calls <= self.good_calls else self.bad(v)
 
 
 @pytest.mark.parametrize(
@@ -616,14 +616,44 @@ class TurnsBad:
         (lambda v: torch.empty(v.shape, device="meta"), ValueError, "meta"),
     ],
 )
-def test_bad_outputs_are_refused_when_the_batch_fits_one_call(bad, error, match):
-    # The lean path for a batch within the remembered plan checks the output all the same.
+@pytest.mark.parametrize("good_calls", [1, 2])
+def test_bad_outputs_are_refused_when_the_batch_fits_one_call(bad, error, match, good_calls):
+    # The lean path for a batch within the remembered plan checks the output all the same,
+    # whether the plan comes from the dictionaries (second call) or the last-call memo (third).
     x = ra.RaggedArray.from_lengths(torch.randn(10, 3), [4, 6])
-    fn = TurnsBad(bad)
-    x.map(fn)
-    assert len(mapping._chosen[fn]) == 1  # the plan is remembered: the next call is lean
-    with pytest.raises(error, match=match):
+    fn = TurnsBad(bad, good_calls=good_calls)
+    for _ in range(good_calls):
         x.map(fn)
+    assert len(mapping._chosen[fn]) == 1  # the plan is remembered: the next call is lean
+    with pytest.raises(error, match=f"RaggedArray.map: .*{match}"):
+        x.map(fn)
+
+
+def test_the_last_call_memo_follows_fn_values_and_grad_mode(monkeypatch):
+    # The lean path remembers its last plan by fn, values tensor and grad mode: a call that
+    # differs in any of them must get its own plan, not the memo's.
+    item_bytes = 4 * 8  # (4,) float64 per item
+    set_budgets(monkeypatch, call=100 * item_bytes, chunk=50 * item_bytes, grad=20 * item_bytes)
+    x = ra.RaggedArray.from_lengths(torch.randn(60, 4, dtype=torch.float64), [60])
+    y = ra.RaggedArray.from_lengths(torch.randn(90, 4, dtype=torch.float64), [90])
+    first, second = Recorder(sin2), Recorder(torch.cos)
+    with torch.no_grad():
+        x.map(first)  # probes: one call up to 100 items
+    x.map(first)  # probes again under autograd: chunks of 20
+    for fn, batch, grad, sizes in [
+        (first, x, False, [60]),
+        (first, x, False, [60]),  # the memo
+        (first, x, True, [20, 20, 20]),  # same fn and values, grad mode differs
+        (first, x, False, [60]),
+        (first, y, False, [90]),  # another tensor with an equal key
+        (second, y, False, [16, 74]),  # another fn: no plan yet, it probes
+        (first, y, False, [90]),
+    ]:
+        fn.chunks.clear()
+        with torch.set_grad_enabled(grad):
+            out = batch.map(fn)
+        assert fn.sizes == sizes
+        torch.testing.assert_close(out.values, fn.fn(batch.values), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize(
