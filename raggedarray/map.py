@@ -32,7 +32,6 @@ from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
-import torch
 
 from . import _backend, _checks
 
@@ -69,6 +68,8 @@ def map_lean(values: Any, fn: Callable[[Any], Any], owner: type) -> Any:
     0.2-1 µs (torch's functions and types are bound once, below). ``owner`` names the class
     in error messages.
     """
+    if _Tensor is None and not _bind_torch():
+        return None  # torch is not loaded: values is not a tensor
     if type(values) is not _Tensor or _is_compiling():
         return None
     last = _last
@@ -97,10 +98,22 @@ def map_lean(values: Any, fn: Callable[[Any], Any], owner: type) -> Any:
     return None
 
 
-_Tensor = torch.Tensor
-_strided = torch.strided
-_is_compiling = torch.compiler.is_compiling
-_grad_enabled = torch.is_grad_enabled
+# Bound once torch is loaded (importing raggedarray does not import torch).
+_Tensor: Any = None
+_strided: Any = None
+_is_compiling: Any = None
+_grad_enabled: Any = None
+
+
+def _bind_torch() -> bool:
+    """Bind the torch objects ``map_lean`` reads; False while torch is not loaded."""
+    global _Tensor, _strided, _is_compiling, _grad_enabled
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return False
+    _strided, _is_compiling = torch.strided, torch.compiler.is_compiling
+    _grad_enabled, _Tensor = torch.is_grad_enabled, torch.Tensor
+    return True
 
 
 def map_values(

@@ -287,3 +287,20 @@ def test_deepcopy_keeps_sharing_and_grad_inside_a_container():
     assert back["a"] is back["b"] and back["a"].values is back["raw"]
     assert back["a"].requires_grad and back["a"].values.is_leaf
     assert torch.equal(back["a"].values, x.values)
+
+
+def test_numpy_map_leaves_torch_unloaded_and_torch_map_works_after():
+    # map's lean path binds torch's objects only once torch is loaded.
+    out = run_fresh(
+        """
+        import sys, numpy as np, raggedarray as ra
+        x = ra.RaggedArray.from_lengths(np.arange(6.0).reshape(3, 2), [1, 2])
+        same = [np.array_equal(x.map(np.sin).values, np.sin(x.values)) for _ in range(2)]
+        print('torch' in sys.modules, all(same))
+        import torch
+        t = ra.RaggedArray.from_lengths(torch.arange(6.0).reshape(3, 2), [1, 2])
+        double = lambda v: v * 2
+        print(all(torch.equal(t.map(double).values, t.values * 2) for _ in range(3)))
+        """
+    )
+    assert out == ["False", "True", "True"]
