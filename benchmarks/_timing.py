@@ -27,10 +27,10 @@ def median_times(fns: dict[str, Callable[[], object]], *, repeats: int = 31, num
     return {name: statistics.median(s) for name, s in samples.items()}
 
 
-def shuffled_times(
+def shuffled_samples(
     fns: dict[Any, Callable[[], object]], *, repeats: int
-) -> tuple[dict[Any, float], dict[Any, float]]:
-    """Median and fastest seconds per call of each function, in rounds of random order.
+) -> dict[Any, list[float]]:
+    """Seconds of every call of each function, in rounds of random order (round r is index r).
 
     A fixed order lets one candidate always follow the same other one (and inherit the
     caches and allocator state it leaves); a fresh order each round spreads that out.
@@ -45,8 +45,25 @@ def shuffled_times(
             start = time.perf_counter()
             fns[name]()
             samples[name].append(time.perf_counter() - start)
+    return samples
+
+
+def shuffled_times(
+    fns: dict[Any, Callable[[], object]], *, repeats: int
+) -> tuple[dict[Any, float], dict[Any, float]]:
+    """Median and fastest seconds per call of each function, in rounds of random order."""
+    samples = shuffled_samples(fns, repeats=repeats)
     medians = {name: statistics.median(s) for name, s in samples.items()}
     return medians, {name: min(s) for name, s in samples.items()}
+
+
+def paired_ratio(samples: dict[Any, list[float]], a: Any, b: Any) -> float:
+    """Median over rounds of ``a``'s time over ``b``'s in the same round.
+
+    On a shared machine slow spells last seconds: within one round both candidates meet
+    the same spell, so the per-round ratio cancels it where a ratio of medians may not.
+    """
+    return statistics.median(x / y for x, y in zip(samples[a], samples[b], strict=True))
 
 
 def backward_step(leaf: Any, fn: Callable[[], Any], grad: Any) -> Callable[[], None]:
