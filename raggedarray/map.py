@@ -39,16 +39,20 @@ from . import _backend, _checks
 # benchmarks/bench_chunks.py, torch 2.13, a quiet machine, no grad, the copy into the result
 # included; Conv2d(1, 4, 5)+ReLU on 16x16 (largest tensor 14.4 KB per image). Two threads:
 # one call was the fastest up to 1 600 images (22 MiB; 0.84-0.92 µs per image against 1.02-1.04
-# in chunks of 400-533) and lost from 2 400 (33 MiB) to chunks of 800 (11 MiB: 0.96-0.98 µs,
+# in chunks of 400-533) and lost from 2 400 (33 MiB) to chunks of 600-1 200 (0.96-0.99 µs,
 # one call 1.05-1.13). One thread: one call of 1 600 was the fastest (1.63 µs against 1.70-1.74),
 # one of 3 200 (44 MiB) cost 1.19x chunks of 400-800. The ~420 000-parameter CNN (73.7 KB per
 # image) was flat from 113 to 400 images on two threads and from 113 to 341 (24 MiB) on one,
-# where 512 (36 MiB) cost 1.36x: the cliff is glibc's 32 MiB mmap threshold. Under autograd
-# (forward+backward) the chunks of the two DeepSet networks in benchmarks/bench_train.py cost the
-# same within the noise from 128 to 512 images (conv8-conv16, 41.5 KB per image; 768 is
-# 1.14-1.23x the best) and from 384 to 768 (the demo's, 14.4 KB per image): 8 MiB lands in both.
+# where 512 (36 MiB) cost 1.36x: the cliff is glibc's 32 MiB mmap threshold. Chunks stay at
+# 8 MiB although a fresh process measured 11 MiB chunks as fast: in the seed grid's long runs
+# (benchmarks/bench_grid.py), where earlier cells leave glibc's dynamic thresholds raised,
+# 11 MiB chunks of the small CNN ran 1.4-1.7x one dense call at 2 400-3 200 images in five of
+# eight cell runs, and 8 MiB chunks at 0.98-1.04 in all. Under autograd (forward+backward) the
+# chunks of the two DeepSet networks in benchmarks/bench_train.py cost the same within the
+# noise from 128 to 512 images (conv8-conv16, 41.5 KB per image; 768 is 1.14-1.23x the best)
+# and from 384 to 768 (the demo's, 14.4 KB per image): 8 MiB lands in both bands.
 CPU_CALL_BYTES = 24 << 20
-CPU_CHUNK_BYTES = 12 << 20
+CPU_CHUNK_BYTES = 8 << 20
 CPU_CHUNK_BYTES_GRAD = 8 << 20
 # Items in the probe call that measures a function's memory per item.
 PROBE_ITEMS = 16
