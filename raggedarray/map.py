@@ -67,10 +67,9 @@ def map_lean(values: Any, fn: Callable[[Any], Any], owner: type) -> Any:
 
     ``None`` also when no plan is remembered for ``fn`` on this kind of item, or when the
     remembered plan splits the batch and ``fn`` is coupled across the batch; the full path
-    of [`map_values`][raggedarray.map.map_values] then decides. Kept lean: the smallest
-    calls take ~60 µs, and after ``fn`` has flushed the caches every line here costs
-    0.2-1 µs (torch's functions and types are bound once, below). ``owner`` names the class
-    in error messages.
+    of ``map_values`` then decides. Kept lean: the smallest calls take ~60 µs, and after
+    ``fn`` has flushed the caches every line here costs 0.2-1 µs (torch's functions and
+    types are bound once, below). ``owner`` names the class in error messages.
     """
     if _Tensor is None and not _bind_torch():
         return None  # torch is not loaded: values is not a tensor
