@@ -218,10 +218,12 @@ class _Plan(NamedTuple):
 
 
 _NONE = _Plan(0, 0, False)  # nothing remembered: no batch is whole
-# The last plan looked up for a tensor run in place: [weak reference to fn, weak reference to
-# the values, grad mode, key, plan]. A call on the same tensor with the same fn skips building
-# the key; one on another tensor with an equal key skips the dictionaries.
-_last: list[Any] = [None, None, None, None, _NONE]
+# The last plan looked up for a tensor run in place: (weak reference to fn, weak reference to
+# the values, grad mode, key, plan). A call on the same tensor with the same fn skips building
+# the key; one on another tensor with an equal key skips the dictionaries. Replaced whole,
+# never mutated, so a thread reads one consistent entry.
+_NO_MEMO: tuple[Any, ...] = (None, None, None, None, _NONE)
+_last = _NO_MEMO
 
 
 def _spans(start: int, stop: int, plan: _Plan, *, call_empty: bool) -> Iterator[tuple[int, int]]:
@@ -312,6 +314,7 @@ def _remembered(fn: Any, values: Any, grad: bool) -> _Plan:
     lookups cost several µs once ``fn`` has flushed the caches. A plan found becomes the
     memo ``map_lean`` checks first.
     """
+    global _last
     key = (values.shape[1:], values.dtype, values.device, grad)
     last = _last
     if last[3] == key and last[0] is not None and last[0]() is fn:
@@ -324,7 +327,7 @@ def _remembered(fn: Any, values: Any, grad: bool) -> _Plan:
         plan = _NONE if plans is None else plans.get(key, _NONE)
         if plan is _NONE:
             return _NONE
-    _last[:] = [weakref.ref(fn), weakref.ref(values), grad, key, plan]
+    _last = (weakref.ref(fn), weakref.ref(values), grad, key, plan)
     return plan
 
 
@@ -336,9 +339,10 @@ def _cached_choice(fn: Any, key: tuple[Any, ...]) -> _Plan | None:
 
 
 def _remember(fn: Any, key: tuple[Any, ...], plan: _Plan) -> None:
+    global _last
     with contextlib.suppress(TypeError):  # not weakly referenceable
         _chosen.setdefault(fn, {})[key] = plan
-        _last[:] = [None, None, None, None, _NONE]  # the memo may hold an older plan
+        _last = _NO_MEMO  # the memo may hold an older plan
 
 
 def _probe(fn: Any, chunk: Any) -> tuple[Any, tuple[float, float]]:

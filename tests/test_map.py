@@ -8,8 +8,10 @@ exception, and the tests pin down both sides of that trade-off.
 from __future__ import annotations
 
 import copy
+import gc
 import math
 import sys
+import weakref
 
 import numpy as np
 import pytest
@@ -146,7 +148,7 @@ def set_budgets(monkeypatch, *, call, chunk, grad):
     monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES", chunk)
     monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES_GRAD", grad)
     monkeypatch.setattr(mapping, "_chosen", type(mapping._chosen)())
-    monkeypatch.setattr(mapping, "_last", [None, None, None, None, mapping._NONE])
+    monkeypatch.setattr(mapping, "_last", mapping._NO_MEMO)
 
 
 @pytest.fixture
@@ -627,6 +629,18 @@ def test_bad_outputs_are_refused_when_the_batch_fits_one_call(bad, error, match,
     assert len(mapping._chosen[fn]) == 1  # the plan is remembered: the next call is lean
     with pytest.raises(error, match=f"RaggedArray.map: .*{match}"):
         x.map(fn)
+
+
+def test_the_last_call_memo_keeps_neither_values_nor_fn_alive():
+    # The memo holds weak references: a batch mapped twice is freed once the user drops it.
+    x = ra.RaggedArray.from_lengths(torch.randn(12, 3), [5, 7])
+    fn = Recorder(sin2)
+    x.map(fn)
+    x.map(fn)  # the second call leaves its values and fn in the memo
+    values, calls = weakref.ref(x.values), weakref.ref(fn)
+    del x, fn
+    gc.collect()
+    assert values() is None and calls() is None
 
 
 def test_the_last_call_memo_follows_fn_values_and_grad_mode(monkeypatch):
