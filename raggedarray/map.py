@@ -44,10 +44,10 @@ from . import _backend, _checks
 # one of 3 200 (44 MiB) cost 1.19x chunks of 400-800. The ~420 000-parameter CNN (73.7 KB per
 # image) was flat from 113 to 400 images on two threads and from 113 to 341 (24 MiB) on one,
 # where 512 (36 MiB) cost 1.36x: the cliff is glibc's 32 MiB mmap threshold. Chunks stay at
-# 8 MiB although a fresh process measured 11 MiB chunks as fast: in the seed grid's long runs
-# (benchmarks/bench_grid.py), where earlier cells leave glibc's dynamic thresholds raised,
-# 11 MiB chunks of the small CNN ran 1.4-1.7x one dense call at 2 400-3 200 images in five of
-# eight cell runs, and 8 MiB chunks at 0.98-1.04 in all. Under autograd (forward+backward) the
+# 8 MiB: 11-12 MiB chunks were as fast in some fresh sweeps and 1.3-1.4x slower in others, and
+# in the seed grid's long runs (benchmarks/bench_grid.py) the cells of 2 400-4 800 images ran
+# 1.4-1.7x one dense call in some runs with either budget (glibc's dynamic thresholds; see
+# docs/compute.md), so the measurements do not favour a change. Under autograd the
 # chunks of the two DeepSet networks in benchmarks/bench_train.py cost the same within the
 # noise from 128 to 512 images (conv8-conv16, 41.5 KB per image; 768 is 1.14-1.23x the best)
 # and from 384 to 768 (the demo's, 14.4 KB per image): 8 MiB lands in both bands.
