@@ -85,15 +85,7 @@ def map_lean(values: Any, fn: Callable[[Any], Any], owner: type) -> Any:
     num_items = values.shape[0]
     if 0 < num_items <= plan.whole:
         output = fn(values)
-        if not (  # the usual output, a dense real tensor with one row per item
-            type(output) is _Tensor
-            and output.layout is _strided
-            and not output.is_nested
-            and output.ndim
-            and output.shape[0] == num_items
-            and not output.is_meta  # not device.type: after a large call that read costs ~10 µs
-            and not output.is_complex()
-        ):
+        if not _usual_rows(output, num_items):
             _check_rows(output, num_items, f"{owner.__name__}.map")
         return output
     if plan is not _NONE and not _batch_coupled(fn):
@@ -474,19 +466,28 @@ class _Assembler:
         return np.concatenate(self.parts, axis=0)
 
 
-def _check_rows(output: Any, items: int, where: str) -> None:
-    """Refuse an output that is not a dense array of real numbers with one row per item."""
-    torch = sys.modules.get("torch")
-    if (  # the usual case, a dense real tensor of the right length, in one expression
-        torch is not None
-        and type(output) is torch.Tensor
+def _usual_rows(output: Any, items: int) -> bool:
+    """Whether ``output`` is the usual one: a dense real tensor with ``items`` rows.
+
+    One expression over the fields ``map_lean`` binds (False before torch is loaded), so the
+    common call pays a few field reads; anything else goes to ``_check_rows``'s full checks.
+    """
+    return (
+        type(output) is _Tensor
+        and output.layout is _strided
+        and not output.is_nested
         and output.ndim > 0
         and output.shape[0] == items
-        and output.layout is torch.strided
-        and not output.is_nested
         and not output.is_meta  # not device.type: after a large call that read costs ~10 µs
-        and not output.dtype.is_complex
-    ):
+        and not output.is_complex()
+    )
+
+
+def _check_rows(output: Any, items: int, where: str) -> None:
+    """Refuse an output that is not a dense array of real numbers with one row per item."""
+    if _Tensor is None:
+        _bind_torch()
+    if _usual_rows(output, items):
         return
     if _backend.backend_of(output) is None:
         raise TypeError(
