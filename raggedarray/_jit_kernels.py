@@ -20,17 +20,12 @@ def _scan_range(x, offsets, first, last, out, acc_like, reverse):  # pragma: no 
     acc = np.zeros(features, acc_like.dtype)
     for s in range(first, last):
         a, b = offsets[s], offsets[s + 1]
+        start, stop, step = (b - 1, a - 1, -1) if reverse else (a, b, 1)
         acc[:] = 0
-        if reverse:
-            for i in range(b - 1, a - 1, -1):
-                for f in range(features):
-                    acc[f] += x[i, f]
-                    out[i, f] = acc[f]
-        else:
-            for i in range(a, b):
-                for f in range(features):
-                    acc[f] += x[i, f]
-                    out[i, f] = acc[f]
+        for i in range(start, stop, step):
+            for f in range(features):
+                acc[f] += x[i, f]
+                out[i, f] = acc[f]
 
 
 @njit(cache=True, nogil=True)
