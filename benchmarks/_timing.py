@@ -52,7 +52,11 @@ def shuffled_times(
     fns: dict[Any, Callable[[], object]], *, repeats: int
 ) -> tuple[dict[Any, float], dict[Any, float]]:
     """Median and fastest seconds per call of each function, in rounds of random order."""
-    samples = shuffled_samples(fns, repeats=repeats)
+    return summary(shuffled_samples(fns, repeats=repeats))
+
+
+def summary(samples: dict[Any, list[float]]) -> tuple[dict[Any, float], dict[Any, float]]:
+    """Median and fastest of each candidate's samples."""
     medians = {name: statistics.median(s) for name, s in samples.items()}
     return medians, {name: min(s) for name, s in samples.items()}
 

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 from collections.abc import Callable
 
 import numpy as np
 import torch
-from _timing import paired_ratio, shuffled_samples
+from _timing import paired_ratio, shuffled_samples, summary
 
 from raggedarray import _demo
 
@@ -51,8 +50,7 @@ def cell(model: torch.nn.Module, m: int, n: int, *, chunks: list[int], repeats: 
     rounds = max(repeats, min(4 * repeats, int(0.5 / max(1e-4, 2e-6 * total))))
     with torch.no_grad():
         samples = shuffled_samples(fns, repeats=rounds)
-    medians = {name: statistics.median(s) for name, s in samples.items()}
-    fastest = {name: min(s) for name, s in samples.items()}
+    medians, fastest = summary(samples)
     best = min((t, name) for name, t in medians.items() if name != "map")
     best_fastest = min(t for name, t in fastest.items() if name != "map")
     return {
