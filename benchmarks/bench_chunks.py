@@ -2,7 +2,7 @@
 ``map``'s chunk budgets (``CPU_CALL_BYTES``, ``CPU_CHUNK_BYTES``, ``CPU_CHUNK_BYTES_GRAD``).
 
 Run: PYTHONPATH=. python benchmarks/bench_chunks.py --network small [--grad] [--threads 1]
-     [--images 12800] [--chunks 256,384,512,768,1024] [--reps 9]
+     [--images 12800] [--chunks 256,384,512,768,1024 | --budgets 4,8,16,24] [--reps 9]
 
 Networks: ``small`` and ``large`` are the grid's CNNs (``raggedarray._demo``), ``A`` and ``B``
 the two psi networks of ``benchmarks/bench_train.py``. Without ``--grad`` each chunk's output
@@ -11,7 +11,9 @@ is copied into one preallocated result (what ``map`` does under ``torch.no_grad(
 does). A chunk size at or above ``--images`` is one call with no copy. Sizes run in a fresh
 random order each round; the table gives the median per image and its ratio to the best, and
 the largest tensor per image that ``map``'s probe measures, so that a budget in bytes can be
-read off the sweep.
+read off the sweep (``--budgets`` gives the sizes as such budgets, in MiB), and the network's
+multiply-adds per byte written. Like ``map``, the script first settles glibc's heap
+(``raggedarray._allocator``), so that no size is timed in another allocator state.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from _timing import shuffled_times
 from bench_train import network_a
 from torch import nn
 
-from raggedarray import _demo
+from raggedarray import _allocator, _demo, _probe
 from raggedarray import map as mapping
 
 NETWORKS: dict[str, Callable[[], nn.Module]] = {
@@ -36,11 +38,12 @@ NETWORKS: dict[str, Callable[[], nn.Module]] = {
 }
 
 
-def largest_per_image(net: nn.Module, images: torch.Tensor) -> float:
-    """The bytes per image of the largest tensor one call makes, as ``map``'s probe measures."""
+def costs_per_image(net: nn.Module, images: torch.Tensor) -> _probe.Costs:
+    """What one image costs a call (largest tensor, bytes written, multiply-adds), as
+    ``map``'s probe measures."""
     with torch.no_grad():
-        _, (largest, _) = mapping._probe(net, images[: mapping.PROBE_ITEMS])
-    return largest
+        _, costs = _probe.probe(net, images[: mapping.PROBE_ITEMS])
+    return costs
 
 
 def step(net: nn.Module, images: torch.Tensor, size: int, *, grad: bool) -> Callable[[], object]:
@@ -77,6 +80,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--images", type=int, default=12800)
     parser.add_argument("--chunks", default="128,256,384,512,768,1024,1536,2048")
+    parser.add_argument("--budgets", default=None, help="sizes as MiB of largest tensor")
     parser.add_argument("--reps", type=int, default=9)
     args = parser.parse_args()
     if args.threads:
@@ -84,14 +88,20 @@ def main() -> None:
     torch.manual_seed(0)
     net = NETWORKS[args.network]()
     images = _demo.images(np.full(1, args.images), seed=1).values
-    largest = largest_per_image(net, images)
-    fns = {int(c): step(net, images, int(c), grad=args.grad) for c in args.chunks.split(",")}
+    _allocator.settle()
+    costs = costs_per_image(net, images)
+    largest = costs.largest
+    if args.budgets:
+        sizes = [int(float(b) * 2**20 // largest) for b in args.budgets.split(",")]
+    else:
+        sizes = [int(c) for c in args.chunks.split(",")]
+    fns = {c: step(net, images, c, grad=args.grad) for c in sizes}
     medians, _ = shuffled_times(fns, repeats=args.reps)
     best = min(medians.values())
     print(
         f"network {args.network}, {'forward+backward' if args.grad else 'no grad'}, "
         f"{args.images} images, {torch.get_num_threads()} threads, largest tensor "
-        f"{largest / 1e3:.1f} KB per image"
+        f"{largest / 1e3:.1f} KB per image, {costs.intensity:.1f} multiply-adds per byte written"
     )
     print("\n| chunk | largest tensor | µs per image | / best |")
     print("|---|---|---|---|")

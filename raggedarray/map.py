@@ -14,18 +14,22 @@ network, ~8 %). The rule: a probe call on the first few items measures, per item
 tensor any torch operation makes (a convolution counts its unfolded input, which is
 ``kernel size`` times larger than its output). A batch whose largest tensor stays within
 ``CPU_CALL_BYTES`` is one call; a larger one is split into equal chunks (sizes within one
-item, so no call is a small remainder) whose largest tensor stays within ``CPU_CHUNK_BYTES``.
-When autograd records the calls, the outputs are joined whatever the split and the chunks
-stay within ``CPU_CHUNK_BYTES_GRAD``. On a GPU the whole buffer goes in one call unless the
-probe says the operations' outputs would not fit in half the free memory. The plan is
-cached per function, item shape, dtype, device and autograd; a batch within it then costs
-one call of the function plus a few µs.
+item, so no call is a small remainder) whose largest tensor stays within ``CPU_CHUNK_BYTES``,
+or within ``CPU_CALL_BYTES`` when the probe counts at least ``CPU_COMPUTE_BOUND``
+multiply-adds per byte written (a network bound by arithmetic gains little from the cache and
+pays each call's fixed costs). Before its first plan on a CPU, ``map`` brings glibc's heap to
+its settled state (``_allocator.settle``), so that neither the plan's calls nor their timing
+depend on what the process allocated before. When autograd records the calls, the outputs
+are joined whatever the split and the chunks stay within ``CPU_CHUNK_BYTES_GRAD``. On a GPU
+(values there, or ``device=`` naming one) the whole buffer goes in one call unless the probe
+says the operations' outputs would not fit in half the free memory. The plan is cached per
+function, item shape, dtype, device and autograd; a batch within it then costs one call of
+the function plus a few µs.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import sys
 import weakref
 from collections.abc import Callable, Iterator
@@ -33,7 +37,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import _backend, _checks
+from . import _allocator, _backend, _checks
+from ._probe import Costs, probe
 
 # The largest tensor of one call on a CPU (see the module docstring and docs/benchmarks.md).
 # benchmarks/bench_chunks.py, torch 2.13, a quiet machine, no grad, the copy into the result
@@ -54,6 +59,15 @@ from . import _backend, _checks
 CPU_CALL_BYTES = 24 << 20
 CPU_CHUNK_BYTES = 8 << 20
 CPU_CHUNK_BYTES_GRAD = 8 << 20
+# Multiply-adds per byte written from which a network's chunks are sized like one call. Cache
+# residency is what small chunks buy, and it matters little to a network bound by arithmetic,
+# while every call costs its fixed overheads again (oneDNN primitives, packing the weights).
+# bench_chunks.py --budgets 4,8,12,16,24,28, no grad, 2 threads, glibc's heap settled: the
+# ~420k-parameter CNN (20.3 multiply-adds per byte) ran chunks of 24-28 MiB at 1.00-1.03 of the
+# best and 4-16 MiB at 1.08; in the seed grid its hand chunks of 512 images beat map's 113 by
+# 4-10 % in 15 of 24 cells. The small CNN (3.1) ran 8-12 MiB best and 24 MiB at 1.19, the demo's
+# DeepSet psi (2.8) 4-8 MiB best and 16-28 MiB at 1.33-1.36.
+CPU_COMPUTE_BOUND = 10.0
 # Items in the probe call that measures a function's memory per item.
 PROBE_ITEMS = 16
 # Fraction of free GPU memory the outputs of one call may take.
@@ -159,9 +173,9 @@ def _chunks(
         if plan is None:  # probe on the first items, then size the chunks
             stop = min(num_items, PROBE_ITEMS)
             chunk = _move(values[:stop], target)
-            output, per_item = _probe(fn, chunk)
+            output, costs = probe(fn, chunk)
             assembler.add(output, chunk.shape[0], start)
-            plan = _choose(per_item, target, grad=key[-1])
+            plan = _choose(costs, key[2], grad=key[-1])  # key: (shape, dtype, device, grad)
             _remember(fn, key, plan)
             start, called = stop, True
             if bar is not None:
@@ -337,60 +351,25 @@ def _remember(fn: Any, key: tuple[Any, ...], plan: _Plan) -> None:
         _last = _NO_MEMO  # the memo may hold an older plan
 
 
-def _probe(fn: Any, chunk: Any) -> tuple[Any, tuple[float, float]]:
-    """Call ``fn`` on ``chunk`` while measuring bytes per item: (largest tensor, all outputs)."""
-    items = max(chunk.shape[0], 1)
-    if not _backend.is_tensor(chunk):
-        output = fn(chunk)
-        size = float(getattr(output, "nbytes", 0)) / items
-        return output, (size, size)
-    from torch.overrides import TorchFunctionMode
-
-    largest, total = [chunk.element_size() * chunk.numel()], [0]
-
-    class Measure(TorchFunctionMode):
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            result = func(*args, **(kwargs or {}))
-            _measure(func, args, result, largest, total)
-            return result
-
-    with Measure():
-        output = fn(chunk)
-    return output, (max(largest) / items, total[0] / items)
-
-
-def _measure(func: Any, args: Any, result: Any, largest: list[int], total: list[int]) -> None:
-    torch = _backend.torch_module()
-    if not isinstance(result, torch.Tensor):
-        return
-    size = result.element_size() * result.numel()
-    total[0] += size
-    largest.append(size)
-    conv = (torch.conv1d, torch.conv2d, torch.conv3d, torch.nn.functional.conv_transpose2d)
-    if func in conv and len(args) > 1 and isinstance(args[1], torch.Tensor):
-        weight = args[1]  # the unfolded input: C_in * prod(kernel) values per output position
-        unfolded = weight.shape[1] * math.prod(weight.shape[2:]) * math.prod(result.shape[2:])
-        largest.append(unfolded * result.shape[0] * result.element_size())
-
-
-def _choose(per_item: tuple[float, float], target: Any, *, grad: bool) -> _Plan:
-    """The plan from the probe's bytes per item (largest tensor, sum of all outputs).
+def _choose(costs: Costs, device: Any, *, grad: bool) -> _Plan:
+    """The plan from the probe's costs per item, for chunks that run on ``device``.
 
     ``grad``: autograd records the calls (tensor chunks with gradients enabled).
 
     It is not capped by this call's number of items: it is remembered for later calls,
     whose batches may be larger.
     """
-    largest, total = per_item
-    if target is not None and target.type == "cuda":
-        free, _ = _backend.torch_module().cuda.mem_get_info(target)
-        size = max(1, int(GPU_MEMORY_FRACTION * free // max(total, 1.0)))
+    if getattr(device, "type", device) == "cuda":
+        free, _ = _backend.torch_module().cuda.mem_get_info(device)
+        size = max(1, int(GPU_MEMORY_FRACTION * free // max(costs.total, 1.0)))
         return _Plan(size, size, True)
+    _allocator.settle()
     if grad:
-        size = _items_within(CPU_CHUNK_BYTES_GRAD, largest)
+        size = _items_within(CPU_CHUNK_BYTES_GRAD, costs.largest)
         return _Plan(size, size, True)
+    chunk = CPU_CALL_BYTES if costs.intensity >= CPU_COMPUTE_BOUND else CPU_CHUNK_BYTES
     return _Plan(
-        _items_within(CPU_CALL_BYTES, largest), _items_within(CPU_CHUNK_BYTES, largest), True
+        _items_within(CPU_CALL_BYTES, costs.largest), _items_within(chunk, costs.largest), True
     )
 
 

@@ -147,6 +147,7 @@ def set_budgets(monkeypatch, *, call, chunk, grad):
     monkeypatch.setattr(mapping, "CPU_CALL_BYTES", call)
     monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES", chunk)
     monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES_GRAD", grad)
+    monkeypatch.setattr(mapping, "CPU_COMPUTE_BOUND", math.inf)  # chunks by CPU_CHUNK_BYTES
     monkeypatch.setattr(mapping, "_chosen", type(mapping._chosen)())
     monkeypatch.setattr(mapping, "_last", mapping._NO_MEMO)
 

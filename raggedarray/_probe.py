@@ -1,0 +1,106 @@
+"""The probe call of ``map``: what one item costs a call of a function, counted as it runs.
+
+``probe`` calls the function on a few items under a torch function mode that sees every
+operation: it records the largest tensor (a convolution counts its unfolded input, which is
+``kernel size`` times larger than its output), the bytes of all outputs, and the
+multiply-adds of convolutions and matrix products. ``map`` sizes its calls from these.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+from . import _backend
+
+
+def probe(fn: Any, chunk: Any) -> tuple[Any, Costs]:
+    """Call ``fn`` on ``chunk`` while measuring its costs per item (see ``Costs``)."""
+    items = max(chunk.shape[0], 1)
+    if not _backend.is_tensor(chunk):
+        output = fn(chunk)
+        size = float(getattr(output, "nbytes", 0)) / items
+        return output, Costs(size, size, 0.0)
+    from torch.overrides import TorchFunctionMode
+
+    counts = _Counts(chunk.element_size() * chunk.numel())
+
+    class Measure(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            result = func(*args, **(kwargs or {}))
+            _measure(func, args, result, counts)
+            return result
+
+    with Measure():
+        output = fn(chunk)
+    return output, Costs(counts.largest / items, counts.total / items, counts.macs / items)
+
+
+class Costs(NamedTuple):
+    """What one item costs a call, as the probe counts it.
+
+    ``largest``: bytes of the largest tensor; ``total``: bytes of all operations' outputs;
+    ``macs``: multiply-adds of its convolutions and matrix products.
+    """
+
+    largest: float
+    total: float
+    macs: float
+
+    @property
+    def intensity(self) -> float:
+        """Multiply-adds per byte written: how much a call computes for what it moves."""
+        return self.macs / max(self.total, 1.0)
+
+
+class _Counts:
+    """Running totals of one probe call (bytes and multiply-adds over all items)."""
+
+    def __init__(self, largest: int) -> None:
+        self.largest, self.total, self.macs = largest, 0, 0
+
+
+def _measure(func: Any, args: Any, result: Any, counts: _Counts) -> None:
+    torch = _backend.torch_module()
+    if not isinstance(result, torch.Tensor):
+        return
+    size = result.element_size() * result.numel()
+    counts.total += size
+    counts.largest = max(counts.largest, size)
+    if len(args) < 2 or not isinstance(args[0], torch.Tensor):
+        return
+    first, weight = args[0], args[1]
+    if not isinstance(weight, torch.Tensor) or weight.ndim == 0 or first.ndim == 0:
+        return
+    if func in _convolutions(torch):  # weight: (C_out, C_in / groups, *kernel)
+        per_output = weight.shape[1] * math.prod(weight.shape[2:])
+        # The unfolded input: C_in * prod(kernel) values per output position.
+        unfolded = per_output * math.prod(result.shape[2:]) * result.shape[0]
+        counts.largest = max(counts.largest, unfolded * result.element_size())
+        counts.macs += per_output * result.numel()
+    elif func in _transposed(torch):  # weight: (C_in, C_out / groups, *kernel)
+        per_input = weight.shape[1] * math.prod(weight.shape[2:])
+        # Estimated like a convolution's unfolded input, over the output positions.
+        unfolded = per_input * math.prod(result.shape[2:]) * result.shape[0]
+        counts.largest = max(counts.largest, unfolded * result.element_size())
+        counts.macs += per_input * first.numel()
+    elif func in _products(torch):  # one multiply-add per output and inner index
+        counts.macs += result.numel() * first.shape[-1]
+
+
+def _convolutions(torch: Any) -> tuple[Any, ...]:
+    return (torch.conv1d, torch.conv2d, torch.conv3d)
+
+
+def _transposed(torch: Any) -> tuple[Any, ...]:
+    functional = torch.nn.functional
+    return (functional.conv_transpose1d, functional.conv_transpose2d, functional.conv_transpose3d)
+
+
+def _products(torch: Any) -> tuple[Any, ...]:
+    tensor = torch.Tensor
+    return (
+        torch.nn.functional.linear,
+        *(torch.matmul, torch.mm, torch.bmm),
+        *(tensor.__matmul__, tensor.matmul, tensor.mm, tensor.bmm),
+    )
