@@ -12,13 +12,16 @@ random order each round (so none always follows the slowest), after a warm-up th
 lets ``map`` probe. The table gives medians and three ratios of ``map`` to the best of the
 others: of their medians; the median over rounds of the ratio within one round ("same
 rounds", which cancels slow spells of a shared machine that last seconds and can hit the
-two medians unevenly); and of their fastest single rounds.
+two medians unevenly); and of their fastest single rounds. The last column counts the page
+faults of one call of ``map`` and of the best (medians of three calls after the timing): a
+call that faults in its temporaries afresh each time is meeting glibc's thresholds.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import statistics
 from collections.abc import Callable
 
 import numpy as np
@@ -52,6 +55,8 @@ def cell(model: torch.nn.Module, m: int, n: int, *, chunks: list[int], repeats: 
         samples = shuffled_samples(fns, repeats=rounds)
     medians, fastest = summary(samples)
     best = min((t, name) for name, t in medians.items() if name != "map")
+    with torch.no_grad():
+        faults = (page_faults(fns["map"]), page_faults(fns[best[1]]))
     best_fastest = min(t for name, t in fastest.items() if name != "map")
     return {
         "m": m,
@@ -65,7 +70,25 @@ def cell(model: torch.nn.Module, m: int, n: int, *, chunks: list[int], repeats: 
         "ratio": medians["map"] / best[0],
         "ratio_fastest": fastest["map"] / best_fastest,
         "ratio_paired": paired_ratio(samples, "map", best[1]),
+        "faults": faults,
     }
+
+
+def page_faults(fn: Callable[[], object], calls: int = 3) -> float | None:
+    """Median page faults per call of ``fn`` (in calls after the timed ones; None off Unix).
+
+    Counted apart from the timing, which the two ``getrusage`` calls would otherwise add to.
+    """
+    try:
+        import resource
+    except ImportError:
+        return None
+    counts = []
+    for _ in range(calls):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        fn()
+        counts.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    return statistics.median(counts)
 
 
 def main() -> None:
@@ -86,9 +109,9 @@ def main() -> None:
     )
     print(
         "\n| network | m | n_i | N | best of the others | map | map / best "
-        "| same rounds | fastest rounds |"
+        "| same rounds | fastest rounds | page faults per call (map, best) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     within = within_paired = total = 0
     for key in args.models.split(","):
         name, make = MODELS[key]
@@ -103,7 +126,7 @@ def main() -> None:
                 print(
                     f"| {name} | {m} | {n} | {row['N']} | {row['best']}: {row['best_ms']:.3f} ms "
                     f"| {row['map_ms']:.3f} ms | {row['ratio']:.3f} | {row['ratio_paired']:.3f} "
-                    f"| {row['ratio_fastest']:.3f} |",
+                    f"| {row['ratio_fastest']:.3f} | {row['faults'][0]}, {row['faults'][1]} |",
                     flush=True,
                 )
     print(

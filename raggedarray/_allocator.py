@@ -15,7 +15,8 @@ from run to run.
 ceiling and the trim threshold to 64 MiB, the state any process reaches after it frees its
 first large tensor. The heap may then keep up to 64 MiB it no longer uses. Nothing happens
 where the thresholds were set by ``mallopt`` or the ``MALLOC_MMAP_THRESHOLD_`` environment
-variable (glibc then keeps them fixed), on another C library, or when ``SETTLE`` is False.
+variable (glibc then keeps them fixed), or on another C library. ``map`` calls ``settle``
+unless ``raggedarray.map.SETTLE_HEAP`` is False.
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ import ctypes
 import platform
 import sys
 
-# Set to False before the first ``map`` to leave glibc's thresholds to the process's history.
-SETTLE = True
 # glibc's ceiling for the dynamic mmap threshold on 64-bit systems, and the block freed to
 # reach it: below the ceiling by more than a chunk header, above every lower threshold.
 CEILING = 32 << 20
@@ -37,7 +36,7 @@ _settled = False
 def settle() -> bool:
     """Free one ``BLOCK``-byte block through glibc, once; True if that happened in this call."""
     global _settled
-    if _settled or not SETTLE:
+    if _settled:
         return False
     _settled = True
     if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":

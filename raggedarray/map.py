@@ -68,6 +68,9 @@ CPU_CHUNK_BYTES_GRAD = 8 << 20
 # 4-10 % in 15 of 24 cells. The small CNN (3.1) ran 8-12 MiB best and 24 MiB at 1.19, the demo's
 # DeepSet psi (2.8) 4-8 MiB best and 16-28 MiB at 1.33-1.36.
 CPU_COMPUTE_BOUND = 10.0
+# Settle glibc's heap before the first CPU plan (``_allocator``); False leaves its thresholds to
+# the process's history.
+SETTLE_HEAP = True
 # Items in the probe call that measures a function's memory per item.
 PROBE_ITEMS = 16
 # Fraction of free GPU memory the outputs of one call may take.
@@ -363,7 +366,8 @@ def _choose(costs: Costs, device: Any, *, grad: bool) -> _Plan:
         free, _ = _backend.torch_module().cuda.mem_get_info(device)
         size = max(1, int(GPU_MEMORY_FRACTION * free // max(costs.total, 1.0)))
         return _Plan(size, size, True)
-    _allocator.settle()
+    if SETTLE_HEAP:
+        _allocator.settle()
     if grad:
         size = _items_within(CPU_CHUNK_BYTES_GRAD, costs.largest)
         return _Plan(size, size, True)

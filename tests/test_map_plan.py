@@ -219,7 +219,7 @@ WHERE_BLOCKS_GO = textwrap.dedent(
         libc.free(block)
         return "mapped" if mapped else "heap"
 
-    import raggedarray, raggedarray._allocator as allocator
+    import raggedarray, raggedarray._allocator as allocator, raggedarray.map as mapping
     first = where(16 << 20)
     exec(sys.argv[1])
     print(first, where(20 << 20))
@@ -246,12 +246,12 @@ def test_settle_moves_the_mmap_threshold_to_its_ceiling_once():
         "mapped",
         "heap",
     ]
-    # The first map on a CPU settles; SETTLE = False leaves the thresholds alone.
+    # The first map on a CPU settles; SETTLE_HEAP = False leaves the thresholds alone.
     first_map = (
         "raggedarray.RaggedArray.from_lengths(__import__('numpy').zeros((40, 2)), [40]).map(abs)"
     )
     assert where_blocks_go(first_map) == ["mapped", "heap"]
-    assert where_blocks_go(f"allocator.SETTLE = False; {first_map}") == ["mapped", "mapped"]
+    assert where_blocks_go(f"mapping.SETTLE_HEAP = False; {first_map}") == ["mapped", "mapped"]
 
 
 @pytest.mark.skipif(not HAS_MALLINFO2, reason="glibc's mallinfo2 reports where blocks go")
