@@ -363,7 +363,10 @@ def _choose(costs: Costs, device: Any, *, grad: bool) -> _Plan:
     whose batches may be larger.
     """
     if getattr(device, "type", device) == "cuda":
-        free, _ = _backend.torch_module().cuda.mem_get_info(device)
+        cuda = _backend.torch_module().cuda
+        free, _ = cuda.mem_get_info(device)
+        # Blocks torch's allocator holds but no tensor uses are free to this call too.
+        free += cuda.memory_reserved(device) - cuda.memory_allocated(device)
         size = max(1, int(GPU_MEMORY_FRACTION * free // max(costs.total, 1.0)))
         return _Plan(size, size, True)
     if SETTLE_HEAP:

@@ -112,6 +112,9 @@ class AttentionPool(nn.Module):
         self.attention = nn.Linear(in_features, hidden)
         self.gate = nn.Linear(in_features, hidden) if gated else None
         self.score = nn.Linear(hidden, 1)
+        # One bound method for the module's life: ``map`` remembers its plan per function
+        # (weakly), and ``self._scores`` would be a new object, probed again, at every call.
+        self._score_items = self._scores
 
     def _scores(self, values: Any) -> Any:
         hidden = torch.tanh(self.attention(values))
@@ -128,7 +131,7 @@ class AttentionPool(nn.Module):
                 f"AttentionPool: items must have shape ({self.in_features},); "
                 f"got item_shape {x.item_shape}"
             )
-        return x.map(self._scores).softmax()
+        return x.map(self._score_items).softmax()
 
     def forward(self, x: RaggedArray) -> torch.Tensor:
         """Attention-weighted sum of each segment's items: ``(m, in_features)``."""

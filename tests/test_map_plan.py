@@ -152,8 +152,11 @@ def test_the_demo_networks_fall_on_their_measured_sides_of_the_bound():
 
 
 def test_a_cuda_plan_is_one_call_unless_half_the_free_memory_would_not_hold_it(monkeypatch):
-    free = 1_000_000
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free, 4 * free))
+    # Free: what the driver reports plus what torch's allocator holds without using it.
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (600_000, 4_000_000))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 500_000)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 100_000)
+    free = 600_000 + 500_000 - 100_000
     costs = _probe.Costs(largest=10.0, total=100.0, macs=0.0)
     for device in (torch.device("cuda"), torch.device("cuda", 0)):
         for grad in (False, True):

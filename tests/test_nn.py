@@ -112,6 +112,24 @@ def test_attention_pool_gradients_match_the_loop():
     )
 
 
+def test_attention_pool_probes_once_then_maps_in_one_call():
+    # map remembers its plan per function; the scorer must stay the same object across calls.
+    torch.manual_seed(0)
+    pool = ra.nn.AttentionPool(3, 4).double()
+    sizes = []
+    pool.attention.register_forward_pre_hook(lambda _, args: sizes.append(args[0].shape[0]))
+    x = ragged([30, 0, 20])
+    first = pool(x)
+    assert sizes == [16, 34]  # the probe, then the rest
+    for _ in range(2):
+        sizes.clear()
+        torch.testing.assert_close(pool(x), first)
+        assert sizes == [50]
+    copy = __import__("copy").deepcopy(pool)
+    torch.testing.assert_close(copy(x), first)
+    assert copy._score_items.__self__ is copy
+
+
 def test_attention_pool_checks_the_item_shape():
     with pytest.raises(ValueError, match=r"items must have shape \(3,\)"):
         ra.nn.AttentionPool(3, 4).double()(ragged([2, 1], features=5))
