@@ -39,8 +39,7 @@ NETWORKS: dict[str, Callable[[], nn.Module]] = {
 
 
 def costs_per_image(net: nn.Module, images: torch.Tensor) -> _probe.Costs:
-    """What one image costs a call (largest tensor, bytes written, multiply-adds), as
-    ``map``'s probe measures."""
+    """What one image costs a call, as ``map``'s probe measures it (``_probe.Costs``)."""
     with torch.no_grad():
         _, costs = _probe.probe(net, images[: mapping.PROBE_ITEMS])
     return costs

@@ -289,7 +289,8 @@ class ComputeMethods(RaggedFields):
         Segments with ``n_i <= k`` are kept whole, so lengths become ``min(n_i, k)``: a
         common augmentation when training set models on varying ``n_i``. One gather over
         the buffer (no per-segment loop); the random draw happens on the host, so values on
-        a GPU are not synchronised.
+        a GPU are not synchronised (a CUDA ``torch.Generator`` draws on its device, and
+        reading the draw synchronises it once).
 
         Args:
             k: items per segment, an int or one count per segment.

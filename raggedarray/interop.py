@@ -236,12 +236,14 @@ def _from_jagged(nt: Any, where: str) -> tuple[Any, np.ndarray]:
             f"{where}: the ragged dimension must be dim 1; got a nested tensor of shape "
             f"{tuple(nt.shape)} ragged in dim {ragged_idx}"
         )
-    values = nt.values()
-    host = _backend.host_int64(nt.offsets()).copy()
-    lengths = nt.lengths()
-    if lengths is not None:
-        compact, index = _offsets.spans(host[:-1], _backend.host_int64(lengths))
+    values, offsets, lengths = nt.values(), nt.offsets(), nt.lengths()
+    if lengths is not None:  # holes: offsets and lengths come to the host in one copy
+        torch = _backend.torch_module()
+        both = _backend.host_int64(torch.cat([offsets, lengths.to(offsets.dtype)]))
+        starts, lengths = both[: offsets.shape[0] - 1], both[offsets.shape[0] :]
+        compact, index = _offsets.spans(starts, lengths)
         return _backend.index_rows(values, index), compact
+    host = _backend.host_int64(offsets).copy()
     start, stop = int(host[0]), int(host[-1])
     if start:
         host -= start

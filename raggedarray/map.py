@@ -65,7 +65,7 @@ CPU_CHUNK_BYTES_GRAD = 8 << 20
 # bench_chunks.py --budgets 4,8,12,16,24,28, no grad, 2 threads, glibc's heap settled: the
 # ~420k-parameter CNN (20.3 multiply-adds per byte) ran chunks of 24-28 MiB at 1.00-1.03 of the
 # best and 4-16 MiB at 1.08; in the seed grid its hand chunks of 512 images beat map's 113 by
-# 4-10 % in 15 of 24 cells. The small CNN (3.1) ran 8-12 MiB best and 24 MiB at 1.19, the demo's
+# 4-18 % in 15 of 24 cells. The small CNN (3.1) ran 8-12 MiB best and 24 MiB at 1.19, the demo's
 # DeepSet psi (2.8) 4-8 MiB best and 16-28 MiB at 1.33-1.36.
 CPU_COMPUTE_BOUND = 10.0
 # Settle glibc's heap before the first CPU plan (``_allocator``); False leaves its thresholds to
