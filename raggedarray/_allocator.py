@@ -12,8 +12,8 @@ the process ran before it, so timings, and the chunk sizes that ``map`` chose fo
 from run to run.
 
 ``settle`` frees one block just under 32 MiB, once per process: the threshold goes to its
-ceiling and the trim threshold to 64 MiB, the state any process reaches after it frees its
-first large tensor. The heap may then keep up to 64 MiB it no longer uses. Nothing happens
+ceiling and the trim threshold to 64 MiB, the state a process reaches anyway once it frees a
+tensor near 32 MiB. The heap may then keep up to 64 MiB it no longer uses. Nothing happens
 where the thresholds were set by ``mallopt`` or the ``MALLOC_MMAP_THRESHOLD_`` environment
 variable (glibc then keeps them fixed), or on another C library. ``map`` calls ``settle``
 unless ``raggedarray.map.SETTLE_HEAP`` is False.
