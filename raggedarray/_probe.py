@@ -72,18 +72,16 @@ def _measure(func: Any, args: Any, result: Any, counts: _Counts) -> None:
     first, weight = args[0], args[1]
     if not isinstance(weight, torch.Tensor) or weight.ndim == 0 or first.ndim == 0:
         return
-    if func in _convolutions(torch):  # weight: (C_out, C_in / groups, *kernel)
-        per_output = weight.shape[1] * math.prod(weight.shape[2:])
-        # The unfolded input: C_in * prod(kernel) values per output position.
-        unfolded = per_output * math.prod(result.shape[2:]) * result.shape[0]
+    convolution = func in _convolutions(torch)
+    if convolution or func in _transposed(torch):
+        # weight: (C_out, C_in / groups, *kernel), transposed (C_in, C_out / groups, *kernel).
+        # The unfolded input: this many values per output position of a convolution; a
+        # transposed one is estimated the same way over its output positions.
+        per_position = weight.shape[1] * math.prod(weight.shape[2:])
+        unfolded = per_position * math.prod(result.shape[2:]) * result.shape[0]
         counts.largest = max(counts.largest, unfolded * result.element_size())
-        counts.macs += per_output * result.numel()
-    elif func in _transposed(torch):  # weight: (C_in, C_out / groups, *kernel)
-        per_input = weight.shape[1] * math.prod(weight.shape[2:])
-        # Estimated like a convolution's unfolded input, over the output positions.
-        unfolded = per_input * math.prod(result.shape[2:]) * result.shape[0]
-        counts.largest = max(counts.largest, unfolded * result.element_size())
-        counts.macs += per_input * first.numel()
+        # A multiply-add per weight met: by each output value, or by each input value.
+        counts.macs += per_position * (result if convolution else first).numel()
     elif func in _products(torch):  # one multiply-add per output and inner index
         counts.macs += result.numel() * first.shape[-1]
 
