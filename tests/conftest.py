@@ -6,12 +6,15 @@ is compared with what a loop over that list gives.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 from hypothesis import strategies as st
 
 import raggedarray as ra
+import raggedarray.map as mapping
 
 CUDA = torch.cuda.is_available()
 requires_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
@@ -163,3 +166,24 @@ def ragged_lists(draw, max_segments=8, max_length=6, item_shapes=((), (2,), (1, 
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     return lengths, item_shape, random_segments(rng, lengths, item_shape, "float64")
+
+
+# ------------------------------------------------------------------ map's plans
+
+
+def equal_chunks(n, size):
+    """A chosen chunk size: as few chunks of at most ``size`` as cover n, sizes within one."""
+    parts = -(-n // size)
+    return [n // parts + (i < n % parts) for i in range(parts)]
+
+
+def set_budgets(monkeypatch, *, call, chunk, grad, bound=math.inf):
+    """``map``'s budgets, with no plan remembered: bytes of the largest tensor in one call, in
+    each chunk when split, in each chunk under autograd; and the multiply-adds per byte from
+    which chunks get the one-call budget (never, by default)."""
+    monkeypatch.setattr(mapping, "CPU_CALL_BYTES", call)
+    monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES", chunk)
+    monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES_GRAD", grad)
+    monkeypatch.setattr(mapping, "CPU_COMPUTE_BOUND", bound)
+    monkeypatch.setattr(mapping, "_chosen", type(mapping._chosen)())
+    monkeypatch.setattr(mapping, "_last", mapping._NO_MEMO)

@@ -22,11 +22,13 @@ from conftest import (
     LENGTHS,
     PLACES,
     build,
+    equal_chunks,
     host,
     on,
     oracle_and_x,
     ragged_lists,
     requires_cuda,
+    set_budgets,
     torch_dtype,
 )
 from hypothesis import example, given, settings
@@ -134,22 +136,6 @@ def count_calls(module):
 def even_chunks(n, size):
     """An explicit chunk size: chunks of exactly ``size`` items, the last one smaller."""
     return [min(size, n - a) for a in range(0, n, size)] or [0]
-
-
-def equal_chunks(n, size):
-    """A chosen chunk size: as few chunks of at most ``size`` as cover n, sizes within one."""
-    parts = -(-n // size)
-    return [n // parts + (i < n % parts) for i in range(parts)]
-
-
-def set_budgets(monkeypatch, *, call, chunk, grad):
-    """Bytes of the largest tensor: one call, each chunk when split, each chunk under autograd."""
-    monkeypatch.setattr(mapping, "CPU_CALL_BYTES", call)
-    monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES", chunk)
-    monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES_GRAD", grad)
-    monkeypatch.setattr(mapping, "CPU_COMPUTE_BOUND", math.inf)  # chunks by CPU_CHUNK_BYTES
-    monkeypatch.setattr(mapping, "_chosen", type(mapping._chosen)())
-    monkeypatch.setattr(mapping, "_last", mapping._NO_MEMO)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from conftest import requires_cuda
+from conftest import equal_chunks, requires_cuda, set_budgets
 from torch import nn
 
 import raggedarray as ra
@@ -23,8 +23,14 @@ from raggedarray import _allocator, _probe
 
 @pytest.fixture
 def fresh_plans(monkeypatch):
-    monkeypatch.setattr(mapping, "_chosen", type(mapping._chosen)())
-    monkeypatch.setattr(mapping, "_last", mapping._NO_MEMO)
+    """map's own budgets and rule, with no plan remembered."""
+    set_budgets(
+        monkeypatch,
+        call=mapping.CPU_CALL_BYTES,
+        chunk=mapping.CPU_CHUNK_BYTES,
+        grad=mapping.CPU_CHUNK_BYTES_GRAD,
+        bound=mapping.CPU_COMPUTE_BOUND,
+    )
 
 
 # ------------------------------------------------------------------ the probe's counts
@@ -97,15 +103,12 @@ def plan_for(fn, values, *, grad=False):
     return plan
 
 
-def test_arithmetic_bound_functions_get_chunks_sized_like_one_call(monkeypatch, fresh_plans):
+def test_arithmetic_bound_functions_get_chunks_sized_like_one_call(monkeypatch):
     linear = nn.Linear(64, 64)  # 64 * 64 multiply-adds per 256 bytes written: 16 per byte
     item = 64 * 4
-    monkeypatch.setattr(mapping, "CPU_CALL_BYTES", 40 * item)
-    monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES", 10 * item)
-    monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES_GRAD", 5 * item)
+    budgets = {"call": 40 * item, "chunk": 10 * item, "grad": 5 * item}
     for bound, chunk in [(16.0, 40), (16.5, 10), (0.0, 40)]:
-        monkeypatch.setattr(mapping, "CPU_COMPUTE_BOUND", bound)
-        monkeypatch.setattr(mapping, "_chosen", type(mapping._chosen)())
+        set_budgets(monkeypatch, **budgets, bound=bound)
         plan = plan_for(linear, torch.randn(100, 64))
         assert (plan.whole, plan.chunk) == (40, chunk), bound
     # Under autograd every chunk's activations stay alive: the grad budget, whatever the rule.
@@ -116,12 +119,12 @@ def test_arithmetic_bound_functions_get_chunks_sized_like_one_call(monkeypatch, 
     assert plan_for(torch.sin, torch.randn(100, 64)).chunk == 10
 
 
-def test_arithmetic_bound_chunks_cover_the_batch_in_order(monkeypatch, fresh_plans):
+def test_arithmetic_bound_chunks_cover_the_batch_in_order(monkeypatch):
     torch.manual_seed(0)
     linear = nn.Linear(8, 8).double()
-    monkeypatch.setattr(mapping, "CPU_CALL_BYTES", 24 * 8 * 8)
-    monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES", 4 * 8 * 8)
-    monkeypatch.setattr(mapping, "CPU_COMPUTE_BOUND", 0.5)  # 8 * 8 / 64 = 1 per byte
+    item = 8 * 8  # (8,) float64
+    # 8 * 8 multiply-adds per 64 bytes written: 1 per byte, past the bound of 0.5.
+    set_budgets(monkeypatch, call=24 * item, chunk=4 * item, grad=4 * item, bound=0.5)
     x = ra.RaggedArray.from_lengths(torch.randn(100, 8, dtype=torch.float64), [30, 0, 70])
     sizes = []
     hook = linear.register_forward_pre_hook(lambda _, args: sizes.append(args[0].shape[0]))
@@ -129,11 +132,7 @@ def test_arithmetic_bound_chunks_cover_the_batch_in_order(monkeypatch, fresh_pla
         y = x.map(linear)
         hook.remove()
         want = linear(x.values)
-    rest = 100 - mapping.PROBE_ITEMS
-    parts = -(-rest // 24)
-    assert sizes == [mapping.PROBE_ITEMS] + [
-        rest // parts + (i < rest % parts) for i in range(parts)
-    ]
+    assert sizes == [mapping.PROBE_ITEMS, *equal_chunks(100 - mapping.PROBE_ITEMS, 24)]
     torch.testing.assert_close(y.values, want, rtol=0, atol=0)
 
 
