@@ -131,12 +131,57 @@ def raw_extremum(values: Any, part: Partition, op: str) -> Any:
 
 
 def raw_prod(values: Any, part: Partition) -> Any:
-    """``(m, F)`` products; empty segments give 1."""
+    """``(m, F)`` products; empty segments give 1.
+
+    ``scatter_reduce(..., "prod")`` has no deterministic kernel on a GPU: under
+    ``torch.use_deterministic_algorithms(True)`` off the CPU the products are taken by
+    [`prod_by_halving`][raggedarray._kernels.prod_by_halving] instead.
+    """
+    if deterministic_off_cpu(values.device):
+        return prod_by_halving(values, part)
     with _no_autocast(values.device):
         shape = (part.num_segments, values.shape[1])
         out = torch.ones(shape, dtype=values.dtype, device=values.device)
         index = part.ids(values.device).unsqueeze(1).expand(values.shape)
         return out.scatter_reduce(0, index, values, "prod", include_self=True)
+
+
+def deterministic_off_cpu(device: Any) -> bool:
+    """Whether ``torch.use_deterministic_algorithms`` is on and ``device`` is not the CPU."""
+    return device.type != "cpu" and torch.are_deterministic_algorithms_enabled()
+
+
+def prod_by_halving(values: Any, part: Partition) -> Any:
+    """``(m, F)`` products of a contiguous ``(N, F)`` tensor, by pairwise halving.
+
+    Round ``r`` multiplies the item at local position ``p`` (a multiple of ``2 ** (r + 1)``)
+    by the one at ``p + 2 ** r`` when that one is in the same segment, so after
+    ``ceil(log2(n_max))`` rounds the first item of each segment holds its product. Every
+    step is a gather, a product and a select: deterministic on every device, differentiable
+    (zeros included: no division), exact for integers, and with no host read where the
+    partition knows its offsets on the host. Each round touches all ``N`` items, so it
+    costs ``log2(n_max)`` passes where ``scatter_reduce`` costs one.
+    """
+    with _no_autocast(values.device):
+        num_items, device = values.shape[0], values.device
+        lengths = part.lengths(device)
+        ones = torch.ones((part.num_segments, values.shape[1]), dtype=values.dtype, device=device)
+        if num_items == 0:
+            return ones
+        longest = part.max_length if part.host is not None else num_items
+        ids = part.ids(device)
+        starts = torch.cumsum(lengths, 0) - lengths
+        index = torch.arange(num_items, device=device)
+        position = index - starts.index_select(0, ids)
+        length = lengths.index_select(0, ids)
+        out, step = values, 1
+        while step < longest:
+            take = (position % (2 * step) == 0) & (position + step < length)
+            partner = out.index_select(0, (index + step).clamp_(max=num_items - 1))
+            out = torch.where(take.unsqueeze(1), out * partner, out)
+            step *= 2
+        first = out.index_select(0, starts.clamp(max=num_items - 1))
+        return torch.where((lengths > 0).unsqueeze(1), first, ones)
 
 
 def raw_broadcast(per_segment: Any, part: Partition) -> Any:

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from . import _backend, _chunked, _jit
-from ._kernels import raw_broadcast, raw_extremum, raw_sum
+from ._kernels import deterministic_off_cpu, raw_broadcast, raw_extremum, raw_sum
 from ._partition import Partition
 
 # Values whose order fits in 32 bits are sorted with their segment in one int64 key.
@@ -345,9 +345,11 @@ def median_index(flat: Any, part: Partition) -> Any:
     that many segments share take ``torch.median(dim=1)`` of one dense block each (one copy
     of their rows, then a selection: 2-3x faster than sorting everything at N = 300 000,
     m = 10 000, and faster than a loop of ``torch.median`` over the segments); the other
-    segments take the sort of ``_sorted_median_index`` on a copy of their rows.
+    segments take the sort of ``_sorted_median_index`` on a copy of their rows. Under
+    deterministic algorithms off the CPU every segment is sorted, since ``torch.median``
+    has no deterministic kernel there.
     """
-    if part.host is None:
+    if part.host is None or deterministic_off_cpu(flat.device):
         return _sorted_median_index(flat, part)
     device = flat.device
     groups, rest = length_groups(part, flat)

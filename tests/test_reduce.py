@@ -32,7 +32,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import raggedarray as ra
-from raggedarray import _kernels, _partition
+from raggedarray import _kernels, _partition, testing
 
 REDUCTIONS = ["sum", "mean", "max", "min", "prod", "logsumexp", "var", "std"]
 FLOAT_ONLY = ["mean", "logsumexp", "var", "std"]
@@ -532,6 +532,80 @@ def test_gradient_matches_torch_loop(engine, op, correction, fill):
         for a, b in pairwise(offsets):
             if gives_fill(op, b - a, correction) and b > a:
                 assert (got[a:b] == 0).all(), (a, b)
+
+
+# ------------------------------------------------- products under deterministic algorithms
+
+
+@pytest.fixture
+def halving(monkeypatch):
+    """Products by pairwise halving, the path deterministic algorithms take off the CPU."""
+    monkeypatch.setattr(_kernels, "deterministic_off_cpu", lambda device: True)
+
+
+PRODUCT_LENGTHS = [*LENGTH_CASES, pytest.param([1, 7, 0, 16, 17, 2], id="odd-and-powers-of-2")]
+
+
+@pytest.mark.usefixtures("halving")
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("lengths", PRODUCT_LENGTHS)
+@pytest.mark.parametrize("place", PLACES)
+def test_product_by_halving_matches_oracle(place, lengths, layout):
+    for dtype in ["float64", "float32", "int64", "int8", "bool"]:
+        segments, x = oracle_and_x(place, dtype, layout, lengths)
+        check_reductions(x, segments, dtype, ["prod"], fill=-2)
+
+
+@pytest.mark.usefixtures("halving")
+@given(
+    lengths=st.lists(st.integers(0, 40), max_size=6),
+    seed=st.integers(0, 2**16),
+)
+@settings(max_examples=60, deadline=None)
+def test_product_by_halving_is_exact_on_integers(lengths, seed):
+    # int64 products wrap the same whatever the order, so halving must equal the loop.
+    rng = np.random.default_rng(seed)
+    segments = [rng.integers(-9, 10, size=(n, 2)) for n in lengths]
+    values = np.concatenate([np.zeros((0, 2), dtype=np.int64), *segments])
+    x = ra.RaggedArray.from_lengths(torch.from_numpy(values), lengths)
+    want = [
+        torch.from_numpy(s).prod(0) if len(s) else torch.ones(2, dtype=torch.int64)
+        for s in segments
+    ]
+    got = x.prod(fill=1)
+    assert got.dtype == torch.int64
+    assert torch.equal(got, torch.stack(want) if want else got.new_zeros((0, 2)))
+
+
+@pytest.mark.usefixtures("halving")
+def test_product_by_halving_gradient_matches_torch_loop_with_zeros():
+    values, offsets = grad_values(lengths=[3, 0, 2, 5, 0, 1, 9])
+    with torch.no_grad():
+        values[1] = 0.0  # one zero: the others get the product of the rest
+        values[5:7] = 0.0  # two zeros in one segment: every gradient there is 0
+    upstream = torch.randn(len(offsets) - 1, 2, dtype=torch.float64)
+    want_out = torch_oracle("prod", values, offsets, fill=1.5)
+    (want,) = torch.autograd.grad((want_out * upstream).sum(), values)
+    out = ra.segment_prod(values, offsets, fill=1.5)
+    (got,) = torch.autograd.grad((out * upstream).sum(), values)
+    torch.testing.assert_close(out, want_out)
+    torch.testing.assert_close(got, want)
+    assert torch.autograd.gradcheck(as_function("prod", "method", offsets, fill=1.5), (values,))
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", ["float32", "int64"])
+def test_reductions_on_cuda_run_under_deterministic_algorithms(dtype):
+    lengths = [1, 7, 0, 16, 17, 2, 3, 3, 3, 3, 3, 3, 3, 3]  # 3 is common: a dense median
+    segments, x = oracle_and_x(("torch", "cuda"), dtype, None, lengths)
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        check_reductions(x, segments, dtype, ["sum", "max", "min", "prod"])
+        want = testing.reference_segment_op("median", x.values, x.host_offsets, fill=0)
+        torch.testing.assert_close(x.median(), want)
+    finally:
+        torch.use_deterministic_algorithms(previous)
 
 
 # Segments: 4 items with ties, 1 item, empty. Upstream gradient rows: [2, 3], [5, 7], [100, 100].

@@ -245,11 +245,20 @@ def test_median_nan_gradient_goes_to_the_first_nan(median_groups):
     assert values.grad.tolist() == [0.0, 1.0, 0.0, 0.0, 1.0]
 
 
+def _no_dense_median(*args):
+    raise AssertionError("torch.median has no deterministic GPU kernel: sort instead")
+
+
+@pytest.mark.parametrize("deterministic", [False, True], ids=["default", "deterministic-gpu"])
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int16", "uint32", "bool"])
-def test_median_of_grouped_and_other_lengths(monkeypatch, dtype):
+def test_median_of_grouped_and_other_lengths(monkeypatch, dtype, deterministic):
     """Lengths shared by enough segments (dense blocks) beside lengths that are not (the
-    sort on a copy of their rows), with ties, NaN and empty segments."""
+    sort on a copy of their rows), with ties, NaN and empty segments. Under deterministic
+    algorithms on a GPU (simulated) every segment is sorted, never ``torch.median``-ed."""
     monkeypatch.setattr(_order, "_GROUP_MIN", 3)
+    if deterministic:
+        monkeypatch.setattr(_order, "deterministic_off_cpu", lambda device: True)
+        monkeypatch.setattr(_order, "length_groups", _no_dense_median)
     rng = np.random.default_rng(9)
     lengths = [3, 0, 3, 2, 5, 3, 2, 2, 0, 1, 4, 3]
     offsets = np.concatenate([[0], np.cumsum(lengths)])
