@@ -197,12 +197,15 @@ def to_nested(
     """A jagged-layout nested tensor sharing ``values`` (numpy values become CPU tensors).
 
     The min and max sequence lengths are passed, so that padding later pads to the longest
-    segment without a device sync.
+    segment without a device sync. The nested tensor gets its own copy of the offsets, since
+    ``offsets()`` hands it to the user and torch cannot mark it read-only.
     """
     torch = _backend.torch_module()
-    if not _backend.is_tensor(values):
+    if _backend.is_tensor(values):
+        offsets = offsets.clone()
+    else:
         values = _backend.tensor_from_numpy(values)
-        offsets = _backend.tensor_from_numpy(np.asarray(host_offsets))
+        offsets = _backend.tensor_from_numpy(np.array(host_offsets))
     return torch.nested.nested_tensor_from_jagged(
         values, offsets, min_seqlen=min_length, max_seqlen=max_length
     )

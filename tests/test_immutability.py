@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from conftest import PLACES, on
+from conftest import PLACES, TORCH_PLACES, host, on
 
 import raggedarray as ra
 
@@ -28,6 +28,28 @@ def test_numpy_metadata_is_read_only():
     for array in (x.offsets, x.host_offsets, x.lengths, x.host_lengths, x.segment_ids):
         with pytest.raises(ValueError, match="read-only"):
             array[0] = 1
+
+
+@pytest.mark.parametrize("place", TORCH_PLACES)
+def test_writing_torch_metadata_changes_nothing(place):
+    # torch has no read-only tensors: what the user gets is a copy, so everyday in-place code
+    # (lengths.clamp_(min=1)) cannot move the boundaries of x or of results sharing them.
+    x = ra.RaggedArray.from_lengths(on(np.arange(5.0), place), [2, 0, 3])
+    y = x * 2  # shares x's offsets
+    nested = x.to_nested()
+    for z in (x, y):
+        z.offsets[1] = 4
+        z.lengths.clamp_(min=1)
+        z.segment_ids.zero_()
+    nested.offsets()[1] = 4
+    for z in (x, y):
+        np.testing.assert_array_equal(z.host_offsets, [0, 2, 2, 5])
+        assert host(z.offsets).tolist() == [0, 2, 2, 5]
+        assert host(z.lengths).tolist() == [2, 0, 3]
+        assert host(z.segment_ids).tolist() == [0, 0, 2, 2, 2]
+        assert z.max_length == 3
+    assert host(x.sum()).tolist() == [1.0, 0.0, 9.0]
+    assert [host(s).tolist() for s in x] == [[0.0, 1.0], [], [2.0, 3.0, 4.0]]
 
 
 def test_pickling_a_torch_slice_sends_only_its_items():

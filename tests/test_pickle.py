@@ -262,7 +262,7 @@ def test_copy_shares_everything(place, layout):
     for source, want in ((x, segments), (x[2:5], segments[2:5])):
         y = copy.copy(source)
         assert y is not source
-        assert y.values is source.values and y.offsets is source.offsets
+        assert y.values is source.values and y._part is source._part
         assert_same(y, source, want)
 
 
