@@ -200,7 +200,9 @@ def _variance(root: bool) -> Callable[..., tuple[Any, Any]]:
         squares = kernels.segment_sum(centred * centred, part)
         lengths = part.lengths(flat.device)
         short = lengths <= correction
-        divisor = (lengths - correction).clamp(min=1).to(flat.dtype).unsqueeze(1)
+        # n_i - correction may be fractional (correction=1.5): only the rows filled later
+        # are set to 1, so that nothing divides by zero or a negative number
+        divisor = (lengths.to(flat.dtype) - correction).masked_fill(short, 1.0).unsqueeze(1)
         var = squares / divisor
         if not root:
             return var, short

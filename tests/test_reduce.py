@@ -214,7 +214,7 @@ def test_reduction_matches_oracle(place, lengths, layout, op):
 
 
 @pytest.mark.parametrize("op", VARIANCES)
-@pytest.mark.parametrize("correction", [0, 1, 2, 3])
+@pytest.mark.parametrize("correction", [0, 1, 2, 3, 0.5, 1.5, 2.5])
 @pytest.mark.parametrize("place", PLACES)
 def test_var_std_correction_and_fill(place, op, correction):
     segments, x = oracle_and_x(place, "float64", (ra.RaggedArray, (3,)))
@@ -512,7 +512,7 @@ def test_gradgradcheck(engine, op):
     assert torch.autograd.gradgradcheck(as_function(op, "function", offsets), (values,))
 
 
-GRAD_CASES = [(op, c) for op in REDUCTIONS for c in ((0, 1, 2) if op in VARIANCES else (1,))]
+GRAD_CASES = [(op, c) for op in REDUCTIONS for c in ((0, 1, 2, 1.5) if op in VARIANCES else (1,))]
 
 
 @pytest.mark.parametrize("fill", [1.5, np.nan], ids=["fill", "nan-fill"])
