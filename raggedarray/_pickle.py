@@ -45,7 +45,13 @@ class PickleMethods:
             values, offsets = shared, sys.modules["torch"].from_numpy(np.array(host))
         else:
             offsets = np.array(host)
-        return (restore, (type(self), values, offsets, backend))
+        # pickle cannot write uint16-64 tensors (torch 2.13): they travel as their signed
+        # twins (the same bits) and are viewed back by restore
+        signed = _backend.signed_view(values)
+        if signed is values:
+            return (restore, (type(self), values, offsets, backend))
+        unsigned = _checks.dtype_name(values.dtype)
+        return (restore, (type(self), signed, offsets, backend, unsigned))
 
     def __copy__(self) -> Any:
         """A new ragged array over the same values and offsets (nothing is copied)."""
@@ -67,8 +73,16 @@ def _numpy_as_tensor(values: np.ndarray) -> Any | None:
         return None
 
 
-def restore(cls: type, values: Any, offsets: Any, backend: str) -> Any:
-    """Rebuild a pickled ragged array, checking what the pickle holds first."""
+_UNSIGNED = {"uint16": "int16", "uint32": "int32", "uint64": "int64"}
+
+
+def restore(
+    cls: type, values: Any, offsets: Any, backend: str, unsigned: str | None = None
+) -> Any:
+    """Rebuild a pickled ragged array, checking what the pickle holds first.
+
+    ``unsigned`` names the dtype of values that travelled as their signed twin.
+    """
     where = "raggedarray: unpickling"
     if not (isinstance(cls, type) and issubclass(cls, PickleMethods)):
         raise TypeError(f"{where}: cls must be a ragged array class; got {cls!r}")
@@ -77,6 +91,8 @@ def restore(cls: type, values: Any, offsets: Any, backend: str) -> Any:
             f"{where}: values must be a numpy array or tensor for backend 'numpy' or 'torch'; "
             f"got {_backend.describe(values)} for backend {backend!r}"
         )
+    if unsigned is not None:
+        values = _unsigned_view(values, unsigned, where)
     if backend == NUMPY and _backend.is_tensor(values):
         values = values.cpu().numpy()
     elif backend == TORCH and not _backend.is_tensor(values):
@@ -85,6 +101,19 @@ def restore(cls: type, values: Any, offsets: Any, backend: str) -> Any:
     host = _offsets.read_offsets(offsets, where)
     _offsets.validate(host, values.shape[0], where)
     return cls._make(values, None, host)  # type: ignore[attr-defined]
+
+
+def _unsigned_view(values: Any, unsigned: Any, where: str) -> Any:
+    """Values that travelled as the signed twin of ``unsigned``, viewed back."""
+    signed = _UNSIGNED.get(unsigned) if isinstance(unsigned, str) else None
+    if signed is None or _checks.dtype_name(values.dtype) != signed:
+        raise TypeError(
+            f"{where}: unsigned values must travel as their signed twin ({_UNSIGNED}); "
+            f"got {unsigned!r} for values of dtype {_checks.dtype_name(values.dtype)}"
+        )
+    if _backend.is_tensor(values):
+        return values.view(getattr(_backend.torch_module(), unsigned))
+    return values.view(np.dtype(unsigned))
 
 
 # ------------------------------------------------------ torch.load(weights_only=True)

@@ -196,12 +196,29 @@ def test_pickle_protocols(place, layout, protocol):
     assert_same(pickle.loads(pickle.dumps(x, protocol=protocol)), x, segments)
 
 
-@pytest.mark.parametrize("dtype", [">f4", ">i8", np.longdouble])
-def test_numpy_dtypes_torch_lacks_pickle_as_numpy(dtype):
-    x = ra.RaggedArray.from_lengths(np.arange(6).astype(dtype), [4, 0, 2])
-    y = pickle.loads(pickle.dumps(x))
-    as_numpy_pickles_it = pickle.loads(pickle.dumps(x.values)).dtype  # numpy may drop '>'
-    assert y.dtype == as_numpy_pickles_it and y.equal(x) and y.backend == "numpy"
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("dtype", ["uint16", "uint32", "uint64"])
+def test_unsigned_values_pickle_save_and_copy(dtype, backend):
+    # pickle cannot write uint16-64 tensors (torch 2.13), and numpy values travel as tensors
+    # once torch is loaded: both go as their signed twins and come back bit for bit
+    top = np.iinfo(dtype).max
+    values = np.array([top, 0, 1, top - 1, top // 2], dtype=dtype)
+    x = ra.RaggedArray.from_lengths(values, [3, 0, 2])
+    x = x if backend == "numpy" else x.torch()
+    for y in (pickle.loads(pickle.dumps(x)), torch_round_trip(x), copy.deepcopy(x)):
+        assert type(y) is type(x) and y.backend == x.backend and y.dtype == x.dtype
+        np.testing.assert_array_equal(host(y.values), values)
+        np.testing.assert_array_equal(y.host_offsets, [0, 3, 3, 5])
+
+
+def test_unpickling_refuses_a_forged_unsigned_view():
+    signed = torch.zeros(2, dtype=torch.int32)
+    with pytest.raises(TypeError, match=r"unpickling: unsigned values must travel as their"):
+        raggedarray._pickle.restore(ra.RaggedArray, signed, torch.tensor([0, 2]), "torch", "uint16")
+    with pytest.raises(TypeError, match=r"unpickling: unsigned values must travel as their"):
+        raggedarray._pickle.restore(
+            ra.RaggedArray, signed, torch.tensor([0, 2]), "torch", "float32"
+        )
 
 
 def test_read_only_numpy_values_pickle(tmp_path):
