@@ -134,7 +134,7 @@ def tensor_from_numpy(a: np.ndarray) -> Any:
     """
     torch = torch_module()
     if any(s < 0 for s in a.strides):  # torch has no negative strides: a flipped view is copied
-        a = np.ascontiguousarray(a)
+        a = a.copy()  # not ascontiguousarray: numpy calls (1, 2)[::-1] contiguous, strides kept
     if a.flags.writeable:
         return torch.from_numpy(a)
     with warnings.catch_warnings():

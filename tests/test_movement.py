@@ -130,6 +130,20 @@ def test_numpy_refuses_values_that_require_grad():
     assert t.values.requires_grad  # the source is left as it was
 
 
+def test_a_flipped_view_numpy_calls_contiguous_reaches_torch():
+    # one row flipped: strides (-8, 4), yet numpy flags it C-contiguous, so
+    # np.ascontiguousarray hands it back unchanged and torch.from_numpy refuses it
+    flipped = np.arange(2, dtype=np.float32).reshape(1, 2)[::-1]
+    assert flipped.strides[0] < 0 and flipped.flags.c_contiguous
+    x = ra.RaggedArray.from_lengths(flipped, [1])
+    np.testing.assert_array_equal(x.torch().values.numpy(), flipped)
+    expected = torch.exp(torch.from_numpy(flipped.copy())).numpy()
+    np.testing.assert_array_equal(x.map(torch.exp, device="cpu").values.numpy(), expected)
+    np.testing.assert_array_equal(x.sum(), flipped.sum(0, keepdims=True))
+    y = ra.RaggedArray.from_list([flipped], device="cpu")
+    np.testing.assert_array_equal(y.values.numpy(), flipped)
+
+
 @pytest.mark.parametrize("item_shape", [(), (3,)])
 def test_torch_of_negative_strides_copies(item_shape):
     segments = random_segments(np.random.default_rng(1), LENGTHS, item_shape, "float32")
