@@ -10,6 +10,7 @@ arithmetic, so nothing wraps.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from typing import Any
@@ -59,22 +60,77 @@ def check_array(x: Any, where: str, what: str = "values") -> str:
                 f"{where}: {what} must hold data; got a tensor of shape {tuple(x.shape)} on "
                 "the meta device"
             )
+    elif isinstance(x, np.ma.MaskedArray):
+        raise TypeError(masked_refusal(where, what))
     if x.ndim == 0:
         raise ValueError(f"{where}: {what} must have a leading item axis; got a 0-d array")
     check_dtype(x.dtype, where, what)
     return backend
 
 
+def masked_refusal(where: str, what: str) -> str:
+    """The message refusing a numpy masked array, whose mask would be lost."""
+    return (
+        f"{where}: {what} must be a plain numpy array, since ragged arrays keep no mask; "
+        "got a masked array (fill it first, e.g. a.filled(0), or keep the mask as a "
+        "second ragged array)"
+    )
+
+
 def check_dtype(dtype: Any, where: str, what: str = "values") -> None:
-    """Refuse dtypes the package cannot compute with: objects, strings, dates, complex."""
+    """Refuse dtypes the segment kernels cannot compute with.
+
+    Accepted: bool, signed and unsigned integers of 8 to 64 bits, float16, bfloat16,
+    float32 and float64, in the machine's byte order. Refused: objects, strings, dates,
+    complex numbers, numpy's longdouble, torch's float8 and sub-byte types.
+    """
     if _backend.is_tensor_dtype(dtype):
-        real = not dtype.is_complex
-    else:
-        real = np.dtype(dtype).kind in "biuf"
-    if not real:
+        if dtype not in torch_real_dtypes():
+            raise TypeError(_refusal(where, what, dtype_name(dtype), dtype.is_complex))
+        return
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "biuf" or dtype.itemsize > 8:
+        raise TypeError(_refusal(where, what, dtype_name(dtype), dtype.kind != "f"))
+    if not dtype.isnative:
         raise TypeError(
-            f"{where}: {what} must hold real numbers or booleans; got dtype {dtype_name(dtype)}"
+            f"{where}: {what} must be in the machine's byte order; got dtype {dtype.str} "
+            "(convert with a.astype(a.dtype.newbyteorder('=')))"
         )
+
+
+_TORCH_REAL_NAMES = (
+    "bool",
+    "uint8",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "bfloat16",
+    "float32",
+    "float64",
+)
+
+
+@functools.cache
+def torch_real_dtypes() -> frozenset[Any]:
+    """The torch dtypes a ragged array may hold (see ``check_dtype``)."""
+    torch = _backend.torch_module()
+    return frozenset(getattr(torch, name) for name in _TORCH_REAL_NAMES)
+
+
+def _refusal(where: str, what: str, name: str, not_real: bool) -> str:
+    if not_real:
+        return f"{where}: {what} must hold real numbers or booleans; got dtype {name}"
+    must = "be one" if what == "dtype" else "have a dtype"
+    return (
+        f"{where}: {what} must {must} the segment kernels compute with (bool, integers of "
+        f"8-64 bits, float16, bfloat16, float32, float64); got dtype {name} (convert "
+        "first, for example to float32)"
+    )
 
 
 def check_values(values: Any, where: str, item_ndim: int | None) -> str:
@@ -231,7 +287,15 @@ def as_int64(arr: np.ndarray, where: str, what: str) -> np.ndarray:
 
 
 def as_numpy(x: Any, where: str, what: str) -> np.ndarray:
-    """``np.asarray(x)``, with a ValueError naming ``what`` for ragged nested lists."""
+    """``np.asarray(x)``, with a ValueError naming ``what`` for ragged nested lists.
+
+    A ragged array is refused (numpy would read it as a sequence of its segments).
+    """
+    if hasattr(x, "host_offsets"):
+        raise TypeError(
+            f"{where}: {what} must be an array or a nested list; got a {type(x).__name__} "
+            "(join ragged arrays with ra.cat, or pass x.values)"
+        )
     # numpy < 1.24 makes an object array of a ragged nested list (with a warning); newer
     # numpy raises ValueError: both become the same error here
     ragged_warning = getattr(np, "exceptions", np).VisibleDeprecationWarning

@@ -71,6 +71,8 @@ def _items(arrays: Any, where: str, image: bool) -> tuple[list[Any], list[int], 
             any_numpy = True
             if not isinstance(a, np.ndarray):
                 a = items[k] = _checks.as_numpy(a, where, f"arrays[{k}]")
+            elif isinstance(a, np.ma.MaskedArray):
+                raise TypeError(_checks.masked_refusal(where, f"arrays[{k}]"))
         shape = a.shape
         if image and len(shape) == 3:
             a = items[k] = a[:, None]
@@ -144,11 +146,14 @@ def concat(
         )
     try:
         if to_torch:
-            return _concat_torch(items, int(host[-1]), dtype, device, where, any_numpy), host
-        return _concat_numpy(items, dtype, where), host
+            values = _concat_torch(items, int(host[-1]), dtype, device, where, any_numpy)
+        else:
+            values = _concat_numpy(items, dtype, where)
     except (RuntimeError, ValueError):
         _check_item_shapes(items, where)
         raise
+    _checks.check_dtype(values.dtype, where, "arrays")
+    return values, host
 
 
 def _requested_dtype(dtype: Any, to_torch: bool, where: str) -> Any:
@@ -178,6 +183,8 @@ def _concat_numpy(items: list[np.ndarray], dtype: Any, where: str) -> np.ndarray
             f"{where}: arrays must hold numbers or booleans; got dtype {items[k].dtype} "
             f"for arrays[{k}]"
         )
+    if not values.dtype.isnative:  # a new buffer anyway: in the machine's byte order
+        values = values.astype(values.dtype.newbyteorder("="))
     return values
 
 
@@ -193,7 +200,7 @@ def _concat_torch(
         ]
     if device is None and dtype is None:  # the common case: one cat, checked by torch
         try:
-            return cat_tensors(tensors, num_items)
+            return cat_tensors(tensors, num_items, where)
         except RuntimeError:
             _single_device(tensors, where)
             raise
@@ -204,18 +211,17 @@ def _concat_torch(
     staging = target if devices == {target} else torch.device("cpu")
     tensors = [t if t.device == staging else t.to(staging) for t in tensors]
     if dtype is None:
-        values = cat_tensors(tensors, num_items)
+        values = cat_tensors(tensors, num_items, where)
     elif _backend.needs_grad(*tensors):
-        values = torch.cat(tensors, dim=0).to(dtype)
+        values = cat_tensors(tensors, num_items, where).to(dtype)
     else:
         pin = staging.type == "cpu" and target.type == "cuda"
         shape = (num_items, *tensors[0].shape[1:])
         values = torch.empty(shape, dtype=dtype, device=staging, pin_memory=pin)
-        if all(torch.can_cast(t.dtype, dtype) for t in tensors):
+        if all(torch.can_cast(t.dtype, dtype) for t in tensors) and not _unsigned_mix(tensors):
             torch.cat(tensors, dim=0, out=values)
-        else:  # a narrowing cast, which cat refuses: copy (and cast) each item in place
-            for t, piece in zip(tensors, values.split([t.shape[0] for t in tensors]), strict=True):
-                piece.copy_(t)
+        else:  # a cast cat refuses (narrowing, or uint16-64 beside other dtypes): piecewise
+            _copy_pieces(tensors, values)
     if staging != target:
         if target.type == "cuda" and not values.is_pinned():
             values = values.pin_memory()
@@ -223,30 +229,74 @@ def _concat_torch(
     return values
 
 
-def cat_tensors(tensors: list[Any], num_items: int) -> Any:
+def cat_tensors(tensors: list[Any], num_items: int, where: str) -> Any:
     """``torch.cat(tensors)``: a new contiguous buffer (a copy, for one tensor).
 
-    Large CPU results without grad go into a numpy-allocated buffer (see ``new_buffer``).
+    The result is C-contiguous whatever the inputs' memory format. Large CPU results
+    without grad go into a numpy-allocated buffer (see ``new_buffer``). torch does not
+    promote uint16-64 beside other dtypes: such a mix takes numpy's promotion (as
+    ``from_list`` of numpy arrays does) and is copied piece by piece.
     """
     torch = _backend.torch_module()
     first = tensors[0]
     shape = (num_items, *first.shape[1:])
-    # A cheap size test first: most concatenations are small and must stay fast.
-    big = math.prod(shape) * first.element_size() >= _backend.LARGE_BUFFER_BYTES
-    if big and first.device.type == "cpu" and not _backend.needs_grad(*tensors):
-        dtype = functools.reduce(torch.promote_types, {t.dtype for t in tensors})
-        out = _backend.new_buffer(shape, dtype, first.device)
-        if out is not None:
-            return torch.cat(tensors, dim=0, out=out)
-    return torch.cat(tensors, dim=0)
+    try:
+        # A cheap size test first: most concatenations are small and must stay fast.
+        big = math.prod(shape) * first.element_size() >= _backend.LARGE_BUFFER_BYTES
+        if big and first.device.type == "cpu" and not _backend.needs_grad(*tensors):
+            dtype = functools.reduce(torch.promote_types, {t.dtype for t in tensors})
+            out = _backend.new_buffer(shape, dtype, first.device)
+            if out is not None:
+                return torch.cat(tensors, dim=0, out=out)
+        values = torch.cat(tensors, dim=0)
+        # cat keeps the inputs' memory format (channels_last): a buffer is C-contiguous
+        if values.layout == torch.strided and not values.is_contiguous():
+            values = values.contiguous()
+        return values
+    except RuntimeError:
+        if not _unsigned_mix(tensors):
+            raise
+    values = torch.empty(shape, dtype=_promoted(tensors, where), device=first.device)
+    return _copy_pieces(tensors, values)
+
+
+def _unsigned_mix(tensors: list[Any]) -> bool:
+    """Whether uint16-64 tensors sit beside tensors of another dtype (torch cannot promote)."""
+    first = tensors[0].dtype
+    if all(t.dtype == first for t in tensors):
+        return False
+    return any(_backend.signed_view(t) is not t for t in tensors)
+
+
+def _promoted(tensors: list[Any], where: str) -> Any:
+    """The tensors' dtypes promoted by numpy's rules, as a torch dtype."""
+    dtypes = sorted({t.dtype for t in tensors}, key=str)
+    try:
+        common = np.result_type(*(_backend.to_numpy_dtype(d) for d in dtypes))
+        return _backend.to_torch_dtype(common)
+    except TypeError:
+        names = ", ".join(_checks.dtype_name(d) for d in dtypes)
+        raise TypeError(
+            f"{where}: the arrays' dtypes must promote to one dtype; got {names} "
+            "(pass dtype= to choose it)"
+        ) from None
+
+
+def _copy_pieces(tensors: list[Any], values: Any) -> Any:
+    """Copy (and cast) each tensor into its rows of ``values``; returns ``values``."""
+    for t, piece in zip(tensors, values.split([t.shape[0] for t in tensors]), strict=True):
+        piece.copy_(t)
+    return values
 
 
 def _numpy_as_tensor(a: np.ndarray, k: int, where: str) -> Any:
+    if not a.dtype.isnative:  # torch holds the machine's byte order only; this is copied anyway
+        a = a.astype(a.dtype.newbyteorder("="))
     try:
         return _backend.tensor_from_numpy(a)
     except TypeError:
         raise TypeError(
-            f"{where}: arrays[{k}] has dtype {a.dtype}, which torch cannot hold"
+            f"{where}: arrays[{k}] must have a dtype torch can hold; got {a.dtype}"
         ) from None
 
 

@@ -50,7 +50,7 @@ def cat(arrays: Sequence[R]) -> R:
         _checks.check_same_place(first.values, x.values, where, f"arrays[{k}]", "arrays[0]")
     host = _offsets.from_lengths(np.concatenate([x.host_lengths for x in arrays]), where)
     if _backend.is_tensor(first.values):
-        values = _construct.cat_tensors([x.values for x in arrays], int(host[-1]))
+        values = _construct.cat_tensors([x.values for x in arrays], int(host[-1]), where)
     else:
         values = np.concatenate([x.values for x in arrays], axis=0)
     cls = type(first) if all(type(x) is type(first) for x in arrays) else RaggedArray

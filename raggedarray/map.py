@@ -113,16 +113,18 @@ def map_lean(values: Any, fn: Callable[[Any], Any], owner: type) -> Any:
 # Bound once torch is loaded (importing raggedarray does not import torch).
 _Tensor: Any = None
 _strided: Any = None
+_real: Any = frozenset()  # the torch dtypes a ragged array may hold
 _is_compiling: Any = None
 _grad_enabled: Any = None
 
 
 def _bind_torch() -> bool:
     """Bind the torch objects ``map_lean`` reads; False while torch is not loaded."""
-    global _Tensor, _strided, _is_compiling, _grad_enabled
+    global _Tensor, _strided, _is_compiling, _grad_enabled, _real
     torch = sys.modules.get("torch")
     if torch is None:
         return False
+    _real = _checks.torch_real_dtypes()
     _strided, _is_compiling = torch.strided, torch.compiler.is_compiling
     _grad_enabled, _Tensor = torch.is_grad_enabled, torch.Tensor
     return True
@@ -465,7 +467,7 @@ def _usual_rows(output: Any, items: int) -> bool:
         and output.ndim > 0
         and output.shape[0] == items
         and not output.is_meta  # not device.type: after a large call that read costs ~10 µs
-        and not output.is_complex()
+        and output.dtype in _real
     )
 
 

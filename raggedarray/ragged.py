@@ -554,7 +554,7 @@ class RaggedArray(
             return self
         torch = _backend.torch_module()
         if any(s < 0 for s in values.strides):
-            values = np.ascontiguousarray(values)
+            values = values.copy()  # numpy calls a flipped (1, n) view contiguous: copy
         try:
             tensor = torch.from_numpy(values)
         except TypeError as err:
@@ -585,7 +585,7 @@ class RaggedArray(
         values = self._values
         if _backend.is_tensor(values):
             clone = self._like(
-                _construct.cat_tensors([values], values.shape[0]),
+                _construct.cat_tensors([values], values.shape[0], f"{type(self).__name__}.clone"),
                 self._offsets.clone(),
                 self._host.copy(),
             )

@@ -435,6 +435,48 @@ def test_from_list_dtype_override(place, source, target):
     check_ragged(x, oracle, place, (2,))
 
 
+WIDE_UNSIGNED_MIXES = [
+    ("uint16", "uint8"),
+    ("uint8", "uint16"),
+    ("uint16", "int8"),
+    ("uint32", "int16"),
+    ("uint64", "int64"),
+    ("uint16", "float32"),
+    ("uint32", "uint64"),
+]
+
+
+@pytest.mark.parametrize("first, second", WIDE_UNSIGNED_MIXES)
+def test_wide_unsigned_beside_other_dtypes_promote_like_numpy(first, second):
+    # torch promotes no uint16-64 with another dtype; from_list and cat take numpy's rule,
+    # which from_list of the same numpy arrays follows
+    segments = [
+        np.array([[np.iinfo(first).max if first[0] == "u" else 1]], dtype=first),
+        np.array([[2], [3]], dtype=second),
+    ]
+    want = np.concatenate(segments)  # numpy's promotion, the values of the numpy path
+    tensors = [torch.from_numpy(s) for s in segments]
+    for x in (
+        ra.RaggedArray.from_list(tensors),
+        ra.RaggedArray.from_list(segments, device="cpu"),
+        ra.cat([ra.RaggedArray.from_list([t]) for t in tensors]),
+    ):
+        assert x.dtype == torch_dtype(want.dtype)
+        np.testing.assert_array_equal(host(x.values), want)
+        np.testing.assert_array_equal(x.host_offsets, [0, 1, 3])
+    y = ra.RaggedArray.from_list(tensors, dtype=torch.float64)
+    np.testing.assert_array_equal(host(y.values), want.astype(np.float64))
+
+
+def test_buffers_built_from_channels_last_images_are_contiguous():
+    image = torch.arange(2 * 3 * 4 * 5.0).reshape(2, 3, 4, 5)
+    last = image.to(memory_format=torch.channels_last)
+    x = ra.RaggedImageBatch.from_lengths(last, [2])
+    for y in (ra.RaggedImageBatch.from_list([last, last]), ra.cat([x, x]), x.clone()):
+        assert y.values.is_contiguous()
+        assert torch.equal(y[0], image)
+
+
 @pytest.mark.parametrize("target", [None, np.float32, torch.int64])
 def test_from_list_device_cpu_turns_numpy_into_torch(dtype, target):
     segments = make_segments([2, 0, 3], (3,), dtype)

@@ -178,6 +178,25 @@ case(
     lambda: torch.tensor([0, 2]),
 )
 case("init-datetime", TypeError, "RaggedArray", R, lambda: np.zeros(2, "M8[s]"), lambda: [0, 2])
+case("init-big-endian", TypeError, "RaggedArray", R, a(5, 2, dtype=">f4"), lambda: [0, 5])
+case("init-longdouble", TypeError, "RaggedArray", R, a(5, dtype=np.longdouble), lambda: [0, 5])
+case(
+    "init-float8",
+    TypeError,
+    "RaggedArray",
+    R,
+    lambda: torch.zeros(5, dtype=torch.float8_e4m3fn),
+    lambda: torch.tensor([0, 5]),
+)
+case("init-masked", TypeError, "RaggedArray", R, lambda: np.ma.zeros(5), lambda: [0, 5])
+case(
+    "lengths-masked",
+    TypeError,
+    "RaggedArray.from_lengths",
+    R.from_lengths,
+    lambda: np.ma.zeros(5),
+    [5],
+)
 case("init-off-float", TypeError, "RaggedArray", R, V52, lambda: np.array([0.0, 5.0]))
 case("init-off-2d", ValueError, "RaggedArray", R, V52, lambda: np.array([[0, 5]]))
 case("init-off-0d", ValueError, "RaggedArray", R, V52, lambda: np.array(5))
@@ -219,6 +238,18 @@ case("fl-strings", TypeError, FL, R.from_list, lambda: [np.array(["a", "b"])])
 case("fl-object", TypeError, FL, R.from_list, lambda: [np.array([1, None], object)])
 case("fl-complex", TypeError, FL, R.from_list, lambda: [np.zeros(2, complex)])
 case("fl-ragged-item", ValueError, FL, R.from_list, lambda: [[[1, 2], [3]]])
+case("fl-longdouble", TypeError, FL, R.from_list, lambda: [np.zeros(2, np.longdouble)])
+case(
+    "fl-longdouble-t",
+    TypeError,
+    FL,
+    R.from_list,
+    lambda: [np.zeros(2, np.longdouble)],
+    device="cpu",
+)
+case("fl-float8", TypeError, FL, R.from_list, lambda: [torch.zeros(2, dtype=torch.float8_e5m2)])
+case("fl-masked", TypeError, FL, R.from_list, lambda: [np.zeros(2), np.ma.zeros(2)])
+case("fl-ragged-array", TypeError, FL, R.from_list, lambda: [xf()])
 case("fl-dtype-U3", TypeError, FL, R.from_list, lambda: [np.zeros(2)], dtype="U3")
 case("fl-dtype-object", TypeError, FL, R.from_list, lambda: [np.zeros(2)], dtype=object)
 case("fl-dtype-junk", TypeError, FL, R.from_list, lambda: [np.zeros(2)], dtype="nonsense")
@@ -375,6 +406,7 @@ case("map-0d", TypeError, MP, call("map"), xf, lambda: lambda c: c.sum())
 case("map-strings", TypeError, MP, call("map"), xf, lambda: lambda c: np.array(["a"] * len(c)))
 case("map-object", TypeError, MP, call("map"), xf, lambda: lambda c: c.astype(object))
 case("map-complex", TypeError, MP, call("map"), xf, lambda: lambda c: c.astype(complex))
+case("map-float8", TypeError, MP, call("map"), xt, lambda: lambda c: c.to(torch.float8_e4m3fn))
 case("map-sparse", TypeError, MP, call("map"), xt, lambda: lambda c: c.to_sparse())
 case("map-meta", ValueError, MP, call("map"), xt, lambda: lambda c: c.to("meta"))
 case("map-chunk0", ValueError, MP, call("map"), xf, lambda: np.abs, chunk_size=0)
@@ -439,6 +471,15 @@ case(
     "segment_sum",
     ra.segment_sum,
     lambda: np.zeros(5, object),
+    lambda: SEG,
+)
+case("ssum-big-endian", TypeError, "segment_sum", ra.segment_sum, a(5, dtype=">f8"), lambda: SEG)
+case(
+    "ssum-float8",
+    TypeError,
+    "segment_sum",
+    ra.segment_sum,
+    lambda: torch.zeros(5, dtype=torch.float8_e4m3fn),
     lambda: SEG,
 )
 case(
@@ -541,6 +582,9 @@ case("to-t-object", TypeError, TO, call("to"), xt, dtype=object)
 case("to-junk", TypeError, TO, call("to"), xf, dtype="nonsense")
 case("to-complex", TypeError, TO, call("to"), xf, dtype=np.complex64)
 case("to-complex-t", TypeError, TO, call("to"), xt, dtype=torch.complex64)
+case("to-big-endian", TypeError, TO, call("to"), xf, dtype=">f4")
+case("to-longdouble", TypeError, TO, call("to"), xf, dtype=np.longdouble)
+case("to-float8", TypeError, TO, call("to"), xt, dtype=torch.float8_e4m3fn)
 case("to-gpu9", ValueError, TO, call("to"), xf, device="gpu9")
 case("to-device-float", TypeError, TO, call("to"), xt, device=1.5)
 case("to-meta", ValueError, TO, call("to"), xt, device="meta")
