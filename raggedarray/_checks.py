@@ -10,7 +10,6 @@ arithmetic, so nothing wraps.
 
 from __future__ import annotations
 
-import functools
 import math
 import warnings
 from typing import Any
@@ -115,11 +114,19 @@ _TORCH_REAL_NAMES = (
 )
 
 
-@functools.cache
+_torch_real: frozenset[Any] = frozenset()
+
+
 def torch_real_dtypes() -> frozenset[Any]:
-    """The torch dtypes a ragged array may hold (see ``check_dtype``)."""
-    torch = _backend.torch_module()
-    return frozenset(getattr(torch, name) for name in _TORCH_REAL_NAMES)
+    """The torch dtypes a ragged array may hold (see ``check_dtype``); built once.
+
+    A module global rather than ``functools.cache``, which dynamo warns about in a graph.
+    """
+    global _torch_real
+    if not _torch_real:
+        torch = _backend.torch_module()
+        _torch_real = frozenset(getattr(torch, name) for name in _TORCH_REAL_NAMES)
+    return _torch_real
 
 
 def _refusal(where: str, what: str, name: str, not_real: bool) -> str:

@@ -148,10 +148,14 @@ def map_values(
     chunk_size = _check_chunk_size(chunk_size, where)
     target = _target_device(values, fn, device, where)
     num_items = values.shape[0]
+    if _backend.compiling():
+        if chunk_size is None:
+            return _whole(values, fn, target, where)
+        return _chunks_outside_graph()(
+            values, fn, _Plan(chunk_size, chunk_size, False), where=where, target=target
+        )
     if chunk_size is None and _batch_coupled(fn):
         chunk_size = max(num_items, 1)
-    if chunk_size is None and _backend.compiling():
-        return _whole(values, fn, target, where)
     key = _cache_key(values, target)
     plan = _cached_choice(fn, key) if chunk_size is None else _Plan(chunk_size, chunk_size, False)
     if plan is not None and 0 < num_items <= plan.whole and not progress:
@@ -194,6 +198,22 @@ def _chunks(
         if bar is not None:
             bar.close()
     return assembler.result()
+
+
+_outside_graph: list[Callable[..., Any]] = []  # built once (dynamo warns of functools.cache)
+
+
+def _chunks_outside_graph() -> Callable[..., Any]:
+    """``_chunks`` run eagerly from inside a ``torch.compile`` graph (a graph break).
+
+    Traced, the loop would make the number of chunks part of the graph, and every batch
+    with another ``ceil(N / chunk_size)`` would recompile. Run eagerly, the chunks keep
+    the memory bound the user asked for, and the graphs before and after it keep ``N``
+    symbolic.
+    """
+    if not _outside_graph:
+        _outside_graph.append(_backend.torch_module().compiler.disable(_chunks))
+    return _outside_graph[0]
 
 
 def _whole(values: Any, fn: Callable[[Any], Any], target: Any, where: str) -> Any:

@@ -161,3 +161,37 @@ def test_compiled_modules_equal_eager_and_recompile_at_most_twice(name):
         _assert_same(got, expected)
         _assert_same(got_grads, grads)
     assert counter.frame_count - 1 <= MAX_RECOMPILES
+
+
+class _Recording(torch.nn.Module):
+    """psi that records the largest number of items it was called on."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(3, 4)
+        self.largest = 0
+
+    def forward(self, items):
+        self.largest = max(self.largest, items.shape[0])
+        return torch.tanh(self.linear(items))
+
+
+@needs_recent_torch
+def test_compiled_map_with_chunk_size_keeps_its_chunks_without_recompiling():
+    # a traced chunk loop would bake ceil(N / chunk_size) into the graph, one recompile per
+    # count; the loop runs eagerly instead (a graph break), in chunks of at most chunk_size
+    torch.manual_seed(0)
+    psi = _Recording()
+    model = ra.nn.DeepSet(psi, torch.nn.Linear(4, 2), pool="mean", chunk_size=4).double()
+    counter = testing.CompileCounterWithBackend("aot_eager")
+    compiled = torch.compile(model, backend=counter)
+    params = list(model.parameters())
+    for k, lengths in enumerate([*BATCHES, [9, 9, 9], [1, 1]]):
+        values = _leaf((sum(lengths), 3), k)
+        x = ra.RaggedArray.from_lengths(values, lengths)
+        got, got_grads = _value_and_grads(compiled, (x,), [values, *params])
+        expected, grads = _value_and_grads(model, (x,), [values, *params])
+        _assert_same(got, expected)
+        _assert_same(got_grads, grads)
+    assert psi.largest == 4
+    assert counter.frame_count - 1 <= MAX_RECOMPILES
