@@ -277,7 +277,7 @@ class ComputeMethods(RaggedFields):
                 f"{where}: per_segment must be on the values' device ({self.device}); "
                 f"got {_backend.describe(per_segment)}"
             )
-        tensor = reduce.as_tensor(per_segment, where)
+        tensor = reduce.as_tensor(per_segment, where, "per_segment")
         result = reduce.broadcast(tensor, self._partition(), where=where)
         return self._rewrap(reduce.like_input(result, per_segment))
 

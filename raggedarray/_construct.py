@@ -95,7 +95,13 @@ _first = operator.itemgetter(0)
 
 
 def _check_item_shapes(items: list[Any], where: str) -> None:
-    """Raise the error that explains why the items cannot share one item shape."""
+    """Raise the error that explains why the items cannot be joined.
+
+    A nested or sparse tensor among them (the fast path does not look), or item shapes
+    that differ.
+    """
+    for k, a in enumerate(items):
+        _checks.check_array(a, where, f"arrays[{k}]")
     first = tuple(items[0].shape[1:])
     for k, a in enumerate(items):
         shape = tuple(a.shape[1:])

@@ -137,6 +137,18 @@ def spans(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return new_offsets, shift + np.arange(new_offsets[-1], dtype=np.int64)
 
 
+def _integer_0d(x: Any) -> bool:
+    """Whether ``x`` is a 0-d numpy array or tensor of integers (not booleans)."""
+    if isinstance(x, np.ndarray):
+        return x.ndim == 0 and x.dtype.kind in "iu"
+    if _backend.is_tensor(x):
+        dtype = x.dtype
+        return x.ndim == 0 and not (
+            dtype.is_floating_point or dtype.is_complex or x.dtype == _backend.torch_module().bool
+        )
+    return False
+
+
 def segment_index(key: Any, num_segments: int, where: str) -> np.ndarray:
     """Host int64 segment indices (in range, negatives resolved) from an index array or mask.
 
@@ -146,6 +158,11 @@ def segment_index(key: Any, num_segments: int, where: str) -> np.ndarray:
     if isinstance(key, slice):
         return np.arange(*slice_indices(key, num_segments, where), dtype=np.int64)
     if _backend.is_tensor(key):
+        if key.dtype.is_floating_point or key.dtype.is_complex:  # bfloat16 has no numpy twin
+            raise IndexError(
+                f"{where}: segment indices must be integers or booleans; got dtype "
+                f"{_checks.dtype_name(key.dtype)}"
+            )
         key = key.detach().cpu().numpy()
     try:
         arr = _checks.as_numpy(key, where, "index")
@@ -238,6 +255,8 @@ def subsample(
         ``(new_offsets, item_index)`` as ``gather`` does.
     """
     lengths = np.diff(offsets)
+    if _integer_0d(k):
+        k = k.item()  # one count, as an int would be
     if isinstance(k, (int, np.integer, bool, np.bool_)):
         keep = np.minimum(lengths, _checks.read_int(k, "k", where))
     else:

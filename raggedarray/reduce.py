@@ -75,9 +75,9 @@ def _kernels() -> Any:
 # --------------------------------------------------------------------------- inputs
 
 
-def as_tensor(values: Any, where: str) -> Any:
+def as_tensor(values: Any, where: str, what: str = "values") -> Any:
     """``values`` as a tensor (numpy shares its memory), with kind and shape checked."""
-    backend = _checks.check_array(values, where)
+    backend = _checks.check_array(values, where, what)
     if backend == _backend.NUMPY:
         return _backend.tensor_from_numpy(np.ascontiguousarray(values))
     return values
@@ -617,7 +617,7 @@ def segment_broadcast(per_segment: Array, offsets: Any) -> Array:
         array([10, 10, 30])
     """
     where = "segment_broadcast"
-    tensor = as_tensor(per_segment, where)
+    tensor = as_tensor(per_segment, where, "per_segment")
     if _backend.is_tensor(offsets) and offsets.device.type != "cpu":
         raise ValueError(
             f"{where}: offsets must be on the host (the number of items is read from them); "

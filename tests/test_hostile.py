@@ -250,6 +250,7 @@ case(
 case("fl-float8", TypeError, FL, R.from_list, lambda: [torch.zeros(2, dtype=torch.float8_e5m2)])
 case("fl-masked", TypeError, FL, R.from_list, lambda: [np.zeros(2), np.ma.zeros(2)])
 case("fl-ragged-array", TypeError, FL, R.from_list, lambda: [xf()])
+case("fl-nested", TypeError, FL, R.from_list, lambda: [torch.zeros(2, 2), nested()])
 case("fl-dtype-U3", TypeError, FL, R.from_list, lambda: [np.zeros(2)], dtype="U3")
 case("fl-dtype-object", TypeError, FL, R.from_list, lambda: [np.zeros(2)], dtype=object)
 case("fl-dtype-junk", TypeError, FL, R.from_list, lambda: [np.zeros(2)], dtype="nonsense")
@@ -375,6 +376,7 @@ case("nested-list", TypeError, FN, R.from_nested, lambda: [torch.zeros(2)])
 # ---------------------------------------------------------------------- indexing
 GI = "RaggedArray.__getitem__"
 case("idx-high", IndexError, GI, index, xf, 3)
+case("idx-bfloat16", IndexError, GI, index, xt, lambda: torch.tensor([1], dtype=torch.bfloat16))
 case("idx-low", IndexError, GI, index, xf, -4)
 case("idx-u64", IndexError, GI, index, xf, lambda: U64_MAX.copy())
 case("idx-u64-scalar", IndexError, GI, index, xf, np.uint64(2**64 - 1))
@@ -525,6 +527,15 @@ case(
     lambda: [0, 6],
 )
 case("sbroadcast-rows", ValueError, "segment_broadcast", ra.segment_broadcast, a(2), lambda: SEG)
+case("sbroadcast-0d", ValueError, "segment_broadcast", ra.segment_broadcast, a(), lambda: SEG)
+case(
+    "broadcast-0d",
+    ValueError,
+    "RaggedArray.broadcast",
+    call("broadcast"),
+    xt,
+    lambda: torch.tensor(1.0),
+)
 case(
     "sbroadcast-list",
     TypeError,
