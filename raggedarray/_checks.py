@@ -41,7 +41,7 @@ def check_array(x: Any, where: str, what: str = "values") -> str:
     if backend is None:
         hint = (
             " (for a list of per-segment arrays use from_list)"
-            if isinstance(x, (list, tuple))
+            if isinstance(x, (list, tuple)) and what == "values"
             else ""
         )
         raise TypeError(

@@ -456,7 +456,7 @@ def test_broadcast_errors(place):
         x.broadcast(other)
     with pytest.raises(ValueError, match="non-decreasing"):
         ra.segment_broadcast(on(np.zeros(3), place), [0, 2, 1, 4])
-    with pytest.raises(TypeError, match="values must be a numpy array or a torch"):
+    with pytest.raises(TypeError, match="per_segment must be a numpy array or a torch"):
         ra.segment_broadcast([1.0, 2.0], [0, 1, 2])
     with pytest.raises(TypeError, match="real numbers or booleans"):
         ra.segment_broadcast(on(np.ones(2, np.complex128), place), [0, 1, 2])
