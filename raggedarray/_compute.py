@@ -48,7 +48,9 @@ class ComputeMethods(RaggedFields):
 
         ``fn`` (an ``nn.Module``, a torch or a numpy function) receives ``(k, *item_shape)``
         slices of ``values`` and must return one row per item. A chunk may split segments:
-        ``fn`` is assumed to treat items independently. The result is a
+        ``fn`` is assumed to treat items independently (for one that looks across items,
+        such as ``v - v.mean(0)`` or a softmax over dim 0, pass ``chunk_size=x.num_items``
+        for one call, or use the segment reductions). The result is a
         [`RaggedImageBatch`][raggedarray.RaggedImageBatch] when ``fn`` returns 4-D arrays, else a
         [`RaggedArray`][raggedarray.RaggedArray].
 
