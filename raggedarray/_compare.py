@@ -1,4 +1,10 @@
-"""Comparing ragged arrays: structure first (offsets, item shape), then values."""
+"""Comparing ragged arrays: structure first (offsets, item shape), then values.
+
+Values are compared on the host. Integers (and booleans) against integers compare exactly,
+at any size: ``2**60`` and ``2**60 + 1`` differ, where a float64 comparison would call them
+equal; a tolerance is then applied to the exact difference. Other pairs of dtypes compare
+as ``np.isclose`` does.
+"""
 
 from __future__ import annotations
 
@@ -43,6 +49,33 @@ def ragged_allclose(a: Any, b: Any, rtol: float, atol: float, equal_nan: bool) -
     """Same segments and item shape, values within ``atol + rtol * |b|``."""
     if structure_mismatch(a, b) is not None:
         return False
-    return bool(
-        np.allclose(host_values(a), host_values(b), rtol=rtol, atol=atol, equal_nan=equal_nan)
-    )
+    return bool(close_mask(host_values(a), host_values(b), rtol, atol, equal_nan).all())
+
+
+def close_mask(
+    a: np.ndarray, b: np.ndarray, rtol: float, atol: float, equal_nan: bool
+) -> np.ndarray:
+    """Where ``|a - b| <= atol + rtol * |b|``, elementwise; integers exactly (module doc)."""
+    if a.dtype.kind in "biu" and b.dtype.kind in "biu":
+        return _close_integers(a, b, rtol, atol)
+    return np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan)
+
+
+def _close_integers(a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> np.ndarray:
+    close = np.asarray(a == b)  # numpy compares int64 with uint64 exactly
+    if (rtol or atol) and not close.all():
+        differ = ~close  # exact differences as Python ints, where the values differ
+        da, db = a[differ].astype(object), b[differ].astype(object)
+        close[differ] = (abs(da - db) <= atol + rtol * abs(db)).astype(bool)
+    return close
+
+
+def check_tolerances(rtol: Any, atol: Any, where: str) -> None:
+    """``rtol`` and ``atol``: real numbers, not negative (inf allowed, NaN refused)."""
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, float, np.integer, np.floating)
+        ):
+            raise TypeError(f"{where}: {name} must be a real number; got {type(value).__name__}")
+        if not value >= 0:  # also refuses NaN
+            raise ValueError(f"{where}: {name} must be >= 0; got {value!r}")

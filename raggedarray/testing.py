@@ -29,12 +29,15 @@ def assert_ragged_equal(
 
     Values are compared on the host, across backends and devices, within
     ``atol + rtol * |b|`` (exactly by default; NaNs in the same places compare equal).
-    Classes and dtypes are not compared: a ``RaggedImageBatch`` equals a ``RaggedArray``
-    over the same data.
+    Integers against integers are compared exactly at any size (``2**60`` differs from
+    ``2**60 + 1``), a tolerance then applying to their exact difference. Classes and dtypes
+    are not compared: a ``RaggedImageBatch`` equals a ``RaggedArray`` over the same data.
 
     Raises:
         AssertionError: with the first difference found: segment count, item shape, offsets,
             or the segment and item of the largest value difference.
+        TypeError: ``a`` or ``b`` is not a ragged array, or a tolerance not a real number.
+        ValueError: a tolerance is negative or NaN.
 
     Examples:
         >>> import numpy as np
@@ -49,11 +52,12 @@ def assert_ragged_equal(
             raise TypeError(
                 f"assert_ragged_equal: {name} must be a RaggedArray; got {type(x).__name__}"
             )
+    _compare.check_tolerances(rtol, atol, "assert_ragged_equal")
     why = _compare.structure_mismatch(a, b)
     if why is not None:
         raise AssertionError(f"ragged arrays differ: {why}")
     va, vb = _compare.host_values(a), _compare.host_values(b)
-    close = np.isclose(va, vb, rtol=rtol, atol=atol, equal_nan=True)
+    close = _compare.close_mask(va, vb, rtol, atol, equal_nan=True)
     if close.all():
         return
     item = int(np.flatnonzero(~close.reshape(close.shape[0], -1).all(axis=1))[0])
@@ -76,6 +80,13 @@ def allclose(
 ) -> bool:
     """Whether two ragged arrays share segments and item shape, with values within tolerance.
 
+    Values are within ``atol + rtol * |b|`` as in ``np.allclose``; integers against integers
+    are compared exactly at any size (see ``assert_ragged_equal``).
+
+    Raises:
+        TypeError: ``a`` or ``b`` is not a ragged array, or a tolerance not a real number.
+        ValueError: a tolerance is negative or NaN.
+
     Examples:
         >>> import numpy as np
         >>> import raggedarray as ra
@@ -86,6 +97,7 @@ def allclose(
     for name, x in (("a", a), ("b", b)):
         if not isinstance(x, RaggedArray):
             raise TypeError(f"allclose: {name} must be a RaggedArray; got {type(x).__name__}")
+    _compare.check_tolerances(rtol, atol, "allclose")
     return _compare.ragged_allclose(a, b, rtol, atol, equal_nan)
 
 

@@ -1,0 +1,87 @@
+"""``ra.testing.assert_ragged_equal`` and ``ra.allclose``: exact integers, checked tolerances.
+
+The oracle is a loop over the items with Python ints (exact at any size) or floats.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import PLACES, on
+
+import raggedarray as ra
+
+BIG = 2**60  # past 2**53: float64 cannot tell BIG from BIG + 1
+
+
+def _ints(values, place, dtype="int64"):
+    return ra.RaggedArray.from_lengths(on(np.array(values, dtype=dtype), place), [1, 2])
+
+
+def _loop_close(a, b, rtol, atol):
+    """|a - b| <= atol + rtol * |b| item by item, with Python ints (exact)."""
+    pairs = zip(np.asarray(a).tolist(), np.asarray(b).tolist(), strict=True)
+    return all(abs(p - q) <= atol + rtol * abs(q) for p, q in pairs)
+
+
+@pytest.mark.parametrize("place", PLACES)
+def test_integers_compare_exactly_at_any_size(place):
+    a = _ints([BIG, 1, 2], place)
+    b = _ints([BIG + 1, 1, 2], place)
+    assert not _loop_close([BIG, 1, 2], [BIG + 1, 1, 2], 0, 0)
+    with pytest.raises(AssertionError, match=r"1 of 3 values are not close"):
+        ra.testing.assert_ragged_equal(a, b)
+    assert not ra.allclose(a, b, rtol=0, atol=0)
+    ra.testing.assert_ragged_equal(a, a.clone())
+    # a tolerance applies to the exact difference (1), not to float64 roundings (0)
+    for atol, close in ((1, True), (0.5, False)):
+        assert _loop_close([BIG], [BIG + 1], 0, atol) is close
+        assert ra.allclose(a, b, rtol=0, atol=atol) is close
+        if close:
+            ra.testing.assert_ragged_equal(a, b, atol=atol)
+        else:
+            with pytest.raises(AssertionError):
+                ra.testing.assert_ragged_equal(a, b, atol=atol)
+    # relative: |BIG - (BIG + 1)| = 1 <= 2**-60 * (BIG + 1), but not 2**-61 * (BIG + 1)
+    assert ra.allclose(a, b, rtol=2.0**-60, atol=0)
+    assert not ra.allclose(a, b, rtol=2.0**-61, atol=0)
+
+
+def test_unsigned_and_signed_integers_compare_exactly():
+    big = ra.RaggedArray.from_lengths(np.array([2**64 - 1], dtype=np.uint64), [1])
+    minus_one = ra.RaggedArray.from_lengths(np.array([-1]), [1])
+    with pytest.raises(AssertionError):
+        ra.testing.assert_ragged_equal(big, minus_one)
+    assert not ra.allclose(big, minus_one)
+    assert ra.allclose(big, minus_one, rtol=0, atol=2**64)
+
+
+def test_floats_compare_as_documented():
+    x = ra.RaggedArray.from_lengths(np.array([1.0, 2.0, np.nan]), [1, 2])
+    near = ra.RaggedArray.from_lengths(x.values + 1e-9, [1, 2])
+    ra.testing.assert_ragged_equal(x, x.clone())  # NaNs in the same places are equal
+    with pytest.raises(AssertionError):
+        ra.testing.assert_ragged_equal(x, near)
+    ra.testing.assert_ragged_equal(x, near, atol=1e-6)
+    assert ra.allclose(x, near, equal_nan=True) and not ra.allclose(x, near)
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        lambda a, **kw: ra.allclose(a, a, **kw),
+        lambda a, **kw: ra.testing.assert_ragged_equal(a, a, **kw),
+    ],
+    ids=["allclose", "assert_ragged_equal"],
+)
+def test_tolerances_must_be_real_numbers(check):
+    x = ra.RaggedArray.from_lengths(np.arange(3.0), [1, 2])
+    for name in ("rtol", "atol"):
+        for bad in ("x", None, True, np.array([0.1]), 1j):
+            with pytest.raises(TypeError, match=rf"{name} must be a real number; got "):
+                check(x, **{name: bad})
+        for bad in (-1e-3, float("nan")):
+            with pytest.raises(ValueError, match=rf"{name} must be >= 0; got "):
+                check(x, **{name: bad})
+        for good in (0, 1e-3, np.float32(0.5), np.int64(1), 1e300):
+            check(x, **{name: good})
