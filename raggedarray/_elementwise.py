@@ -5,38 +5,56 @@ backend on the flat ``values`` buffer (numpy's dtype rules for numpy values, tor
 torch values, autograd included), and the result keeps the offsets. Beside the ragged
 array an operation may take:
 
-- Python and numpy scalars, 0-d arrays;
-- arrays of the values' backend with at most ``len(item_shape)`` dimensions: they broadcast
-  against every item, exactly as ``values`` (``(N, *item_shape)``) broadcasts against them;
+- Python and numpy scalars (numbers and booleans), 0-d arrays;
+- arrays of the values' backend with at most ``len(item_shape)`` dimensions that broadcast
+  to the item shape without changing it (``(3,)`` or ``(1,)`` against items ``(3,)``, not
+  ``(4,)``; ``(3,)`` against items ``(1,)`` is refused too: an operand never grows the items);
 - ragged arrays of the same backend with equal offsets (compared on their host copies, so
-  a GPU is never synchronised); items with fewer dimensions are aligned to the right, as
-  broadcasting aligns shapes.
+  a GPU is never synchronised) whose item shapes broadcast together by numpy's rule (items
+  with fewer dimensions are aligned to the right, ``(1,)`` against ``(3,)`` repeats); their
+  common item shape is the result's, and the non-ragged operands must fit it as above;
+- for numpy-backed arrays, lists and tuples, read with ``np.asarray`` and then checked as
+  arrays (numpy's own rule for array-likes); torch, which takes no lists in its operators,
+  refuses them for torch-backed arrays (``TypeError``: use ``torch.as_tensor``).
+
+Strings and bytes are not numbers: they are refused with ``TypeError`` on both backends
+(also for ``==``, which numpy and torch would answer with ``False``). An operand that does
+not fit the items, or one on another device, is a ``ValueError`` that names both shapes or
+devices, raised before the backend runs. A numpy scalar on the left of a torch-backed array
+(``np.float64(2) * x``, which numpy turns into a ufunc call) gives the reflected operator,
+``x.__rmul__(np.float64(2))``, as it does for a plain tensor.
+
+The result must be of a dtype ragged arrays hold (``_checks.check_dtype``: real numbers and
+booleans): a complex, object, date or ``longdouble`` result (``x + 1j``,
+``np.add(x, 1, dtype=object)``) is a ``TypeError``. The dtypes already seen to pass are
+kept in a set, so the check is one lookup per operation. numpy's ``out=`` and ``where=``
+are refused (results are new ragged arrays; ``where=`` without ``out=`` would leave
+uninitialised memory in them).
 
 A ``(m, ...)`` per-segment array is never broadcast implicitly (``x.broadcast(per_segment)``
 says so explicitly), and numpy and torch are never mixed: an array of the other backend is
 a ``TypeError`` (convert with ``x.torch()`` or ``x.numpy()``).
 
-Which torch functions count as elementwise comes from torch itself, as torch.nested's jagged
-layout and DTensor decide it: a function is elementwise when the ATen operator of its name has
-an overload tagged ``torch.Tag.pointwise`` that returns tensors and no overload tagged
-``torch.Tag.reduction`` (so ``torch.max(x)`` stays a reduction). Added to those: the Python
-operators below, and a few functions torch leaves untagged though they act item by item
-(``_TORCH_UNTAGGED``: random ones such as dropout, and compositions such as hardswish). The
-verdict is cached per function, so dispatch is one dictionary lookup. numpy ufuncs without a
-core signature are elementwise by definition; their methods (``reduce``, ``accumulate``, ...)
-and the generalized ufuncs (``matmul``) are not.
+Which functions count as elementwise is decided in ``_pointwise``.
 """
 
 from __future__ import annotations
 
-import functools
 import operator
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from . import _backend
+from . import _backend, _checks
+from ._pointwise import (
+    TorchWhere,
+    numpy_scalar_on_the_left,
+    refuse_ufunc_outputs,
+    torch_elementwise,
+    torch_name,
+    torch_verdicts,
+)
 from ._types import DTypeLike, RaggedFields
 
 if TYPE_CHECKING:
@@ -46,48 +64,16 @@ if TYPE_CHECKING:
 
 E = TypeVar("E", bound="ElementwiseMethods")
 
-# Python scalars (bool is an int) and numpy scalars go straight to the backend.
-_SCALARS = (int, float, complex, np.generic)
+# Python scalars (bool is an int) and numpy numbers go straight to the backend; numpy's
+# other scalars (strings, dates, objects) take the checked path.
+_SCALARS = (int, float, complex, np.number, np.bool_)
 
-# Operators as (dunder stem, function); their Tensor dunders dispatch here too.
-_BINARY = {
-    "add": operator.add,
-    "sub": operator.sub,
-    "mul": operator.mul,
-    "truediv": operator.truediv,
-    "floordiv": operator.floordiv,
-    "mod": operator.mod,
-    "pow": operator.pow,
-    "and": operator.and_,
-    "or": operator.or_,
-    "xor": operator.xor,
-}
-_COMPARE = {
-    "eq": operator.eq,
-    "ne": operator.ne,
-    "lt": operator.lt,
-    "le": operator.le,
-    "gt": operator.gt,
-    "ge": operator.ge,
-}
-_UNARY = {"neg": operator.neg, "pos": operator.pos, "abs": operator.abs, "invert": operator.invert}
+# Operands that are not arrays yet: read as arrays (numpy), or refused (strings; torch).
+_SEQUENCES = (list, tuple, str, bytes)
 
-# Elementwise torch functions without the pointwise tag (random, composed in Python, aliases).
-_TORCH_UNTAGGED = (
-    "special.expit",
-    "dropout",
-    "alpha_dropout",
-    "bernoulli",
-    "floor_divide",
-    "nn.functional.dropout",
-    "nn.functional.alpha_dropout",
-    "nn.functional.hardswish",
-    "nn.functional.leaky_relu",  # tagged pointwise only from torch 2.7
-    "nn.functional.logsigmoid",
-    "nn.functional.softsign",
-    "nn.functional.tanhshrink",
-    "Tensor.floor_divide",
-)
+# Result types and dtypes already checked (``_hold``): the fast paths look them up.
+_ARRAYS: set[type] = {np.ndarray}
+_HELD_DTYPES: set[Any] = set()
 
 _HINT = (
     "for other work use x.map(fn) on the flat values, the segment reductions "
@@ -101,14 +87,9 @@ _WRONG_BACKEND = {
     ),
     _backend.NUMPY: (
         "{where}: numpy ufuncs take numpy-backed ragged arrays; got a torch-backed one (use "
-        "the torch function, e.g. torch.exp(x), or x.numpy(); for a numpy scalar s, write "
-        "x * s or float(s) * x)"
+        "the torch function, e.g. torch.exp(x), or x.numpy())"
     ),
 }
-
-# torch function -> whether it is elementwise; filled on first use of each function.
-_torch_verdicts: dict[Any, bool] = {}
-
 
 # ----------------------------------------------------------------------------- the core
 
@@ -135,31 +116,45 @@ def elementwise(
     every operation, so the common cases (arrays of the values' own type, scalars) are
     decided by a type check or two.
     """
-    ref, depth = None, -1
-    for a in (*args, *kwargs.values()) if kwargs else args:
+    ref, depth, operands = None, -1, None
+    everything = (*args, *kwargs.values()) if kwargs else args
+    for a in everything:
         if isinstance(a, ElementwiseMethods):
             if ref is None:
+                if backend is not None and a.backend != backend:
+                    raise TypeError(_WRONG_BACKEND[backend].format(where=where))
                 ref = a
+            elif a is not ref:
+                _check_partner(a, ref, where)
+                operands = everything  # item shapes to broadcast, when they are needed
             depth = max(depth, a._values.ndim - 1)
     if ref is None:  # only called with a ragged operand among the arguments
         raise TypeError(f"{where}: needs a ragged operand")
     array = type(ref._values)
-    if backend is not None and ref.backend != backend:
-        raise TypeError(_WRONG_BACKEND[backend].format(where=where))
-    args = [_operand(a, ref, array, depth, where) for a in args]
+    args = [_operand(a, ref, array, depth, operands, where) for a in args]
     if kwargs:
-        kwargs = {k: _operand(a, ref, array, depth, where) for k, a in kwargs.items()}
-    out = fn(*args, **kwargs)
+        kwargs = {k: _operand(a, ref, array, depth, operands, where) for k, a in kwargs.items()}
+    try:
+        out = fn(*args, **kwargs)
+    except (RuntimeError, ValueError):  # name the shapes or devices that do not fit
+        problem = _diagnose(ref, everything, (*args, *kwargs.values()), where)
+        if problem is not None:
+            raise problem from None
+        raise
     if several or (isinstance(out, tuple) and type(out) is not tuple):  # torch.return_types
         return type(out)([_result(ref, o, where) for o in out])
     return _result(ref, out, where)
 
 
-def _operand(a: Any, ref: Any, array: type, depth: int, where: object) -> Any:
-    """What the backend sees for argument ``a``: values for ragged, arrays checked, rest as is."""
+def _operand(a: Any, ref: Any, array: type, depth: int, operands: Any, where: object) -> Any:
+    """What the backend sees for argument ``a``: values for ragged, arrays checked, rest as is.
+
+    ``operands`` holds all arguments when there are several ragged ones (None otherwise):
+    the items an array operand must fit are then their broadcast.
+    """
     if type(a) is not array:
         if isinstance(a, ElementwiseMethods):
-            return _partner_values(a, ref, depth, where)
+            return _partner_values(a, depth)
         backend = _backend.backend_of(a)
         if backend is None:
             return a  # scalars, None, dtypes, strings: the backend's business
@@ -169,20 +164,81 @@ def _operand(a: Any, ref: Any, array: type, depth: int, where: object) -> Any:
                 f"{_backend.describe(a)} (convert the ragged array with x.{backend}() or the "
                 f"operand to {ref.backend})"
             )
-    if a.ndim > depth:
+    ndim = a.ndim
+    if ndim > depth:
         raise ValueError(
             f"{where}: an array operand broadcasts against every item, so it may have at most "
             f"{depth} dims (item_shape {ref.item_shape}); got {_backend.describe(a)}. A "
             "per-segment (m, ...) operand is never broadcast implicitly: use "
             "x.broadcast(per_segment)"
         )
+    if ndim:
+        items = ref._values.shape[1:] if operands is None else _ragged_items(operands, where)
+        shape = a.shape
+        if shape != items[-ndim:] and not _fits(shape, items):
+            raise ValueError(
+                f"{where}: operands must broadcast against the items of shape "
+                f"{tuple(items)}; got an operand of shape {tuple(shape)}"
+            )
     return a
 
 
-def _partner_values(a: Any, ref: Any, depth: int, where: object) -> Any:
+def _fits(shape: Any, items: Any) -> bool:
+    """Whether an operand of ``shape`` broadcasts to ``items`` without changing them."""
+    return all(s == 1 or s == t for s, t in zip(shape, items[-len(shape) :], strict=True))
+
+
+def _ragged_items(operands: Any, where: object) -> tuple[int, ...]:
+    """The broadcast of the ragged operands' item shapes (numpy's rule, aligned right)."""
+    items: tuple[int, ...] | None = None
+    for a in operands:
+        if isinstance(a, ElementwiseMethods):
+            theirs = tuple(a._values.shape[1:])
+            items = theirs if items is None else _common_items(items, theirs, where)
+    return () if items is None else items
+
+
+def _common_items(mine: tuple[int, ...], theirs: tuple[int, ...], where: object) -> Any:
+    if mine == theirs:
+        return mine
+    n = max(len(mine), len(theirs))
+    a, b = (1,) * (n - len(mine)) + mine, (1,) * (n - len(theirs)) + theirs
+    if not all(p == q or 1 in (p, q) for p, q in zip(a, b, strict=True)):
+        raise ValueError(
+            f"{where}: ragged operands must have items that broadcast together; got item "
+            f"shapes {mine} and {theirs}"
+        )
+    return tuple(max(p, q) if 1 in (p, q) else p for p, q in zip(a, b, strict=True))
+
+
+def _diagnose(ref: Any, operands: Any, seen: Any, where: object) -> ValueError | None:
+    """After the backend failed: the error naming ragged items or a device that do not fit.
+
+    ``operands`` are the arguments as given, ``seen`` as the backend saw them. None when
+    neither is the cause (the caller then re-raises the backend's error). A 0-d CPU tensor
+    is allowed beside any device, as torch allows it.
+    """
+    try:
+        _ragged_items(operands, where)
+    except ValueError as err:
+        return err
+    if not _backend.is_tensor(ref._values):
+        return None
+    device = ref._values.device
+    for a in seen:
+        if not _backend.is_tensor(a) or a.device == device:
+            continue
+        if a.ndim == 0 and a.device.type == "cpu":
+            continue
+        return ValueError(
+            f"{where}: operands must be on the device of the ragged values ({device}); got "
+            f"{_backend.describe(a)}"
+        )
+    return None
+
+
+def _partner_values(a: Any, depth: int) -> Any:
     """The values of a ragged operand, its items aligned to the right against ``depth`` dims."""
-    if a is not ref:
-        _check_partner(a, ref, where)
     values = a._values
     if values.ndim - 1 < depth:  # as broadcasting aligns shapes
         values = values.reshape(values.shape[0], *(1,) * (depth + 1 - values.ndim), *a.item_shape)
@@ -214,16 +270,51 @@ def _equal(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.array_equal(a, b))
 
 
+def _sequence_operand(a: Any, ref: Any, where: object) -> Any:
+    """A list or tuple operand as a numpy array (numpy values); strings and torch: refused."""
+    if isinstance(a, (str, bytes)):
+        raise TypeError(
+            f"{where}: operands must be numbers, arrays or ragged arrays; got "
+            f"{type(a).__name__} {a!r:.40} (a string is not a number)"
+        )
+    if ref.backend == _backend.TORCH:
+        raise TypeError(
+            f"{where}: operands of a torch-backed ragged array must be scalars, tensors or "
+            f"ragged arrays, as for torch tensors; got a {type(a).__name__} (convert it with "
+            "torch.as_tensor(..., device=x.device))"
+        )
+    return _checks.as_numpy(a, str(where), f"a {type(a).__name__} operand")
+
+
+def _wrap(ref: Any, out: Any, name: str) -> Any:
+    """The fast paths' rewrap: an array type and dtype seen before, else ``_result``'s checks."""
+    if type(out) in _ARRAYS and out.dtype in _HELD_DTYPES:
+        return ref._rewrap(out)
+    return _result(ref, out, f"{type(ref).__name__}.{name}")
+
+
 def _result(ref: Any, out: Any, where: object) -> Any:
     """Wrap one backend result with the offsets (the partition) of ``ref``."""
     values = ref._values
     same_kind = type(out) is type(values) or _backend.backend_of(out) == ref.backend
-    if same_kind and out.ndim and out.shape[0] == values.shape[0]:
-        return ref._rewrap(out)
-    raise TypeError(
-        f"{where}: an elementwise call must return one row per item "
-        f"({ref.num_items}); got {_backend.describe(out)}"
-    )
+    if not (same_kind and out.ndim and out.shape[0] == values.shape[0]):
+        raise TypeError(
+            f"{where}: an elementwise call must return one row per item "
+            f"({ref.num_items}); got {_backend.describe(out)}"
+        )
+    if out.dtype not in _HELD_DTYPES:
+        _hold(out, where)
+    return ref._rewrap(out)
+
+
+def _hold(out: Any, where: object) -> None:
+    """Refuse a result dtype no constructor accepts; remember the ones that pass."""
+    _checks.check_dtype(out.dtype, str(where), "an elementwise result")
+    _HELD_DTYPES.add(out.dtype)
+    if type(out) is np.ndarray or (
+        _backend.is_tensor(out) and type(out) is _backend.torch_module().Tensor
+    ):
+        _ARRAYS.add(type(out))
 
 
 # --------------------------------------------------------------------------- operators
@@ -238,10 +329,12 @@ def _binary(
         if isinstance(other, _SCALARS):  # the common case, kept short
             values = self._values
             out = op(other, values) if reflected else op(values, other)
-            return self._rewrap(out)
-        if not _is_ragged(other) and _backend.backend_of(other) is None:
-            return NotImplemented
+            return _wrap(self, out, name)
         where = f"{type(self).__name__}.{name}"
+        if not _is_ragged(other) and _backend.backend_of(other) is None:
+            if not isinstance(other, _SEQUENCES):
+                return NotImplemented
+            other = _sequence_operand(other, self, where)
         return elementwise(op, (other, self) if reflected else (self, other), {}, where)
 
     method.__name__ = method.__qualname__ = name
@@ -250,10 +343,12 @@ def _binary(
 
 
 def _unary(stem: str, op: Callable[[Any], Any]) -> Callable[[E], RaggedArray]:
-    def method(self: E) -> RaggedArray:
-        return self._rewrap(op(self._values))
+    name = f"__{stem}__"
 
-    method.__name__ = method.__qualname__ = f"__{stem}__"
+    def method(self: E) -> RaggedArray:
+        return _wrap(self, op(self._values), name)
+
+    method.__name__ = method.__qualname__ = name
     method.__doc__ = f"Elementwise ``{op.__name__}`` of the values."
     return method
 
@@ -266,84 +361,11 @@ def _caster(dtype: str, doc: str) -> Callable[[E], E]:
     return method
 
 
-# ----------------------------------------------------------------------- torch functions
+# -------------------------------------------------------------------------- numpy ufuncs
 
 
-def torch_elementwise(func: Any) -> bool:
-    """Whether torch function ``func`` is elementwise (cached; see the module docstring)."""
-    verdict = _torch_verdicts.get(func)
-    if verdict is None:
-        verdict = _torch_verdicts[func] = _classify(func)
-    return verdict
-
-
-def _classify(func: Any) -> bool:
-    torch = _backend.torch_module()
-    if func in _torch_extras(torch):
-        return True
-    name = getattr(func, "__name__", "")
-    if name.startswith("__") or name.endswith("_"):  # other dunders; in-place variants
-        return False
-    packet: Any = getattr(torch.ops.aten, name.lstrip("_"), None)
-    if not hasattr(packet, "overloads"):
-        return False
-    overloads = [getattr(packet, o) for o in packet.overloads()]
-    pointwise = any(torch.Tag.pointwise in o.tags and _returns_tensors(o) for o in overloads)
-    return pointwise and not any(_reduces(o, torch) for o in overloads)
-
-
-def _reduces(overload: Any, torch: Any) -> bool:
-    """Whether an ATen overload reduces: its ``reduction`` tag (torch >= 2.7).
-
-    Before that tag existed: a ``dim`` argument (``max.dim``, ``sum.dim_IntList``).
-    """
-    tag = getattr(torch.Tag, "reduction", None)
-    if tag is not None:
-        return tag in overload.tags
-    return any(arg.name == "dim" for arg in overload._schema.arguments)
-
-
-def _returns_tensors(overload: Any) -> bool:
-    returns = overload._schema.returns
-    return bool(returns) and all(
-        isinstance(r.type, _backend.torch_module().TensorType) for r in returns
-    )
-
-
-@functools.cache
-def _torch_extras(torch: Any) -> frozenset[Any]:
-    """The operators' Tensor dunders and the untagged elementwise functions."""
-    names = [f"__{s}__" for s in (*_BINARY, *_COMPARE, *_UNARY)]
-    names += [f"__r{s}__" for s in _BINARY]
-    extras = {getattr(torch.Tensor, n) for n in names if hasattr(torch.Tensor, n)}
-    for path in _TORCH_UNTAGGED:
-        owner = torch
-        for part in path.split("."):
-            owner = getattr(owner, part)
-        extras.add(owner)
-    return frozenset(extras)
-
-
-class _TorchWhere:
-    """The name of a torch function for messages, formatted only when one is raised."""
-
-    __slots__ = ("func",)
-
-    def __init__(self, func: Any) -> None:
-        self.func = func
-
-    def __str__(self) -> str:
-        return _torch_name(self.func)
-
-
-def _torch_name(func: Any) -> str:
-    """``torch.exp``, ``torch.nn.functional.gelu``, ``torch.Tensor.add`` for messages."""
-    name = getattr(func, "__name__", repr(func))
-    qualname = getattr(func, "__qualname__", name)
-    if qualname.startswith(("TensorBase.", "Tensor.")):
-        return f"torch.Tensor.{name}"
-    module = getattr(func, "__module__", None) or "torch"
-    return f"{'torch' if module.startswith('torch._') else module}.{name}"
+def _as_ufunc_input(a: Any, x: Any, where: str) -> Any:
+    return _sequence_operand(a, x, where) if isinstance(a, _SEQUENCES) else a
 
 
 # -------------------------------------------------------------------------------- mixin
@@ -406,20 +428,20 @@ class ElementwiseMethods(RaggedFields):
         cls, func: Any, types: Any, args: Any = (), kwargs: dict[str, Any] | None = None
     ) -> Any:
         kwargs = {} if kwargs is None else kwargs
-        verdict = _torch_verdicts.get(func)
+        verdict = torch_verdicts.get(func)
         if verdict is None:
             verdict = torch_elementwise(func)
         if not verdict:
             raise TypeError(
-                f"{_torch_name(func)}: only elementwise torch functions take ragged arrays "
+                f"{torch_name(func)}: only elementwise torch functions take ragged arrays "
                 f"(torch.exp, torch.relu, torch.where, F.gelu, ...); {_HINT}"
             )
         if kwargs.get("out") is not None:
             raise TypeError(
-                f"{_torch_name(func)}: out= is not supported with ragged arrays (results are "
+                f"{torch_name(func)}: out= is not supported with ragged arrays (results are "
                 f"new ragged arrays); got out={type(kwargs['out']).__name__}"
             )
-        return elementwise(func, args, kwargs, _TorchWhere(func), backend=_backend.TORCH)
+        return elementwise(func, args, kwargs, TorchWhere(func), backend=_backend.TORCH)
 
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
         where = f"numpy.{ufunc.__name__}"
@@ -433,11 +455,16 @@ class ElementwiseMethods(RaggedFields):
                 f"{where}: generalized ufuncs (signature {ufunc.signature}) are not "
                 f"elementwise; {_HINT}"
             )
-        if "out" in kwargs:
-            raise TypeError(
-                f"{where}: out= is not supported with ragged arrays (results are new ragged "
-                f"arrays); got out={type(kwargs['out']).__name__}"
-            )
+        if kwargs:
+            refuse_ufunc_outputs(where, kwargs)
+        elif type(self._values) is not np.ndarray and _backend.is_tensor(self._values):
+            out = numpy_scalar_on_the_left(self, ufunc, inputs)
+            if out is not NotImplemented:
+                return out
+        for a in inputs:
+            if isinstance(a, _SEQUENCES):  # array-likes, as numpy reads them
+                inputs = tuple(_as_ufunc_input(b, self, where) for b in inputs)
+                break
         several = ufunc.nout > 1
         return elementwise(ufunc, inputs, kwargs, where, several=several, backend=_backend.NUMPY)
 

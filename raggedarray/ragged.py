@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast, overload
 
 import numpy as np
 
-from . import _backend, _checks, _compare, _construct, _offsets
+from . import _assign, _backend, _checks, _compare, _construct, _offsets
 from ._backend import NUMPY, TORCH
 from ._compute import ComputeMethods
 from ._display import DisplayMethods
@@ -378,6 +378,22 @@ class RaggedArray(
     def __getitem__(self, key: Any) -> Array | Self:
         """``x[i]``: segment view; ``x[a:b]``: ragged view; arrays, masks, steps: a copy."""
         return self._getitem(key, f"{type(self).__name__}.__getitem__")
+
+    def __setitem__(self, key: IntIndex, value: Any) -> None:
+        """``x[i] = value``: write into segment ``i`` (its length stays; see ``_assign``).
+
+        Examples:
+            >>> import numpy as np
+            >>> import raggedarray as ra
+            >>> x = ra.RaggedArray.from_lengths(np.zeros(3), [1, 2])
+            >>> x[1] += 5.0
+            >>> x[0] = [7.0]
+            >>> x.values
+            array([7., 5., 5.])
+        """
+        where = f"{type(self).__name__}.__setitem__"
+        segment = self._getitem(_assign.segment_key(key, where), where)
+        _assign.assign(segment, value, where)
 
     def _getitem(self, key: Any, where: str) -> Any:
         m = len(self)

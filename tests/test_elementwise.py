@@ -453,7 +453,7 @@ def test_backends_are_never_mixed():
     with pytest.raises(TypeError, match="torch-backed"):
         np.exp(t)
     with pytest.raises(TypeError, match="torch-backed"):
-        np.float64(2.0) * t
+        np.multiply(t, np.float64(2.0))
     assert (t * np.float64(2.0)).backend == "torch"  # numpy scalars are scalars
 
 
@@ -563,6 +563,194 @@ def test_astype_maps_dtypes_across_backends_and_bfloat16_needs_torch():
         x.bfloat16()
     with pytest.raises(TypeError, match="numpy"):
         x.astype(torch.bfloat16)
+
+
+# ------------------------------------------------------------- operands and results
+
+
+def test_lists_and_tuples_are_arrays_for_numpy_values():
+    segs = segments_of(np.random.default_rng(11), LENGTHS, (3,), "float64")
+    x = ragged(segs, ("numpy", "cpu"), (ra.RaggedArray, (3,)), "float64")
+    before = snapshot(x)
+    for row in ([1.0, -2.0, 3.0], (1, 2, 3), [[0.5], [2.0], [4.0]][0]):
+        as_array = np.asarray(row)
+        cases = [
+            (operator.add, (x, row), [(s, as_array) for s in x.unbind()]),
+            (operator.sub, (row, x), [(as_array, s) for s in x.unbind()]),
+            (operator.lt, (row, x), [(as_array, s) for s in x.unbind()]),
+            (np.maximum, (x, row), [(s, as_array) for s in x.unbind()]),
+        ]
+        for fn, args, per_segment in cases:
+            empty = tuple(x.values[:0] if a is x else np.asarray(a) for a in args)
+            _compare(fn, x, args, per_segment, empty)
+    check_untouched(before, x)
+
+
+def test_lists_are_checked_like_arrays_or_refused_for_torch_values():
+    x = ra.RaggedArray.from_lengths(np.arange(3.0), [1, 2])  # item_shape ()
+    for call in (
+        lambda: np.add(x, [10, 20, 30]),  # one value per item: a per-segment-like operand
+        lambda: np.add([10, 20, 30], x),
+        lambda: operator.add(x, [10, 20, 30]),
+        lambda: operator.mul((10, 20, 30), x),
+        lambda: np.add(x, [10]),
+    ):
+        with pytest.raises(ValueError, match=r"at most 0 dims.*x\.broadcast"):
+            call()
+    with pytest.raises(ValueError, match="rectangular"):
+        operator.add(x.broadcast(np.zeros((2, 2))), [[1], [2, 3]])
+    t = x.torch()
+    for call in (
+        lambda: operator.add(t, [1.0]),
+        lambda: operator.add([1.0], t),
+        lambda: t == (1.0,),
+    ):
+        with pytest.raises(TypeError, match=r"torch\.as_tensor"):
+            call()
+    for call in (lambda: torch.add(t, [1.0]), lambda: torch.where(t > 0, t, [1.0])):
+        with pytest.raises(TypeError):  # torch's own refusal, as for a plain tensor
+            call()
+    np.testing.assert_array_equal(x.values, np.arange(3.0))
+
+
+def test_ufunc_where_is_refused_like_out():
+    x = ra.RaggedArray.from_lengths(np.arange(3.0), [1, 2])
+    for where in (np.array(False), True, np.array([True, False, True])):
+        with pytest.raises(TypeError, match=r"numpy\.add: where= is not supported"):
+            np.add(x, 1, where=where)
+    np.testing.assert_array_equal(x.values, np.arange(3.0))
+
+
+@pytest.mark.parametrize("place", PLACES)
+def test_augmented_assignment_to_a_segment_writes_through(place):
+    x = ra.RaggedArray.from_lengths(on(np.arange(5.0), place), [2, 0, 3])
+    want = [host(s).copy() for s in x.unbind()]
+    x[2] += 10  # t = x[2]; t += 10 (in the view); x[2] = t: nothing left to copy
+    want[2] += 10
+    x[0] = on(np.array([7.0, 8.0]), place)  # an array of the segment's shape is copied in
+    want[0] = np.array([7.0, 8.0])
+    x[-1] *= 2
+    want[2] *= 2
+    for got, w in zip(x.unbind(), want, strict=True):
+        np.testing.assert_array_equal(host(got), w)
+    before = snapshot(x)
+    with pytest.raises(ValueError, match=r"__setitem__: .*shape"):
+        x[0] = on(np.zeros(3), place)  # the segment holds 2 items: its length is fixed
+    for key in (slice(0, 1), [0], 0.0):
+        with pytest.raises(TypeError, match=r"__setitem__: "):
+            x[key] = x[0]
+    with pytest.raises(IndexError):
+        x[3] = on(np.zeros(2), place)
+    check_untouched(before, x)
+
+
+NUMPY_SCALARS = [np.float64(2.5), np.float32(0.5), np.int64(3), np.bool_(True)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int64"])
+@pytest.mark.parametrize("op", BINARY)
+def test_numpy_scalars_on_the_left_of_torch_values_are_the_reflected_operators(dtype, op):
+    # np.float64(2) * x becomes np.multiply(np.float64(2), x): the ragged array answers with
+    # its reflected operator, as a plain tensor does (the loop: the scalar and each segment)
+    layout = (ra.RaggedArray, (3,))
+    x = ragged(
+        segments_of(np.random.default_rng(12), LENGTHS, (3,), dtype),
+        ("torch", "cpu"),
+        layout,
+        dtype,
+    )
+    before = snapshot(x)
+    for scalar in NUMPY_SCALARS:
+        segs = [(scalar, s) for s in x.unbind()]
+        _compare(BINARY[op], x, (scalar, x), segs, (scalar, x.values[:0]))
+    check_untouched(before, x)
+
+
+@pytest.mark.parametrize("place", PLACES)
+def test_strings_are_not_numbers(place):
+    x = ra.RaggedArray.from_lengths(on(np.arange(3.0), place), [1, 2])
+    for text in ("a", np.str_("a"), b"a", np.bytes_(b"a")):
+        for fn in (operator.eq, operator.ne, operator.add, operator.lt):
+            with pytest.raises(TypeError, match="a string is not a number"):
+                fn(x, text)
+            with pytest.raises(TypeError, match="not a number"):
+                fn(text, x)
+    if place[0] == "numpy":
+        with pytest.raises(TypeError, match="a string is not a number"):
+            np.equal(x, "a")
+    np.testing.assert_array_equal(host(x.values), np.arange(3.0))
+
+
+@pytest.mark.parametrize("place", PLACES)
+def test_operands_must_fit_the_items(place):
+    x = ra.RaggedArray.from_lengths(on(np.ones((3, 2)), place), [1, 2])
+    narrow = ra.RaggedArray.from_lengths(on(np.ones((3, 1)), place), [1, 2])
+    wide = ra.RaggedArray.from_lengths(on(np.ones((3, 3)), place), [1, 2])
+    before = snapshot(x, narrow, wide)
+    fits = (
+        r"operands must broadcast against the items of shape \({n},\); "
+        r"got an operand of shape \(3,\)"
+    )
+    for fn in (operator.add, operator.mul, operator.lt):
+        for a, b in ((x, on(np.ones(3), place)), (on(np.ones(3), place), x)):
+            with pytest.raises(ValueError, match=fits.format(n=2)):
+                fn(a, b)
+        # an operand never grows the items: (1,) items with a (3,) operand
+        with pytest.raises(ValueError, match=fits.format(n=1)):
+            fn(narrow, on(np.ones(3), place))
+        for a, b in ((x, wide), (wide, x)):
+            with pytest.raises(ValueError, match=r"items that broadcast together; got item shapes"):
+                fn(a, b)
+    if place[0] == "torch":
+        with pytest.raises(ValueError, match=r"torch\.where: .*item shapes \(2,\) and \(3,\)"):
+            torch.where(x > 0, x, wide)
+        with pytest.raises(ValueError, match=fits.format(n=2)):
+            torch.maximum(x, torch.ones(3))
+    else:
+        with pytest.raises(ValueError, match=fits.format(n=2)):
+            np.maximum(x, np.ones(3))
+    check_untouched(before, x, narrow, wide)
+    # what fits: ragged items broadcast together; operands of size 1 repeat within an item
+    got = narrow * wide
+    assert got.item_shape == (3,)
+    loop = [a * b for a, b in zip(narrow.unbind(), wide.unbind(), strict=True)]
+    check_like_loop(got, x, loop, wide.values[:0])
+    one = on(np.array([2.0]), place)
+    check_like_loop(x * one, x, [s * one for s in x.unbind()], x.values[:0])
+
+
+def test_operands_on_another_device_are_named():
+    x = ra.RaggedArray.from_lengths(torch.ones(3, 2), [1, 2])
+    for other in (torch.ones(1, device="meta"), torch.ones((), device="meta")):
+        with pytest.raises(
+            ValueError, match=r"__add__: operands must be on the device .*cpu.*meta"
+        ):
+            x + other
+        with pytest.raises(ValueError, match=r"torch\.maximum: .*device.*meta"):
+            torch.maximum(x, other)
+    assert (x + torch.tensor(1.0)).device == x.device  # a 0-d CPU tensor goes anywhere
+
+
+@pytest.mark.parametrize("place", PLACES)
+def test_results_of_dtypes_ragged_arrays_do_not_hold_are_refused(place):
+    x = ra.RaggedArray.from_lengths(on(np.arange(3.0), place), [1, 2])
+    before = snapshot(x)
+    calls = [lambda: x + 1j, lambda: 1j * x, lambda: x ** (0.5 + 1j)]
+    if place[0] == "numpy":
+        calls += [
+            lambda: x * np.complex64(1),
+            lambda: np.add(x, 1, dtype=object),
+            lambda: x.long() + np.timedelta64(1, "s"),
+            lambda: x * np.clongdouble(1),
+            lambda: np.multiply(x, 1, dtype=np.longdouble),
+        ]
+    else:
+        calls += [lambda: x * torch.tensor(1j), lambda: torch.mul(x, 1j)]
+    for call in calls:
+        with pytest.raises(TypeError, match=r"an elementwise result must .*; got dtype"):
+            call()
+    check_untouched(before, x)
+    assert (x + 1).dtype == x.dtype  # the refusals are not remembered as held dtypes
 
 
 # --------------------------------------------------------------------------- cuda

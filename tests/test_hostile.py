@@ -138,6 +138,10 @@ def index(x, key):
     return x[key]
 
 
+def assign(x, key, value):
+    x[key] = value
+
+
 def collate_dicts_missing():
     return [{"a": np.zeros((2, 3)), "b": 1}, {"a": np.zeros((1, 3))}]
 
@@ -375,6 +379,18 @@ case("nested-list", TypeError, FN, R.from_nested, lambda: [torch.zeros(2)])
 
 # ---------------------------------------------------------------------- indexing
 GI = "RaggedArray.__getitem__"
+SI = "RaggedArray.__setitem__"
+case("set-slice", TypeError, SI, assign, xf, slice(0, 1), 0.0)
+case("set-bool", TypeError, SI, assign, xt, True, 0.0)
+case("set-list-key", TypeError, SI, assign, xf, lambda: [0], 0.0)
+case("set-high", IndexError, SI, assign, xf, 3, 0.0)
+case("set-length", ValueError, SI, assign, xf, 0, a(3, 2))
+case("set-item-shape", ValueError, SI, assign, xt, 0, lambda: torch.zeros(2, 3))
+case("set-cast", TypeError, SI, assign, xi, 0, lambda: np.array([0.5, 1.5]))
+case("set-cast-t", TypeError, SI, assign, lambda: xt().long(), 0, lambda: torch.zeros(2, 2))
+case("set-backend", TypeError, SI, assign, xf, 0, lambda: torch.zeros(2, 2))
+case("set-backend-t", TypeError, SI, assign, xt, 0, a(2, 2))
+case("set-str", TypeError, SI, assign, xt, 0, "a")
 case("idx-high", IndexError, GI, index, xf, 3)
 case("idx-bfloat16", IndexError, GI, index, xt, lambda: torch.tensor([1], dtype=torch.bfloat16))
 case("idx-low", IndexError, GI, index, xf, -4)

@@ -1,0 +1,204 @@
+"""What counts as elementwise: the Python operators, torch functions and numpy ufunc calls.
+
+Which torch functions count as elementwise comes from torch itself, as torch.nested's jagged
+layout and DTensor decide it: a function is elementwise when the ATen operator of its name has
+an overload tagged ``torch.Tag.pointwise`` that returns tensors and no overload tagged
+``torch.Tag.reduction`` (so ``torch.max(x)`` stays a reduction). Added to those: the Python
+operators below, and a few functions torch leaves untagged though they act item by item
+(``_TORCH_UNTAGGED``: random ones such as dropout, and compositions such as hardswish). The
+verdict is cached per function, so dispatch is one dictionary lookup. numpy ufuncs without a
+core signature are elementwise by definition; their methods (``reduce``, ``accumulate``, ...)
+and the generalized ufuncs (``matmul``) are not.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from typing import Any
+
+import numpy as np
+
+from . import _backend
+
+# Operators as (dunder stem, function); their Tensor dunders dispatch here too.
+BINARY = {
+    "add": operator.add,
+    "sub": operator.sub,
+    "mul": operator.mul,
+    "truediv": operator.truediv,
+    "floordiv": operator.floordiv,
+    "mod": operator.mod,
+    "pow": operator.pow,
+    "and": operator.and_,
+    "or": operator.or_,
+    "xor": operator.xor,
+}
+COMPARE = {
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "lt": operator.lt,
+    "le": operator.le,
+    "gt": operator.gt,
+    "ge": operator.ge,
+}
+UNARY = {"neg": operator.neg, "pos": operator.pos, "abs": operator.abs, "invert": operator.invert}
+
+# The ufunc a numpy scalar's operator calls -> the ragged array's reflected operator
+# (``np.float64(2) < x`` is ``np.less(2.0, x)``, answered by ``x.__gt__(2.0)``).
+REFLECTED_UFUNCS = {
+    np.add: "__radd__",
+    np.subtract: "__rsub__",
+    np.multiply: "__rmul__",
+    np.true_divide: "__rtruediv__",
+    np.floor_divide: "__rfloordiv__",
+    np.remainder: "__rmod__",
+    np.power: "__rpow__",
+    np.bitwise_and: "__rand__",
+    np.bitwise_or: "__ror__",
+    np.bitwise_xor: "__rxor__",
+    np.equal: "__eq__",
+    np.not_equal: "__ne__",
+    np.less: "__gt__",
+    np.less_equal: "__ge__",
+    np.greater: "__lt__",
+    np.greater_equal: "__le__",
+}
+COMPARE_NAMES = frozenset(f"__{stem}__" for stem in COMPARE)
+
+# Elementwise torch functions without the pointwise tag (random, composed in Python, aliases).
+_TORCH_UNTAGGED = (
+    "special.expit",
+    "dropout",
+    "alpha_dropout",
+    "bernoulli",
+    "floor_divide",
+    "nn.functional.dropout",
+    "nn.functional.alpha_dropout",
+    "nn.functional.hardswish",
+    "nn.functional.leaky_relu",  # tagged pointwise only from torch 2.7
+    "nn.functional.logsigmoid",
+    "nn.functional.softsign",
+    "nn.functional.tanhshrink",
+    "Tensor.floor_divide",
+)
+
+# torch function -> whether it is elementwise; filled on first use of each function.
+torch_verdicts: dict[Any, bool] = {}
+
+
+# ----------------------------------------------------------------------- torch functions
+
+
+def torch_elementwise(func: Any) -> bool:
+    """Whether torch function ``func`` is elementwise (cached; see the module docstring)."""
+    verdict = torch_verdicts.get(func)
+    if verdict is None:
+        verdict = torch_verdicts[func] = _classify(func)
+    return verdict
+
+
+def _classify(func: Any) -> bool:
+    torch = _backend.torch_module()
+    if func in _torch_extras(torch):
+        return True
+    name = getattr(func, "__name__", "")
+    if name.startswith("__") or name.endswith("_"):  # other dunders; in-place variants
+        return False
+    packet: Any = getattr(torch.ops.aten, name.lstrip("_"), None)
+    if not hasattr(packet, "overloads"):
+        return False
+    overloads = [getattr(packet, o) for o in packet.overloads()]
+    pointwise = any(torch.Tag.pointwise in o.tags and _returns_tensors(o) for o in overloads)
+    return pointwise and not any(_reduces(o, torch) for o in overloads)
+
+
+def _reduces(overload: Any, torch: Any) -> bool:
+    """Whether an ATen overload reduces: its ``reduction`` tag (torch >= 2.7).
+
+    Before that tag existed: a ``dim`` argument (``max.dim``, ``sum.dim_IntList``).
+    """
+    tag = getattr(torch.Tag, "reduction", None)
+    if tag is not None:
+        return tag in overload.tags
+    return any(arg.name == "dim" for arg in overload._schema.arguments)
+
+
+def _returns_tensors(overload: Any) -> bool:
+    returns = overload._schema.returns
+    return bool(returns) and all(
+        isinstance(r.type, _backend.torch_module().TensorType) for r in returns
+    )
+
+
+@functools.cache
+def _torch_extras(torch: Any) -> frozenset[Any]:
+    """The operators' Tensor dunders and the untagged elementwise functions."""
+    names = [f"__{s}__" for s in (*BINARY, *COMPARE, *UNARY)]
+    names += [f"__r{s}__" for s in BINARY]
+    extras = {getattr(torch.Tensor, n) for n in names if hasattr(torch.Tensor, n)}
+    for path in _TORCH_UNTAGGED:
+        owner = torch
+        for part in path.split("."):
+            owner = getattr(owner, part)
+        extras.add(owner)
+    return frozenset(extras)
+
+
+class TorchWhere:
+    """The name of a torch function for messages, formatted only when one is raised."""
+
+    __slots__ = ("func",)
+
+    def __init__(self, func: Any) -> None:
+        self.func = func
+
+    def __str__(self) -> str:
+        return torch_name(self.func)
+
+
+def torch_name(func: Any) -> str:
+    """``torch.exp``, ``torch.nn.functional.gelu``, ``torch.Tensor.add`` for messages."""
+    name = getattr(func, "__name__", repr(func))
+    qualname = getattr(func, "__qualname__", name)
+    if qualname.startswith(("TensorBase.", "Tensor.")):
+        return f"torch.Tensor.{name}"
+    module = getattr(func, "__module__", None) or "torch"
+    return f"{'torch' if module.startswith('torch._') else module}.{name}"
+
+
+# -------------------------------------------------------------------------- numpy ufuncs
+
+
+def refuse_ufunc_outputs(where: str, kwargs: dict[str, Any]) -> None:
+    """Refuse ``out=`` and ``where=``: results are new ragged arrays, fully written."""
+    if "out" in kwargs:
+        raise TypeError(
+            f"{where}: out= is not supported with ragged arrays (results are new ragged "
+            f"arrays); got out={type(kwargs['out']).__name__}"
+        )
+    if "where" in kwargs:
+        raise TypeError(
+            f"{where}: where= is not supported with ragged arrays (without out= it leaves "
+            "uninitialised memory in the result; select with np.where(cond, x, y) instead); "
+            f"got where={type(kwargs['where']).__name__}"
+        )
+
+
+def numpy_scalar_on_the_left(x: Any, ufunc: Any, inputs: tuple[Any, ...]) -> Any:
+    """``np.float64(2) * x`` for a torch-backed ``x``: its reflected operator, or NotImplemented.
+
+    numpy answers a scalar's operator with a ufunc call, which would refuse the torch
+    values; a plain tensor gets the reflected operator there, and so does a ragged array.
+    For comparisons numpy passes the scalar as a 0-d array, which is read back as the
+    scalar (so ``np.array(2.0) < x`` is accepted too: the two calls cannot be told apart).
+    """
+    name = REFLECTED_UFUNCS.get(ufunc)
+    if name is None or len(inputs) != 2 or inputs[1] is not x:
+        return NotImplemented
+    scalar = inputs[0]
+    if type(scalar) is np.ndarray and scalar.ndim == 0 and name in COMPARE_NAMES:
+        scalar = scalar[()]
+    if not isinstance(scalar, np.generic):
+        return NotImplemented
+    return getattr(x, name)(scalar)
