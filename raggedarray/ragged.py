@@ -379,7 +379,7 @@ class RaggedArray(
         """``x[i]``: segment view; ``x[a:b]``: ragged view; arrays, masks, steps: a copy."""
         return self._getitem(key, f"{type(self).__name__}.__getitem__")
 
-    def __setitem__(self, key: IntIndex, value: Any) -> None:
+    def __setitem__(self, key: IntIndex, value: ArrayLike) -> None:
         """``x[i] = value``: write into segment ``i`` (its length stays; see ``_assign``).
 
         Examples:
