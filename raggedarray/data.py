@@ -62,16 +62,19 @@ def collate(samples: Sequence[Any], *, ragged: Any = None) -> Batch:
     Args:
         samples: a non-empty list of samples of one kind: arrays ``(n_i, ...)`` (all
             ragged), tuples, or dicts.
-        ragged: for tuple samples, the position (or positions) of the ragged fields; for
-            dict samples, the key (or keys). Which fields are ragged is always explicit, so
-            a batch's types never depend on whether its shapes happen to match. Must be
-            None for bare array samples.
+        ragged: for tuple samples, the position (or positions, ints or numpy integers) of
+            the ragged fields, or for named tuples their field names too; for dict samples,
+            the key (or keys). Which fields are ragged is always explicit, so a batch's types
+            never depend on whether its shapes happen to match. Must be None for bare array
+            samples.
 
     Returns:
         A [`RaggedImageBatch`][raggedarray.RaggedImageBatch] for ``(n_i, C, H, W)`` fields,
         else a [`RaggedArray`][raggedarray.RaggedArray], with torch values (numpy samples
-        are converted, as ``default_collate`` does); tuples and dicts keep their structure,
-        their other fields collated by ``default_collate``.
+        are converted, as ``default_collate`` does); tuples (named tuples too) and dicts keep
+        their structure, their other fields collated by ``default_collate``. Dict samples
+        may list their keys in any order; the batch follows the first sample's order. Inside
+        a DataLoader worker the result is the same, its buffer born in shared memory.
 
     Raises:
         TypeError: tuple or dict samples without ``ragged=``, samples of mixed kinds, or a
@@ -109,36 +112,73 @@ def _collate(samples: Sequence[Any], ragged: Any, where: str) -> Any:
             )
         return _ragged_field(samples, where, None)
     if isinstance(first, dict):
-        keys = _names(ragged, where, "keys")
-        missing = [k for k in keys if k not in first]
-        if missing:
-            raise ValueError(f"{where}: ragged keys must be keys of the samples; got {missing}")
-        _same_kind(samples, dict, where)
-        _same_fields(samples, lambda s: list(s), "keys", where)
-        return {
-            key: _ragged_field([s[key] for s in samples], where, f"field {key!r}")
-            if key in keys
-            else default_collate([s[key] for s in samples])
-            for key in first
-        }
+        return _collate_dicts(samples, _names(ragged, where, "keys"), where)
     if isinstance(first, tuple | list):
-        positions: list[Any] | set[int] = _names(ragged, where, "positions")
-        bad = [p for p in positions if not isinstance(p, int) or not -len(first) <= p < len(first)]
-        if bad:
-            raise ValueError(
-                f"{where}: ragged positions must index the samples' {len(first)} fields; got {bad}"
-            )
-        positions = {p % len(first) for p in positions}
-        _same_kind(samples, type(first), where)
-        _same_fields(samples, len, "number of fields", where)
-        fields = [
-            _ragged_field([s[i] for s in samples], where, f"field {i}")
-            if i in positions
-            else default_collate([s[i] for s in samples])
-            for i in range(len(first))
-        ]
-        return type(first)(fields) if isinstance(first, tuple) else fields
+        return _collate_sequences(samples, _names(ragged, where, "positions"), where)
     raise TypeError(f"{where}: samples must be arrays, tuples or dicts; got {type(first).__name__}")
+
+
+def _collate_dicts(samples: Sequence[Any], keys: list[Any], where: str) -> dict[Any, Any]:
+    """Dict samples: one entry per key, in the first sample's key order (as default_collate)."""
+    first = samples[0]
+    missing = [k for k in keys if k not in first]
+    if missing:
+        raise ValueError(f"{where}: ragged keys must be keys of the samples; got {missing}")
+    _same_kind(samples, dict, where)
+    for i, sample in enumerate(samples):
+        if sample.keys() != first.keys():  # the same set of keys, in any order
+            raise ValueError(
+                f"{where}: every sample must have the keys of the first ({list(first)}); "
+                f"got {list(sample)} in sample {i}"
+            )
+    return {
+        key: _ragged_field([s[key] for s in samples], where, f"field {key!r}")
+        if key in keys
+        else default_collate([s[key] for s in samples])
+        for key in first
+    }
+
+
+def _collate_sequences(samples: Sequence[Any], names: list[Any], where: str) -> Any:
+    """Tuple (named tuples too) or list samples: the first sample's type, field by field."""
+    first = samples[0]
+    positions = _positions(first, names, where)
+    _same_kind(samples, type(first), where)
+    _same_fields(samples, len, "number of fields", where)
+    fields = [
+        _ragged_field([s[i] for s in samples], where, f"field {i}")
+        if i in positions
+        else default_collate([s[i] for s in samples])
+        for i in range(len(first))
+    ]
+    if not isinstance(first, tuple):
+        return fields
+    if hasattr(first, "_fields"):  # a named tuple takes its fields as arguments
+        return type(first)(*fields)
+    try:
+        return type(first)(fields)
+    except TypeError:  # a tuple subclass that cannot be built from one iterable
+        return tuple(fields)
+
+
+def _positions(first: Sequence[Any], names: list[Any], where: str) -> set[int]:
+    """The ragged positions as non-negative ints; named tuples take field names too."""
+    field_names = getattr(first, "_fields", ()) if isinstance(first, tuple) else ()
+    positions, bad = set(), []
+    for name in names:
+        if isinstance(name, str) and name in field_names:
+            positions.add(field_names.index(name))
+        elif isinstance(name, int | np.integer) and -len(first) <= name < len(first):
+            positions.add(int(name) % len(first))
+        else:
+            bad.append(name)
+    if bad:
+        also = f" or name the fields {list(field_names)}" if field_names else ""
+        raise ValueError(
+            f"{where}: ragged positions must index the samples' {len(first)} fields{also}; "
+            f"got {bad}"
+        )
+    return positions
 
 
 def check_ragged(ragged: Any, where: str) -> None:
@@ -147,7 +187,7 @@ def check_ragged(ragged: Any, where: str) -> None:
     for name in names:
         if name is None and ragged is None:
             continue
-        if isinstance(name, bool) or not isinstance(name, (int, str)):
+        if isinstance(name, bool) or not isinstance(name, (int, np.integer, str)):
             raise TypeError(
                 f"{where}: ragged must be None, a position (int), a key (str) or a list of "
                 f"them; got {type(name).__name__} {name!r}"
@@ -172,7 +212,7 @@ def _names(ragged: Any, where: str, what: str) -> list[Any]:
             f"{where}: tuple and dict samples need ragged= naming the ragged {what} "
             "(for example ragged=0 or ragged='images'); got ragged=None"
         )
-    if isinstance(ragged, str | int):
+    if isinstance(ragged, str | int | np.integer):
         return [ragged]
     return list(ragged)
 
@@ -211,31 +251,50 @@ def _join_field(items: Sequence[Any], where: str) -> RaggedArray:
             )
         _checks.check_array(item, where, f"the array of sample {i}")
     cls = RaggedImageBatch if items[0].ndim == 4 else RaggedArray
-    if get_worker_info() is None:
-        values, host = _construct.concat(
-            items, dtype=None, device=None, where=where, image=False, item_shape=None
-        )
-        x = cls._make(values, None, host)
-        return x if x.backend == "torch" else x.torch()
-    tensors = [t if isinstance(t, torch.Tensor) else _backend.tensor_from_numpy(t) for t in items]
-    first = tensors[0]
-    for i, t in enumerate(tensors):
-        if t.shape[1:] != first.shape[1:]:
-            raise ValueError(
-                f"{where}: all arrays must have the same item shape; got "
-                f"{_backend.describe(t)} in sample {i} after {_backend.describe(first)}"
-            )
-    dtype = functools.reduce(torch.promote_types, {t.dtype for t in tensors})
-    lengths = np.fromiter((t.shape[0] for t in tensors), dtype=np.int64, count=len(tensors))
+    if get_worker_info() is not None and _shareable(items):
+        return cls._make(*_join_shared(items, where))
+    values, host = _construct.concat(
+        items, dtype=None, device=None, where=where, image=False, item_shape=None
+    )
+    x = cls._make(values, None, host)
+    return x if x.backend == "torch" else x.torch()
+
+
+def _shareable(items: Sequence[Any]) -> bool:
+    """Whether a worker can join ``items`` straight into shared memory.
+
+    That takes host arrays, none of them recording an autograd graph (``out=`` refuses
+    those). Other batches (on a GPU, or needing grad) take the main process's path.
+    """
+    return all(
+        isinstance(a, np.ndarray) or (a.device.type == "cpu" and not _backend.needs_grad(a))
+        for a in items
+    )
+
+
+def _join_shared(items: Sequence[Any], where: str) -> tuple[torch.Tensor, None, np.ndarray]:
+    """``(values, None, host offsets)`` of the batch, ``values`` born in shared memory.
+
+    The dtype follows the main process's rules: numpy's promotion when every item is a numpy
+    array (``np.concatenate``), torch's when any is a tensor (``torch.cat``).
+    """
+    first = tuple(items[0].shape[1:])
+    if any(tuple(a.shape[1:]) != first for a in items):
+        _construct._check_item_shapes(list(items), where)
+    lengths = np.fromiter((a.shape[0] for a in items), dtype=np.int64, count=len(items))
     host = _offsets.from_lengths(lengths, where)
-    shape = (int(host[-1]), *first.shape[1:])
-    if first.device.type == "cpu":
-        # As default_collate does: a shared-memory buffer crosses to the main process as a
-        # handle, not a copy.
-        values = torch.cat(tensors, dim=0, out=_shared_empty(shape, dtype))
-    else:
-        values = torch.cat(tensors, dim=0).to(dtype)
-    return cls._make(values, None, host)
+    # As default_collate does: a shared-memory buffer crosses to the main process as a
+    # handle, not a copy.
+    shape = (int(host[-1]), *first)
+    if all(isinstance(a, np.ndarray) for a in items):
+        numpy_dtype = np.result_type(*(a.dtype for a in items))
+        values = _shared_empty(shape, _backend.to_torch_dtype(numpy_dtype))
+        np.concatenate(items, axis=0, out=values.numpy())
+        return values, None, host
+    tensors = [a if isinstance(a, torch.Tensor) else _backend.tensor_from_numpy(a) for a in items]
+    dtype = functools.reduce(torch.promote_types, {t.dtype for t in tensors})
+    values = torch.cat(tensors, dim=0, out=_shared_empty(shape, dtype))
+    return values, None, host
 
 
 def _shared_empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
@@ -309,15 +368,8 @@ class RaggedDataset(Dataset):
         where = "RaggedDataset"
         if not isinstance(x, RaggedArray):
             raise TypeError(f"{where}: x must be a RaggedArray; got {_backend.describe(x)}")
-        if targets is not None and not hasattr(targets, "__len__"):
-            raise TypeError(
-                f"{where}: targets must be a sequence with one entry per segment; "
-                f"got {type(targets).__name__}"
-            )
-        if targets is not None and len(targets) != len(x):
-            raise ValueError(
-                f"{where}: targets must have one entry per segment ({len(x)}); got {len(targets)}"
-            )
+        if targets is not None:
+            _check_targets(targets, len(x), where)
         if transform is not None and not callable(transform):
             raise TypeError(f"{where}: transform must be callable; got {type(transform).__name__}")
         self.x = x
@@ -333,9 +385,59 @@ class RaggedDataset(Dataset):
         return len(self.x)
 
     def __getitem__(self, i: int) -> Any:
+        """Segment ``i`` (an int, negative allowed), transformed and paired with its target.
+
+        Raises:
+            TypeError: ``i`` is not an integer (a slice, a list, a bool, a float, ...): a
+                dataset item is one segment; index ``ds.x`` for several.
+            IndexError: ``i`` is out of range.
+        """
+        i = _segment_index(i, "RaggedDataset.__getitem__")
         item: Any = self.x._getitem(i, "RaggedDataset.__getitem__")
         if self.transform is not None:
             item = self.transform(item)
         if self.targets is None:
             return item
         return item, self.targets[i]
+
+
+def _check_targets(targets: Any, m: int, where: str) -> None:
+    """``targets``: an indexable collection (not a string) with one entry per segment."""
+    if isinstance(targets, str | bytes) or not (
+        hasattr(targets, "__len__") and hasattr(targets, "__getitem__")
+    ):
+        raise TypeError(
+            f"{where}: targets must be a sequence, array or tensor with one entry per segment; "
+            f"got {type(targets).__name__}"
+        )
+    if isinstance(targets, _ARRAYS) and targets.ndim == 0:
+        raise ValueError(
+            f"{where}: targets must have one entry per segment ({m}); got a 0-d "
+            f"{_backend.describe(targets)}"
+        )
+    if len(targets) != m:
+        raise ValueError(
+            f"{where}: targets must have one entry per segment ({m}); got {len(targets)}"
+        )
+
+
+def _segment_index(i: Any, where: str) -> int:
+    """An integer index as an int.
+
+    Python and numpy integers and 0-d integer arrays or tensors are indices; bools (and
+    bool arrays), slices, lists and floats are refused.
+    """
+    if isinstance(i, _ARRAYS) and i.ndim == 0 and _integer_dtype(i.dtype):
+        return int(i)
+    if isinstance(i, int | np.integer) and not isinstance(i, bool):
+        return int(i)
+    raise TypeError(
+        f"{where}: index must be an int (ds[i] is segment i); got {_backend.describe(i)}"
+        " (for several segments index the ragged array, ds.x[...])"
+    )
+
+
+def _integer_dtype(dtype: Any) -> bool:
+    if isinstance(dtype, torch.dtype):
+        return not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
+    return dtype.kind in "iu"

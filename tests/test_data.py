@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from collections import namedtuple
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from conftest import (
 )
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 
 import raggedarray as ra
 
@@ -89,6 +90,53 @@ def test_collate_explains_what_it_needs():
         ra.collate([(1, 2)], ragged=0)
     with pytest.raises(TypeError, match="arrays, tuples or dicts"):
         ra.collate([3.0])
+
+
+def test_collate_dicts_with_keys_in_any_order_follow_the_first_like_default_collate():
+    a = bags([2, 0, 3], (3,))
+    samples = [
+        {"a": a[0], "b": 1, "c": 0.5},
+        {"b": 2, "c": 1.5, "a": a[1]},
+        {"c": 2.5, "a": a[2], "b": 3},
+    ]
+    out = ra.collate(samples, ragged="a")
+    want = default_collate([{**s, "a": 0} for s in samples])
+    assert list(out) == list(want) == ["a", "b", "c"]
+    assert_same_segments(out["a"], a)
+    for key in ("b", "c"):
+        assert torch.equal(out[key], want[key])
+    with pytest.raises(ValueError, match=r"keys of the first \(\['a', 'b'\]\); got \['a'\]"):
+        ra.collate([{"a": a[0], "b": 1}, {"a": a[1]}], ragged="a")
+    with pytest.raises(ValueError, match=r"got \['b', 'a', 'z'\] in sample 1"):
+        ra.collate([{"a": a[0], "b": 1}, {"b": 2, "a": a[1], "z": 0}], ragged="a")
+
+
+Pair = namedtuple("Pair", "bag label")
+
+
+@pytest.mark.parametrize("ragged", [0, -2, "bag", ["bag"], np.int64(0)])
+def test_collate_named_tuples_stay_named_tuples_like_default_collate(ragged):
+    segments = bags([2, 1, 0], (3,))
+    samples = [Pair(bag, i) for i, bag in enumerate(segments)]
+    out = ra.collate(samples, ragged=ragged)
+    want = default_collate([Pair(0, i) for i in range(3)])
+    assert type(out) is type(want) is Pair
+    assert_same_segments(out.bag, segments)
+    assert torch.equal(out.label, want.label)
+    with pytest.raises(ValueError, match=r"name the fields \['bag', 'label'\]; got \['bags'\]"):
+        ra.collate(samples, ragged="bags")
+
+
+@pytest.mark.parametrize("ragged", [np.int64(0), np.int32(-2), np.uint8(0), [np.int16(0)]])
+def test_collate_takes_numpy_integer_positions(ragged):
+    segments = bags([2, 0], (3,))
+    images, labels = ra.collate([(bag, i) for i, bag in enumerate(segments)], ragged=ragged)
+    assert_same_segments(images, segments)
+    assert torch.equal(labels, torch.tensor([0, 1]))
+    assert ra.data.RaggedCollate(ragged=ragged).ragged is ragged
+    for wrong in (np.bool_(False), True, 0.0, np.float64(0)):
+        with pytest.raises(TypeError, match="ragged must be None, a position"):
+            ra.collate([(segments[0], 0)], ragged=wrong)
 
 
 def test_ragged_collate_pickles_and_repeats_itself():
@@ -182,6 +230,82 @@ def test_worker_batches_are_born_in_shared_memory(shared_route):
     assert not collate([Bags()[i] for i in range(8)])[1]  # not in a worker
 
 
+def in_a_worker(monkeypatch, fn):
+    """``fn()`` as inside a DataLoader worker; its result, or its error's type and message."""
+    with monkeypatch.context() as patch:
+        patch.setattr(ra.data, "get_worker_info", lambda: object())
+        try:
+            return fn()
+        except (TypeError, ValueError, RuntimeError) as err:
+            return type(err), str(err)
+
+
+def in_main(fn):
+    try:
+        return fn()
+    except (TypeError, ValueError, RuntimeError) as err:
+        return type(err), str(err)
+
+
+def grad_samples():
+    return [torch.ones(2, 3, requires_grad=True), torch.zeros(1, 3)]
+
+
+WORKER_CASES = {
+    "requires-grad": grad_samples,
+    "numpy-int64-float32": lambda: [np.ones((2, 3), np.int64), np.ones((1, 3), np.float32)],
+    "numpy-float16-int16": lambda: [np.ones((2, 3), np.float16), np.ones((1, 3), np.int16)],
+    "numpy-uint64-int64": lambda: [np.ones((2, 3), np.uint64), np.ones((1, 3), np.int64)],
+    "numpy-bool-uint8": lambda: [np.ones((2, 3), bool), np.ones((0, 3), np.uint8)],
+    "mixed-int64-float32": lambda: [np.ones((2, 3), np.int64), torch.ones(1, 3)],
+    "torch-bfloat16-float32": lambda: [torch.ones(2, 3, dtype=torch.bfloat16), torch.ones(1, 3)],
+    "images": lambda: bags([2, 0, 1]),
+    "flipped-read-only": lambda: [np.broadcast_to(np.arange(3.0), (2, 3))[::-1]],
+    "item-shapes": lambda: [np.ones((2, 3)), np.ones((2, 4))],
+    "item-ndims": lambda: [np.ones((2, 3)), torch.ones(2)],
+    "complex": lambda: [torch.ones(2, dtype=torch.complex64)],
+}
+
+
+@pytest.mark.parametrize("case", WORKER_CASES)
+def test_collate_in_a_worker_matches_the_main_process(monkeypatch, case):
+    samples = WORKER_CASES[case]()
+    main = in_main(lambda: ra.collate(samples))
+    worker = in_a_worker(monkeypatch, lambda: ra.collate(samples))
+    if isinstance(main, tuple):
+        assert worker == main
+        return
+    assert type(worker) is type(main) and worker.dtype == main.dtype
+    assert worker.values.requires_grad == main.values.requires_grad
+    assert worker.equal(main)
+    assert worker.values.is_shared() or main.values.requires_grad
+
+
+def test_collate_in_a_worker_keeps_the_graph_as_the_main_process_does(monkeypatch):
+    samples = grad_samples()
+    batch = in_a_worker(monkeypatch, lambda: ra.collate([(s, 0) for s in samples], ragged=0))
+    images, _ = batch
+    images.values.sum().backward()
+    assert torch.equal(samples[0].grad, torch.ones(2, 3))
+
+
+class MixedDtypes(torch.utils.data.Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        return np.full((i, 2), i, dtype=np.int64 if i % 2 else np.float32)
+
+
+def test_workers_promote_dtypes_as_the_main_process_does():
+    batches = [
+        next(iter(DataLoader(MixedDtypes(), batch_size=4, num_workers=n, collate_fn=ra.collate)))
+        for n in (0, 2)
+    ]
+    assert batches[0].dtype == batches[1].dtype == torch.float64  # numpy's promotion
+    assert batches[0].equal(batches[1])
+
+
 # --------------------------------------------------------------------------- dataset
 
 
@@ -202,6 +326,47 @@ def test_dataset_gives_segments_targets_and_lengths():
         ra.data.RaggedDataset(segments)
     with pytest.raises(TypeError, match="callable"):
         ra.data.RaggedDataset(x, transform=3)
+
+
+@pytest.mark.parametrize(
+    ("targets", "error", "match"),
+    [
+        (
+            np.array(3),
+            ValueError,
+            "targets must have one entry per segment .*; got a 0-d numpy array",
+        ),
+        (
+            torch.tensor(3),
+            ValueError,
+            "targets must have one entry per segment .*; got a 0-d torch tensor",
+        ),
+        (3, TypeError, "targets must be a sequence, array or tensor .*; got int"),
+        ({1, 2, 3}, TypeError, "targets must be a sequence, array or tensor .*; got set"),
+        ("abc", TypeError, "targets must be a sequence, array or tensor .*; got str"),
+    ],
+)
+def test_dataset_refuses_targets_without_one_entry_per_segment(targets, error, match):
+    x = ra.RaggedArray.from_lengths(np.arange(6.0), [2, 0, 4])
+    with pytest.raises(error, match=rf"^RaggedDataset: {match}"):
+        ra.data.RaggedDataset(x, targets=targets)
+
+
+@pytest.mark.parametrize("targets", [None, [10, 11, 12], np.array([10, 11, 12])])
+def test_dataset_index_is_one_segment(targets):
+    x = ra.RaggedArray.from_lengths(np.arange(6.0), [2, 0, 4])
+    ds = ra.data.RaggedDataset(x, targets=targets)
+    for i in (2, -1, np.int64(2), np.uint8(2), np.array(2), torch.tensor(2), torch.tensor(-1)):
+        got = ds[i] if targets is None else ds[i][0]
+        np.testing.assert_array_equal(got, x[2])
+        if targets is not None:
+            assert ds[i][1] == 12
+    for bad in (slice(0, 2), [0, 2], np.array([0, 2]), True, np.bool_(False), 1.0,
+                torch.tensor(True), torch.tensor(1.0), torch.tensor([1]), "0"):  # fmt: skip
+        with pytest.raises(TypeError, match=r"^RaggedDataset.__getitem__: index must be an int"):
+            ds[bad]
+    with pytest.raises(IndexError):
+        ds[3]
 
 
 # ------------------------------------------------------------------------- subsample
@@ -273,3 +438,13 @@ def test_subsample_property(lengths, k, seed):
     for i in range(len(lengths)):
         assert set(y[i].tolist()) <= set(x[i].tolist())
         assert len(set(y[i].tolist())) == len(y[i])
+
+
+def test_subsample_takes_a_0d_integer_count_as_an_int():
+    x = ra.RaggedArray.from_lengths(torch.arange(6.0), [4, 0, 2])
+    for k in (np.array(1), torch.tensor(1), np.int64(1)):
+        y = x.subsample(k, generator=0)
+        assert y.lengths.tolist() == [1, 0, 1]
+    for bad in (np.array(1.0), np.array(True), torch.tensor(1.5)):
+        with pytest.raises(TypeError, match=r"RaggedArray\.subsample: k must"):
+            x.subsample(bad)
