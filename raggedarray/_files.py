@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import secrets
+import stat
 import struct
 from typing import Any, BinaryIO
 
@@ -44,6 +45,19 @@ def fspath(path: Any, where: str) -> str:
     if not isinstance(text, str):
         raise TypeError(f"{where}: path must be a str or os.PathLike; got {type(path).__name__}")
     return text
+
+
+def check_regular(path: str, where: str) -> None:
+    """A ``ValueError`` unless ``path`` is a regular file.
+
+    A missing path stays ``FileNotFoundError``; a directory cannot be read, and a FIFO
+    would block ``open``.
+    """
+    mode = os.stat(path).st_mode
+    if stat.S_ISREG(mode):
+        return
+    kind = "directory" if stat.S_ISDIR(mode) else "a special file (device, FIFO or socket)"
+    raise ValueError(f"{where}: path must be a file; got {kind} {path!r}")
 
 
 def atomic_write(path: str, write: Any) -> None:
@@ -149,9 +163,30 @@ def read(
     """The array at byte ``start`` of the file: read into new memory, or viewed in ``mapped``."""
     count = int(np.prod(shape, dtype=np.int64))
     if mapped is not None:
-        return np.frombuffer(mapped, dtype, count, start).reshape(shape)
-    out = np.empty(shape, dtype)
-    f.seek(start)
-    if f.readinto(out.reshape(-1).view(np.uint8)) != out.nbytes:
-        raise ValueError(f"{where}: the file must hold {out.nbytes} bytes at {start}; got fewer")
+        out = np.frombuffer(mapped, dtype, count, start).reshape(shape)
+    else:
+        out = np.empty(shape, dtype)
+        f.seek(start)
+        if f.readinto(out.reshape(-1).view(np.uint8)) != out.nbytes:
+            raise ValueError(
+                f"{where}: the file must hold {out.nbytes} bytes at {start}; got fewer"
+            )
+    if dtype.kind == "b":
+        check_bools(out, start, where)
     return out
+
+
+def check_bools(array: np.ndarray, start: int, where: str) -> None:
+    """A ``ValueError`` unless every byte of a bool array is 0 or 1.
+
+    One vectorised pass (a max over the bytes, no temporary array); any other byte is a
+    corrupt file, and numpy would hand it out as a bool that is neither True nor False.
+    """
+    raw = array.reshape(-1).view(np.uint8)
+    if raw.size == 0 or raw.max() <= 1:
+        return
+    k = int(np.flatnonzero(raw > 1)[0])
+    raise ValueError(
+        f"{where}: a bool tensor must hold only bytes 0 and 1; got byte {int(raw[k])} at "
+        f"item {k} (byte {start + k} of the file; corrupt)"
+    )

@@ -16,8 +16,9 @@ JSON list in the dict's order of ``{"key", "kind": "ragged" | "array", "backend"
 ragged ones with ``"class"`` and ``"item_shape"`` too.
 
 ``load`` checks everything before it returns: the header, the marker, the tensors' dtypes and
-shapes and the offsets invariants. A truncated, corrupt, empty or foreign file raises
-``ValueError``; a missing file raises ``FileNotFoundError``.
+shapes, the offsets invariants and that bool tensors hold only bytes 0 and 1. A truncated,
+corrupt, empty or foreign file (or a directory) raises ``ValueError``; a missing file raises
+``FileNotFoundError``.
 """
 
 from __future__ import annotations
@@ -151,13 +152,16 @@ def load(
 
     Args:
         path: the file (``str`` or ``os.PathLike``).
-        mmap: map the arrays instead of reading them. Offsets are always read.
+        mmap: map the arrays instead of reading them. Offsets are always read, and so are
+            bool arrays, once, to check that every byte is 0 or 1.
 
     Raises:
         FileNotFoundError: there is no file at ``path``.
         TypeError: ``path`` is not a path or ``mmap`` is not a bool.
-        ValueError: the file is empty, truncated or corrupt, is not a safetensors file, or is a
-            safetensors file that ``save`` did not write; the message says what is wrong.
+        ValueError: ``path`` is a directory (or another non-regular file), the file is
+            empty, truncated or corrupt (a bool byte other than 0 or 1, say), is not a
+            safetensors file, or is a safetensors file that ``save`` did not write; the
+            message says what is wrong.
 
     Examples:
         >>> import os, tempfile
@@ -180,6 +184,7 @@ def load(
     where = f"load({path!r})"
     if not isinstance(mmap, bool):
         raise TypeError(f"load: mmap must be a bool; got {type(mmap).__name__}")
+    _files.check_regular(path, "load")
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         header, data_start = _files.read_header(f, size, where)

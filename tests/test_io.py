@@ -518,6 +518,46 @@ def test_missing_file_stays_file_not_found(tmp_path, mmap):
         ra.load(tmp_path / "nothing.safetensors", mmap=mmap)
 
 
+@MMAP
+def test_a_directory_is_not_a_file(tmp_path, mmap):
+    with pytest.raises(ValueError, match=r"^load: path must be a file; got directory '.*'$"):
+        ra.load(tmp_path, mmap=mmap)
+    with pytest.raises(ValueError, match="got directory"):
+        ra.load(str(tmp_path), mmap=mmap)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs need a POSIX system")
+def test_a_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="path must be a file; got a special file"):
+        ra.load(fifo)
+
+
+def flip_bool_byte(path, name, k, byte):
+    """Overwrite byte ``k`` of the bool tensor ``name`` in a saved file."""
+    header, data_start = header_of(path)
+    data = bytearray(path.read_bytes())
+    data[data_start + header[name]["data_offsets"][0] + k] = byte
+    path.write_bytes(bytes(data))
+
+
+@MMAP
+@BACKENDS
+@pytest.mark.parametrize("k", [0, 4])
+@pytest.mark.parametrize("byte", [2, 7, 255])
+def test_corrupted_bool_bytes(tmp_path, backend, mmap, k, byte):
+    x = ra.RaggedArray.from_lengths(np.array([True, False, True, True, False]), [2, 0, 3])
+    x = x if backend == "numpy" else x.torch()
+    path = tmp_path / "x.safetensors"
+    ra.save(path, x)
+    assert ra.load(path, mmap=mmap).equal(x)  # the 0/1 bytes of a good file pass
+    flip_bool_byte(path, "values", k, byte)
+    with pytest.raises(ValueError, match=rf"bool tensor must hold only bytes 0 and 1; got byte "
+                       rf"{byte} at item {k} "):  # fmt: skip
+        ra.load(path, mmap=mmap)
+
+
 # --------------------------------------------------------------------- wrong arguments
 
 

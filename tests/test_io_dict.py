@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import tempfile
 
 import numpy as np
@@ -435,6 +436,25 @@ def test_forged_dict_file(tmp_path, tensors, entries, meta, match, mmap):
     path = tmp_path / "d.safetensors"
     forge_dict(path, tensors, entries, meta)
     with pytest.raises(ValueError, match=match):
+        ra.load(path, mmap=mmap)
+
+
+@MMAP
+@pytest.mark.parametrize("kind", ["array", "ragged"])
+def test_corrupted_bool_byte_in_a_dict_entry(tmp_path, kind, mmap):
+    flags = np.array([[True, False], [False, True], [True, True]])
+    value = flags if kind == "array" else ra.RaggedArray.from_lengths(flags, [1, 2])
+    path = tmp_path / "d.safetensors"
+    ra.save(path, {"ids": np.arange(3), "flags": value})
+    name = "flags" if kind == "array" else "flags.values"
+    text = path.read_bytes()
+    (n,) = struct.unpack("<Q", text[:8])
+    begin = json.loads(text[8 : 8 + n])[name]["data_offsets"][0]
+    data = bytearray(text)
+    data[8 + n + begin + 3] = 9
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"\['flags'\]: a bool tensor must hold only bytes "
+                       r"0 and 1; got byte 9 at item 3"):  # fmt: skip
         ra.load(path, mmap=mmap)
 
 
