@@ -20,11 +20,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
+import numpy as np
 import torch
 from torch import nn
 
 from ._backend import describe
 from ._checks import check_fill, read_int
+from .map import _check_chunk_size
 from .reduce import POOLS as _OPS
 
 if TYPE_CHECKING:
@@ -65,6 +67,10 @@ class SegmentPool(nn.Module):
 
     def __init__(self, op: str = "mean", *, fill: float = 0.0) -> None:
         super().__init__()
+        if not isinstance(op, str):
+            raise TypeError(
+                f"SegmentPool: op must be a str, one of {', '.join(_OPS)}; got {describe(op)}"
+            )
         if op not in _OPS:
             raise ValueError(f"SegmentPool: op must be one of {', '.join(_OPS)}; got {op!r}")
         check_fill(fill, torch.float64, "SegmentPool")
@@ -108,6 +114,8 @@ class AttentionPool(nn.Module):
         super().__init__()
         in_features = read_int(in_features, "in_features", "AttentionPool", low=1)
         hidden = read_int(hidden, "hidden", "AttentionPool", low=1)
+        if not isinstance(gated, bool):
+            raise TypeError(f"AttentionPool: gated must be a bool; got {describe(gated)}")
         self.in_features = in_features
         self.attention = nn.Linear(in_features, hidden)
         self.gate = nn.Linear(in_features, hidden) if gated else None
@@ -176,6 +184,11 @@ class DeepSet(nn.Module):
         chunk_size: int | None = None,
     ) -> None:
         super().__init__()
+        for name, fn in (("psi", psi), ("phi", phi)):
+            if not callable(fn):
+                raise TypeError(
+                    f"DeepSet: {name} must be callable (a module or a function); got {describe(fn)}"
+                )
         self.psi = psi
         self.phi = phi
         if isinstance(pool, str):
@@ -187,27 +200,48 @@ class DeepSet(nn.Module):
                 f"DeepSet: pool must be one of {', '.join(_OPS)} or a module; got {describe(pool)}"
             )
         self.pool = pool
-        self.chunk_size = chunk_size
+        self.chunk_size = _check_chunk_size(chunk_size, "DeepSet")
 
-    def forward(self, x: RaggedArray, covariates: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: RaggedArray, covariates: torch.Tensor | np.ndarray | None = None
+    ) -> torch.Tensor:
         """``phi([pool(psi(x)), covariates])``: ``(m, out_features)``.
 
         Args:
             x: ragged batch of items.
             covariates: optional ``(m, k)`` (or ``(m,)``) per-segment features joined to
-                the pooled features before ``phi``.
+                the pooled features before ``phi``: a tensor, or a numpy array (converted
+                to a tensor on the pooled features' device).
+
+        Raises:
+            TypeError: ``x`` is not ragged, or ``covariates`` is not a tensor or a numpy
+                array of numbers.
+            ValueError: ``covariates`` is not ``(m, k)`` or ``(m,)``.
         """
         _check_ragged(x, "DeepSet")
         features = _as_torch(x).map(self.psi, chunk_size=self.chunk_size)
         pooled = self.pool(features)
         pooled = pooled.flatten(1)
         if covariates is not None:
-            if covariates.ndim == 1:
-                covariates = covariates.unsqueeze(1)
-            if covariates.shape[0] != pooled.shape[0]:
-                raise ValueError(
-                    f"DeepSet: covariates must have one row per segment ({pooled.shape[0]}); "
-                    f"got shape {tuple(covariates.shape)}"
-                )
+            covariates = _covariates(covariates, pooled)
             pooled = torch.cat([pooled, covariates.to(pooled.dtype)], dim=1)
         return self.phi(pooled)
+
+
+def _covariates(covariates: Any, pooled: torch.Tensor) -> torch.Tensor:
+    """``covariates`` as an ``(m, k)`` tensor (numpy arrays go to ``pooled``'s device)."""
+    if isinstance(covariates, np.ndarray) and covariates.dtype.kind in "biuf":
+        covariates = torch.as_tensor(covariates, device=pooled.device)
+    elif not isinstance(covariates, torch.Tensor):
+        raise TypeError(
+            "DeepSet: covariates must be a tensor or a numpy array of numbers, (m, k) or (m,); "
+            f"got {describe(covariates)}"
+        )
+    if covariates.ndim == 1:
+        covariates = covariates.unsqueeze(1)
+    if covariates.ndim != 2 or covariates.shape[0] != pooled.shape[0]:
+        raise ValueError(
+            f"DeepSet: covariates must be (m, k) or (m,) with one row per segment "
+            f"(m={pooled.shape[0]}); got shape {tuple(covariates.shape)}"
+        )
+    return covariates

@@ -67,6 +67,12 @@ def test_segment_pool_refuses_bad_ops_and_inputs():
         ra.nn.SegmentPool("sum")(torch.zeros(3, 2))
 
 
+@pytest.mark.parametrize("op", [None, 3, b"sum", ["sum"], torch.sum])
+def test_segment_pool_op_of_the_wrong_kind_is_a_type_error(op):
+    with pytest.raises(TypeError, match=r"^SegmentPool: op must be a str, one of sum, .*; got "):
+        ra.nn.SegmentPool(op)
+
+
 # ---------------------------------------------------------------------- AttentionPool
 
 
@@ -135,6 +141,12 @@ def test_attention_pool_checks_the_item_shape():
         ra.nn.AttentionPool(3, 4).double()(ragged([2, 1], features=5))
 
 
+@pytest.mark.parametrize("gated", ["no", "", 1, 0, None, np.bool_(True)])
+def test_attention_pool_gated_must_be_a_bool(gated):
+    with pytest.raises(TypeError, match=r"^AttentionPool: gated must be a bool; got "):
+        ra.nn.AttentionPool(3, 4, gated=gated)
+
+
 # ---------------------------------------------------------------------------- DeepSet
 
 
@@ -196,6 +208,57 @@ def test_deepset_refuses_covariates_of_the_wrong_length_and_bad_pools():
         ra.nn.DeepSet(nn.Identity(), nn.Identity(), pool="median")
     with pytest.raises(TypeError, match="RaggedArray"):
         model(torch.zeros(3, 3))
+
+
+@pytest.mark.parametrize("psi_is_bad", [True, False])
+@pytest.mark.parametrize("bad", [3, None, "linear"])
+def test_deepset_psi_and_phi_must_be_callable(psi_is_bad, bad):
+    name = "psi" if psi_is_bad else "phi"
+    args = (bad, nn.Identity()) if psi_is_bad else (nn.Identity(), bad)
+    with pytest.raises(TypeError, match=rf"^DeepSet: {name} must be callable .*; got "):
+        ra.nn.DeepSet(*args)
+
+
+@pytest.mark.parametrize(
+    ("chunk_size", "error"),
+    [(0, ValueError), (-2, ValueError), (2.0, TypeError), (True, TypeError)],
+)
+def test_deepset_checks_chunk_size_at_construction_as_map_does(chunk_size, error):
+    x = ragged([2, 1])
+    with pytest.raises(error) as from_map:
+        x.map(nn.Identity(), chunk_size=chunk_size)
+    with pytest.raises(error) as from_deepset:
+        ra.nn.DeepSet(nn.Identity(), nn.Identity(), chunk_size=chunk_size)
+    # the same check: the same message, but for the name of the caller
+    assert str(from_deepset.value).startswith("DeepSet: ")
+    assert str(from_deepset.value).split(": ", 1)[1] == str(from_map.value).split(": ", 1)[1]
+    assert ra.nn.DeepSet(nn.Identity(), nn.Identity(), chunk_size=np.int64(3)).chunk_size == 3
+
+
+@pytest.mark.parametrize("shape", [(5, 2), (5,)])
+@pytest.mark.parametrize("dtype", ["float64", "float32", "int64", "bool"])
+def test_deepset_takes_numpy_covariates(shape, dtype):
+    model = make_deepset("mean", covariates=shape[1] if len(shape) == 2 else 1)
+    x = ragged([2, 1, 0, 4, 3])
+    covariates = np.random.default_rng(0).normal(size=shape).astype(dtype)
+    want = loop_deepset(model, x, torch.from_numpy(covariates).double())
+    torch.testing.assert_close(model(x, covariates=covariates), want)
+
+
+@pytest.mark.parametrize(
+    ("covariates", "error", "match"),
+    [
+        ([[1.0]] * 2, TypeError, "a tensor or a numpy array of numbers"),
+        (np.array([["a"], ["b"]]), TypeError, "a tensor or a numpy array of numbers"),
+        (np.zeros((2, 1, 1)), ValueError, r"got shape \(2, 1, 1\)"),
+        (torch.zeros(()), ValueError, r"got shape \(\)"),
+        (np.zeros((3, 1)), ValueError, "one row per segment"),
+    ],
+)
+def test_deepset_refuses_covariates_of_other_kinds_and_shapes(covariates, error, match):
+    model = make_deepset("mean", covariates=1)
+    with pytest.raises(error, match=rf"^DeepSet: covariates must .*{match}"):
+        model(ragged([2, 1]), covariates=covariates)
 
 
 def test_deepset_runs_psi_through_map_with_its_chunk_size():
