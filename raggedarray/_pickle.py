@@ -76,9 +76,7 @@ def _numpy_as_tensor(values: np.ndarray) -> Any | None:
 _UNSIGNED = {"uint16": "int16", "uint32": "int32", "uint64": "int64"}
 
 
-def restore(
-    cls: type, values: Any, offsets: Any, backend: str, unsigned: str | None = None
-) -> Any:
+def restore(cls: type, values: Any, offsets: Any, backend: str, unsigned: str | None = None) -> Any:
     """Rebuild a pickled ragged array, checking what the pickle holds first.
 
     ``unsigned`` names the dtype of values that travelled as their signed twin.
