@@ -57,6 +57,11 @@ def _assign_array(segment: np.ndarray, value: Any, where: str) -> None:
             f"{where}: the value must be a numpy array or a scalar like the values; got "
             f"{_backend.describe(value)}"
         )
+    if not segment.flags.writeable:
+        raise ValueError(
+            f"{where}: the values must be writable; got a read-only numpy buffer (a file "
+            "loaded with mmap=True, say: copy it first with x.clone())"
+        )
     if not isinstance(value, (np.ndarray, int, float, bool, np.generic)):
         value = _checks.as_numpy(value, where, "the value")
     _check_shape(segment.shape, np.shape(value), where)

@@ -391,6 +391,7 @@ case("set-cast-t", TypeError, SI, assign, lambda: xt().long(), 0, lambda: torch.
 case("set-backend", TypeError, SI, assign, xf, 0, lambda: torch.zeros(2, 2))
 case("set-backend-t", TypeError, SI, assign, xt, 0, a(2, 2))
 case("set-str", TypeError, SI, assign, xt, 0, "a")
+case("set-read-only", ValueError, SI, assign, lambda: R(readonly(np.zeros(3)), [0, 3]), 0, 1.0)
 case("idx-high", IndexError, GI, index, xf, 3)
 case("idx-bfloat16", IndexError, GI, index, xt, lambda: torch.tensor([1], dtype=torch.bfloat16))
 case("idx-low", IndexError, GI, index, xf, -4)
