@@ -84,8 +84,9 @@ def check_dtype(dtype: Any, where: str, what: str = "values") -> None:
     complex numbers, numpy's longdouble, torch's float8 and sub-byte types.
     """
     if _backend.is_tensor_dtype(dtype):
-        if dtype not in torch_real_dtypes():
-            raise TypeError(_refusal(where, what, dtype_name(dtype), dtype.is_complex))
+        name = dtype_name(dtype)  # by name: a graph (torch 2.6's dynamo) sees constants only
+        if name not in _TORCH_REAL_NAMES:
+            raise TypeError(_refusal(where, what, name, dtype.is_complex))
         return
     dtype = np.dtype(dtype)
     if dtype.kind not in "biuf" or dtype.itemsize > 8:
@@ -97,20 +98,22 @@ def check_dtype(dtype: Any, where: str, what: str = "values") -> None:
         )
 
 
-_TORCH_REAL_NAMES = (
-    "bool",
-    "uint8",
-    "int8",
-    "int16",
-    "int32",
-    "int64",
-    "uint16",
-    "uint32",
-    "uint64",
-    "float16",
-    "bfloat16",
-    "float32",
-    "float64",
+_TORCH_REAL_NAMES = frozenset(
+    (
+        "bool",
+        "uint8",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "bfloat16",
+        "float32",
+        "float64",
+    )
 )
 
 
@@ -120,7 +123,8 @@ _torch_real: frozenset[Any] = frozenset()
 def torch_real_dtypes() -> frozenset[Any]:
     """The torch dtypes a ragged array may hold (see ``check_dtype``); built once.
 
-    A module global rather than ``functools.cache``, which dynamo warns about in a graph.
+    For ``map``'s fast path, bound eagerly; a module global rather than ``functools.cache``,
+    which dynamo warns about in a graph.
     """
     global _torch_real
     if not _torch_real:

@@ -645,13 +645,34 @@ def test_augmented_assignment_to_a_segment_writes_through(place):
 
 
 NUMPY_SCALARS = [np.float64(2.5), np.float32(0.5), np.int64(3), np.bool_(True)]
+# s OP t for a tensor t: the dunder of t that Python calls once s defers
+TENSOR_REFLECTED = {
+    "+": "__radd__",
+    "-": "__rsub__",
+    "*": "__rmul__",
+    "/": "__rtruediv__",
+    "//": "__rfloordiv__",
+    "%": "__rmod__",
+    "**": "__rpow__",
+    "&": "__rand__",
+    "|": "__ror__",
+    "^": "__rxor__",
+    "==": "__eq__",
+    "!=": "__ne__",
+    "<": "__gt__",
+    "<=": "__ge__",
+    ">": "__lt__",
+    ">=": "__le__",
+}
 
 
 @pytest.mark.parametrize("dtype", ["float32", "int64"])
 @pytest.mark.parametrize("op", BINARY)
 def test_numpy_scalars_on_the_left_of_torch_values_are_the_reflected_operators(dtype, op):
     # np.float64(2) * x becomes np.multiply(np.float64(2), x): the ragged array answers with
-    # its reflected operator, as a plain tensor does (the loop: the scalar and each segment)
+    # its reflected operator, as a plain tensor does (torch tensors outrank numpy scalars,
+    # which defer to the tensor's reflected dunder: the loop calls that on each segment;
+    # numpy 1's comparisons gave a plain tensor a single bool instead)
     layout = (ra.RaggedArray, (3,))
     x = ragged(
         segments_of(np.random.default_rng(12), LENGTHS, (3,), dtype),
@@ -660,9 +681,15 @@ def test_numpy_scalars_on_the_left_of_torch_values_are_the_reflected_operators(d
         dtype,
     )
     before = snapshot(x)
+
+    def on_the_left(scalar, a):
+        if isinstance(a, ra.RaggedArray):
+            return BINARY[op](scalar, a)
+        return getattr(a, TENSOR_REFLECTED[op])(scalar)
+
     for scalar in NUMPY_SCALARS:
         segs = [(scalar, s) for s in x.unbind()]
-        _compare(BINARY[op], x, (scalar, x), segs, (scalar, x.values[:0]))
+        _compare(on_the_left, x, (scalar, x), segs, (scalar, x.values[:0]))
     check_untouched(before, x)
 
 
