@@ -244,15 +244,33 @@ def _from_jagged(nt: Any, where: str) -> tuple[Any, np.ndarray]:
         torch = _backend.torch_module()
         both = _backend.host_int64(torch.cat([offsets, lengths.to(offsets.dtype)]))
         starts, lengths = both[: offsets.shape[0] - 1], both[offsets.shape[0] :]
+        _check_spans(starts, lengths, values.shape[0], where)
         compact, index = _offsets.spans(starts, lengths)
         return _backend.index_rows(values, index), compact
     host = _backend.host_int64(offsets).copy()
     start, stop = int(host[0]), int(host[-1])
+    if not 0 <= start <= stop <= values.shape[0]:
+        raise ValueError(
+            f"{where}: the nested tensor's offsets must lie within its {values.shape[0]} "
+            f"values; got offsets from {start} to {stop}"
+        )
     if start:
         host -= start
+    _offsets.validate(host, stop - start, where)  # non-decreasing
     if start or stop != values.shape[0]:
         values = values[start:stop]
     return values, host
+
+
+def _check_spans(starts: np.ndarray, lengths: np.ndarray, num_values: int, where: str) -> None:
+    """A holed jagged tensor's segments must be non-negative spans inside its values."""
+    bad = np.flatnonzero((lengths < 0) | (starts < 0) | (starts + lengths > num_values))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(
+            f"{where}: the nested tensor's segments must lie within its {num_values} values; "
+            f"got segment {i} at offset {starts[i]} with length {lengths[i]}"
+        )
 
 
 def _from_strided(torch: Any, nt: Any, where: str) -> tuple[Any, np.ndarray]:

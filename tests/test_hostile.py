@@ -377,6 +377,21 @@ FN = "RaggedArray.from_nested"
 case("nested-dense", TypeError, FN, R.from_nested, lambda: torch.zeros(2, 3))
 case("nested-list", TypeError, FN, R.from_nested, lambda: [torch.zeros(2)])
 
+
+def jagged(offsets, lengths=None):
+    """A jagged nested tensor over 8 values with the given (possibly invalid) offsets."""
+    lengths = None if lengths is None else torch.tensor(lengths)
+    return lambda: torch.nested.nested_tensor_from_jagged(
+        torch.arange(8.0), torch.tensor(offsets), lengths=lengths
+    )
+
+
+case("nested-decreasing", ValueError, FN, R.from_nested, jagged([0, 5, 3]))
+case("nested-past-end", ValueError, FN, R.from_nested, jagged([0, 5, 20]))
+case("nested-negative", ValueError, FN, R.from_nested, jagged([-2, 5, 6]))
+case("nested-hole-negative", ValueError, FN, R.from_nested, jagged([0, 2, 4], [2, -1]))
+case("nested-hole-past-end", ValueError, FN, R.from_nested, jagged([0, 2, 4], [2, 9]))
+
 # ---------------------------------------------------------------------- indexing
 GI = "RaggedArray.__getitem__"
 SI = "RaggedArray.__setitem__"
