@@ -4,7 +4,10 @@ The reference loops (``reference_reduce``, ``reference_softmax``, ``reference_br
 compute what the vectorised segment operations promise by a plain Python loop over the
 segments, with the backend's own per-array functions (``np.sum(seg, axis=0)``,
 ``torch.amax(seg, 0)``, ...). They are the oracle of raggedarray's own tests, and serve
-downstream projects that write kernels of their own. They are slow by design.
+downstream projects that write kernels of their own. They are slow by design, and check
+their inputs as the functions they stand in for do (valid offsets over the values, a dtype
+ragged arrays hold, floating values where the operation needs them), so that an oracle
+never answers an input the real operation refuses.
 """
 
 from __future__ import annotations
@@ -14,12 +17,23 @@ from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
-from . import _backend, _compare, _offsets
+from . import _backend, _checks, _compare, _offsets
 from ._types import Array, IntArrayLike, Scalar
 from .ragged import RaggedArray
 
 if TYPE_CHECKING:
     import torch
+
+__all__ = [
+    "allclose",
+    "assert_ragged_equal",
+    "reference_broadcast",
+    "reference_cumsum",
+    "reference_reduce",
+    "reference_segment_op",
+    "reference_softmax",
+    "reference_sort",
+]
 
 
 def assert_ragged_equal(
@@ -177,8 +191,9 @@ def reference_reduce(
     """
     if op not in _NUMPY_OPS:
         raise ValueError(f"reference_reduce: op must be one of {sorted(_NUMPY_OPS)}; got {op!r}")
+    floating = op in ("mean", "logsumexp", "var", "std")
+    spans = _spans(values, offsets, "reference_reduce", floating=floating)
     item_shape = tuple(values.shape[1:])
-    spans = _spans(offsets, "reference_reduce")
     short = (lambda n: n <= correction) if op in ("var", "std") else (lambda n: n == 0)
     if _backend.is_tensor(values):
         torch = _backend.torch_module()
@@ -231,7 +246,7 @@ def reference_softmax(values: Any, offsets: IntArrayLike, *, log: bool = False) 
         >>> ra.testing.reference_softmax(np.log(np.array([1.0, 3.0, 2.0])), [0, 2, 3])
         array([0.25, 0.75, 1.  ])
     """
-    spans = _spans(offsets, "reference_softmax")
+    spans = _spans(values, offsets, "reference_softmax", floating=True)
     if _backend.is_tensor(values):
         torch = _backend.torch_module()
         fn = torch.log_softmax if log else torch.softmax
@@ -269,8 +284,16 @@ def reference_broadcast(per_segment: Any, offsets: IntArrayLike) -> Any:
         >>> ra.testing.reference_broadcast(np.array([10, 20, 30]), [0, 2, 2, 3])
         array([10, 10, 30])
     """
-    host = _offsets.read_offsets(offsets, "reference_broadcast")
+    where = "reference_broadcast"
+    _checks.check_array(per_segment, where, "per_segment")
+    host = _offsets.read_offsets(offsets, where)
+    _offsets.validate(host, int(host[-1]), where)
     lengths = np.diff(host)
+    if per_segment.shape[0] != lengths.shape[0]:
+        raise ValueError(
+            f"{where}: per_segment must have one row per segment ({lengths.shape[0]}); got "
+            f"{per_segment.shape[0]} rows"
+        )
     if _backend.is_tensor(per_segment):
         torch = _backend.torch_module()
         rows = [
@@ -285,9 +308,29 @@ def reference_broadcast(per_segment: Any, offsets: IntArrayLike) -> Any:
 # ------------------------------------------------- reference loops: order-based operations
 
 
-def _spans(offsets: Any, where: str) -> list[tuple[int, int]]:
+def _spans(
+    values: Any, offsets: Any, where: str, *, floating: bool = False
+) -> list[tuple[int, int]]:
+    """The ``(start, stop)`` of each segment, with the inputs checked as ``ra`` checks them.
+
+    ``values`` must be an array of a dtype ragged arrays hold (floating where ``floating``),
+    and ``offsets`` valid offsets over its items: an oracle that answered wrong inputs
+    would compare a wrong answer with a right one.
+    """
+    _checks.check_array(values, where)
+    if floating and not _is_floating(values):
+        raise TypeError(
+            f"{where}: values must have a floating dtype; got {_checks.dtype_name(values.dtype)}"
+        )
     host = _offsets.read_offsets(offsets, where)
+    _offsets.validate(host, values.shape[0], where)
     return [(int(a), int(b)) for a, b in itertools.pairwise(host)]
+
+
+def _is_floating(values: Any) -> bool:
+    if _backend.is_tensor(values):
+        return bool(values.dtype.is_floating_point)
+    return bool(values.dtype.kind == "f")
 
 
 def _np_stable_order(seg: np.ndarray, descending: bool) -> np.ndarray:
@@ -347,7 +390,7 @@ def reference_segment_op(
         raise ValueError(f"reference_segment_op: op must be one of {ops}; got {op!r}")
     if fill is None:
         fill = {"argmax": -1, "argmin": -1, "median": 0}.get(op, _EMPTY_RESULT.get(op))
-    spans = _spans(offsets, "reference_segment_op")
+    spans = _spans(values, offsets, "reference_segment_op")
     item_shape = tuple(values.shape[1:])
     if _backend.is_tensor(values) and values.dtype.is_floating_point:
         torch = _backend.torch_module()
@@ -406,7 +449,7 @@ def reference_cumsum(values: Any, offsets: IntArrayLike) -> Any:
         >>> ra.testing.reference_cumsum(np.array([1, 2, 3, 4]), [0, 3, 3, 4])
         array([1, 3, 6, 4])
     """
-    spans = _spans(offsets, "reference_cumsum")
+    spans = _spans(values, offsets, "reference_cumsum")
     if _backend.is_tensor(values) and values.dtype.is_floating_point:
         torch = _backend.torch_module()
         rows = [torch.cumsum(values[a:b].double(), 0).to(values.dtype) for a, b in spans]
@@ -434,13 +477,15 @@ def reference_sort(
         >>> v, i, o
         (array([1, 2, 5]), array([1, 2, 0]), array([0, 2, 3]))
     """
+    if k is not None:
+        k = _checks.read_int(k, "k", "reference_sort")
     return _reference_sort(values, offsets, descending=descending, k=k)
 
 
 def _reference_sort(
     values: Any, offsets: IntArrayLike, *, descending: bool, k: int | None
 ) -> tuple[Any, Any, np.ndarray]:
-    spans = _spans(offsets, "reference_sort")
+    spans = _spans(values, offsets, "reference_sort")
     keep = [(b - a) if k is None else min(b - a, k) for a, b in spans]
     new_offsets = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)]).astype(np.int64)
     if _backend.is_tensor(values) and values.dtype.is_floating_point:

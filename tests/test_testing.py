@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from conftest import PLACES, on
 
 import raggedarray as ra
@@ -85,3 +86,54 @@ def test_tolerances_must_be_real_numbers(check):
                 check(x, **{name: bad})
         for good in (0, 1e-3, np.float32(0.5), np.int64(1), 1e300):
             check(x, **{name: good})
+
+
+REFERENCES = {
+    "reference_reduce": lambda v, o: ra.testing.reference_reduce("sum", v, o),
+    "reference_softmax": lambda v, o: ra.testing.reference_softmax(v, o),
+    "reference_segment_op": lambda v, o: ra.testing.reference_segment_op("argmax", v, o),
+    "reference_cumsum": lambda v, o: ra.testing.reference_cumsum(v, o),
+    "reference_sort": lambda v, o: ra.testing.reference_sort(v, o),
+}
+
+
+@pytest.mark.parametrize("name", list(REFERENCES))
+@pytest.mark.parametrize(
+    "offsets, match",
+    [
+        ([0, 2, 3], r"offsets\[-1\] must equal the number of items"),
+        ([0, 3, 2, 5], "offsets must be non-decreasing"),
+        ([1, 5], r"offsets\[0\] must be 0"),
+    ],
+    ids=["short", "decreasing", "not-from-0"],
+)
+def test_reference_loops_refuse_offsets_the_operations_refuse(name, offsets, match):
+    # an oracle that answered these would compare a wrong answer with a right one
+    values = np.array([1.0, 2.0, 4.0, 7.0, 7.0])
+    with pytest.raises(ValueError, match=f"{name}: {match}"):
+        REFERENCES[name](values, offsets)
+    with pytest.raises(ValueError, match=f"{name}: {match}"):
+        REFERENCES[name](torch.from_numpy(values), offsets)
+
+
+@pytest.mark.parametrize("op", ["mean", "logsumexp", "var", "std"])
+def test_reference_reduce_refuses_integers_where_the_operation_does(op):
+    for values in (np.array([1, 2]), torch.tensor([1, 2]), np.array([True, False])):
+        with pytest.raises(TypeError, match="reference_reduce: values must have a floating"):
+            ra.testing.reference_reduce(op, values, [0, 2])
+        with pytest.raises(TypeError, match=f"segment_{op}: values must have a floating"):
+            getattr(ra, f"segment_{op}")(values, [0, 2])
+
+
+def test_reference_inputs_of_the_wrong_kind_are_refused():
+    with pytest.raises(TypeError, match="reference_reduce: values must be a numpy array"):
+        ra.testing.reference_reduce("sum", [1.0, 2.0], [0, 2])
+    with pytest.raises(TypeError, match="reference_reduce: values must hold real numbers"):
+        ra.testing.reference_reduce("sum", np.array(["a", "b"]), [0, 2])
+    with pytest.raises(TypeError, match="reference_softmax: values must have a floating"):
+        ra.testing.reference_softmax(np.array([1, 2]), [0, 2])
+    with pytest.raises(ValueError, match="reference_sort: k must be >= 0"):
+        ra.testing.reference_sort(np.array([3.0, 1.0]), [0, 2], k=-1)
+    for rows in (np.array([10, 20]), np.array([10, 20, 30, 40])):
+        with pytest.raises(ValueError, match="reference_broadcast: per_segment must have one"):
+            ra.testing.reference_broadcast(rows, [0, 2, 2, 3])
