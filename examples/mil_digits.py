@@ -84,13 +84,17 @@ def main(argv=None):
         "--workers", type=int, default=2,
         help="DataLoader worker processes; 0 loads in this process (default 2)",
     )  # fmt: skip
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="random seed, 0 to 2**32 - 1 (default 0)"
+    )
     args = parser.parse_args(argv)
     counts = {"train-bags": 1, "test-bags": 1, "epochs": 1, "max-items": 1, "workers": 0}
     for option, least in counts.items():  # no zero or negative sizes
         value = getattr(args, option.replace("-", "_"))
         if value < least:
             parser.error(f"--{option}: must be at least {least}; got {value}")
+    if not 0 <= args.seed < 2**32:  # what numpy and scikit-learn take as a seed
+        parser.error(f"--seed: must be between 0 and 2**32 - 1; got {args.seed}")
     try:
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split

@@ -111,19 +111,19 @@ def main(argv: list[str] | None = None) -> dict[int, float]:
         help="fresh draws per number of replicates for the test error (default 300)",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--plot", metavar="FILE", help="save the error-vs-n figure (PNG)")
+    parser.add_argument("--plot", metavar="FILE", help="save the error-vs-n figure (FILE.png)")
     args = parser.parse_args(argv)
     counts = {"draws": 1, "max-n": 1, "epochs": 1, "max-items": 1, "test-draws": 1}
     for option, least in counts.items():  # no zero or negative sizes
         value = getattr(args, option.replace("-", "_"))
         if value < least:
             parser.error(f"--{option}: must be at least {least}; got {value}")
-    if args.plot:  # checked now, not after minutes of training
-        if importlib.util.find_spec("matplotlib") is None:
-            parser.error("--plot needs matplotlib: pip install 'raggedarray[plot]'")
-        folder = os.path.dirname(os.path.abspath(args.plot))
-        if not os.path.isdir(folder):
-            parser.error(f"--plot: the folder {folder} does not exist")
+    if not 0 <= args.seed < 2**32 - 1000 - max(TEST_N):  # numpy seeds; the tests add 1000 + n
+        parser.error(f"--seed: must be between 0 and {2**32 - 1001 - max(TEST_N)}; got {args.seed}")
+    if args.plot is not None:  # checked now, not after minutes of training
+        problem = plot_path_problem(args.plot)
+        if problem:
+            parser.error(f"--plot: {problem}")
     start = time.perf_counter()
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -167,6 +167,25 @@ def main(argv: list[str] | None = None) -> dict[int, float]:
     if args.plot:
         plot(rmse, prior, args.plot)
     return rmse
+
+
+def plot_path_problem(path: str) -> str | None:
+    """Why the figure could not be saved to ``path`` (None if it can): before any work."""
+    if importlib.util.find_spec("matplotlib") is None:
+        return "needs matplotlib: pip install 'raggedarray[plot]'"
+    if not path or os.path.isdir(path):
+        return f"expected a file name such as error.png; got {path!r}"
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return f"the folder {folder} does not exist"
+    from matplotlib.figure import Figure
+
+    formats = Figure().canvas.get_supported_filetypes()
+    if os.path.splitext(path)[1].lstrip(".").lower() not in formats:
+        return (
+            f"the file name must end in a format matplotlib writes (.png, .pdf, ...); got {path!r}"
+        )
+    return None
 
 
 def plot(rmse: dict[int, float], prior: float, path: str) -> None:

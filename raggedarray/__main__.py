@@ -23,8 +23,6 @@ combination; ``--plot FILE`` also draws it (needs matplotlib).
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import os
 import platform
 import sys
 import time
@@ -63,7 +61,11 @@ def _grid_row(row: dict) -> str:
     )
 
 
-def _count(minimum: int) -> Callable[[str], int]:
+# Each location holds ~30 images of 1 KiB: 100 000 locations make a ~3 GiB batch.
+MAX_LOCATIONS = 100_000
+
+
+def _count(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -71,6 +73,8 @@ def _count(minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"expected a whole number; got {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}; got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum:,}; got {value}")
         return value
 
     return parse
@@ -92,8 +96,8 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, torch.device]:
         "--plot", metavar="FILE", help="with --grid: also save a figure of the speed-ups (PNG)"
     )
     parser.add_argument(
-        "--locations", type=_count(1), default=1000, metavar="M",
-        help="number of locations in the batch (default 1000)",
+        "--locations", type=_count(1, MAX_LOCATIONS), default=1000, metavar="M",
+        help=f"number of locations in the batch (default 1000, at most {MAX_LOCATIONS:,})",
     )  # fmt: skip
     parser.add_argument(
         "--repeats", type=_count(1), default=7, metavar="K",
@@ -103,17 +107,21 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, torch.device]:
     try:
         device = torch.device(args.device)
     except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
         parser.error(f"--device: expected cpu, cuda or cuda:N; got {args.device!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no CUDA device")
-    if args.plot:
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        parser.error(f"--device: torch sees {torch.cuda.device_count()} CUDA devices; got {device}")
+    if args.grid and args.locations != parser.get_default("locations"):
+        parser.error("--locations sizes the default comparison; --grid sweeps its own sizes")
+    if args.plot is not None:
         if not args.grid:
             parser.error("--plot draws the sweep: add --grid")
-        if importlib.util.find_spec("matplotlib") is None:
-            parser.error("--plot needs matplotlib: pip install 'raggedarray[plot]'")
-        folder = os.path.dirname(os.path.abspath(args.plot))
-        if not os.path.isdir(folder):
-            parser.error(f"--plot: the folder {folder} does not exist")
+        problem = _demo.plot_path_problem(args.plot)
+        if problem is not None:
+            parser.error(f"--plot: {problem}")
     return args, device
 
 

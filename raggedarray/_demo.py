@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
+import importlib.util
+import os
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -287,6 +289,29 @@ def run_grid(
                 rows.append(row)
                 report(row)
     return rows
+
+
+def plot_path_problem(path: str) -> str | None:
+    """Why a figure could not be written to ``path``, or None: checked before any work.
+
+    The path must name a file in an existing folder, with an extension matplotlib writes
+    (``.png``, ``.pdf``, ``.svg``, ...), and matplotlib must be installed.
+    """
+    if importlib.util.find_spec("matplotlib") is None:
+        return "needs matplotlib: pip install 'raggedarray[plot]'"
+    folder = os.path.dirname(os.path.abspath(path)) if path else ""
+    if not path or os.path.isdir(path):
+        return f"expected a file name such as speedups.png; got {path!r}"
+    if not os.path.isdir(folder):
+        return f"the folder {folder} does not exist"
+    from matplotlib.figure import Figure
+
+    formats = Figure().canvas.get_supported_filetypes()
+    suffix = os.path.splitext(path)[1].lstrip(".").lower()
+    if suffix not in formats:
+        names = ", ".join(f".{f}" for f in sorted(formats))
+        return f"the file name must end in a format matplotlib writes ({names}); got {path!r}"
+    return None
 
 
 def plot_grid(rows: list[dict[str, Any]], path: str) -> None:

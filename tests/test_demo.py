@@ -73,6 +73,9 @@ def test_peak_memory_sees_a_large_allocation():
         (["--repeats", "0"], "--repeats: must be at least 1; got 0"),
         (["--repeats", "-1"], "--repeats: must be at least 1; got -1"),
         (["--device", "gpu0"], "--device: expected cpu, cuda or cuda:N; got 'gpu0'"),
+        (["--device", "meta"], "--device: expected cpu, cuda or cuda:N; got 'meta'"),
+        (["--locations", "9" * 20], "--locations: must be at most 100,000; got 9999"),
+        (["--grid", "--locations", "5"], "--locations sizes the default comparison"),
         (["--plot", "x.png"], "--plot draws the sweep: add --grid"),
     ],
 )
@@ -99,6 +102,25 @@ def test_plot_into_a_missing_folder_fails_before_any_work(monkeypatch, tmp_path,
     with pytest.raises(SystemExit):
         cli.main(["--grid", "--plot", str(tmp_path / "nowhere" / "grid.png")])
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("grid.xyz", "must end in a format matplotlib writes"),
+        ("grid", "must end in a format matplotlib writes"),
+        ("", "expected a file name such as speedups.png; got ''"),
+        (".", "expected a file name such as speedups.png; got '.'"),
+    ],
+)
+def test_a_plot_file_matplotlib_cannot_write_fails_before_any_work(
+    monkeypatch, capsys, name, message
+):
+    pytest.importorskip("matplotlib")
+    monkeypatch.setattr(_demo, "run_grid", _must_not_run)
+    with pytest.raises(SystemExit):
+        cli.main(["--grid", "--plot", name])
+    assert message in capsys.readouterr().err
 
 
 def _must_not_run(*args, **kwargs):

@@ -52,6 +52,10 @@ def test_neural_bayes_estimator_trains_and_reports_error_by_n(tmp_path, capsys):
         ("mil_digits", ["--train-bags", "0"], "--train-bags: must be at least 1; got 0"),
         ("mil_digits", ["--max-items", "-1"], "--max-items: must be at least 1; got -1"),
         ("mil_digits", ["--workers", "-1"], "--workers: must be at least 0; got -1"),
+        ("mil_digits", ["--seed", "-1"], "--seed: must be between 0 and 2**32 - 1; got -1"),
+        ("neural_bayes_grf", ["--seed", "-1"], "--seed: must be between 0 and"),
+        ("neural_bayes_grf", ["--plot", "nbe.xyz"], "must end in a format matplotlib writes"),
+        ("neural_bayes_grf", ["--plot", ""], "expected a file name such as error.png"),
     ],
 )
 def test_bad_arguments_are_usage_errors(name, argv, message, capsys):
