@@ -140,6 +140,29 @@ class Partition:
             return self.host_segment_ids
         return self.ids(values.device)
 
+    def handed_out(self, name: str, index: Any) -> Any:
+        """``index`` (this partition's ``offsets``, ``lengths`` or ``ids``) as the user gets it.
+
+        numpy metadata is read-only and handed out as it is. torch cannot mark a tensor
+        read-only, and the partition's own tensors share the host memory (CPU) and every
+        ragged array over these offsets, so the user gets a copy: one per device, kept and
+        handed out again (``x.offsets is x.offsets``, so nested tensors built from it share
+        one ragged size) until an in-place write bumps its version counter, after which the
+        next access makes a fresh one. Writing into what was handed out changes nothing
+        here. Inside a compiled graph it is a plain copy.
+        """
+        if not _backend.is_tensor(index):
+            return index
+        if _backend.compiling():
+            return index.clone()
+        key = ("handed out", name, str(index.device))
+        kept = self._cache.get(key)
+        if kept is not None and kept[0]._version == kept[1]:
+            return kept[0]
+        copy = index.clone()
+        self._cache[key] = (copy, copy._version)
+        return copy
+
     # --------------------------------------------------------------------- torch side
 
     def _get(self, key: Any, build: Any) -> Any:

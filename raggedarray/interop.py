@@ -191,21 +191,17 @@ def from_awkward(array: Any, *, item_ndim: int | None, where: str) -> tuple[np.n
 # ----------------------------------------------------------------------- torch.nested
 
 
-def to_nested(
-    values: Any, offsets: Any, host_offsets: np.ndarray, *, min_length: int, max_length: int
-) -> Any:
+def to_nested(values: Any, offsets: Any, *, min_length: int, max_length: int) -> Any:
     """A jagged-layout nested tensor sharing ``values`` (numpy values become CPU tensors).
 
     The min and max sequence lengths are passed, so that padding later pads to the longest
-    segment without a device sync. The nested tensor gets its own copy of the offsets, since
-    ``offsets()`` hands it to the user and torch cannot mark it read-only.
+    segment without a device sync. ``offsets`` must be what the ragged array hands out
+    (``x.offsets``, never its own tensor), since ``nt.offsets()`` reaches the user: nested
+    tensors of arrays over the same offsets then share them, and so one ragged size.
     """
     torch = _backend.torch_module()
-    if _backend.is_tensor(values):
-        offsets = offsets.clone()
-    else:
+    if not _backend.is_tensor(values):
         values = _backend.tensor_from_numpy(values)
-        offsets = _backend.tensor_from_numpy(np.array(host_offsets))
     return torch.nested.nested_tensor_from_jagged(
         values, offsets, min_seqlen=min_length, max_seqlen=max_length
     )
@@ -383,10 +379,11 @@ class InteropMethods(RaggedFields):
             >>> torch.nested.to_padded_tensor(nt, 0.0).shape
             torch.Size([3, 2, 2])
         """
+        part = self._part
+        offsets = self._offsets if _backend.is_tensor(self._values) else part.offsets("cpu")
         return to_nested(
             self._values,
-            self._offsets,
-            self._host,
+            part.handed_out("offsets", offsets),
             min_length=self.min_length,
             max_length=self.max_length,
         )

@@ -292,11 +292,11 @@ class RaggedArray(
     def offsets(self) -> Array:
         """``(m + 1,)`` int64 offsets on the values' backend and device.
 
-        numpy offsets are read-only; torch has no read-only tensors, so torch offsets are a
-        new tensor at each access (writing into it changes nothing here). The same holds
-        for ``lengths`` and ``segment_ids``.
+        numpy offsets are read-only; torch has no read-only tensors, so torch offsets are
+        the ragged array's copy for you: writing into it changes nothing here, and the next
+        access hands out a fresh copy. The same holds for ``lengths`` and ``segment_ids``.
         """
-        return _outside(self._offsets)
+        return self._part.handed_out("offsets", self._offsets)
 
     @property
     def host_offsets(self) -> np.ndarray:
@@ -311,12 +311,12 @@ class RaggedArray(
     @property
     def lengths(self) -> Array:
         """``(m,)`` int64 segment lengths on the values' backend and device."""
-        return _outside(self._part.lengths_like(self._values))
+        return self._part.handed_out("lengths", self._part.lengths_like(self._values))
 
     @property
     def segment_ids(self) -> Array:
         """``(N,)`` int64 segment id of every item, on the values' backend and device."""
-        return _outside(self._part.segment_ids_like(self._values))
+        return self._part.handed_out("ids", self._part.segment_ids_like(self._values))
 
     @property
     def num_segments(self) -> int:
@@ -682,12 +682,3 @@ def _item_shape(item_shape: Any, where: str) -> tuple[int, ...]:
 def _rebuild(cls: type[R], values: Any, host: np.ndarray) -> R:
     # pickles made before _pickle.restore (raggedarray 0.1.0) name this function
     return cls._make(values, None, host)
-
-
-def _outside(index: Any) -> Any:
-    """Metadata handed to the user: read-only numpy as it is, a tensor as a new copy.
-
-    The partition's tensors share the read-only host memory (CPU) or are shared by every
-    ragged array over the same offsets, and torch cannot mark a tensor read-only.
-    """
-    return index.clone() if _backend.is_tensor(index) else index

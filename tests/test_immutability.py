@@ -52,6 +52,22 @@ def test_writing_torch_metadata_changes_nothing(place):
     assert [host(s).tolist() for s in x] == [[0.0, 1.0], [], [2.0, 3.0, 4.0]]
 
 
+@pytest.mark.parametrize("place", PLACES)
+def test_metadata_handed_out_is_kept_until_written(place):
+    # cached as the contract asks: the same copy each time (and for every array over the
+    # same offsets), so nested tensors share one ragged size; a write makes the next fresh
+    x = ra.RaggedArray.from_lengths(on(np.arange(10.0).reshape(10, 1), place), [3, 0, 4, 3])
+    y = x * 2
+    for name in ("offsets", "lengths", "segment_ids"):
+        assert getattr(x, name) is getattr(x, name) is getattr(y, name)
+    nested = x.to_nested() + y.to_nested()  # one ragged size: the offsets are shared
+    assert nested.shape[0] == 4 and x.to_nested().offsets() is y.to_nested().offsets()
+    if x.backend == "torch":
+        kept = x.offsets
+        kept[1] = 9
+        assert x.offsets is not kept and host(x.offsets).tolist() == [0, 3, 3, 7, 10]
+
+
 def test_pickling_a_torch_slice_sends_only_its_items():
     x = ra.RaggedArray.from_lengths(torch.zeros(10_000), [1, 9_999])
     part = pickle.dumps(x[0:1])
