@@ -224,10 +224,10 @@ def _concat_torch(
         pin = staging.type == "cpu" and target.type == "cuda"
         shape = (num_items, *tensors[0].shape[1:])
         values = torch.empty(shape, dtype=dtype, device=staging, pin_memory=pin)
-        if all(torch.can_cast(t.dtype, dtype) for t in tensors) and not _unsigned_mix(tensors):
+        if all(torch.can_cast(t.dtype, dtype) for t in tensors) and not unsigned_mix(tensors):
             torch.cat(tensors, dim=0, out=values)
         else:  # a cast cat refuses (narrowing, or uint16-64 beside other dtypes): piecewise
-            _copy_pieces(tensors, values)
+            copy_pieces(tensors, values)
     if staging != target:
         if target.type == "cuda" and not values.is_pinned():
             values = values.pin_memory()
@@ -260,13 +260,13 @@ def cat_tensors(tensors: list[Any], num_items: int, where: str) -> Any:
             values = values.contiguous()
         return values
     except RuntimeError:
-        if not _unsigned_mix(tensors):
+        if not unsigned_mix(tensors):
             raise
-    values = torch.empty(shape, dtype=_promoted(tensors, where), device=first.device)
-    return _copy_pieces(tensors, values)
+    values = torch.empty(shape, dtype=promoted_dtype(tensors, where), device=first.device)
+    return copy_pieces(tensors, values)
 
 
-def _unsigned_mix(tensors: list[Any]) -> bool:
+def unsigned_mix(tensors: list[Any]) -> bool:
     """Whether uint16-64 tensors sit beside tensors of another dtype (torch cannot promote)."""
     first = tensors[0].dtype
     if all(t.dtype == first for t in tensors):
@@ -274,7 +274,7 @@ def _unsigned_mix(tensors: list[Any]) -> bool:
     return any(_backend.signed_view(t) is not t for t in tensors)
 
 
-def _promoted(tensors: list[Any], where: str) -> Any:
+def promoted_dtype(tensors: list[Any], where: str) -> Any:
     """The tensors' dtypes promoted by numpy's rules, as a torch dtype."""
     dtypes = sorted({t.dtype for t in tensors}, key=str)
     try:
@@ -288,7 +288,7 @@ def _promoted(tensors: list[Any], where: str) -> Any:
         ) from None
 
 
-def _copy_pieces(tensors: list[Any], values: Any) -> Any:
+def copy_pieces(tensors: list[Any], values: Any) -> Any:
     """Copy (and cast) each tensor into its rows of ``values``; returns ``values``."""
     for t, piece in zip(tensors, values.split([t.shape[0] for t in tensors]), strict=True):
         piece.copy_(t)

@@ -292,6 +292,9 @@ def _join_shared(items: Sequence[Any], where: str) -> tuple[torch.Tensor, None, 
         np.concatenate(items, axis=0, out=values.numpy())
         return values, None, host
     tensors = [a if isinstance(a, torch.Tensor) else _backend.tensor_from_numpy(a) for a in items]
+    if _construct.unsigned_mix(tensors):  # torch does not promote uint16-64: numpy's rule
+        values = _shared_empty(shape, _construct.promoted_dtype(tensors, where))
+        return _construct.copy_pieces(tensors, values), None, host
     dtype = functools.reduce(torch.promote_types, {t.dtype for t in tensors})
     values = torch.cat(tensors, dim=0, out=_shared_empty(shape, dtype))
     return values, None, host

@@ -259,6 +259,10 @@ WORKER_CASES = {
     "numpy-bool-uint8": lambda: [np.ones((2, 3), bool), np.ones((0, 3), np.uint8)],
     "mixed-int64-float32": lambda: [np.ones((2, 3), np.int64), torch.ones(1, 3)],
     "torch-bfloat16-float32": lambda: [torch.ones(2, 3, dtype=torch.bfloat16), torch.ones(1, 3)],
+    "torch-uint16-uint8": lambda: [
+        torch.full((2, 3), 60000).to(torch.uint16),
+        torch.ones(1, 3, dtype=torch.uint8),
+    ],
     "images": lambda: bags([2, 0, 1]),
     "flipped-read-only": lambda: [np.broadcast_to(np.arange(3.0), (2, 3))[::-1]],
     "item-shapes": lambda: [np.ones((2, 3)), np.ones((2, 4))],
