@@ -42,7 +42,10 @@ def ragged_equal(a: Any, b: Any) -> bool:
     """Same segments, item shape and values (exactly; NaN never equals NaN)."""
     if structure_mismatch(a, b) is not None:
         return False
-    return bool(np.array_equal(host_values(a), host_values(b)))
+    va, vb = host_values(a), host_values(b)
+    if va.dtype.kind in "biu" and vb.dtype.kind in "biu":
+        return bool(_equal_integers(va, vb).all())
+    return bool(np.array_equal(va, vb))
 
 
 def ragged_allclose(a: Any, b: Any, rtol: float, atol: float, equal_nan: bool) -> bool:
@@ -62,12 +65,24 @@ def close_mask(
 
 
 def _close_integers(a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> np.ndarray:
-    close = np.asarray(a == b)  # numpy compares int64 with uint64 exactly
+    close = _equal_integers(a, b)
     if (rtol or atol) and not close.all():
         differ = ~close  # exact differences as Python ints, where the values differ
         da, db = a[differ].astype(object), b[differ].astype(object)
         close[differ] = (abs(da - db) <= atol + rtol * abs(db)).astype(bool)
     return close
+
+
+def _equal_integers(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a == b`` exactly: numpy 1 compares int64 with uint64 through float64.
+
+    A signed value equals an unsigned one when it is not negative and its uint64 twin is.
+    """
+    unsigned = [x.dtype.kind == "u" and x.dtype.itemsize == 8 for x in (a, b)]
+    if unsigned[0] == unsigned[1] or "i" not in (a.dtype.kind, b.dtype.kind):
+        return np.asarray(a == b)
+    u, i = (a, b) if unsigned[0] else (b, a)
+    return np.asarray((i >= 0) & (u == i.astype(np.uint64)))
 
 
 def check_tolerances(rtol: Any, atol: Any, where: str) -> None:

@@ -55,6 +55,17 @@ def test_unsigned_and_signed_integers_compare_exactly():
         ra.testing.assert_ragged_equal(big, minus_one)
     assert not ra.allclose(big, minus_one)
     assert ra.allclose(big, minus_one, rtol=0, atol=2**64)
+    # past 2**53, as the same value and one apart: numpy 1 compared these through float64
+    signed = ra.RaggedArray.from_lengths(np.array([BIG, 7]), [1, 1])
+    for other, equal in (([BIG, 7], True), ([BIG + 1, 7], False)):
+        unsigned = ra.RaggedArray.from_lengths(np.array(other, dtype=np.uint64), [1, 1])
+        for a, b in ((signed, unsigned), (unsigned, signed)):
+            assert ra.allclose(a, b, rtol=0, atol=0) is equal
+            assert a.equal(b) is equal
+            assert (ra.testing.assert_ragged_equal(a, b) is None) if equal else True
+            if not equal:
+                with pytest.raises(AssertionError):
+                    ra.testing.assert_ragged_equal(a, b)
 
 
 def test_floats_compare_as_documented():
