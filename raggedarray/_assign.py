@@ -1,12 +1,19 @@
 """Writing into one segment: ``x[i] = value`` and ``x[i] += value``.
 
-A ragged array keeps its structure, so only a whole segment ``x[i]`` can be assigned, with a
-value of the segment's backend and device whose shape broadcasts to the segment's without
-changing it (its length cannot change) and whose dtype casts to the values' dtype by the
-``same_kind`` rule. Everything is checked before anything is written, so a refused
-assignment leaves the array as it was. ``x[i] += v`` works because Python runs it as
-``t = x[i]; t += v; x[i] = t``: the view already holds the result, and writing it onto
-itself is skipped.
+A ragged array keeps its structure, so only a whole segment ``x[i]`` can be assigned. The
+value is a number or an array of the segment's backend (and device):
+
+* a number (Python or numpy) fills the segment; it must be of a kind the values' dtype
+  takes (a bool anywhere, an integer into integers or floats, a float into floats) and be
+  representable there (300 into uint8 is refused, as is 1e40 into float16), the same on
+  both backends, where numpy would raise its own error or wrap and torch would wrap;
+* an array must broadcast to the segment's shape without changing it (its length cannot
+  change) and cast to the values' dtype by the ``same_kind`` rule.
+
+Everything is checked before anything is written, so a refused assignment leaves the
+array as it was. ``x[i] += v`` works because Python runs it as ``t = x[i]; t += v;
+x[i] = t``: the view already holds the result, and writing it onto itself is skipped.
+On a GPU a number is written with ``fill_``, so no host-to-device copy synchronises.
 """
 
 from __future__ import annotations
@@ -15,11 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from . import _backend, _checks
+from . import _backend, _checks, _offsets
+
+_NUMBERS = (bool, int, float, np.bool_, np.integer, np.floating)
 
 
 def segment_key(key: Any, where: str) -> int:
     """The segment index of an assignment: an int (not a bool), else a TypeError."""
+    if _offsets.integer_0d(key):
+        key = key.item()
     if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
         return int(key)
     raise TypeError(
@@ -30,13 +41,51 @@ def segment_key(key: Any, where: str) -> int:
 
 
 def assign(segment: Any, value: Any, where: str) -> None:
-    """Copy ``value`` into the ``segment`` view, after every check."""
-    if _is_the_view(segment, value):
-        return
+    """Write ``value`` into the ``segment`` view, after every check."""
+    if _backend.backend_of(segment) == _backend.NUMPY and not segment.flags.writeable:
+        raise ValueError(
+            f"{where}: the values must be writable; got a read-only numpy buffer (a file "
+            "loaded with mmap=True, say: copy it first with x.clone())"
+        )
+    if isinstance(value, _NUMBERS):
+        _fill(segment, value, where)
+    elif not _is_the_view(segment, value):
+        if _backend.is_tensor(segment):
+            _copy_tensor(segment, value, where)
+        else:
+            _copy_array(segment, value, where)
+
+
+def _fill(segment: Any, number: Any, where: str) -> None:
+    """Fill the segment with a number of a kind its dtype takes, and that it represents."""
+    dtype = segment.dtype
+    have = _kind(dtype)
+    got = (
+        "b"
+        if isinstance(number, (bool, np.bool_))
+        else "f"
+        if isinstance(number, (float, np.floating))
+        else "i"
+    )
+    if not (got == "b" or (got == "i" and have in "iuf") or (got == "f" and have == "f")):
+        raise TypeError(
+            f"{where}: the value must cast to the values' {_checks.dtype_name(dtype)} by the "
+            f"same_kind rule; got {type(number).__name__} {number!r}"
+        )
+    _checks.check_fill(number, dtype, where, "the value")
     if _backend.is_tensor(segment):
-        _assign_tensor(segment, value, where)
+        segment.fill_(number.item() if isinstance(number, np.generic) else number)
     else:
-        _assign_array(segment, value, where)
+        segment[...] = number
+
+
+def _kind(dtype: Any) -> str:
+    """``b``, ``i``, ``u`` or ``f`` for a numpy or torch dtype."""
+    if not _backend.is_tensor_dtype(dtype):
+        return str(np.dtype(dtype).kind)
+    if dtype.is_floating_point:
+        return "f"
+    return "b" if _checks.dtype_name(dtype) == "bool" else "i"
 
 
 def _is_the_view(segment: Any, value: Any) -> bool:
@@ -51,21 +100,16 @@ def _is_the_view(segment: Any, value: Any) -> bool:
     return same and value.strides == segment.strides
 
 
-def _assign_array(segment: np.ndarray, value: Any, where: str) -> None:
+def _copy_array(segment: np.ndarray, value: Any, where: str) -> None:
     if _backend.is_tensor(value):
         raise TypeError(
-            f"{where}: the value must be a numpy array or a scalar like the values; got "
+            f"{where}: the value must be a numpy array or a number like the values; got "
             f"{_backend.describe(value)}"
         )
-    if not segment.flags.writeable:
-        raise ValueError(
-            f"{where}: the values must be writable; got a read-only numpy buffer (a file "
-            "loaded with mmap=True, say: copy it first with x.clone())"
-        )
-    if not isinstance(value, (np.ndarray, int, float, bool, np.generic)):
+    if not isinstance(value, np.ndarray):
         value = _checks.as_numpy(value, where, "the value")
-    _check_shape(segment.shape, np.shape(value), where)
-    try:  # numpy checks the cast before it writes; Python scalars cast as numpy rules
+    _check_shape(segment.shape, value.shape, where)
+    try:  # numpy checks the cast before it writes
         np.copyto(segment, value, casting="same_kind")
     except TypeError:
         raise TypeError(
@@ -74,13 +118,11 @@ def _assign_array(segment: np.ndarray, value: Any, where: str) -> None:
         ) from None
 
 
-def _assign_tensor(segment: Any, value: Any, where: str) -> None:
+def _copy_tensor(segment: Any, value: Any, where: str) -> None:
     torch = _backend.torch_module()
-    if isinstance(value, (int, float, bool)):
-        value = torch.tensor(value, device=segment.device)
     if not _backend.is_tensor(value):
         raise TypeError(
-            f"{where}: the value must be a tensor or a Python scalar like the values; got "
+            f"{where}: the value must be a tensor or a number like the values; got "
             f"{_backend.describe(value)}"
         )
     if value.device != segment.device and not (value.ndim == 0 and value.device.type == "cpu"):
@@ -95,6 +137,10 @@ def _assign_tensor(segment: Any, value: Any, where: str) -> None:
             f"{where}: the value must cast to the values' {have} by the same_kind rule; "
             f"got dtype {got}"
         )
+    if value.device == segment.device and (
+        value.untyped_storage().data_ptr() == segment.untyped_storage().data_ptr()
+    ):
+        value = value.clone()  # a view of the same buffer (x[0] = x.values[1:3]) may overlap
     segment.copy_(value)
 
 

@@ -350,12 +350,12 @@ def offsets_from_lengths(lengths: np.ndarray, where: str, what: str = "lengths")
 # ---------------------------------------------------------------------------- scalars
 
 
-def check_fill(fill: Any, dtype: Any, where: str) -> None:
+def check_fill(fill: Any, dtype: Any, where: str, what: str = "fill") -> None:
     """Check that ``fill`` is a real scalar that ``dtype`` holds (floats: within range)."""
     if isinstance(fill, (complex, np.complexfloating)):
-        raise TypeError(f"{where}: fill must be a real number; got complex {fill!r}")
+        raise TypeError(f"{where}: {what} must be a real number; got complex {fill!r}")
     if not isinstance(fill, (bool, int, float, np.bool_, np.integer, np.floating)):
-        raise TypeError(f"{where}: fill must be a number; got {type(fill).__name__}")
+        raise TypeError(f"{where}: {what} must be a number; got {type(fill).__name__}")
     if _backend.is_tensor_dtype(dtype):
         floating = dtype.is_floating_point
     else:
@@ -369,7 +369,7 @@ def check_fill(fill: Any, dtype: Any, where: str) -> None:
             ok = abs(int(fill)) <= largest
         if not ok:
             raise ValueError(
-                f"{where}: fill must be representable in dtype {dtype_name(dtype)} (at most "
+                f"{where}: {what} must be representable in dtype {dtype_name(dtype)} (at most "
                 f"{largest:.4g} in size, or inf/nan); got {fill!r}"
             )
         return
@@ -386,7 +386,7 @@ def check_fill(fill: Any, dtype: Any, where: str) -> None:
             ok = int(limits.min) <= value <= int(limits.max)
     if not ok:
         raise ValueError(
-            f"{where}: fill must be representable in dtype {dtype_name(dtype)}; got {fill!r}"
+            f"{where}: {what} must be representable in dtype {dtype_name(dtype)}; got {fill!r}"
         )
 
 

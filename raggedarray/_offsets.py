@@ -137,7 +137,7 @@ def spans(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return new_offsets, shift + np.arange(new_offsets[-1], dtype=np.int64)
 
 
-def _integer_0d(x: Any) -> bool:
+def integer_0d(x: Any) -> bool:
     """Whether ``x`` is a 0-d numpy array or tensor of integers (not booleans)."""
     if isinstance(x, np.ndarray):
         return x.ndim == 0 and x.dtype.kind in "iu"
@@ -255,7 +255,7 @@ def subsample(
         ``(new_offsets, item_index)`` as ``gather`` does.
     """
     lengths = np.diff(offsets)
-    if _integer_0d(k):
+    if integer_0d(k):
         k = k.item()  # one count, as an int would be
     if isinstance(k, (int, np.integer, bool, np.bool_)):
         keep = np.minimum(lengths, _checks.read_int(k, "k", where))

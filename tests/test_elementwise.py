@@ -644,6 +644,30 @@ def test_augmented_assignment_to_a_segment_writes_through(place):
     check_untouched(before, x)
 
 
+@pytest.mark.parametrize("place", PLACES)
+def test_assigning_numbers_and_overlapping_views_to_a_segment(place):
+    # numbers fill the segment on both backends alike: numpy scalars, 0-d keys, and a
+    # source that overlaps the segment (copied first) are what plain code writes
+    x = ra.RaggedArray.from_lengths(on(np.arange(5.0), place), [2, 3])
+    want = [np.arange(2.0), np.arange(2.0, 5.0)]
+    x[1] = np.float32(9)
+    want[1][:] = 9
+    x[on(np.array(0), place)] = 4
+    want[0][:] = 4
+    x[0] = x.values[1:3]  # overlaps segment 0 itself
+    want[0] = np.array([4.0, 9.0])
+    for got, w in zip(x.unbind(), want, strict=True):
+        np.testing.assert_array_equal(host(got), w)
+    u = ra.RaggedArray.from_lengths(on(np.zeros(3, np.uint8), place), [1, 2])
+    u[1] = 255
+    assert host(u.values).tolist() == [0, 255, 255]
+    before = snapshot(u)
+    for number, error in ((256, ValueError), (-1, ValueError), (1.0, TypeError)):
+        with pytest.raises(error, match=r"__setitem__: the value must"):
+            u[0] = number
+    check_untouched(before, u)
+
+
 NUMPY_SCALARS = [np.float64(2.5), np.float32(0.5), np.int64(3), np.bool_(True)]
 # s OP t for a tensor t: the dunder of t that Python calls once s defers
 TENSOR_REFLECTED = {
