@@ -155,7 +155,7 @@ class Partition:
             return index
         if _backend.compiling():
             return index.clone()
-        key = ("handed out", name, str(index.device))
+        key = ("handed out", name, index.device)
         kept = self._cache.get(key)
         if kept is not None and kept[0]._version == kept[1]:
             return kept[0]
