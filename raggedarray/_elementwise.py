@@ -60,7 +60,6 @@ from ._types import DTypeLike, RaggedFields
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-    from .ragged import RaggedArray
 
 E = TypeVar("E", bound="ElementwiseMethods")
 
@@ -322,10 +321,13 @@ def _hold(out: Any, where: object) -> None:
 
 def _binary(
     stem: str, op: Callable[[Any, Any], Any], *, reflected: bool = False
-) -> Callable[[E, object], RaggedArray]:
+) -> Callable[[E, object], E]:
+    # Typed as the ragged operand's class: items keep their shape against scalars and
+    # arrays (and a plain RaggedArray result may be an image batch, a subclass); only a
+    # ragged partner with more item dims turns an image batch's result into a RaggedArray.
     name = f"__r{stem}__" if reflected else f"__{stem}__"
 
-    def method(self: E, other: object) -> RaggedArray:
+    def method(self: E, other: object) -> E:
         if isinstance(other, _SCALARS):  # the common case, kept short
             values = self._values
             out = op(other, values) if reflected else op(values, other)
@@ -342,10 +344,10 @@ def _binary(
     return method
 
 
-def _unary(stem: str, op: Callable[[Any], Any]) -> Callable[[E], RaggedArray]:
+def _unary(stem: str, op: Callable[[Any], Any]) -> Callable[[E], E]:
     name = f"__{stem}__"
 
-    def method(self: E) -> RaggedArray:
+    def method(self: E) -> E:
         return _wrap(self, op(self._values), name)
 
     method.__name__ = method.__qualname__ = name
