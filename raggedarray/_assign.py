@@ -29,10 +29,9 @@ _NUMBERS = (bool, int, float, np.bool_, np.integer, np.floating)
 
 def segment_key(key: Any, where: str) -> int:
     """The segment index of an assignment: an int (not a bool), else a TypeError."""
-    if _offsets.integer_0d(key):
-        key = key.item()
-    if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
-        return int(key)
+    index = _offsets.one_index(key)
+    if index is not None:
+        return index
     raise TypeError(
         f"{where}: only a segment x[i] (an int i) can be assigned; got {type(key).__name__} "
         "(ragged arrays keep their structure: write into x.values, or into a view with "

@@ -137,6 +137,18 @@ def spans(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return new_offsets, shift + np.arange(new_offsets[-1], dtype=np.int64)
 
 
+def one_index(key: Any) -> int | None:
+    """``key`` as one integer index, or None when it is not one.
+
+    A Python or numpy int, or a 0-d integer array or tensor; never a bool.
+    """
+    if integer_0d(key):
+        key = key.item()
+    if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
+        return int(key)
+    return None
+
+
 def integer_0d(x: Any) -> bool:
     """Whether ``x`` is a 0-d numpy array or tensor of integers (not booleans)."""
     if isinstance(x, np.ndarray):

@@ -430,17 +430,10 @@ def _segment_index(i: Any, where: str) -> int:
     Python and numpy integers and 0-d integer arrays or tensors are indices; bools (and
     bool arrays), slices, lists and floats are refused.
     """
-    if isinstance(i, _ARRAYS) and i.ndim == 0 and _integer_dtype(i.dtype):
-        return int(i)
-    if isinstance(i, int | np.integer) and not isinstance(i, bool):
-        return int(i)
+    index = _offsets.one_index(i)
+    if index is not None:
+        return index
     raise TypeError(
         f"{where}: index must be an int (ds[i] is segment i); got {_backend.describe(i)}"
         " (for several segments index the ragged array, ds.x[...])"
     )
-
-
-def _integer_dtype(dtype: Any) -> bool:
-    if isinstance(dtype, torch.dtype):
-        return not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
-    return dtype.kind in "iu"
