@@ -41,8 +41,9 @@ class PickleMethods:
                 # torch pickles a view's whole storage; a slice of a large batch sends its part
                 values = values.clone()
             offsets: Any = _backend.torch_module().from_numpy(np.array(host))
-        elif "torch" in sys.modules and (shared := _numpy_as_tensor(values)) is not None:
-            values, offsets = shared, sys.modules["torch"].from_numpy(np.array(host))
+        elif "torch" in sys.modules:  # every dtype a ragged array holds, torch holds too
+            values = _backend.tensor_from_numpy(np.ascontiguousarray(values))
+            offsets = sys.modules["torch"].from_numpy(np.array(host))
         else:
             offsets = np.array(host)
         # pickle cannot write uint16-64 tensors (torch 2.13): they travel as their signed
@@ -61,16 +62,6 @@ class PickleMethods:
         """A ragged array with copied values (``copy.deepcopy`` of them, as each backend does)."""
         values = copy.deepcopy(self._values, memo)  # type: ignore[attr-defined]
         return type(self)._make(values, None, self._host.copy())  # type: ignore[attr-defined]
-
-
-def _numpy_as_tensor(values: np.ndarray) -> Any | None:
-    """A CPU tensor over the items of numpy ``values``, or None where torch cannot hold them."""
-    if not values.dtype.isnative:
-        return None  # torch has no big-endian dtypes; the array pickles as numpy
-    try:
-        return _backend.tensor_from_numpy(np.ascontiguousarray(values))
-    except TypeError:  # a dtype torch lacks (longdouble, complex256)
-        return None
 
 
 _UNSIGNED = {"uint16": "int16", "uint32": "int32", "uint64": "int64"}
