@@ -124,6 +124,15 @@ def is_tensor_dtype(dtype: Any) -> bool:
     return torch is not None and isinstance(dtype, torch.dtype)
 
 
+def positive_strides(a: np.ndarray) -> np.ndarray:
+    """``a``, or a copy of it where a stride is negative (torch cannot view those).
+
+    Not ``np.ascontiguousarray``: numpy calls a flipped ``(1, n)`` view contiguous and
+    hands it back with its negative stride.
+    """
+    return a.copy() if any(s < 0 for s in a.strides) else a
+
+
 def tensor_from_numpy(a: np.ndarray) -> Any:
     """``torch.from_numpy`` that accepts read-only arrays we only read from.
 
@@ -133,8 +142,7 @@ def tensor_from_numpy(a: np.ndarray) -> Any:
     read (sources of a copy), so the warning would be noise.
     """
     torch = torch_module()
-    if any(s < 0 for s in a.strides):  # torch has no negative strides: a flipped view is copied
-        a = a.copy()  # not ascontiguousarray: numpy calls (1, 2)[::-1] contiguous, strides kept
+    a = positive_strides(a)
     if a.flags.writeable:
         return torch.from_numpy(a)
     with warnings.catch_warnings():

@@ -569,10 +569,8 @@ class RaggedArray(
         if _backend.is_tensor(values):
             return self
         torch = _backend.torch_module()
-        if any(s < 0 for s in values.strides):
-            values = values.copy()  # numpy calls a flipped (1, n) view contiguous: copy
         try:
-            tensor = torch.from_numpy(values)
+            tensor = torch.from_numpy(_backend.positive_strides(values))
         except TypeError as err:
             raise TypeError(
                 f"{type(self).__name__}.torch: values must have a dtype torch can hold; "
