@@ -26,8 +26,8 @@ from torch import nn
 
 from ._backend import describe
 from ._checks import check_fill, read_int
+from ._reductions import POOLS as _OPS
 from .map import _check_chunk_size
-from .reduce import POOLS as _OPS
 
 if TYPE_CHECKING:
     from .ragged import RaggedArray
@@ -52,7 +52,7 @@ class SegmentPool(nn.Module):
 
     Args:
         op: ``"sum"``, ``"mean"``, ``"max"``, ``"min"`` or ``"logsumexp"`` (the reductions
-            marked as pools in ``raggedarray.reduce.REDUCTIONS``).
+            marked as pools in ``raggedarray._reductions.REDUCTIONS``).
         fill: result for segments with no items (their gradient is zero).
 
     Examples:

@@ -47,15 +47,14 @@ Examples:
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
 from . import _backend, _checks, _offsets
 from ._partition import Partition
+from ._reductions import REDUCTIONS, compute_dtype, integer_codec
 from ._types import Array, IntArrayLike, Scalar
 
 if TYPE_CHECKING:
@@ -135,160 +134,12 @@ def like_input(result: Any, values: Any) -> Any:
     return result if _backend.is_tensor(values) else result.numpy()
 
 
-def _compute_dtype(dtype: Any) -> Any:
-    """The dtype kernels run in: half precisions accumulate in float32."""
-    torch = _torch()
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-
-
 def _need_float(dtype: Any, where: str) -> None:
     if not dtype.is_floating_point:
         raise TypeError(
             f"{where}: values must have a floating dtype; got {_checks.dtype_name(dtype)} "
             "(convert first, for example to float32)"
         )
-
-
-# -------------------------------------------------------------------- the kernels
-
-
-def _sum(flat: Any, part: Partition, options: dict[str, Any]) -> tuple[Any, Any]:
-    return _kernels().segment_sum(flat, part), part.empty(flat.device)
-
-
-def _mean(flat: Any, part: Partition, options: dict[str, Any]) -> tuple[Any, Any]:
-    out = _kernels().segment_sum(flat, part)
-    counts = part.counts(flat.dtype, flat.device)
-    return (out / counts if out.requires_grad else out.div_(counts)), part.empty(flat.device)
-
-
-def _extremum(op: str) -> Callable[..., tuple[Any, Any]]:
-    def kernel(flat: Any, part: Partition, options: dict[str, Any]) -> tuple[Any, Any]:
-        return _kernels().extremum(flat, part, op), part.empty(flat.device)
-
-    return kernel
-
-
-def _prod(flat: Any, part: Partition, options: dict[str, Any]) -> tuple[Any, Any]:
-    return _kernels().raw_prod(flat, part), part.empty(flat.device)
-
-
-def _shift(flat: Any, part: Partition) -> Any:
-    """Per-segment maxima with infinities replaced by 0: a safe shift for ``exp``."""
-    torch = _torch()
-    top = _kernels().raw_extremum(flat.detach(), part, "amax")
-    return torch.where(torch.isinf(top), torch.zeros_like(top), top)
-
-
-def _logsumexp(flat: Any, part: Partition, options: dict[str, Any]) -> tuple[Any, Any]:
-    kernels = _kernels()
-    top = _shift(flat, part)
-    total = kernels.segment_sum((flat - kernels.raw_broadcast(top, part)).exp(), part)
-    empty = part.empty(flat.device)
-    if empty is not None:
-        total = total.masked_fill(empty.unsqueeze(1), 1.0)
-    return total.log() + top, empty
-
-
-def _variance(root: bool) -> Callable[..., tuple[Any, Any]]:
-    def kernel(flat: Any, part: Partition, options: dict[str, Any]) -> tuple[Any, Any]:
-        kernels = _kernels()
-        correction = options["correction"]
-        counts = part.counts(flat.dtype, flat.device)
-        mean = kernels.segment_sum(flat, part) / counts
-        centred = flat - kernels.broadcast(mean, part)
-        squares = kernels.segment_sum(centred * centred, part)
-        lengths = part.lengths(flat.device)
-        short = lengths <= correction
-        # n_i - correction may be fractional (correction=1.5): only the rows filled later
-        # are set to 1, so that nothing divides by zero or a negative number
-        divisor = (lengths.to(flat.dtype) - correction).masked_fill(short, 1.0).unsqueeze(1)
-        var = squares / divisor
-        if not root:
-            return var, short
-        # sqrt has an infinite slope at 0: where the variance is 0 (or the segment too
-        # short) take the root of 1 and mask it, so the gradient there is 0 as for torch.std.
-        flat_spread = (var <= 0) | short.unsqueeze(1)
-        root_var = var.masked_fill(flat_spread, 1.0).sqrt()
-        return root_var.masked_fill(flat_spread, 0.0), short
-
-    return kernel
-
-
-# ---------------------------------------------------------------- the reduction table
-
-
-@dataclasses.dataclass(frozen=True)
-class Reduction:
-    """One segment reduction: its kernel and the rules around it.
-
-    Attributes:
-        kernel: ``(flat, partition, options) -> (out, rows_to_fill)`` on a floating (or, for
-            ``integers`` reductions, an integer) ``(N, F)`` tensor; ``rows_to_fill`` is an
-            ``(m,)`` bool mask or None.
-        integers: how integer and boolean values reduce: ``"int64"`` (accumulate and return
-            int64), ``"same"`` (keep the dtype), or None (floating values only).
-        empty_value: what the kernel leaves in rows to fill, so that a ``fill`` equal to it
-            costs nothing; None when those rows must always be written.
-        pool: usable as a pooling op by ``ra.nn.SegmentPool`` and ``DeepSet``.
-    """
-
-    kernel: Callable[[Any, Partition, dict[str, Any]], tuple[Any, Any]]
-    integers: str | None
-    empty_value: float | None
-    pool: bool
-
-
-REDUCTIONS: dict[str, Reduction] = {
-    "sum": Reduction(_sum, integers="int64", empty_value=0, pool=True),
-    "mean": Reduction(_mean, integers=None, empty_value=0, pool=True),
-    "max": Reduction(_extremum("amax"), integers="same", empty_value=0, pool=True),
-    "min": Reduction(_extremum("amin"), integers="same", empty_value=0, pool=True),
-    "prod": Reduction(_prod, integers="int64", empty_value=1, pool=False),
-    "logsumexp": Reduction(_logsumexp, integers=None, empty_value=0, pool=True),
-    "var": Reduction(_variance(root=False), integers=None, empty_value=None, pool=False),
-    "std": Reduction(_variance(root=True), integers=None, empty_value=None, pool=False),
-}
-
-POOLS = tuple(name for name, spec in REDUCTIONS.items() if spec.pool)
-
-
-def _integer_codec(dtype: Any, rule: str | None, where: str) -> tuple[Any, Any]:
-    """``(encode, decode)``: integer or boolean values to the dtype the kernels take, and back.
-
-    Sums and products accumulate in int64. Extrema keep the dtype where torch has the
-    kernels, else run on a signed type that holds every value (uint16 in int32, uint32 in
-    int64, bool in uint8); uint64 maps to int64 by flipping its top bit, which keeps the
-    order. Floating values pass through.
-    """
-    torch = _torch()
-    if dtype == torch.float32 or dtype == torch.float64:
-        return _same, _same
-    if dtype.is_floating_point:
-        return (lambda t: t.to(_compute_dtype(dtype))), (lambda t: t.to(dtype))
-    if rule == "int64":
-        return (lambda t: _checked_int64(t, where)), (lambda t: t)
-    from . import _order
-
-    return _order.order_view, (lambda t: _order.from_order_view(t, dtype))
-
-
-def _same(t: Any) -> Any:
-    return t
-
-
-def _checked_int64(t: Any, where: str) -> Any:
-    """``t`` as int64, refusing uint64 values that int64 cannot hold (checks the values)."""
-    torch = _torch()
-    if t.dtype == torch.uint64:
-        signed = t.view(torch.int64)
-        if t.numel() and bool((signed < 0).any()):
-            raise ValueError(
-                f"{where}: uint64 values must be below 2**63 to be summed in int64; got larger "
-                "values (convert to float64 first)"
-            )
-        return signed
-    return t.to(torch.int64)
 
 
 def _zero_rows(flat: Any, part: Partition) -> Any:
@@ -315,7 +166,7 @@ def reduce(op: str, values: Any, part: Partition, *, fill: Any, where: str, **op
         _checks.check_fill(fill, result_dtype, where)
     if "correction" in options:
         options["correction"] = _checks.check_correction(options["correction"], where)
-    encode, decode = _integer_codec(dtype, spec.integers, where)
+    encode, decode = integer_codec(dtype, spec.integers, where)
     flat = encode(_flat(values))
     empty_value: float | None
     if flat.numel() == 0:
@@ -345,7 +196,7 @@ def softmax(values: Any, part: Partition, *, log: bool, where: str) -> Any:
     flat = _flat(values)
     if flat.numel() == 0:
         return values.clone() if not _backend.needs_grad(values) else values * 1
-    flat = flat.to(_compute_dtype(values.dtype))
+    flat = flat.to(compute_dtype(values.dtype))
     # the raw maxima, infinities included: an infinite maximum gives NaN, as torch.softmax
     top = kernels.raw_extremum(flat.detach(), part, "amax")
     shifted = flat - kernels.raw_broadcast(top, part)

@@ -40,12 +40,13 @@ from typing import TYPE_CHECKING, Any, overload
 import numpy as np
 
 from . import _backend, _checks, _offsets
+from ._partition import Partition
+from ._reductions import compute_dtype, integer_codec
 from ._types import Array, IntArrayLike, Scalar
+from .reduce import _flat, as_tensor, like_input, partition_of
 
 if TYPE_CHECKING:
     import torch
-from ._partition import Partition
-from .reduce import _compute_dtype, _flat, _integer_codec, as_tensor, like_input, partition_of
 
 
 def _torch() -> Any:
@@ -66,7 +67,7 @@ def _arg(op: str) -> Callable[[Any, Partition], Any]:
         order = _order()
         work = order.order_view(flat)
         if work.dtype.is_floating_point:
-            work = work.to(_compute_dtype(work.dtype))
+            work = work.to(compute_dtype(work.dtype))
         return order.arg_extremum(work, part, op)
 
     return kernel
@@ -74,7 +75,7 @@ def _arg(op: str) -> Callable[[Any, Partition], Any]:
 
 def _any_all(op: str) -> Callable[[Any, Partition], Any]:
     def kernel(flat: Any, part: Partition) -> Any:
-        work = flat.to(_compute_dtype(flat.dtype)) if flat.dtype.is_floating_point else flat
+        work = flat.to(compute_dtype(flat.dtype)) if flat.dtype.is_floating_point else flat
         return _order().any_all(work, part, op)
 
     return kernel
@@ -148,7 +149,7 @@ def cumsum(values: Any, part: Partition, *, where: str) -> Any:
     """Running sums restarting at each segment, ``(N, *item_shape)`` (int64 for integers)."""
     flat = _flat(values)
     floating = values.dtype.is_floating_point
-    encode, _ = _integer_codec(values.dtype, "int64", where)
+    encode, _ = integer_codec(values.dtype, "int64", where)
     out = _order().cumsum(encode(flat), part) if flat.numel() else encode(flat).clone()
     if floating:
         out = out.to(values.dtype)
