@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import numpy as np
 
@@ -66,6 +66,10 @@ E = TypeVar("E", bound="ElementwiseMethods")
 # Python scalars (bool is an int) and numpy numbers go straight to the backend; numpy's
 # other scalars (strings, dates, objects) take the checked path.
 _SCALARS = (int, float, complex, np.number, np.bool_)
+
+# Python ints within these bounds need no look on the torch fast path; larger ones are
+# checked by ``_torch_scalar``.
+_SMALL_INT, _BIG_INT = -(2**62), 2**62
 
 # Operands that are not arrays yet: read as arrays (numpy), or refused (strings; torch).
 _SEQUENCES = (list, tuple, str, bytes)
@@ -135,8 +139,11 @@ def elementwise(
         kwargs = {k: _operand(a, ref, array, depth, operands, where) for k, a in kwargs.items()}
     try:
         out = fn(*args, **kwargs)
-    except (RuntimeError, ValueError):  # name the shapes or devices that do not fit
-        problem = _diagnose(ref, everything, (*args, *kwargs.values()), where)
+    except _BACKEND_ERRORS as err:  # name the shapes or devices that do not fit, or the dtype
+        problem: Exception | None = None
+        if isinstance(err, (RuntimeError, ValueError)):
+            problem = _diagnose(ref, everything, (*args, *kwargs.values()), where)
+        problem = problem or _refusal(err, ref, where)
         if problem is not None:
             raise problem from None
         raise
@@ -236,6 +243,48 @@ def _diagnose(ref: Any, operands: Any, seen: Any, where: object) -> ValueError |
     return None
 
 
+# What a backend raises for an operation its dtype lacks (torch: NotImplementedError or
+# RuntimeError, numpy: TypeError) or a result that overflows (numpy: OverflowError).
+_BACKEND_ERRORS = (RuntimeError, ValueError, TypeError, NotImplementedError, OverflowError)
+
+
+def _refusal(err: Exception, ref: Any, where: object) -> Exception | None:
+    """The backend's error about the dtype or the numbers, in this package's form; else None.
+
+    None for errors that are about something else (the caller re-raises them as they are).
+    """
+    text = str(err).strip().split("\n")[0]
+    dtype = _checks.dtype_name(ref.dtype)
+    if isinstance(err, OverflowError) or "ZeroDivisionError" in text:
+        return ValueError(
+            f"{where}: the operands must give numbers {dtype} values can hold; got "
+            f"{type(err).__name__} from {ref.backend}: {text}"
+        )
+    unsupported = "not implemented" in text or "not supported" in text
+    if isinstance(err, (TypeError, NotImplementedError)) or unsupported:
+        return TypeError(
+            f"{where}: the operation must be defined for {dtype} values; got "
+            f"{type(err).__name__} from {ref.backend}: {text}"
+        )
+    return None
+
+
+def _torch_scalar(other: int, values: Any, where: str) -> Any:
+    """A Python int for torch values: torch wraps one beyond int64 silently.
+
+    (``x < 2**63`` is all False on int64 values.) Such an int is a float against floating
+    values and refused against integers.
+    """
+    if not _checks.INT64_MIN <= other <= _checks.INT64_MAX:
+        if values.dtype.is_floating_point:
+            return float(other)
+        raise ValueError(
+            f"{where}: an integer operand must fit in int64 for "
+            f"{_checks.dtype_name(values.dtype)} values; got {other}"
+        )
+    return other
+
+
 def _partner_values(a: Any, depth: int) -> Any:
     """The values of a ragged operand, its items aligned to the right against ``depth`` dims."""
     values = a._values
@@ -330,7 +379,16 @@ def _binary(
     def method(self: E, other: object) -> E:
         if isinstance(other, _SCALARS):  # the common case, kept short
             values = self._values
-            out = op(other, values) if reflected else op(values, other)
+            if (
+                type(other) is int
+                and not _SMALL_INT <= other <= _BIG_INT
+                and type(values) is not np.ndarray
+            ):
+                other = _torch_scalar(other, values, f"{type(self).__name__}.{name}")
+            try:
+                out = op(other, values) if reflected else op(values, other)
+            except _BACKEND_ERRORS as err:
+                raise _refusal(err, self, f"{type(self).__name__}.{name}") or err from None
             return _wrap(self, out, name)
         where = f"{type(self).__name__}.{name}"
         if not _is_ragged(other) and _backend.backend_of(other) is None:
@@ -348,7 +406,11 @@ def _unary(stem: str, op: Callable[[Any], Any]) -> Callable[[E], E]:
     name = f"__{stem}__"
 
     def method(self: E) -> E:
-        return _wrap(self, op(self._values), name)
+        try:
+            out = op(self._values)
+        except _BACKEND_ERRORS as err:
+            raise _refusal(err, self, f"{type(self).__name__}.{name}") or err from None
+        return _wrap(self, out, name)
 
     method.__name__ = method.__qualname__ = name
     method.__doc__ = f"Elementwise ``{op.__name__}`` of the values."
@@ -416,6 +478,26 @@ class ElementwiseMethods(RaggedFields):
     __abs__ = _unary("abs", operator.abs)
     __invert__ = _unary("invert", operator.invert)
 
+    def __contains__(self, value: object) -> bool:
+        """Whether some element of some item equals ``value``, as ``value in`` an array.
+
+        The same as ``(x == value).values.any()``, numpy's and torch's meaning of ``in``.
+
+        Examples:
+            >>> import numpy as np
+            >>> import raggedarray as ra
+            >>> x = ra.RaggedArray.from_lengths(np.arange(5), [2, 0, 3])
+            >>> 4 in x, 7 in x
+            (True, False)
+        """
+        found = self.__eq__(value)
+        if found is NotImplemented:
+            raise TypeError(
+                f"{type(self).__name__}.__contains__: the value must be a number, an array or "
+                f"a ragged array; got {type(value).__name__}"
+            )
+        return bool(found._values.any())
+
     def __bool__(self) -> bool:
         raise ValueError(
             f"{type(self).__name__}.__bool__: the truth value of a ragged array is ambiguous; "
@@ -470,10 +552,28 @@ class ElementwiseMethods(RaggedFields):
         several = ufunc.nout > 1
         return elementwise(ufunc, inputs, kwargs, where, several=several, backend=_backend.NUMPY)
 
+    @property
+    def __array_interface__(self) -> NoReturn:
+        """Refuses every implicit conversion to a numpy array (``np.asarray(x)``).
+
+        Without it numpy would read a ragged array as a sequence of its segments: a dense
+        array when the lengths happen to be equal, an object array (numpy < 1.24) or an
+        error when they are not.
+        """
+        raise TypeError(
+            f"{type(self).__name__}: a ragged array does not convert to a numpy array "
+            "implicitly; take x.values (the flat buffer), x.to_padded() (padded, with a "
+            "mask) or list(x) (the segments)"
+        )
+
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        if func is np.where and len(args) == 3 and not kwargs:  # select, elementwise
+            where = "numpy.where"
+            args = tuple(_as_ufunc_input(a, self, where) for a in args)
+            return elementwise(np.where, args, {}, where, backend=_backend.NUMPY)
         raise TypeError(
             f"numpy.{func.__name__}: numpy functions do not take ragged arrays, only "
-            f"elementwise ufuncs do (np.exp(x), np.add(x, 1)); {_HINT}"
+            f"elementwise ufuncs (np.exp(x), np.add(x, 1)) and np.where(cond, x, y) do; {_HINT}"
         )
 
     # ------------------------------------------------------------------- shape and dtype

@@ -180,7 +180,8 @@ def refuse_ufunc_outputs(where: str, kwargs: dict[str, Any]) -> None:
     if "where" in kwargs:
         raise TypeError(
             f"{where}: where= is not supported with ragged arrays (without out= it leaves "
-            "uninitialised memory in the result; select with np.where(cond, x, y) instead); "
+            "uninitialised memory in the result; select with np.where(cond, x, y), which "
+            "takes ragged arrays, instead); "
             f"got where={type(kwargs['where']).__name__}"
         )
 
