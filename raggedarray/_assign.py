@@ -7,8 +7,10 @@ value is a number or an array of the segment's backend (and device):
   takes (a bool anywhere, an integer into integers or floats, a float into floats) and be
   representable there (300 into uint8 is refused, as is 1e40 into float16), the same on
   both backends, where numpy would raise its own error or wrap and torch would wrap;
+* a 0-d array (numpy, or a tensor on the CPU) is that number, checked the same way;
 * an array must broadcast to the segment's shape without changing it (its length cannot
-  change) and cast to the values' dtype by the ``same_kind`` rule.
+  change) and cast to the values' dtype by numpy's ``same_kind`` rule, on both backends
+  (torch's ``can_cast`` allows int64 into uint8, which wraps).
 
 Everything is checked before anything is written, so a refused assignment leaves the
 array as it was. ``x[i] += v`` works because Python runs it as ``t = x[i]; t += v;
@@ -48,6 +50,8 @@ def assign(segment: Any, value: Any, where: str) -> None:
         )
     if isinstance(value, _NUMBERS):
         _fill(segment, value, where)
+    elif _is_host_scalar(value):  # a 0-d array is a number: checked as one, on both backends
+        _fill(segment, value.item(), where)
     elif not _is_the_view(segment, value):
         if _backend.is_tensor(segment):
             _copy_tensor(segment, value, where)
@@ -76,6 +80,35 @@ def _fill(segment: Any, number: Any, where: str) -> None:
         segment.fill_(number.item() if isinstance(number, np.generic) else number)
     else:
         segment[...] = number
+
+
+def _is_host_scalar(value: Any) -> bool:
+    """A 0-d numpy array or 0-d CPU tensor of numbers (read on the host without a sync)."""
+    backend = _backend.backend_of(value)
+    if backend is None or value.ndim != 0:
+        return False
+    if backend == _backend.TORCH:
+        # one that autograd records is copied, so that its gradient flows
+        cpu = value.device.type == "cpu"
+        return cpu and not value.requires_grad and not value.dtype.is_complex
+    return value.dtype.kind in "biuf"
+
+
+def _same_kind(value: Any, target: Any) -> bool:
+    """Whether torch dtype ``value`` casts to ``target`` by numpy's ``same_kind`` rule.
+
+    torch's ``can_cast`` allows int64 into uint8, which wraps. bfloat16 counts as a float.
+    """
+    torch = _backend.torch_module()
+
+    def as_numpy(dtype: Any) -> np.dtype:
+        if dtype == torch.bfloat16:
+            return np.dtype(np.float32)
+        return _backend.to_numpy_dtype(dtype)
+
+    if target == torch.bfloat16 and value.is_floating_point:
+        return True
+    return bool(np.can_cast(as_numpy(value), as_numpy(target), casting="same_kind"))
 
 
 def _kind(dtype: Any) -> str:
@@ -118,7 +151,6 @@ def _copy_array(segment: np.ndarray, value: Any, where: str) -> None:
 
 
 def _copy_tensor(segment: Any, value: Any, where: str) -> None:
-    torch = _backend.torch_module()
     if not _backend.is_tensor(value):
         raise TypeError(
             f"{where}: the value must be a tensor or a number like the values; got "
@@ -130,7 +162,7 @@ def _copy_tensor(segment: Any, value: Any, where: str) -> None:
             f"{_backend.describe(value)}"
         )
     _check_shape(tuple(segment.shape), tuple(value.shape), where)
-    if not torch.can_cast(value.dtype, segment.dtype):
+    if not _same_kind(value.dtype, segment.dtype):
         have, got = _checks.dtype_name(segment.dtype), _checks.dtype_name(value.dtype)
         raise TypeError(
             f"{where}: the value must cast to the values' {have} by the same_kind rule; "

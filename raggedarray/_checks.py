@@ -48,23 +48,43 @@ def check_array(x: Any, where: str, what: str = "values") -> str:
             f"{where}: {what} must be a numpy array or a torch tensor; got {type(x).__name__}{hint}"
         )
     if backend == TORCH:
-        if x.is_nested or x.layout != _backend.torch_module().strided:
-            layout = "nested" if x.is_nested else str(x.layout).removeprefix("torch.")
-            raise TypeError(
-                f"{where}: {what} must be a dense (strided) tensor; got a {layout} tensor "
-                f"(use from_nested for nested tensors, .to_dense() for sparse ones)"
-            )
-        if x.device.type == "meta":
-            raise ValueError(
-                f"{where}: {what} must hold data; got a tensor of shape {tuple(x.shape)} on "
-                "the meta device"
-            )
-    elif isinstance(x, np.ma.MaskedArray):
-        raise TypeError(masked_refusal(where, what))
+        dense_tensor(x, where, what)
+    else:
+        plain_ndarray(x, where, what)
     if x.ndim == 0:
         raise ValueError(f"{where}: {what} must have a leading item axis; got a 0-d array")
     check_dtype(x.dtype, where, what)
     return backend
+
+
+def dense_tensor(x: Any, where: str, what: str) -> None:
+    """Refuse nested, sparse and meta tensors: none holds strided data to read."""
+    if x.is_nested or x.layout != _backend.torch_module().strided:
+        layout = "nested" if x.is_nested else str(x.layout).removeprefix("torch.")
+        raise TypeError(
+            f"{where}: {what} must be a dense (strided) tensor; got a {layout} tensor "
+            f"(use from_nested for nested tensors, .to_dense() for sparse ones)"
+        )
+    if x.device.type == "meta":
+        raise ValueError(
+            f"{where}: {what} must hold data; got a tensor of shape {tuple(x.shape)} on "
+            "the meta device"
+        )
+
+
+def plain_ndarray(x: np.ndarray, where: str, what: str) -> None:
+    """Refuse the numpy subclasses whose meaning a plain array would lose or change.
+
+    A masked array's mask would be dropped; an ``np.matrix`` makes ``*`` and ``**`` matrix
+    products and keeps every result 2-D.
+    """
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(masked_refusal(where, what))
+    if isinstance(x, np.matrix):
+        raise TypeError(
+            f"{where}: {what} must be a plain numpy array; got an np.matrix, whose * and ** "
+            "are matrix products (convert it with np.asarray)"
+        )
 
 
 def masked_refusal(where: str, what: str) -> str:
@@ -260,8 +280,7 @@ def int_vector(x: Any, where: str, what: str, *, allow_empty_float: bool = True)
     accepted); unsigned or Python integers beyond int64 raise instead of wrapping.
     """
     if _backend.is_tensor(x):
-        if x.is_nested or x.layout != _backend.torch_module().strided:
-            raise TypeError(f"{where}: {what} must be a dense tensor; got layout {x.layout}")
+        dense_tensor(x, where, what)
         kind = (
             "b"
             if x.dtype == _backend.torch_module().bool
@@ -274,6 +293,8 @@ def int_vector(x: Any, where: str, what: str, *, allow_empty_float: bool = True)
         x = x.detach()
         arr = (x.cpu() if x.device.type != "cpu" else x).numpy()
     else:
+        if isinstance(x, np.ndarray):
+            plain_ndarray(x, where, what)
         arr = as_numpy(x, where, what)
         if arr.dtype.kind not in "iu" and not (
             allow_empty_float and arr.size == 0 and arr.dtype.kind == "f"

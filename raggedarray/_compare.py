@@ -2,8 +2,9 @@
 
 Values are compared on the host. Integers (and booleans) against integers compare exactly,
 at any size: ``2**60`` and ``2**60 + 1`` differ, where a float64 comparison would call them
-equal; a tolerance is then applied to the exact difference. Other pairs of dtypes compare
-as ``np.isclose`` does.
+equal; a tolerance is then applied to the exact difference. ``equal`` compares 64-bit
+integers with floats exactly too (``2**53 + 1`` is not ``2.0**53``). Other pairs of
+dtypes compare as ``np.isclose`` does.
 """
 
 from __future__ import annotations
@@ -43,9 +44,34 @@ def ragged_equal(a: Any, b: Any) -> bool:
     if structure_mismatch(a, b) is not None:
         return False
     va, vb = host_values(a), host_values(b)
-    if va.dtype.kind in "biu" and vb.dtype.kind in "biu":
+    integer = va.dtype.kind in "biu", vb.dtype.kind in "biu"
+    if all(integer):
         return bool(_equal_integers(va, vb).all())
+    if any(integer) and max(va.dtype.itemsize, vb.dtype.itemsize) == 8:
+        ints, floats = (va, vb) if integer[0] else (vb, va)
+        if ints.dtype.itemsize == 8:  # floats hold every smaller integer exactly
+            return bool(_equal_integer_float(ints, floats).all())
     return bool(np.array_equal(va, vb))
+
+
+def _equal_integer_float(ints: np.ndarray, floats: np.ndarray) -> np.ndarray:
+    """``ints == floats`` exactly, for 64-bit integers (numpy rounds them to float64).
+
+    Where the rounded comparison holds, the float is an integer of at most 2**64: it is
+    read back as an int64 (below 2**63) or a uint64 and compared as integers.
+    """
+    f = floats.astype(np.float64)
+    equal = np.asarray(ints == f)
+    maybe = np.flatnonzero(equal)
+    if maybe.size:
+        i, g = ints.reshape(-1)[maybe], f.reshape(-1)[maybe]
+        low = g < 2.0**63
+        exact = np.zeros(maybe.size, dtype=bool)
+        exact[low] = _equal_integers(i[low], g[low].astype(np.int64))
+        high = ~low & (g < 2.0**64)
+        exact[high] = _equal_integers(i[high], g[high].astype(np.uint64))
+        equal.reshape(-1)[maybe] = exact
+    return equal
 
 
 def ragged_allclose(a: Any, b: Any, rtol: float, atol: float, equal_nan: bool) -> bool:

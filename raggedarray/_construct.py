@@ -6,10 +6,12 @@ one allocation for the values buffer.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import operator
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -191,7 +193,8 @@ def _concat_numpy(items: list[np.ndarray], dtype: Any, where: str) -> np.ndarray
         )
     if not values.dtype.isnative:  # a new buffer anyway: in the machine's byte order
         values = values.astype(values.dtype.newbyteorder("="))
-    return values
+    # numpy lays the result out like Fortran-ordered inputs; the buffer is C-ordered
+    return np.ascontiguousarray(values)
 
 
 def _concat_torch(
@@ -326,7 +329,7 @@ def padded_values(padded: Any, lengths: Any, where: str) -> tuple[Any, np.ndarra
             f"got {_backend.describe(padded)}"
         )
     m, n_max = padded.shape[0], padded.shape[1]
-    mask = _bool_matrix(lengths)
+    mask = _bool_matrix(lengths, where)
     host = _offsets.from_lengths(
         lengths if mask is None else _prefix_lengths(mask, (m, n_max), where), where
     )
@@ -342,15 +345,23 @@ def padded_values(padded: Any, lengths: Any, where: str) -> tuple[Any, np.ndarra
             f"{where}: lengths must be <= padded.shape[1]={n_max}; got lengths[{i}]={counts[i]}"
         )
     rows = _backend.upload(_offsets.segment_ids(host), padded)
-    values = padded[rows, _backend.upload(_offsets.positions(host), padded)]
-    return values, host
+    # uint16-64 tensors lack index kernels on older torch: gather their signed twins' bits
+    source = _backend.signed_view(padded)
+    values = source[rows, _backend.upload(_offsets.positions(host), padded)]
+    if values.dtype != padded.dtype:
+        values = values.view(padded.dtype)
+    # the gather keeps a strided input's layout; the buffer is C-ordered
+    if _backend.is_tensor(values):
+        return values.contiguous(), host
+    return np.ascontiguousarray(values), host
 
 
-def _bool_matrix(lengths: Any) -> np.ndarray | None:
+def _bool_matrix(lengths: Any, where: str) -> np.ndarray | None:
     """A host copy of ``lengths`` when it is a 2-D boolean mask (array, tensor or lists)."""
     if _backend.is_tensor(lengths):
         if lengths.dtype != _backend.torch_module().bool:
             return None
+        _checks.dense_tensor(lengths, where, "a mask in place of lengths")
         return lengths.detach().cpu().numpy()
     if isinstance(lengths, np.ndarray):
         return lengths if lengths.dtype == np.bool_ else None
@@ -388,12 +399,16 @@ def pad(values: Any, host: np.ndarray, length: int, fill: Any, where: str) -> tu
     real item once, where gathering every slot would read ``m * length`` rows.
     """
     check_fill(fill, values.dtype, where)
-    dest, src, mask = _offsets.pad_positions(host, length)
     m = host.shape[0] - 1
     flat_shape = (m * length, *values.shape[1:])
+    with _allocation(where, m, length):
+        dest, src, mask = _offsets.pad_positions(host, length)
+        if not _backend.is_tensor(values):
+            padded = np.full(flat_shape, fill, dtype=values.dtype)
+        else:
+            padded = _backend.empty(flat_shape, _backend.signed_view(values).dtype, values.device)
     mask_out = _backend.upload(mask, values)
     if not _backend.is_tensor(values):
-        padded = np.full(flat_shape, fill, dtype=values.dtype)
         padded[dest] = values if src is None else np.take(values, src, axis=0)
         return padded.reshape(m, length, *values.shape[1:]), mask_out
     torch = _backend.torch_module()
@@ -401,9 +416,20 @@ def pad(values: Any, host: np.ndarray, length: int, fill: Any, where: str) -> tu
     values = _backend.signed_view(values)  # uint16-64 lack index_copy_ and fill_ kernels
     if values.dtype != dtype:  # the fill's bits, seen the same way
         fill = _backend.signed_view(torch.tensor([fill], dtype=dtype)).item()
-    padded = _backend.empty(flat_shape, values.dtype, values.device)
     padded.fill_(fill)
     items = values if src is None else _backend.index_rows(values, src)
     padded.index_copy_(0, _backend.upload(dest, values), items)  # recorded by autograd
     padded = padded.view(m, length, *values.shape[1:])
     return (padded if padded.dtype == dtype else padded.view(dtype)), mask_out
+
+
+@contextlib.contextmanager
+def _allocation(where: str, m: int, length: int) -> Iterator[None]:
+    """Allocating ``m * length`` padded rows: a size too large to allocate is a ValueError."""
+    try:
+        yield
+    except (MemoryError, ValueError, RuntimeError) as err:
+        raise ValueError(
+            f"{where}: the padded array must be small enough to allocate; got {m} segments "
+            f"padded to {length} items ({type(err).__name__}: {err})"
+        ) from None

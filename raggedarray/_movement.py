@@ -50,23 +50,27 @@ class MovementMethods(RaggedFields):
         return self._to(device, dtype, non_blocking, f"{type(self).__name__}.to")
 
     def _to(self, device: Any, dtype: Any, non_blocking: bool, where: str) -> Self:
+        if not isinstance(non_blocking, (bool, np.bool_)):
+            raise TypeError(f"{where}: non_blocking must be a bool; got {non_blocking!r:.40}")
         if device is not None:
             device = _checks.device(device, where)
-        if not _backend.is_tensor(self._values) and (device is None or device.type == "cpu"):
-            if dtype is None:
-                return self
-            np_dtype = _checks.result_dtype(dtype, False, where)
-            if np_dtype == self._values.dtype:
-                return self
-            return cast("Self", self._with_values(self._values.astype(np_dtype)))
-        source = self.torch()
-        moved = source._values.to(
+        values = self._values
+        if not _backend.is_tensor(values):
+            if device is None or device.type == "cpu":
+                if dtype is None:
+                    return self
+                np_dtype = _checks.result_dtype(dtype, False, where)
+                if np_dtype == values.dtype:
+                    return self
+                return cast("Self", self._with_values(values.astype(np_dtype)))
+            values = _backend.tensor_from_numpy(values)  # only read: the move copies it
+        moved = values.to(
             device=device,
             dtype=None if dtype is None else _checks.result_dtype(dtype, True, where),
             non_blocking=non_blocking,
         )
-        if moved is source._values:
-            return source
+        if moved is self._values:
+            return self
         return cast("Self", self._with_values(moved))
 
     def cpu(self) -> Self:
@@ -124,6 +128,10 @@ class MovementMethods(RaggedFields):
     def torch(self) -> Self:
         """Torch-backed ragged array: zero-copy from numpy values (when torch can share them).
 
+        Torch has no read-only tensors, so a read-only numpy buffer (a file opened with
+        ``mmap=True`` or ``np.memmap(mode="r")``, say) is copied: a tensor sharing it would
+        let a write through, into the file or onto memory that faults.
+
         Examples:
             >>> import numpy as np
             >>> import raggedarray as ra
@@ -139,6 +147,8 @@ class MovementMethods(RaggedFields):
         if _backend.is_tensor(values):
             return self
         torch = _backend.torch_module()
+        if not values.flags.writeable:
+            values = np.array(values, order="C")
         try:
             tensor = torch.from_numpy(_backend.positive_strides(values))
         except TypeError as err:

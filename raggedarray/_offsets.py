@@ -169,7 +169,10 @@ def segment_index(key: Any, num_segments: int, where: str) -> np.ndarray:
     """
     if isinstance(key, slice):
         return np.arange(*slice_indices(key, num_segments, where), dtype=np.int64)
+    if isinstance(key, np.ndarray):
+        _checks.plain_ndarray(key, where, "an index array")
     if _backend.is_tensor(key):
+        _checks.dense_tensor(key, where, "an index tensor")
         if key.dtype.is_floating_point or key.dtype.is_complex:  # bfloat16 has no numpy twin
             raise IndexError(
                 f"{where}: segment indices must be integers or booleans; got dtype "

@@ -52,7 +52,7 @@ def cat(arrays: Sequence[R]) -> R:
     if _backend.is_tensor(first.values):
         values = _construct.cat_tensors([x.values for x in arrays], int(host[-1]), where)
     else:
-        values = np.concatenate([x.values for x in arrays], axis=0)
+        values = np.ascontiguousarray(np.concatenate([x.values for x in arrays], axis=0))
     cls = type(first) if all(type(x) is type(first) for x in arrays) else RaggedArray
     # R is the inputs' common class: mixed classes make R their join, RaggedArray here
     return cast(R, cls._make(values, None, host))

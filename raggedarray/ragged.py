@@ -409,6 +409,8 @@ class RaggedArray(
             a, b, _ = _offsets.slice_indices(key, m, where)
             b = max(a, b)
             return self._slice(a, b)
+        if _backend.is_tensor(key):
+            _checks.dense_tensor(key, where, "an index tensor")
         if _backend.backend_of(key) is not None and key.ndim == 0:
             return self._getitem(key.item(), where)
         if isinstance(

@@ -1,0 +1,262 @@
+"""Inputs at the edges of the contract: each is refused clearly or answered exactly.
+
+Every case here was once answered wrongly or with a backend's own error; the oracle is the
+plain backend (or Python's integers) on the same data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import raggedarray as ra
+
+BACKENDS = ["numpy", "torch"]
+
+
+def make(values, lengths, backend):
+    values = np.asarray(values)
+    return ra.RaggedArray.from_lengths(
+        values if backend == "numpy" else torch.from_numpy(values.copy()), lengths
+    )
+
+
+# ---------------------------------------------------------------- read-only buffers
+
+
+def test_torch_of_a_read_only_buffer_copies_it(tmp_path):
+    path = tmp_path / "values.bin"
+    np.arange(4, dtype=np.float32).tofile(path)
+    mapped = np.memmap(path, dtype=np.float32, mode="r")  # a write through it would fault
+    x = ra.RaggedArray.from_lengths(mapped, [1, 3])
+    t = x.torch()
+    t[0] = 9.0  # a tensor is writable: it must not be the mapped pages
+    assert t.values.tolist() == [9.0, 1.0, 2.0, 3.0]
+    assert mapped.tolist() == [0.0, 1.0, 2.0, 3.0]
+    writable = ra.RaggedArray.from_lengths(np.zeros(3), [1, 2])
+    assert np.shares_memory(writable.torch().values.numpy(), writable.values)  # zero-copy
+
+
+def test_moving_a_read_only_buffer_keeps_it_read_only():
+    values = np.arange(3.0)
+    values.flags.writeable = False
+    x = ra.RaggedArray.from_lengths(values, [1, 2])
+    y = x.to(dtype=torch.float32)
+    assert y.backend == "numpy" and y.values.dtype == np.float32
+    with pytest.raises(ValueError, match="writable"):
+        x[0] = 1.0
+
+
+# --------------------------------------------------------------------- numpy kinds
+
+
+def test_np_matrix_values_are_refused():
+    # its * and ** are matrix products: x * x would multiply the buffer as a matrix
+    with pytest.raises(TypeError, match=r"np\.matrix"):
+        ra.RaggedArray(np.matrix([[1.0, 2.0], [3.0, 4.0]]), [0, 1, 2])
+    x = ra.RaggedArray.from_lengths(np.arange(3), [1, 2])
+    with pytest.raises(TypeError, match=r"np\.matrix"):
+        x[np.matrix([[0, 1]])]
+
+
+def test_implicit_numpy_conversion_is_refused():
+    # numpy would read the segments as a sequence: dense when the lengths are equal,
+    # an object array on numpy < 1.24 when they are not
+    for lengths in ([2, 2], [1, 3]):
+        x = ra.RaggedArray.from_lengths(np.arange(4.0), lengths)
+        with pytest.raises(TypeError, match="does not convert to a numpy array"):
+            np.asarray(x)
+        with pytest.raises(TypeError, match="does not convert to a numpy array"):
+            np.array(x, dtype=object)
+    assert np.stack(list(ra.RaggedArray.from_lengths(np.arange(4.0), [2, 2]))).shape == (2, 2)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_in_is_any_equal_element(backend):
+    x = make(np.arange(5.0), [2, 0, 3], backend)
+    for value in (0.0, 4, 2.5, -1, np.float64(3)):
+        assert (value in x) == any(value in np.asarray(s) for s in x.to_list())
+    assert (7 in make(np.zeros(0), [0, 0], backend)) is False
+    with pytest.raises(TypeError, match="__contains__"):
+        None in x  # noqa: B015
+
+
+# -------------------------------------------------------------- odd index tensors
+
+
+def test_index_tensors_without_data_are_refused():
+    x = ra.RaggedArray.from_lengths(torch.arange(5.0), [2, 0, 3])
+    meta = torch.tensor([0, 1], device="meta")
+    for key in (meta, meta[0]):
+        with pytest.raises(ValueError, match="meta device"):
+            x[key]
+    with pytest.raises(TypeError, match="sparse_coo"):
+        x[torch.tensor([0, 1]).to_sparse()]
+    nested = torch.nested.nested_tensor([torch.tensor([0]), torch.tensor([1, 2])])
+    with pytest.raises(TypeError, match="nested"):
+        x[nested]
+    with pytest.raises(ValueError, match="meta device"):
+        ra.RaggedArray.from_lengths(torch.arange(5.0), torch.tensor([2, 0, 3], device="meta"))
+    mask = torch.ones(2, 2, dtype=torch.bool, device="meta")
+    with pytest.raises(ValueError, match="meta device"):
+        ra.RaggedArray.from_padded(torch.zeros(2, 2), mask)
+
+
+def test_masked_index_arrays_are_refused():
+    x = ra.RaggedArray.from_lengths(np.arange(5.0), [2, 0, 3])
+    with pytest.raises(TypeError, match="masked array"):
+        x[np.ma.masked_array([0, 2], mask=[False, True])]
+
+
+# ------------------------------------------------------------------ padding sizes
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("length", [2**40, 2**62])
+def test_padding_too_large_to_allocate_is_a_value_error(backend, length):
+    x = make(np.arange(3.0), [1, 2], backend)
+    with pytest.raises(ValueError, match="small enough to allocate"):
+        x.to_padded(max_length=length)
+
+
+# ------------------------------------------------------------- contiguous buffers
+
+
+def test_new_buffers_are_c_contiguous():
+    fortran = np.asfortranarray(np.arange(12.0).reshape(3, 4))
+    built = [
+        ra.RaggedArray.from_list([fortran, fortran]),
+        ra.cat(
+            [ra.RaggedArray.from_lengths(fortran, [3]), ra.RaggedArray.from_lengths(fortran, [3])]
+        ),
+        ra.RaggedArray.from_padded(np.arange(24.0).reshape(2, 3, 4).transpose(1, 0, 2), [1, 2, 0]),
+        ra.RaggedArray.from_padded(torch.arange(24.0).reshape(2, 3, 4).transpose(0, 1), [1, 2, 0]),
+    ]
+    for x in built:
+        values = x.values
+        contiguous = (
+            values.is_contiguous()
+            if isinstance(values, torch.Tensor)
+            else values.flags.c_contiguous
+        )
+        assert contiguous
+    loop = np.concatenate([fortran, fortran])
+    np.testing.assert_array_equal(built[0].values, loop)
+    np.testing.assert_array_equal(built[1].values, loop)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint16, torch.uint32, torch.uint64])
+def test_from_padded_takes_wide_unsigned_tensors(dtype):
+    padded = torch.arange(12, dtype=torch.int64).reshape(3, 4).to(dtype)
+    x = ra.RaggedArray.from_padded(padded, [2, 0, 4])
+    assert x.dtype == dtype
+    assert x.values.to(torch.int64).tolist() == [0, 1, 8, 9, 10, 11]
+
+
+# ---------------------------------------------------------------- assignment casts
+
+
+def test_tensor_assignment_follows_numpys_same_kind_rule():
+    x = ra.RaggedArray.from_lengths(torch.zeros(3, dtype=torch.uint8), [1, 2])
+    n = x.numpy()  # the same memory: both backends must refuse the same values
+    for value in (torch.tensor([-1, -1]), torch.tensor([1.0, 2.0])):
+        with pytest.raises(TypeError, match="same_kind"):
+            x[1] = value
+        with pytest.raises(TypeError, match="same_kind"):
+            n[1] = value.numpy()
+    for value in (torch.tensor(300), np.array(300), np.int64(300)):
+        with pytest.raises(ValueError, match="representable"):
+            x[0] = value
+        with pytest.raises(ValueError, match="representable"):
+            n[0] = value.numpy() if isinstance(value, torch.Tensor) else value
+    assert x.values.tolist() == [0, 0, 0]
+    x[0] = torch.tensor(200)
+    x[1] = torch.tensor([1, 2], dtype=torch.uint8)
+    halves = ra.RaggedArray.from_lengths(torch.zeros(3, dtype=torch.bfloat16), [1, 2])
+    halves[1] = torch.tensor([1, 2])
+    halves[1] += torch.tensor([0.5, 0.5])
+    assert x.values.tolist() == [200, 1, 2] and halves.values.tolist() == [0.0, 1.5, 2.5]
+
+
+def test_assigning_a_recorded_scalar_tensor_keeps_its_gradient():
+    leaf = torch.tensor(2.0, requires_grad=True)
+    x = ra.RaggedArray.from_lengths(torch.zeros(3) * leaf, [1, 2])
+    x[1] = leaf * 3
+    x.values.sum().backward()
+    assert leaf.grad.item() == 6.0
+
+
+# ------------------------------------------------------------------ operand ranges
+
+
+def test_ints_beyond_int64_against_torch_values():
+    ints = ra.RaggedArray.from_lengths(torch.arange(3), [1, 2])
+    for op in (lambda x: x < 2**63, lambda x: x + 2**63, lambda x: x * -(2**64)):
+        with pytest.raises(ValueError, match="fit in int64"):
+            op(ints)
+    floats = ints.float()
+    np.testing.assert_array_equal((floats + 2**70).values.numpy(), np.arange(3.0) + 2.0**70)
+    assert (floats < 2**70).values.all()
+
+
+def test_backend_refusals_name_the_operation_and_dtype():
+    t = ra.RaggedArray.from_lengths(torch.arange(3), [1, 2])
+    n = t.numpy()
+    cases = [
+        (lambda: t.float() & 1, TypeError, "float32"),
+        (lambda: -t.bool(), TypeError, "__neg__.*bool"),
+        (lambda: -n.bool(), TypeError, "__neg__.*bool"),
+        (lambda: t // 0, ValueError, "__floordiv__"),
+        (lambda: np.bitwise_and(n.double(), 1), TypeError, "numpy.bitwise_and.*float64"),
+    ]
+    if np.lib.NumpyVersion(np.__version__) >= "2.0.0":  # numpy 1 made it a float64 sum
+        cases.append((lambda: n + 2**63, ValueError, "__add__.*OverflowError"))
+    for fn, kind, text in cases:
+        with pytest.raises(kind, match=text):
+            fn()
+
+
+def test_non_blocking_must_be_a_bool():
+    for backend in BACKENDS:
+        x = make(np.arange(3.0), [1, 2], backend)
+        with pytest.raises(TypeError, match="non_blocking must be a bool"):
+            x.to("cpu", non_blocking="yes")
+
+
+def test_np_where_selects_elementwise():
+    x = ra.RaggedArray.from_lengths(np.arange(5.0), [2, 0, 3])
+    y = np.where(x > 2, x, -x)
+    assert type(y) is ra.RaggedArray and y.equal(
+        x.from_lengths(np.array([-0.0, -1, -2, 3, 4]), [2, 0, 3])
+    )
+    with pytest.raises(TypeError, match="numpy functions do not take ragged arrays"):
+        np.where(x > 2)
+    with pytest.raises(TypeError, match=r"np\.where\(cond, x, y\), which takes ragged arrays"):
+        np.exp(x, where=np.array(True))
+
+
+# ------------------------------------------------------------------- exact equality
+
+
+def test_equal_compares_64_bit_integers_with_floats_exactly():
+    def one(values, dtype):
+        return ra.RaggedArray.from_lengths(np.array(values, dtype=dtype), [len(values)])
+
+    cases = [
+        ([2**53 + 1], np.int64, [2.0**53], np.float64),
+        ([2**53], np.int64, [2.0**53], np.float64),
+        ([2**64 - 1], np.uint64, [2.0**64], np.float64),
+        ([2**63], np.uint64, [2.0**63], np.float64),
+        ([-5, 7], np.int64, [-5.0, 7.0], np.float32),
+        ([1, 2], np.int64, [1.0, np.nan], np.float64),
+        ([3, 16777217], np.int32, [3.0, 16777217.0], np.float64),
+    ]
+    for a, da, b, db in cases:
+        truth = all(int(p) == q for p, q in zip(a, b, strict=True) if q == q) and not any(
+            q != q for q in b
+        )
+        if any(q == 2.0**64 for q in b):
+            truth = False  # 2**64 is past every uint64
+        x, y = one(a, da), one(b, db)
+        assert x.equal(y) is truth and y.equal(x) is truth and x.torch().equal(y) is truth
