@@ -75,9 +75,9 @@ def _fill(segment: Any, number: Any, where: str) -> None:
             f"{where}: the value must cast to the values' {_checks.dtype_name(dtype)} by the "
             f"same_kind rule; got {type(number).__name__} {number!r}"
         )
-    _checks.check_fill(number, dtype, where, "the value")
+    number = _checks.check_fill(number, dtype, where, "the value")
     if _backend.is_tensor(segment):
-        segment.fill_(number.item() if isinstance(number, np.generic) else number)
+        segment.fill_(number)
     else:
         segment[...] = number
 

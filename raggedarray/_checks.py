@@ -273,6 +273,13 @@ def read_int(value: Any, name: str, where: str, *, low: int = 0, high: int = INT
     return value
 
 
+def read_bool(value: Any, name: str, where: str) -> bool:
+    """A bool option (Python or numpy); anything else, ``"False"`` included, is a TypeError."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{where}: {name} must be a bool; got {type(value).__name__} {value!r:.40}")
+    return bool(value)
+
+
 def int_vector(x: Any, where: str, what: str, *, allow_empty_float: bool = True) -> np.ndarray:
     """A 1-D integer vector (list, numpy array or tensor) as host int64, range-checked.
 
@@ -371,8 +378,13 @@ def offsets_from_lengths(lengths: np.ndarray, where: str, what: str = "lengths")
 # ---------------------------------------------------------------------------- scalars
 
 
-def check_fill(fill: Any, dtype: Any, where: str, what: str = "fill") -> None:
-    """Check that ``fill`` is a real scalar that ``dtype`` holds (floats: within range)."""
+def check_fill(fill: Any, dtype: Any, where: str, what: str = "fill") -> bool | int | float:
+    """Check that ``fill`` is a real scalar that ``dtype`` holds (floats: within range).
+
+    Returns it as the Python number torch takes for ``dtype`` (numpy scalars are not taken
+    everywhere: ``np.float32(7.0)`` as an integer fill, ``np.uint64`` at all): a float for
+    floating dtypes (``-0.0`` and NaN kept), a bool for bool, else an int.
+    """
     if isinstance(fill, (complex, np.complexfloating)):
         raise TypeError(f"{where}: {what} must be a real number; got complex {fill!r}")
     if not isinstance(fill, (bool, int, float, np.bool_, np.integer, np.floating)):
@@ -393,7 +405,7 @@ def check_fill(fill: Any, dtype: Any, where: str, what: str = "fill") -> None:
                 f"{where}: {what} must be representable in dtype {dtype_name(dtype)} (at most "
                 f"{largest:.4g} in size, or inf/nan); got {fill!r}"
             )
-        return
+        return float(fill)
     np_dtype = _backend.to_numpy_dtype(dtype)
     ok, real = True, fill
     if isinstance(real, (float, np.floating)):
@@ -409,6 +421,7 @@ def check_fill(fill: Any, dtype: Any, where: str, what: str = "fill") -> None:
         raise ValueError(
             f"{where}: {what} must be representable in dtype {dtype_name(dtype)}; got {fill!r}"
         )
+    return bool(value) if np_dtype.kind == "b" else value
 
 
 def check_correction(correction: Any, where: str) -> float | int:
@@ -419,6 +432,8 @@ def check_correction(correction: Any, where: str) -> float | int:
         raise TypeError(
             f"{where}: correction must be an int or float; got {type(correction).__name__}"
         )
+    if isinstance(correction, np.integer):  # numpy 1 compares uint64 with ints via float64
+        correction = int(correction)
     if not (0 <= correction <= INT64_MAX):  # also refuses nan
         raise ValueError(f"{where}: correction must be in [0, 2**63 - 1]; got {correction!r}")
     return int(correction) if isinstance(correction, (int, np.integer)) else float(correction)

@@ -398,7 +398,7 @@ def pad(values: Any, host: np.ndarray, length: int, fill: Any, where: str) -> tu
     The padded buffer is filled once and the items are scattered into it: that writes each
     real item once, where gathering every slot would read ``m * length`` rows.
     """
-    check_fill(fill, values.dtype, where)
+    fill = check_fill(fill, values.dtype, where)
     m = host.shape[0] - 1
     flat_shape = (m * length, *values.shape[1:])
     with _allocation(where, m, length):

@@ -50,8 +50,7 @@ class MovementMethods(RaggedFields):
         return self._to(device, dtype, non_blocking, f"{type(self).__name__}.to")
 
     def _to(self, device: Any, dtype: Any, non_blocking: bool, where: str) -> Self:
-        if not isinstance(non_blocking, (bool, np.bool_)):
-            raise TypeError(f"{where}: non_blocking must be a bool; got {non_blocking!r:.40}")
+        non_blocking = _checks.read_bool(non_blocking, "non_blocking", where)
         if device is not None:
             device = _checks.device(device, where)
         values = self._values

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from . import _backend, _chunked, _jit
-from ._kernels import deterministic_off_cpu, raw_broadcast, raw_extremum, raw_sum
+from ._kernels import _no_autocast, deterministic_off_cpu, raw_broadcast, raw_extremum, raw_sum
 from ._partition import Partition
 
 # Values whose order fits in 32 bits are sorted with their segment in one int64 key.
@@ -385,7 +385,8 @@ def _sorted_median_index(flat: Any, part: Partition) -> Any:
     # a column sum without NaN (one pass, half the cost of isnan) means no NaN in the column
     floating = flat.dtype.is_floating_point
     if floating and (device.type != "cpu" or bool(torch.isnan(flat.detach().sum(0)).any())):
-        nans = raw_sum(flat.detach().isnan().to(flat.dtype), part).to(torch.int64)
+        # counted in int64: a half-precision count stops being exact past 256 (bfloat16)
+        nans = raw_sum(flat.detach().isnan().to(torch.int64), part)
         position = torch.where(nans > 0, lengths - nans, position)  # NaNs sort last, stably
     rows = (part.offsets(device)[:-1].unsqueeze(1) + position).clamp(max=part.num_items - 1)
     return perm.gather(1, rows.t()).t()
@@ -543,23 +544,60 @@ def cumsum(flat: Any, part: Partition) -> Any:
     are any (the scan's check says so; a GPU never checks), the finite values are scanned
     and each item's result is then set from per-segment running counts of NaN, +inf and
     -inf (exact integer sums): NaN after a NaN or after both infinities, else the infinity
-    seen. Those items receive no gradient through the non-finite values.
+    seen. That result is computed without autograd, and its gradient is the running sum's,
+    which does not depend on the values (the sum is linear): each item receives the sum of
+    the gradients of the results from it to its segment's end, as with ``torch.cumsum``.
+
+    The scan's matrix products run in the dtype given, also under ``torch.autocast``.
     """
     if _jit.scans(flat, part):
         return _jit.cumsum(flat, part)
     if not flat.dtype.is_floating_point:
         return _restarted(flat, part, torch.int64)
-    if flat.device.type == "cpu":  # (a GPU would wait for the check: it takes the safe way)
-        out, check = _scan(flat, part)
-        if bool(torch.isfinite(check).all()):
-            return out
-    detached = flat.detach()
-    out, _ = _scan(torch.where(torch.isfinite(detached), flat, 0.0), part)
+    with _no_autocast(flat.device):
+        if flat.device.type == "cpu":  # (a GPU would wait for the check: it takes the safe way)
+            out, check = _scan(flat, part)
+            if bool(torch.isfinite(check).all()):
+                return out
+        with torch.no_grad():
+            out = _non_finite_scan(flat.detach(), part)
+    if _backend.needs_grad(flat):
+        out = _LinearScan.apply(flat, out, part)
+    return out
+
+
+def _non_finite_scan(flat: Any, part: Partition) -> Any:
+    """Running sums of values with infinities or NaNs, as ``torch.cumsum`` gives them."""
+    out, _ = _scan(torch.where(torch.isfinite(flat), flat, 0.0), part)
     seen = [
         _restarted(hit, part, torch.int64) > 0
-        for hit in (detached.isnan(), detached == torch.inf, detached == -torch.inf)
+        for hit in (flat.isnan(), flat == torch.inf, flat == -torch.inf)
     ]
     nan, plus, minus = seen
     out = torch.where(plus, torch.inf, out)
     out = torch.where(minus, -torch.inf, out)
     return torch.where(nan | (plus & minus), torch.nan, out)
+
+
+class _LinearScan(torch.autograd.Function):
+    """Running sums computed without autograd, given the running sum's gradient."""
+
+    @staticmethod
+    def forward(ctx: Any, flat: Any, out: Any, part: Partition) -> Any:
+        ctx.part = part
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Any) -> Any:
+        # the sums from each item to its segment's end: a running sum over the reversed
+        # buffer, whose segments are the reversed segments in reversed order
+        reverse = _reversed(ctx.part, grad.device)
+        return cumsum(grad.flip(0), reverse).flip(0), None, None
+
+
+def _reversed(part: Partition, device: Any) -> Partition:
+    """The partition of the buffer read backwards."""
+    if part.host is not None:
+        return Partition(np.ascontiguousarray(part.num_items - part.host[::-1]))
+    offsets = part.offsets(device)
+    return Partition(None, offsets=part.num_items - offsets.flip(0), num_items=part.num_items)

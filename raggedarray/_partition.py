@@ -57,7 +57,8 @@ class Partition:
         self._cache: dict[Any, Any] = {}
         if host is not None:
             if offsets is None and host.flags.writeable and "torch" in sys.modules:
-                offsets = _backend.tensor_from_numpy(host)  # the same memory, for graphs
+                # the same memory, for graphs
+                offsets = _outside_inference(lambda: _backend.tensor_from_numpy(host))
             host = host if not host.flags.writeable else _read_only(host)
             self.num_items = int(host[-1])
             self.num_segments = host.shape[0] - 1
@@ -159,7 +160,7 @@ class Partition:
         kept = self._cache.get(key)
         if kept is not None and kept[0]._version == kept[1]:
             return kept[0]
-        copy = index.clone()
+        copy = _outside_inference(index.clone)
         self._cache[key] = (copy, copy._version)
         return copy
 
@@ -170,7 +171,7 @@ class Partition:
             return build()
         value = self._cache.get(key)
         if value is None:
-            value = self._cache[key] = build()
+            value = self._cache[key] = _outside_inference(build)
         return value
 
     def offsets(self, device: Any) -> Any:
@@ -180,7 +181,8 @@ class Partition:
         if value is None:
             torch = _backend.torch_module()
             like = torch.empty(0, device=device)
-            value = self._cache[key] = _backend.upload(self.host, like)
+            upload = _outside_inference(lambda: _backend.upload(self.host, like))
+            value = self._cache[key] = upload
         return value
 
     def lengths(self, device: Any) -> Any:
@@ -219,7 +221,7 @@ class Partition:
         if _backend.compiling():
             return build()
         if key not in self._cache:
-            self._cache[key] = build()
+            self._cache[key] = _outside_inference(build)
         return self._cache[key]
 
     def counts(self, dtype: Any, device: Any) -> Any:
@@ -256,6 +258,28 @@ class Partition:
             return item_block, block_segment, num_blocks
 
         return self._get(("blocks", str(device)), build)
+
+    def block_runs(self, device: Any) -> tuple[Any, Any, int]:
+        """The blocks of [`blocks`][raggedarray._partition.Partition.blocks] as runs, on ``device``.
+
+        Returns ``(block_lengths, block_offsets, used)``: the ``(P,)`` number of items of
+        every block label (0 for the spare ones), and ``(m + 1,)`` offsets into the labels
+        such that segment ``s`` owns labels ``block_offsets[s]`` to ``block_offsets[s + 1]``
+        (its own blocks, then spare labels, whose sums are 0); ``used`` is the last offset.
+        Labels grow with the items, so ``torch.segment_reduce`` runs over both levels.
+        """
+
+        def build() -> tuple[Any, Any, int]:
+            torch = _backend.torch_module()
+            item_block, _, num_blocks = self.blocks(device)
+            lengths = torch.zeros(num_blocks, dtype=torch.int64, device=device)
+            lengths.index_add_(0, item_block, torch.ones_like(item_block))
+            # segment s's first label is start_s // BLOCK + s (see blocks)
+            labels = torch.div(self.offsets(device), BLOCK, rounding_mode="trunc")
+            labels += torch.arange(self.num_segments + 1, device=device)
+            return lengths, labels, self.num_items // BLOCK + self.num_segments
+
+        return self._get(("block runs", str(device)), build)
 
     def csr(self, dtype: Any) -> Any:
         """The CPU ``(m, N)`` CSR matrix of ones of ``dtype`` (one 1 per item)."""
@@ -305,6 +329,20 @@ class Partition:
             return items, torch.from_numpy(extra)
 
         return self._get(("block_csr", dtype), build)
+
+
+def _outside_inference(build: Any) -> Any:
+    """``build()`` with ``torch.inference_mode`` off, where it is on.
+
+    The partition's tensors are kept and shared by every array over the same offsets;
+    built as inference tensors, they would fail every later use under autograd (saved for
+    backward, or a version counter read) once the inference block has ended.
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.is_inference_mode_enabled():
+        with torch.inference_mode(False):
+            return build()
+    return build()
 
 
 def _like(device: Any) -> Any:

@@ -73,7 +73,7 @@ def _logsumexp(flat: Any, part: Partition, options: dict[str, Any]) -> tuple[Any
 
 def _variance(root: bool) -> Callable[..., tuple[Any, Any]]:
     def kernel(flat: Any, part: Partition, options: dict[str, Any]) -> tuple[Any, Any]:
-        kernels = _kernels()
+        kernels, torch = _kernels(), _torch()
         correction = options["correction"]
         counts = part.counts(flat.dtype, flat.device)
         mean = kernels.segment_sum(flat, part) / counts
@@ -83,7 +83,9 @@ def _variance(root: bool) -> Callable[..., tuple[Any, Any]]:
         short = lengths <= correction
         # n_i - correction may be fractional (correction=1.5): only the rows filled later
         # are set to 1, so that nothing divides by zero or a negative number
-        divisor = (lengths.to(flat.dtype) - correction).masked_fill(short, 1.0).unsqueeze(1)
+        # formed in float64: n_i - 3.999 in float32 keeps 4 digits fewer
+        divisor = (lengths.to(torch.float64) - correction).masked_fill(short, 1.0)
+        divisor = divisor.to(flat.dtype).unsqueeze(1)
         var = squares / divisor
         if not root:
             return var, short

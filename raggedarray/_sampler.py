@@ -108,10 +108,10 @@ class BudgetBatchSampler:
         self.max_segments = (
             None if max_segments is None else _int(max_segments, "max_segments", 1, where)
         )
-        self.shuffle = _bool(shuffle, "shuffle", where)
+        self.shuffle = _checks.read_bool(shuffle, "shuffle", where)
         self.seed = _int(seed, "seed", 0, where)
-        self.drop_last = _bool(drop_last, "drop_last", where)
-        self.strict = _bool(strict, "strict", where)
+        self.drop_last = _checks.read_bool(drop_last, "drop_last", where)
+        self.strict = _checks.read_bool(strict, "strict", where)
         if num_replicas is None or rank is None:
             world, me = _distributed_defaults()
             num_replicas = world if num_replicas is None else num_replicas
@@ -245,12 +245,6 @@ def _read_lengths(lengths: Any, where: str) -> np.ndarray:
 
 def _int(value: Any, name: str, low: int, where: str) -> int:
     return _checks.read_int(value, name, where, low=low)
-
-
-def _bool(value: Any, name: str, where: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{where}: {name} must be a bool; got {type(value).__name__}")
-    return bool(value)
 
 
 def _distributed_defaults() -> tuple[int, int]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
-from . import reduce, segment_ops
+from . import _checks, reduce, segment_ops
 from ._types import Array, RaggedFields, Scalar
 
 if TYPE_CHECKING:
@@ -134,7 +134,9 @@ class SegmentMethods(RaggedFields):
         """
         where = f"{type(self).__name__}.sort"
         values = reduce.as_tensor(self._values, where)
-        out, index = segment_ops.sort(values, self._part, descending=bool(descending))
+        out, index = segment_ops.sort(
+            values, self._part, descending=_checks.read_bool(descending, "descending", where)
+        )
         return (
             cast("Self", self._with_values(reduce.like_input(out, self._values))),
             self._rewrap(reduce.like_input(index, self._values)),
@@ -158,7 +160,7 @@ class SegmentMethods(RaggedFields):
         where = f"{type(self).__name__}.topk"
         values = reduce.as_tensor(self._values, where)
         out, index, host = segment_ops.topk(
-            values, self._part, k, largest=bool(largest), where=where
+            values, self._part, k, largest=_checks.read_bool(largest, "largest", where), where=where
         )
         out, index = (reduce.like_input(t, self._values) for t in (out, index))
         values_result = self._like(out, None, host)

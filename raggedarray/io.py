@@ -31,7 +31,7 @@ from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 
-from . import _backend, _files, _offsets
+from . import _backend, _checks, _files, _offsets
 from ._backend import NUMPY, TORCH
 from ._files import DTYPES, SAVABLE
 from ._types import Array
@@ -182,8 +182,7 @@ def load(
     """
     path = _files.fspath(path, "load")
     where = f"load({path!r})"
-    if not isinstance(mmap, bool):
-        raise TypeError(f"load: mmap must be a bool; got {type(mmap).__name__}")
+    mmap = _checks.read_bool(mmap, "mmap", "load")
     _files.check_regular(path, "load")
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size

@@ -163,7 +163,7 @@ def reduce(op: str, values: Any, part: Partition, *, fill: Any, where: str, **op
     integer = not dtype.is_floating_point
     result_dtype = _torch().int64 if integer and spec.integers == "int64" else dtype
     if type(fill) is not int or fill != 0:  # the default fill holds in every dtype
-        _checks.check_fill(fill, result_dtype, where)
+        fill = _checks.check_fill(fill, result_dtype, where)
     if "correction" in options:
         options["correction"] = _checks.check_correction(options["correction"], where)
     encode, decode = integer_codec(dtype, spec.integers, where)
@@ -179,7 +179,9 @@ def reduce(op: str, values: Any, part: Partition, *, fill: Any, where: str, **op
     fill_value = fill
     if integer and spec.integers == "same":  # the fill as the kernels' dtype holds it
         fill_value = encode(_torch().tensor([fill], dtype=dtype)).item()
-    if rows is not None and (empty_value is None or fill_value != empty_value):
+    # a fill equal to what the kernel leaves costs nothing, unless it is -0.0 (== 0.0)
+    negative_zero = fill_value == 0 and math.copysign(1.0, fill_value) < 0
+    if rows is not None and (empty_value is None or fill_value != empty_value or negative_zero):
         mask = rows.unsqueeze(1)
         # in place when autograd does not record ``out`` (a fresh result of ours)
         if out.requires_grad:

@@ -122,7 +122,7 @@ def segment_op(op: str, values: Any, part: Partition, *, fill: Any, where: str) 
     spec = SEGMENT_OPS[op]
     dtype = _result_dtype(spec, values.dtype)
     if spec.default_fill is not None:
-        _checks.check_fill(fill, dtype, where)
+        fill = _checks.check_fill(fill, dtype, where)
     flat = _flat(values)
     shape = (part.num_segments, *values.shape[1:])
     if flat.numel() == 0:
