@@ -75,7 +75,8 @@ _SMALL_INT, _BIG_INT = -(2**62), 2**62
 _SEQUENCES = (list, tuple, str, bytes)
 
 # Result types and dtypes already checked (``_hold``): the fast paths look them up.
-_ARRAYS: set[type] = {np.ndarray}
+# (identity tests, not a set of types: torch 2.6's dynamo cannot trace that lookup)
+_TENSOR: type | None = None  # torch.Tensor, once a result of that type has been held
 _HELD_DTYPES: set[Any] = set()
 
 _HINT = (
@@ -336,7 +337,8 @@ def _sequence_operand(a: Any, ref: Any, where: object) -> Any:
 
 def _wrap(ref: Any, out: Any, name: str) -> Any:
     """The fast paths' rewrap: an array type and dtype seen before, else ``_result``'s checks."""
-    if type(out) in _ARRAYS and out.dtype in _HELD_DTYPES:
+    kind = type(out)
+    if (kind is np.ndarray or kind is _TENSOR) and out.dtype in _HELD_DTYPES:
         return ref._rewrap(out)
     return _result(ref, out, f"{type(ref).__name__}.{name}")
 
@@ -357,12 +359,15 @@ def _result(ref: Any, out: Any, where: object) -> Any:
 
 def _hold(out: Any, where: object) -> None:
     """Refuse a result dtype no constructor accepts; remember the ones that pass."""
+    global _TENSOR
     _checks.check_dtype(out.dtype, str(where), "an elementwise result")
+    if _backend.compiling():  # module state is changed eagerly only
+        return
     _HELD_DTYPES.add(out.dtype)
-    if type(out) is np.ndarray or (
-        _backend.is_tensor(out) and type(out) is _backend.torch_module().Tensor
-    ):
-        _ARRAYS.add(type(out))
+    if _TENSOR is None and _backend.is_tensor(out):
+        torch_tensor = _backend.torch_module().Tensor
+        if type(out) is torch_tensor:
+            _TENSOR = torch_tensor
 
 
 # --------------------------------------------------------------------------- operators

@@ -29,7 +29,10 @@ class RaggedImageBatch(RaggedArray):
         (1, 16, 16)
     """
 
-    __slots__ = ()
+    # No ``__slots__ = ()`` here: torch 2.6's dynamo cannot type a slot read through a
+    # subclass that declares empty slots, and graph-breaks at every such read (a compiled
+    # pool over image batches then recompiled ~10 times over five batches). A ``__dict__``
+    # per batch is the price.
     _item_ndim: ClassVar[int | None] = 3
 
     @property

@@ -88,8 +88,11 @@ def map_lean(values: Any, fn: Callable[[Any], Any], owner: type) -> Any:
     ``fn`` has flushed the caches every line here costs 0.2-1 µs (torch's functions and
     types are bound once, below). ``owner`` names the class in error messages.
     """
-    if _Tensor is None and not _bind_torch():
-        return None  # torch is not loaded: values is not a tensor
+    if _Tensor is None:  # torch's objects are bound once, eagerly (never while tracing:
+        torch = sys.modules.get("torch")  # torch 2.6's dynamo fails on the new globals)
+        if torch is None or torch.compiler.is_compiling():
+            return None  # torch is not loaded (values is not a tensor), or a graph is traced
+        _bind_torch()
     if type(values) is not _Tensor or _is_compiling():
         return None
     last = _last
@@ -146,6 +149,7 @@ def map_values(
     if not callable(fn):
         raise TypeError(f"{where}: fn must be callable; got {type(fn).__name__}")
     chunk_size = _check_chunk_size(chunk_size, where)
+    progress = _checks.read_bool(progress, "progress", where)
     target = _target_device(values, fn, device, where)
     num_items = values.shape[0]
     if _backend.compiling():
@@ -302,7 +306,10 @@ def _move(chunk: Any, target: Any) -> Any:
     if target is None:
         return chunk
     if not _backend.is_tensor(chunk):
-        chunk = _backend.tensor_from_numpy(np.ascontiguousarray(chunk))
+        # fn may write into its input (an in-place activation): a read-only buffer, which
+        # a tensor cannot protect, is handed over as a copy
+        chunk = np.ascontiguousarray(chunk) if chunk.flags.writeable else np.array(chunk)
+        chunk = _backend.tensor_from_numpy(chunk)
     if chunk.device == target:
         return chunk
     if target.type != "cuda":  # a copy to the host must be complete before fn reads it
@@ -493,9 +500,7 @@ def _usual_rows(output: Any, items: int) -> bool:
 
 def _check_rows(output: Any, items: int, where: str) -> None:
     """Refuse an output that is not a dense array of real numbers with one row per item."""
-    if _Tensor is None:
-        _bind_torch()
-    if _usual_rows(output, items):
+    if _usual_rows(output, items):  # (always False before map_lean bound torch's objects)
         return
     if _backend.backend_of(output) is None:
         raise TypeError(

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ._backend import describe
-from ._checks import check_fill, read_int
+from ._checks import check_fill, read_bool, read_int
 from ._reductions import POOLS as _OPS
 from .map import _check_chunk_size
 
@@ -114,15 +114,25 @@ class AttentionPool(nn.Module):
         super().__init__()
         in_features = read_int(in_features, "in_features", "AttentionPool", low=1)
         hidden = read_int(hidden, "hidden", "AttentionPool", low=1)
-        if not isinstance(gated, bool):
-            raise TypeError(f"AttentionPool: gated must be a bool; got {describe(gated)}")
+        gated = read_bool(gated, "gated", "AttentionPool")
         self.in_features = in_features
         self.attention = nn.Linear(in_features, hidden)
         self.gate = nn.Linear(in_features, hidden) if gated else None
         self.score = nn.Linear(hidden, 1)
-        # One bound method for the module's life: ``map`` remembers its plan per function
-        # (weakly), and ``self._scores`` would be a new object, probed again, at every call.
         self._score_items = self._scores
+
+    def _scorer(self) -> Any:
+        """One bound ``_scores`` for the module's life, bound to this module.
+
+        ``map`` remembers its plan per function (weakly), and ``self._scores`` would be a
+        new object, probed again, at every call. A copy made by copying ``__dict__`` (the
+        replicas of ``nn.DataParallel``) gets its own: the kept one would score with the
+        original's layers.
+        """
+        scorer: Any = self._score_items
+        if scorer.__self__ is not self:
+            scorer = self._score_items = self._scores
+        return scorer
 
     def _scores(self, values: Any) -> Any:
         hidden = torch.tanh(self.attention(values))
@@ -139,7 +149,15 @@ class AttentionPool(nn.Module):
                 f"AttentionPool: items must have shape ({self.in_features},); "
                 f"got item_shape {x.item_shape}"
             )
-        return x.map(self._score_items).softmax()
+        weight = self.attention.weight
+        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise TypeError(
+                f"AttentionPool: values must have the dtype of the pool's weights "
+                f"({str(weight.dtype).removeprefix('torch.')}); got "
+                f"{str(x.dtype).removeprefix('torch.')} (convert with x.float() or the pool "
+                "with pool.to(dtype))"
+            )
+        return x.map(self._scorer()).softmax()
 
     def forward(self, x: RaggedArray) -> torch.Tensor:
         """Attention-weighted sum of each segment's items: ``(m, in_features)``."""
@@ -220,22 +238,41 @@ class DeepSet(nn.Module):
         """
         _check_ragged(x, "DeepSet")
         features = _as_torch(x).map(self.psi, chunk_size=self.chunk_size)
-        pooled = self.pool(features)
-        pooled = pooled.flatten(1)
+        pooled = _pooled(self.pool(features), len(x))
         if covariates is not None:
             covariates = _covariates(covariates, pooled)
             pooled = torch.cat([pooled, covariates.to(pooled.dtype)], dim=1)
         return self.phi(pooled)
 
 
+def _pooled(pooled: Any, m: int) -> torch.Tensor:
+    """The pool's output as ``(m, F)``: a tensor with one row per segment is required."""
+    if not isinstance(pooled, torch.Tensor):
+        raise TypeError(
+            f"DeepSet: pool must return a tensor, (m, ...) with one row per segment; got "
+            f"{describe(pooled)}"
+        )
+    if pooled.ndim < 2 or pooled.shape[0] != m:
+        raise ValueError(
+            f"DeepSet: pool must return (m, ...) with one row per segment (m={m}) and at least "
+            f"one feature dim; got shape {tuple(pooled.shape)}"
+        )
+    return pooled.flatten(1)
+
+
 def _covariates(covariates: Any, pooled: torch.Tensor) -> torch.Tensor:
     """``covariates`` as an ``(m, k)`` tensor (numpy arrays go to ``pooled``'s device)."""
     if isinstance(covariates, np.ndarray) and covariates.dtype.kind in "biuf":
         covariates = torch.as_tensor(covariates, device=pooled.device)
-    elif not isinstance(covariates, torch.Tensor):
+    elif not isinstance(covariates, torch.Tensor) or covariates.dtype.is_complex:
         raise TypeError(
-            "DeepSet: covariates must be a tensor or a numpy array of numbers, (m, k) or (m,); "
-            f"got {describe(covariates)}"
+            "DeepSet: covariates must be a tensor or a numpy array of real numbers, (m, k) or "
+            f"(m,); got {describe(covariates)}"
+        )
+    if covariates.device != pooled.device:
+        raise ValueError(
+            f"DeepSet: covariates must be on the device of the pooled features "
+            f"({pooled.device}); got {describe(covariates)}"
         )
     if covariates.ndim == 1:
         covariates = covariates.unsqueeze(1)

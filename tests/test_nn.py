@@ -141,10 +141,11 @@ def test_attention_pool_checks_the_item_shape():
         ra.nn.AttentionPool(3, 4).double()(ragged([2, 1], features=5))
 
 
-@pytest.mark.parametrize("gated", ["no", "", 1, 0, None, np.bool_(True)])
+@pytest.mark.parametrize("gated", ["no", "", 1, 0, None, "False"])
 def test_attention_pool_gated_must_be_a_bool(gated):
     with pytest.raises(TypeError, match=r"^AttentionPool: gated must be a bool; got "):
         ra.nn.AttentionPool(3, 4, gated=gated)
+    assert ra.nn.AttentionPool(3, 4, gated=np.bool_(False)).gate is None  # numpy's bool is one
 
 
 # ---------------------------------------------------------------------------- DeepSet
@@ -248,8 +249,8 @@ def test_deepset_takes_numpy_covariates(shape, dtype):
 @pytest.mark.parametrize(
     ("covariates", "error", "match"),
     [
-        ([[1.0]] * 2, TypeError, "a tensor or a numpy array of numbers"),
-        (np.array([["a"], ["b"]]), TypeError, "a tensor or a numpy array of numbers"),
+        ([[1.0]] * 2, TypeError, "a tensor or a numpy array of real numbers"),
+        (np.array([["a"], ["b"]]), TypeError, "a tensor or a numpy array of real numbers"),
         (np.zeros((2, 1, 1)), ValueError, r"got shape \(2, 1, 1\)"),
         (torch.zeros(()), ValueError, r"got shape \(\)"),
         (np.zeros((3, 1)), ValueError, "one row per segment"),

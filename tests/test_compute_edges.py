@@ -1,0 +1,232 @@
+"""Reductions, map and ra.nn at their edges: each case was once answered wrongly.
+
+The oracle is plain torch on each segment (or float64), as everywhere in the suite.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+import raggedarray as ra
+from raggedarray import _kernels
+
+# ------------------------------------------------------------------- reductions
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_median_of_half_segments_with_many_nans_is_nan(dtype):
+    # the NaN count was summed in the half dtype, inexact past 256 (bfloat16) / 2048
+    nans = 303 if dtype == torch.bfloat16 else 2051
+    values = torch.cat([torch.tensor([1.0, 5.0]), torch.full((nans,), float("nan"))]).to(dtype)
+    got = ra.segment_median(values, [0, values.shape[0]])
+    assert torch.isnan(got).all() and torch.isnan(torch.median(values, 0).values)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_cumsum_under_autocast_keeps_its_precision(grad):
+    values = (
+        torch.randn(3000, 5, generator=torch.Generator().manual_seed(0)) * 100
+    ).requires_grad_(grad)
+    x = ra.RaggedArray.from_lengths(values, [100, 0, 2900])
+    truth = torch.cat([s.double().cumsum(0) for s in x.detach().unbind()])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = x.cumsum().values
+    assert got.dtype == torch.float32
+    assert float((got.double() - truth).abs().max()) < 0.05  # bfloat16 matmuls gave 2.5-23
+
+
+@pytest.mark.parametrize("n", [4, 300])
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_cumsum_gradient_ignores_the_values(n, bad):
+    # a running sum is linear: its gradient is the sum of the later upstream gradients, as
+    # torch.cumsum's, whatever the values (infinities and NaNs included)
+    values = torch.ones(n, 2, dtype=torch.float64)
+    values[1, 0] = bad
+    upstream = torch.randn(n, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    leaf = values.clone().requires_grad_()
+    (ra.RaggedArray.from_lengths(leaf, [1, n - 1]).cumsum().values * upstream).sum().backward()
+    want = torch.cat(
+        [upstream[:1].flip(0).cumsum(0).flip(0), upstream[1:].flip(0).cumsum(0).flip(0)]
+    )
+    torch.testing.assert_close(leaf.grad, want)
+    got = ra.RaggedArray.from_lengths(values, [1, n - 1]).cumsum().values
+    loop = torch.cat([values[:1].cumsum(0), values[1:].cumsum(0)])
+    torch.testing.assert_close(got, loop, equal_nan=True)
+
+
+def test_var_with_a_fractional_correction_keeps_float32_digits():
+    values = torch.tensor([3.0, 100.0, 300.0, 700.0, 400.0])
+    got = ra.segment_var(values, [0, 1, 5], correction=3.999)
+    want = values[1:].double().var(correction=3.999)
+    assert abs(float(got[1]) - float(want)) / float(want) < 1e-6
+
+
+@pytest.mark.parametrize("op", ["sum", "mean", "max", "min", "logsumexp"])
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_a_negative_zero_fill_is_kept(op, backend):
+    values = np.array([3.0, 1.0])
+    x = ra.RaggedArray.from_lengths(
+        values if backend == "numpy" else torch.from_numpy(values), [2, 0]
+    )
+    got = np.asarray(getattr(x, op)(fill=-0.0))
+    assert got[1] == 0 and np.signbit(got[1])
+
+
+@pytest.mark.parametrize(
+    ("dtype", "op", "fill"),
+    [
+        (np.uint64, "max", np.uint64(7)),
+        (np.uint64, "min", np.uint64(7)),
+        (np.int32, "max", np.float32(7.0)),
+        (np.int32, "median", np.float32(7.0)),
+        (np.bool_, "max", np.bool_(True)),
+        (np.float32, "argmax", np.int64(-3)),
+        (np.float32, "median", np.float16(7.0)),
+    ],
+)
+def test_numpy_scalar_fills(dtype, op, fill):
+    values = np.array([1, 0, 1], dtype=dtype)
+    x = ra.RaggedArray.from_lengths(values, [2, 0, 1])
+    got = getattr(x, op)(fill=fill)
+    first = np.sort(values[:2])
+    want = {"max": first[-1], "min": first[0], "median": first[0], "argmax": 0}[op]
+    assert got[1] == fill and got[0] == want
+
+
+def test_correction_beyond_int64_is_refused_on_every_numpy():
+    with pytest.raises(ValueError, match="correction must be in"):
+        ra.segment_var(np.arange(4.0), [0, 2, 4], correction=np.uint64(2**63))
+
+
+@pytest.mark.parametrize(("method", "flag"), [("sort", "descending"), ("topk", "largest")])
+@pytest.mark.parametrize("value", ["False", None, 1, np.array([1, 0])])
+def test_order_flags_must_be_bools(method, flag, value):
+    x = ra.RaggedArray.from_lengths(np.arange(5.0), [2, 3])
+    args = (2,) if method == "topk" else ()
+    with pytest.raises(TypeError, match=f"{flag} must be a bool"):
+        getattr(x, method)(*args, **{flag: value})
+    getattr(x, method)(*args, **{flag: np.bool_(True)})
+
+
+def test_arrays_used_under_inference_mode_still_train():
+    # the partition's cached tensors were made inference tensors, which autograd then
+    # refused ("cannot be saved for backward", "do not track version counter")
+    v = torch.randn(10, 3, requires_grad=True)
+    x = ra.RaggedArray.from_lengths(v, [4, 0, 6])
+    with torch.inference_mode():
+        for op in ("mean", "prod", "logsumexp", "var", "std", "median"):
+            getattr(x, op)()
+        x.cumsum()
+        lengths = x.lengths.tolist()
+    for op in ("mean", "prod", "logsumexp", "var", "std"):
+        getattr(x, op)().sum().backward()
+    x.cumsum().values.sum().backward()
+    assert lengths == [4, 0, 6] and x.lengths.tolist() == [4, 0, 6] and v.grad is not None
+    values = torch.randn(4, 2)
+    with torch.inference_mode():  # the array (not its values) made under inference_mode
+        y = ra.RaggedArray.from_lengths(values, [1, 3])
+    w = torch.ones(2, requires_grad=True)
+    (y * w).mean().sum().backward()  # made under inference_mode, used outside it
+
+
+@pytest.mark.parametrize("engine", list(_kernels.ENGINES))
+def test_every_engine_matches_the_loop_on_long_segments_with_specials(engine):
+    rng = np.random.default_rng(3)
+    values = torch.from_numpy(rng.standard_normal((5000, 3)))
+    values[7, 1], values[4000, 2], values[4500, 0] = float("nan"), float("inf"), -float("inf")
+    lengths = [0, 4096, 1, 0, 903]
+    x = ra.RaggedArray.from_lengths(values, lengths)
+    with _kernels.force_engine(engine):
+        got = {op: getattr(x, op)() for op in ("sum", "max", "min", "mean")}
+    for i, s in enumerate(x.unbind()):
+        if len(s) == 0:
+            continue
+        want = {"sum": s.sum(0), "max": s.amax(0), "min": s.amin(0), "mean": s.mean(0)}
+        for op, w in want.items():
+            torch.testing.assert_close(got[op][i], w, equal_nan=True)
+
+
+# -------------------------------------------------------------------------- map
+
+
+def test_map_hands_read_only_buffers_over_as_copies():
+    values = np.arange(12, dtype=np.float32).reshape(6, 2)
+    values.flags.writeable = False
+    x = ra.RaggedArray.from_lengths(values, [2, 4])
+    y = x.map(torch.nn.Hardtanh(-1.0, 1.0, inplace=True))
+    assert values.tolist() == np.arange(12, dtype=np.float32).reshape(6, 2).tolist()
+    assert float(y.values.max()) == 1.0
+
+
+def test_map_progress_must_be_a_bool():
+    x = ra.RaggedArray.from_lengths(torch.zeros(3, 2), [1, 2])
+    with pytest.raises(TypeError, match="progress must be a bool"):
+        x.map(torch.nn.Identity(), progress="yes")
+
+
+# ------------------------------------------------------------------------- ra.nn
+
+
+def test_attention_pool_copies_score_with_their_own_layers():
+    # nn.DataParallel's replicas copy __dict__: a kept bound method scored with the original
+    pool = ra.nn.AttentionPool(3, 4)
+    x = ra.RaggedArray.from_lengths(torch.randn(6, 3), [2, 4])
+    pool(x)  # the scorer is kept
+    replica = pool._replicate_for_data_parallel()
+    for name in ("attention", "gate", "score"):
+        layer = copy.deepcopy(getattr(pool, name))
+        with torch.no_grad():
+            for p in layer.parameters():
+                p.mul_(-3.0)
+        replica._modules[name] = layer
+    fresh = copy.deepcopy(pool)
+    fresh.load_state_dict({k: v for k, v in replica.state_dict().items()})
+    torch.testing.assert_close(replica(x), fresh(x))
+    assert not torch.allclose(replica(x), pool(x))
+
+
+def test_attention_pool_names_a_dtype_mismatch():
+    x = ra.RaggedArray.from_lengths(torch.randn(6, 3, dtype=torch.float64), [2, 4])
+    with pytest.raises(TypeError, match=r"dtype of the pool's weights \(float32\); got float64"):
+        ra.nn.AttentionPool(3, 4)(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts for the layers
+        ra.nn.AttentionPool(3, 4)(x.float())
+
+
+class _Pool(torch.nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, h):
+        return self.fn(h)
+
+
+@pytest.mark.parametrize(
+    ("fn", "kind", "text"),
+    [
+        (lambda h: h, TypeError, "pool must return a tensor"),
+        (lambda h: h.sum()[:, 0], ValueError, r"got shape \(3,\)"),
+        (lambda h: h.sum().detach().numpy(), TypeError, "pool must return a tensor"),
+        (lambda h: h.sum()[:2], ValueError, "one row per segment"),
+    ],
+)
+def test_deepset_checks_what_the_pool_returns(fn, kind, text):
+    x = ra.RaggedArray.from_lengths(torch.randn(8, 3), [3, 0, 5])
+    model = ra.nn.DeepSet(torch.nn.Linear(3, 4), torch.nn.Linear(4, 1), pool=_Pool(fn))
+    with pytest.raises(kind, match=text):
+        model(x)
+
+
+def test_deepset_covariates_must_be_real_and_beside_the_features():
+    x = ra.RaggedArray.from_lengths(torch.randn(8, 3), [3, 0, 5])
+    model = ra.nn.DeepSet(torch.nn.Linear(3, 4), torch.nn.Linear(6, 1))
+    with pytest.raises(ValueError, match="on the device of the pooled features"):
+        model(x, torch.zeros(3, 2, device="meta"))
+    with pytest.raises(TypeError, match="real numbers"):
+        model(x, torch.zeros(3, 2, dtype=torch.complex64))
+    assert model(x, np.zeros((3, 2), np.float32)).shape == (3, 1)
