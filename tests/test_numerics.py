@@ -20,7 +20,7 @@ import raggedarray as ra
 from raggedarray import _kernels, _partition
 from raggedarray.reduce import REDUCTIONS
 
-ENGINES = ["csr", "scatter"]
+ENGINES = list(_kernels.ENGINES)
 ALL_REDUCTIONS = list(REDUCTIONS)
 
 
