@@ -87,6 +87,14 @@ def close_mask(
     """Where ``|a - b| <= atol + rtol * |b|``, elementwise; integers exactly (module doc)."""
     if a.dtype.kind in "biu" and b.dtype.kind in "biu":
         return _close_integers(a, b, rtol, atol)
+    integer = a.dtype.kind in "biu", b.dtype.kind in "biu"
+    if any(integer) and max(a.dtype.itemsize, b.dtype.itemsize) == 8:
+        ints, floats = (a, b) if integer[0] else (b, a)
+        if ints.dtype.itemsize == 8:  # numpy rounds 64-bit integers to float64
+            exact = _equal_integer_float(ints, floats)
+            if rtol or atol:  # a tolerance this loose is not below float64's rounding
+                exact |= np.isclose(a, b, rtol=rtol, atol=atol)
+            return exact
     return np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan)
 
 

@@ -204,7 +204,7 @@ def _concat_torch(
     tensors = items
     if any_numpy:
         tensors = [
-            a if isinstance(a, torch.Tensor) else _numpy_as_tensor(a, k, where)
+            a if isinstance(a, torch.Tensor) else numpy_as_tensor(a, k, where)
             for k, a in enumerate(items)
         ]
     if device is None and dtype is None:  # the common case: one cat, checked by torch
@@ -269,6 +269,23 @@ def cat_tensors(tensors: list[Any], num_items: int, where: str) -> Any:
     return copy_pieces(tensors, values)
 
 
+def cat_into(tensors: list[Any], allocate: Any, shape: tuple[int, ...], where: str) -> Any:
+    """``torch.cat(tensors)`` into ``allocate(shape, dtype)``, promoting as ``cat_tensors``.
+
+    torch's promotion where torch has one, numpy's where it has none (uint16-64 beside
+    other integers): a DataLoader worker, which allocates in shared memory, gets the
+    dtype the main process gets.
+    """
+    torch = _backend.torch_module()
+    try:
+        dtype = functools.reduce(torch.promote_types, {t.dtype for t in tensors})
+        return torch.cat(tensors, dim=0, out=allocate(shape, dtype))
+    except RuntimeError:
+        if not unsigned_mix(tensors):
+            raise
+    return copy_pieces(tensors, allocate(shape, promoted_dtype(tensors, where)))
+
+
 def unsigned_mix(tensors: list[Any]) -> bool:
     """Whether uint16-64 tensors sit beside tensors of another dtype (torch cannot promote)."""
     first = tensors[0].dtype
@@ -287,7 +304,7 @@ def promoted_dtype(tensors: list[Any], where: str) -> Any:
         names = ", ".join(_checks.dtype_name(d) for d in dtypes)
         raise TypeError(
             f"{where}: the arrays' dtypes must promote to one dtype; got {names} "
-            "(pass dtype= to choose it)"
+            f"({_choose_hint(where, 'dtype')})"
         ) from None
 
 
@@ -298,7 +315,7 @@ def copy_pieces(tensors: list[Any], values: Any) -> Any:
     return values
 
 
-def _numpy_as_tensor(a: np.ndarray, k: int, where: str) -> Any:
+def numpy_as_tensor(a: np.ndarray, k: int, where: str) -> Any:
     if not a.dtype.isnative:  # torch holds the machine's byte order only; this is copied anyway
         a = a.astype(a.dtype.newbyteorder("="))
     try:
@@ -315,9 +332,16 @@ def _single_device(tensors: list[Any], where: str) -> Any:
     if len(devices) > 1:
         raise ValueError(
             f"{where}: arrays are on several devices ({', '.join(sorted(map(str, devices)))})"
-            "; pass device= to choose where the buffer lives"
+            f"; {_choose_hint(where, 'device')}"
         )
     return tensors[0].device
+
+
+def _choose_hint(where: str, option: str) -> str:
+    """How to choose a dtype or device: ``from_list``'s option, or converting the samples."""
+    if where.startswith(("collate", "RaggedCollate")):  # which takes no such option
+        return f"convert the samples to one {option} first"
+    return f"pass {option}= to choose it"
 
 
 def padded_values(padded: Any, lengths: Any, where: str) -> tuple[Any, np.ndarray]:

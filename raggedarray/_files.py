@@ -65,6 +65,8 @@ def atomic_write(path: str, write: Any) -> None:
 
     The file gets the mode of the file it replaces, else the usual ``0o666`` less the umask.
     """
+    if os.path.isdir(path):
+        raise ValueError(f"save: path must name a file; got the directory {path!r}")
     folder, name = os.path.split(os.path.abspath(path))
     tmp = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
     try:

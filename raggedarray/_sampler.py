@@ -196,12 +196,17 @@ def _pack_windows(
     pieces: list[np.ndarray] = []
     counts: list[int] = []
     carry = perm[:0]
-    n = perm.shape[0]
-    for start in range(0, n, window):
-        idx = np.concatenate([carry, perm[start : start + window]])
+    n, start = perm.shape[0], 0
+    while start < n:
+        # A carry as long as a window (segments so short that windows never fill a batch)
+        # widens the next window to its length: the carry is sorted again at every window,
+        # which would otherwise make the plan quadratic in the number of segments.
+        step = max(window, carry.shape[0])
+        idx = np.concatenate([carry, perm[start : start + step]])
         idx = idx[np.argsort(lengths[idx], kind="stable")]
         asc = [0, *np.cumsum(lengths[idx]).tolist()]  # asc[k] = sum of the k shortest
-        last = start + window >= n
+        last = start + step >= n
+        start += step
         lo, hi = 0, idx.shape[0]  # [lo, hi) is still to pack
         while lo < hi:
             if asc[hi] - asc[hi - 1] > budget:  # over-long: a batch on its own

@@ -17,7 +17,6 @@ Examples:
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, TypeAlias, overload
 
@@ -134,7 +133,7 @@ def _collate_dicts(samples: Sequence[Any], keys: list[Any], where: str) -> dict[
     return {
         key: _ragged_field([s[key] for s in samples], where, f"field {key!r}")
         if key in keys
-        else default_collate([s[key] for s in samples])
+        else _default_field([s[key] for s in samples], where, f"field {key!r}")
         for key in first
     }
 
@@ -148,7 +147,7 @@ def _collate_sequences(samples: Sequence[Any], names: list[Any], where: str) -> 
     fields = [
         _ragged_field([s[i] for s in samples], where, f"field {i}")
         if i in positions
-        else default_collate([s[i] for s in samples])
+        else _default_field([s[i] for s in samples], where, f"field {i}")
         for i in range(len(first))
     ]
     if not isinstance(first, tuple):
@@ -159,6 +158,23 @@ def _collate_sequences(samples: Sequence[Any], names: list[Any], where: str) -> 
         return type(first)(fields)
     except TypeError:  # a tuple subclass that cannot be built from one iterable
         return tuple(fields)
+
+
+def _default_field(values: list[Any], where: str, what: str) -> Any:
+    """A field not named in ``ragged=``, collated by torch's ``default_collate``.
+
+    Its errors (a ``RuntimeError`` from stacking items of different sizes, a ``TypeError``
+    for ``None``) say which field it was and that ``ragged=`` names the ragged ones.
+    """
+    try:
+        return default_collate(values)
+    except (RuntimeError, TypeError, ValueError) as err:
+        kind = TypeError if isinstance(err, TypeError) else ValueError
+        text = str(err).strip().split("\n")[0]
+        raise kind(
+            f"{where}: {what} is not named in ragged=, so it must collate with torch's "
+            f"default_collate (name it in ragged= if it is ragged); got {text}"
+        ) from None
 
 
 def _positions(first: Sequence[Any], names: list[Any], where: str) -> set[int]:
@@ -243,6 +259,13 @@ def _ragged_field(items: Sequence[Any], where: str, what: str | None) -> RaggedA
 
 
 def _join_field(items: Sequence[Any], where: str) -> RaggedArray:
+    # samples are copied anyway: big-endian ones are converted, as from_list does
+    items = [
+        a.astype(a.dtype.newbyteorder("="))
+        if isinstance(a, np.ndarray) and not a.dtype.isnative
+        else a
+        for a in items
+    ]
     for i, item in enumerate(items):
         if not isinstance(item, _ARRAYS):
             raise TypeError(
@@ -287,17 +310,16 @@ def _join_shared(items: Sequence[Any], where: str) -> tuple[torch.Tensor, None, 
     # handle, not a copy.
     shape = (int(host[-1]), *first)
     if all(isinstance(a, np.ndarray) for a in items):
-        numpy_dtype = np.result_type(*(a.dtype for a in items))
+        # in the machine's byte order, as from_list makes it (torch holds no other)
+        numpy_dtype = np.result_type(*(a.dtype for a in items)).newbyteorder("=")
         values = _shared_empty(shape, _backend.to_torch_dtype(numpy_dtype))
         np.concatenate(items, axis=0, out=values.numpy())
         return values, None, host
-    tensors = [a if isinstance(a, torch.Tensor) else _backend.tensor_from_numpy(a) for a in items]
-    if _construct.unsigned_mix(tensors):  # torch does not promote uint16-64: numpy's rule
-        values = _shared_empty(shape, _construct.promoted_dtype(tensors, where))
-        return _construct.copy_pieces(tensors, values), None, host
-    dtype = functools.reduce(torch.promote_types, {t.dtype for t in tensors})
-    values = torch.cat(tensors, dim=0, out=_shared_empty(shape, dtype))
-    return values, None, host
+    tensors = [
+        a if isinstance(a, torch.Tensor) else _construct.numpy_as_tensor(a, k, where)
+        for k, a in enumerate(items)
+    ]
+    return _construct.cat_into(tensors, _shared_empty, shape, where), None, host
 
 
 def _shared_empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
@@ -397,6 +419,7 @@ class RaggedDataset(Dataset):
         """
         i = _segment_index(i, "RaggedDataset.__getitem__")
         item: Any = self.x._getitem(i, "RaggedDataset.__getitem__")
+        i %= len(self.x)  # (in range now) targets keyed by label, a dict say, see no negatives
         if self.transform is not None:
             item = self.transform(item)
         if self.targets is None:

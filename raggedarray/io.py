@@ -256,6 +256,7 @@ def _host_array(a: Any, what: str) -> Any:
         hint = " (np.asarray makes it a 0-d array)" if isinstance(a, np.generic) else ""
         raise TypeError(f"{where}: {what} must be {_KINDS}; got {type(a).__name__}{hint}")
     if backend == NUMPY:
+        _checks.plain_ndarray(a, where, what)  # a masked array's mask would be lost
         name = a.dtype.name
         if name not in SAVABLE or name == "bfloat16":
             raise TypeError(

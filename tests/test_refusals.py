@@ -260,3 +260,87 @@ def test_equal_compares_64_bit_integers_with_floats_exactly():
             truth = False  # 2**64 is past every uint64
         x, y = one(a, da), one(b, db)
         assert x.equal(y) is truth and y.equal(x) is truth and x.torch().equal(y) is truth
+
+
+# ----------------------------------------------------------- data pipeline and files
+
+
+PROMOTIONS = [
+    (np.ones((2, 3), np.uint16), torch.ones(1, 3, dtype=torch.float16)),
+    (np.ones((2, 3), np.uint32), torch.ones(1, 3, dtype=torch.float32)),
+    (np.ones((2, 3), np.uint16), torch.ones(1, 3, dtype=torch.bfloat16)),
+    (np.full((2, 3), 65535, np.uint16), torch.ones(1, 3, dtype=torch.int8)),
+    (np.ones((2, 3), np.uint8), torch.ones(1, 3, dtype=torch.int16)),
+    (np.ones((2, 3), ">f4"), np.ones((1, 3), "<f8")),
+]
+
+
+@pytest.mark.parametrize("samples", PROMOTIONS)
+def test_collate_in_a_worker_gives_the_main_process_result(monkeypatch, samples):
+    from raggedarray import data
+
+    main = ra.collate(list(samples))
+    monkeypatch.setattr(data, "get_worker_info", lambda: object())  # what a worker sees
+    worker = ra.collate(list(samples))
+    assert worker.dtype == main.dtype
+    assert worker.equal(main)
+
+
+def test_collate_names_a_field_left_out_of_ragged():
+    samples = [(np.ones((2, 3)), np.ones(2)), (np.ones((1, 3)), np.ones(3))]
+    with pytest.raises(ValueError, match=r"^collate: field 1 is not named in ragged="):
+        ra.collate(samples, ragged=0)
+    with pytest.raises(TypeError, match=r"^collate: field 'y' is not named in ragged="):
+        ra.collate([{"x": np.ones((1, 2)), "y": None}] * 2, ragged="x")
+    assert ra.collate(samples, ragged=[0, 1])[1].lengths.tolist() == [2, 3]
+
+
+def test_collate_converts_big_endian_samples():
+    batch = ra.collate([np.arange(6, dtype=">f4").reshape(2, 3), np.ones((1, 3), ">f4")])
+    assert batch.dtype == torch.float32 and batch.values[1].tolist() == [3.0, 4.0, 5.0]
+
+
+def test_exact_comparisons_of_64_bit_integers_with_floats():
+    a = ra.RaggedArray.from_lengths(np.array([2**53 + 1]), [1])
+    b = ra.RaggedArray.from_lengths(np.array([2.0**53]), [1])
+    with pytest.raises(AssertionError, match="not close"):
+        ra.testing.assert_ragged_equal(a, b)
+    assert not ra.allclose(a, b, rtol=0, atol=0) and ra.allclose(a, b, rtol=0, atol=1)
+    ra.testing.assert_ragged_equal(a, b, atol=1)
+
+
+def test_budget_plans_stay_linearithmic_when_windows_never_fill(monkeypatch):
+    # all-empty segments never fill a batch: each window used to carry everything before
+    # it into the next, sorting it again (quadratic); count the items sorted instead of time
+    from raggedarray import _sampler
+
+    sorted_items = []
+    argsort = np.argsort
+
+    def counting(a, *args, **kwargs):
+        sorted_items.append(len(a))
+        return argsort(a, *args, **kwargs)
+
+    monkeypatch.setattr(_sampler.np, "argsort", counting)
+    n = 200_000
+    sampler = ra.data.BudgetBatchSampler(np.zeros(n, dtype=np.int64), max_items=1)
+    batches = list(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(n))
+    assert sum(sorted_items) <= 4 * n
+
+
+def test_dataset_targets_by_label_take_negative_indices():
+    x = ra.RaggedArray.from_lengths(np.arange(6.0), [1, 2, 3])
+    ds = ra.data.RaggedDataset(x, targets={0: "a", 1: "b", 2: "c"})
+    assert ds[-1][1] == "c" and ds[-3][1] == "a"
+
+
+def test_save_refuses_directories_and_masked_arrays(tmp_path):
+    x = ra.RaggedArray.from_lengths(np.arange(3.0), [1, 2])
+    with pytest.raises(ValueError, match="path must name a file; got the directory"):
+        ra.save(tmp_path, x)
+    assert list(tmp_path.iterdir()) == []  # no temporary file left beside it
+    masked = np.ma.masked_array([1.0, -999.0], mask=[False, True])
+    with pytest.raises(TypeError, match="masked array"):
+        ra.save(tmp_path / "f.st", {"x": x, "y": masked})
+    assert not (tmp_path / "f.st").exists()
