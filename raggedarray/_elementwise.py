@@ -48,11 +48,14 @@ import numpy as np
 
 from . import _backend, _checks
 from ._pointwise import (
+    BACKEND_ERRORS,
     TorchWhere,
+    backend_refusal,
     numpy_scalar_on_the_left,
     refuse_ufunc_outputs,
     torch_elementwise,
     torch_name,
+    torch_scalar,
     torch_verdicts,
 )
 from ._types import DTypeLike, RaggedFields
@@ -140,11 +143,11 @@ def elementwise(
         kwargs = {k: _operand(a, ref, array, depth, operands, where) for k, a in kwargs.items()}
     try:
         out = fn(*args, **kwargs)
-    except _BACKEND_ERRORS as err:  # name the shapes or devices that do not fit, or the dtype
+    except BACKEND_ERRORS as err:  # name the shapes or devices that do not fit, or the dtype
         problem: Exception | None = None
         if isinstance(err, (RuntimeError, ValueError)):
             problem = _diagnose(ref, everything, (*args, *kwargs.values()), where)
-        problem = problem or _refusal(err, ref, where)
+        problem = problem or backend_refusal(err, ref, where)
         if problem is not None:
             raise problem from None
         raise
@@ -242,48 +245,6 @@ def _diagnose(ref: Any, operands: Any, seen: Any, where: object) -> ValueError |
             f"{_backend.describe(a)}"
         )
     return None
-
-
-# What a backend raises for an operation its dtype lacks (torch: NotImplementedError or
-# RuntimeError, numpy: TypeError) or a result that overflows (numpy: OverflowError).
-_BACKEND_ERRORS = (RuntimeError, ValueError, TypeError, NotImplementedError, OverflowError)
-
-
-def _refusal(err: Exception, ref: Any, where: object) -> Exception | None:
-    """The backend's error about the dtype or the numbers, in this package's form; else None.
-
-    None for errors that are about something else (the caller re-raises them as they are).
-    """
-    text = str(err).strip().split("\n")[0]
-    dtype = _checks.dtype_name(ref.dtype)
-    if isinstance(err, OverflowError) or "ZeroDivisionError" in text:
-        return ValueError(
-            f"{where}: the operands must give numbers {dtype} values can hold; got "
-            f"{type(err).__name__} from {ref.backend}: {text}"
-        )
-    unsupported = "not implemented" in text or "not supported" in text
-    if isinstance(err, (TypeError, NotImplementedError)) or unsupported:
-        return TypeError(
-            f"{where}: the operation must be defined for {dtype} values; got "
-            f"{type(err).__name__} from {ref.backend}: {text}"
-        )
-    return None
-
-
-def _torch_scalar(other: int, values: Any, where: str) -> Any:
-    """A Python int for torch values: torch wraps one beyond int64 silently.
-
-    (``x < 2**63`` is all False on int64 values.) Such an int is a float against floating
-    values and refused against integers.
-    """
-    if not _checks.INT64_MIN <= other <= _checks.INT64_MAX:
-        if values.dtype.is_floating_point:
-            return float(other)
-        raise ValueError(
-            f"{where}: an integer operand must fit in int64 for "
-            f"{_checks.dtype_name(values.dtype)} values; got {other}"
-        )
-    return other
 
 
 def _partner_values(a: Any, depth: int) -> Any:
@@ -389,11 +350,11 @@ def _binary(
                 and not _SMALL_INT <= other <= _BIG_INT
                 and type(values) is not np.ndarray
             ):
-                other = _torch_scalar(other, values, f"{type(self).__name__}.{name}")
+                other = torch_scalar(other, values, f"{type(self).__name__}.{name}")
             try:
                 out = op(other, values) if reflected else op(values, other)
-            except _BACKEND_ERRORS as err:
-                raise _refusal(err, self, f"{type(self).__name__}.{name}") or err from None
+            except BACKEND_ERRORS as err:
+                raise backend_refusal(err, self, f"{type(self).__name__}.{name}") or err from None
             return _wrap(self, out, name)
         where = f"{type(self).__name__}.{name}"
         if not _is_ragged(other) and _backend.backend_of(other) is None:
@@ -413,8 +374,8 @@ def _unary(stem: str, op: Callable[[Any], Any]) -> Callable[[E], E]:
     def method(self: E) -> E:
         try:
             out = op(self._values)
-        except _BACKEND_ERRORS as err:
-            raise _refusal(err, self, f"{type(self).__name__}.{name}") or err from None
+        except BACKEND_ERRORS as err:
+            raise backend_refusal(err, self, f"{type(self).__name__}.{name}") or err from None
         return _wrap(self, out, name)
 
     method.__name__ = method.__qualname__ = name

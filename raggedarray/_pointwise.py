@@ -9,6 +9,11 @@ operators below, and a few functions torch leaves untagged though they act item 
 verdict is cached per function, so dispatch is one dictionary lookup. numpy ufuncs without a
 core signature are elementwise by definition; their methods (``reduce``, ``accumulate``, ...)
 and the generalized ufuncs (``matmul``) are not.
+
+What the backends say when an elementwise call fails for the dtype or the numbers (an
+operation the dtype lacks, a division by zero, an overflowing int) is translated here into
+the package's ``TypeError`` and ``ValueError`` (``backend_refusal``), and Python ints that
+torch would wrap are caught before it sees them (``torch_scalar``).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _backend
+from . import _backend, _checks
 
 # Operators as (dunder stem, function); their Tensor dunders dispatch here too.
 BINARY = {
@@ -203,3 +208,48 @@ def numpy_scalar_on_the_left(x: Any, ufunc: Any, inputs: tuple[Any, ...]) -> Any
     if not isinstance(scalar, np.generic):
         return NotImplemented
     return getattr(x, name)(scalar)
+
+
+# ------------------------------------------------------------ the backend's refusals
+
+
+# What a backend raises for an operation its dtype lacks (torch: NotImplementedError or
+# RuntimeError, numpy: TypeError) or a result that overflows (numpy: OverflowError).
+BACKEND_ERRORS = (RuntimeError, ValueError, TypeError, NotImplementedError, OverflowError)
+
+
+def backend_refusal(err: Exception, ref: Any, where: object) -> Exception | None:
+    """The backend's error about the dtype or the numbers, in this package's form; else None.
+
+    None for errors that are about something else (the caller re-raises them as they are).
+    """
+    text = str(err).strip().split("\n")[0]
+    dtype = _checks.dtype_name(ref.dtype)
+    if isinstance(err, OverflowError) or "ZeroDivisionError" in text:
+        return ValueError(
+            f"{where}: the operands must give numbers {dtype} values can hold; got "
+            f"{type(err).__name__} from {ref.backend}: {text}"
+        )
+    unsupported = "not implemented" in text or "not supported" in text
+    if isinstance(err, (TypeError, NotImplementedError)) or unsupported:
+        return TypeError(
+            f"{where}: the operation must be defined for {dtype} values; got "
+            f"{type(err).__name__} from {ref.backend}: {text}"
+        )
+    return None
+
+
+def torch_scalar(other: int, values: Any, where: str) -> Any:
+    """A Python int for torch values: torch wraps one beyond int64 silently.
+
+    (``x < 2**63`` is all False on int64 values.) Such an int is a float against floating
+    values and refused against integers.
+    """
+    if not _checks.INT64_MIN <= other <= _checks.INT64_MAX:
+        if values.dtype.is_floating_point:
+            return float(other)
+        raise ValueError(
+            f"{where}: an integer operand must fit in int64 for "
+            f"{_checks.dtype_name(values.dtype)} values; got {other}"
+        )
+    return other
