@@ -11,8 +11,9 @@ Rules shared by every function:
   ``fill`` (default ``0``), never NaN, and receive zero gradient.
 * float16 and bfloat16 values are accumulated in float32 and returned in their own dtype.
   Integer and boolean sums and products return int64; ``max``/``min`` keep the dtype.
-  ``mean``, ``var``, ``std``, ``logsumexp``, ``softmax`` and ``log_softmax`` need floating
-  values.
+  ``mean``, ``var``, ``std``, ``logsumexp``, ``softmax`` and ``log_softmax`` of integers and
+  booleans are floats: float64 for numpy values (as ``np.mean``), torch's default dtype for
+  torch values (as torch divides integers).
 * numpy values run through the same torch kernels (sharing memory, no copy) and come back
   as numpy arrays. torch values are differentiable: every function passes
   ``torch.autograd.gradcheck``.
@@ -134,12 +135,20 @@ def like_input(result: Any, values: Any) -> Any:
     return result if _backend.is_tensor(values) else result.numpy()
 
 
-def _need_float(dtype: Any, where: str) -> None:
-    if not dtype.is_floating_point:
-        raise TypeError(
-            f"{where}: values must have a floating dtype; got {_checks.dtype_name(dtype)} "
-            "(convert first, for example to float32)"
-        )
+def floats_for(values: Any) -> Any:
+    """The dtype integer values become for a mean: numpy's float64, torch's default dtype.
+
+    ``np.mean`` of integers is float64; torch divides integers into its default dtype
+    (float32 unless set). ``values`` are the user's, before ``as_tensor``.
+    """
+    return _torch().get_default_dtype() if _backend.is_tensor(values) else _torch().float64
+
+
+def _as_floats(values: Any, floats: Any) -> Any:
+    """Integer and boolean values as ``floats`` (uint8 images, say); floating ones as they are."""
+    if values.dtype.is_floating_point:
+        return values
+    return values.to(floats if floats is not None else _torch().get_default_dtype())
 
 
 def _zero_rows(flat: Any, part: Partition) -> Any:
@@ -150,16 +159,27 @@ def _zero_rows(flat: Any, part: Partition) -> Any:
     return out
 
 
-def reduce(op: str, values: Any, part: Partition, *, fill: Any, where: str, **options: Any) -> Any:
+def reduce(
+    op: str,
+    values: Any,
+    part: Partition,
+    *,
+    fill: Any,
+    where: str,
+    floats: Any = None,
+    **options: Any,
+) -> Any:
     """Run reduction ``op`` on tensor ``values`` over ``part``; returns ``(m, *item_shape)``.
 
     This is the engine behind the public functions and the ragged methods; ``values`` must
-    already be a tensor on a device the partition can reach.
+    already be a tensor on a device the partition can reach. Integer and boolean values of
+    a reduction that needs floats (mean, var, std, logsumexp) become ``floats``
+    (``floats_for`` the user's values; None: torch's default dtype).
     """
     spec = REDUCTIONS[op]
+    if spec.integers is None:
+        values = _as_floats(values, floats)
     dtype = values.dtype
-    if not dtype.is_floating_point and spec.integers is None:
-        _need_float(dtype, where)
     integer = not dtype.is_floating_point
     result_dtype = _torch().int64 if integer and spec.integers == "int64" else dtype
     if type(fill) is not int or fill != 0:  # the default fill holds in every dtype
@@ -191,10 +211,13 @@ def reduce(op: str, values: Any, part: Partition, *, fill: Any, where: str, **op
     return decode(out).reshape(part.num_segments, *values.shape[1:])
 
 
-def softmax(values: Any, part: Partition, *, log: bool, where: str) -> Any:
-    """Softmax (or log-softmax) over the items of each segment; returns ``values``' shape."""
+def softmax(values: Any, part: Partition, *, log: bool, where: str, floats: Any = None) -> Any:
+    """Softmax (or log-softmax) over the items of each segment; returns ``values``' shape.
+
+    Integer and boolean values become ``floats`` first, as in ``reduce``.
+    """
     kernels = _kernels()
-    _need_float(values.dtype, where)
+    values = _as_floats(values, floats)
     flat = _flat(values)
     if flat.numel() == 0:
         return values.clone() if not _backend.needs_grad(values) else values * 1
@@ -235,7 +258,7 @@ def broadcast(per_segment: Any, part: Partition, *, where: str) -> Any:
 def _public(op: str, values: Any, offsets: Any, fill: Any, where: str, **options: Any) -> Any:
     tensor = as_tensor(values, where)
     part = partition_of(tensor, offsets, where)
-    result = reduce(op, tensor, part, fill=fill, where=where, **options)
+    result = reduce(op, tensor, part, fill=fill, where=where, floats=floats_for(values), **options)
     return like_input(result, values)
 
 
@@ -443,7 +466,8 @@ def segment_log_softmax(values: Array, offsets: IntArrayLike) -> Array:
 def _public_items(values: Any, offsets: Any, where: str, *, log: bool) -> Any:
     tensor = as_tensor(values, where)
     part = partition_of(tensor, offsets, where)
-    return like_input(softmax(tensor, part, log=log, where=where), values)
+    floats = floats_for(values)
+    return like_input(softmax(tensor, part, log=log, where=where, floats=floats), values)
 
 
 @overload

@@ -191,8 +191,9 @@ def reference_reduce(
     """
     if op not in _NUMPY_OPS:
         raise ValueError(f"reference_reduce: op must be one of {sorted(_NUMPY_OPS)}; got {op!r}")
-    floating = op in ("mean", "logsumexp", "var", "std")
-    spans = _spans(values, offsets, "reference_reduce", floating=floating)
+    spans = _spans(values, offsets, "reference_reduce")
+    if op in ("mean", "logsumexp", "var", "std"):
+        values = _as_floats(values)
     item_shape = tuple(values.shape[1:])
     short = (lambda n: n <= correction) if op in ("var", "std") else (lambda n: n == 0)
     if _backend.is_tensor(values):
@@ -246,7 +247,8 @@ def reference_softmax(values: Any, offsets: IntArrayLike, *, log: bool = False) 
         >>> ra.testing.reference_softmax(np.log(np.array([1.0, 3.0, 2.0])), [0, 2, 3])
         array([0.25, 0.75, 1.  ])
     """
-    spans = _spans(values, offsets, "reference_softmax", floating=True)
+    spans = _spans(values, offsets, "reference_softmax")
+    values = _as_floats(values)
     if _backend.is_tensor(values):
         torch = _backend.torch_module()
         fn = torch.log_softmax if log else torch.softmax
@@ -308,23 +310,29 @@ def reference_broadcast(per_segment: Any, offsets: IntArrayLike) -> Any:
 # ------------------------------------------------- reference loops: order-based operations
 
 
-def _spans(
-    values: Any, offsets: Any, where: str, *, floating: bool = False
-) -> list[tuple[int, int]]:
+def _spans(values: Any, offsets: Any, where: str) -> list[tuple[int, int]]:
     """The ``(start, stop)`` of each segment, with the inputs checked as ``ra`` checks them.
 
-    ``values`` must be an array of a dtype ragged arrays hold (floating where ``floating``),
-    and ``offsets`` valid offsets over its items: an oracle that answered wrong inputs
-    would compare a wrong answer with a right one.
+    ``values`` must be an array of a dtype ragged arrays hold, and ``offsets`` valid
+    offsets over its items: an oracle that answered wrong inputs would compare a wrong
+    answer with a right one.
     """
     _checks.check_array(values, where)
-    if floating and not _is_floating(values):
-        raise TypeError(
-            f"{where}: values must have a floating dtype; got {_checks.dtype_name(values.dtype)}"
-        )
     host = _offsets.read_offsets(offsets, where)
     _offsets.validate(host, values.shape[0], where)
     return [(int(a), int(b)) for a, b in itertools.pairwise(host)]
+
+
+def _as_floats(values: Any) -> Any:
+    """Integers and booleans as the operations take them where they need floats.
+
+    float64 for numpy values (``np.mean``'s rule), torch's default dtype for tensors.
+    """
+    if _is_floating(values):
+        return values
+    if _backend.is_tensor(values):
+        return values.to(_backend.torch_module().get_default_dtype())
+    return values.astype(np.float64)
 
 
 def _is_floating(values: Any) -> bool:

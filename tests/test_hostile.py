@@ -467,8 +467,6 @@ for op in ("sum", "mean", "max", "min", "prod", "logsumexp", "var", "std"):
     case(f"{op}-fill-complex", TypeError, W, call(op), xf, fill=1j)
     case(f"{op}-fill-array", TypeError, W, call(op), xf, fill=lambda: np.zeros(2))
     case(f"{op}-fill-f32", ValueError, W, call(op), x32, fill=1e39)
-for op in ("mean", "logsumexp", "var", "std"):
-    case(f"{op}-int", TypeError, f"RaggedArray.{op}", call(op), xi)
 case("sum-fill-int-overflow", ValueError, "RaggedArray.sum", call("sum"), xi, fill=2**70)
 case("max-fill-u8", ValueError, "RaggedArray.max", call("max"), xu8, fill=300)
 case("min-fill-frac", ValueError, "RaggedArray.min", call("min"), xi, fill=0.5)
@@ -487,7 +485,6 @@ case(
 
 SEG = [0, 2, 2, 5]
 case("ssum-list", TypeError, "segment_sum", ra.segment_sum, lambda: [1.0, 2.0], lambda: [0, 2])
-case("smean-int", TypeError, "segment_mean", ra.segment_mean, lambda: np.arange(3), lambda: [0, 3])
 case(
     "ssum-overflow", ValueError, "segment_sum", ra.segment_sum, a(5), lambda: np.array([0, BIG, 5])
 )
@@ -543,22 +540,6 @@ case(
 case("ssum-meta", ValueError, "segment_sum", ra.segment_sum, meta, lambda: [0, 3])
 case("sprod-fill", TypeError, "segment_prod", ra.segment_prod, a(5), lambda: SEG, fill="x")
 case(
-    "slse-int",
-    TypeError,
-    "segment_logsumexp",
-    ra.segment_logsumexp,
-    lambda: np.arange(5),
-    lambda: SEG,
-)
-case(
-    "ssoftmax-int",
-    TypeError,
-    "segment_softmax",
-    ra.segment_softmax,
-    lambda: np.arange(5),
-    lambda: SEG,
-)
-case(
     "slogsoftmax-off",
     ValueError,
     "segment_log_softmax",
@@ -594,8 +575,6 @@ case(
 )
 
 # ------------------------------------------------------------- softmax, broadcast
-case("softmax-int", TypeError, "RaggedArray.softmax", call("softmax"), xi)
-case("log-softmax-int", TypeError, "RaggedArray.log_softmax", call("log_softmax"), xi)
 case("broadcast-rows", ValueError, "RaggedArray.broadcast", call("broadcast"), xf, a(2))
 case(
     "broadcast-backend",

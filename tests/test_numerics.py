@@ -275,8 +275,16 @@ def test_every_integer_dtype_reduces_like_the_loop(dtype, backend):
         got = getattr(ra, f"segment_{op}")(data, offsets)
         want = ra.testing.reference_reduce(op, small.astype(np.int64), offsets)
         assert np.asarray(got).tolist() == want.tolist()
-    with pytest.raises(TypeError, match="floating dtype"):
-        ra.segment_mean(data, offsets)
+    # reductions that need floats take integers as numpy's mean does (float64), or in
+    # torch's default dtype for torch values, as torch divides integers
+    for op in ("mean", "var", "logsumexp"):
+        got = getattr(ra, f"segment_{op}")(data, offsets)
+        floats = np.float64 if backend == "numpy" else np.float32
+        want = ra.testing.reference_reduce(op, small.astype(floats), offsets)
+        assert got.dtype == (floats if backend == "numpy" else torch.float32)
+        np.testing.assert_allclose(
+            np.asarray(got), want, rtol=1e-5 if backend == "torch" else 1e-12
+        )
 
 
 @pytest.mark.parametrize("dtype", INTEGER_DTYPES + FLOAT_DTYPES)

@@ -327,14 +327,22 @@ def test_integer_sums_and_products_are_int64_extrema_keep_the_dtype(place, dtype
 
 @pytest.mark.parametrize("op", [*FLOAT_ONLY, "softmax", "log_softmax"])
 @pytest.mark.parametrize("place", PLACES)
-def test_floating_only_operations_reject_integers(place, op):
+def test_floating_only_operations_take_integers_as_floats(place, op):
+    # as np.mean does (float64) for numpy values, and in torch's default dtype for torch
+    # values (as torch divides integers): the same op on the values converted first
     function = SOFTMAXES[op == "log_softmax"] if op.endswith("softmax") else FUNCTIONS[op]
-    for dtype in ("int64", "bool"):
+    for dtype in ("int64", "bool", "uint8"):
         _, x = oracle_and_x(place, dtype)
-        with pytest.raises(TypeError, match="floating"):
-            getattr(x, op)()
-        with pytest.raises(TypeError, match="floating"):
-            function(x.values, x.offsets)
+        floats = np.float64 if x.backend == "numpy" else torch.get_default_dtype()
+        want = getattr(x.astype(floats), op)()
+        want = want.values if op.endswith("softmax") else want
+        for got in (getattr(x, op)(), function(x.values, x.offsets)):
+            got = got.values if isinstance(got, ra.RaggedArray) else got
+            assert got.dtype == want.dtype
+            np.testing.assert_array_equal(
+                np.asarray(got.cpu() if x.backend == "torch" else got),
+                np.asarray(want.cpu() if x.backend == "torch" else want),
+            )
 
 
 # -------------------------------------------------------------------------------- fill
