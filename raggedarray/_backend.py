@@ -233,10 +233,14 @@ def index_rows(values: Any, index: np.ndarray) -> Any:
     """Gather rows ``values[index]`` into one new buffer (``index`` is host int64)."""
     if not is_tensor(values):
         return np.take(values, index, axis=0)
+    dtype = values.dtype
+    values = signed_view(values)  # uint16-64 have no index_select kernel: gather their bits
     index_t = upload(index, values)
     out = None
     if not needs_grad(values):
         out = new_buffer((index.shape[0], *values.shape[1:]), values.dtype, values.device)
     if out is None:
-        return values.index_select(0, index_t)
-    return torch_module().index_select(values, 0, index_t, out=out)
+        rows = values.index_select(0, index_t)
+    else:
+        rows = torch_module().index_select(values, 0, index_t, out=out)
+    return rows if rows.dtype == dtype else rows.view(dtype)

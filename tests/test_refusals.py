@@ -344,3 +344,16 @@ def test_save_refuses_directories_and_masked_arrays(tmp_path):
     with pytest.raises(TypeError, match="masked array"):
         ra.save(tmp_path / "f.st", {"x": x, "y": masked})
     assert not (tmp_path / "f.st").exists()
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "uint32", "uint64"])
+def test_wide_unsigned_torch_values_gather(dtype):
+    # torch has no index_select kernel for them: the rows are gathered as signed bits
+    values = np.array([1, 2, 2**15, 2**16 - 1, 7], dtype=dtype)
+    if dtype != "uint16":
+        values[3] = np.iinfo(dtype).max
+    n = ra.RaggedArray.from_lengths(values, [2, 3])
+    t = n.torch()
+    for key in ([1, 0], [True, False], slice(None, None, -1), np.array([1, 1])):
+        got = t[key]
+        assert got.dtype == t.dtype and got.equal(n[key])
