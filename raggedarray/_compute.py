@@ -120,9 +120,9 @@ class ComputeMethods(RaggedFields):
     def _reduce(self, op: str, fill: Scalar, **options: Any) -> Array:
         where = f"{type(self).__name__}.{op}"
         values = reduce.as_tensor(self._values, where)
-        floats = reduce.floats_for(self._values)
         part = self._partition()
-        result = reduce.reduce(op, values, part, fill=fill, where=where, floats=floats, **options)
+        source = self._values
+        result = reduce.reduce(op, values, part, fill=fill, where=where, source=source, **options)
         return reduce.like_input(result, self._values)
 
     def sum(self, *, fill: Scalar = 0) -> Array:
@@ -248,8 +248,8 @@ class ComputeMethods(RaggedFields):
     def _softmax(self, *, log: bool) -> Self:
         where = f"{type(self).__name__}.{'log_softmax' if log else 'softmax'}"
         values = reduce.as_tensor(self._values, where)
-        floats = reduce.floats_for(self._values)
-        result = reduce.softmax(values, self._partition(), log=log, where=where, floats=floats)
+        part, source = self._partition(), self._values
+        result = reduce.softmax(values, part, log=log, where=where, source=source)
         result = reduce.like_input(result, self._values)
         return cast("Self", self._with_values(result))  # same class, same offsets
 

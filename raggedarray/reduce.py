@@ -135,20 +135,17 @@ def like_input(result: Any, values: Any) -> Any:
     return result if _backend.is_tensor(values) else result.numpy()
 
 
-def floats_for(values: Any) -> Any:
-    """The dtype integer values become for a mean: numpy's float64, torch's default dtype.
+def _as_floats(values: Any, source: Any) -> Any:
+    """Integer and boolean values as floats (uint8 images, say); floating ones as they are.
 
-    ``np.mean`` of integers is float64; torch divides integers into its default dtype
-    (float32 unless set). ``values`` are the user's, before ``as_tensor``.
+    The float dtype follows the backend of ``source``, the user's values before
+    ``as_tensor``: numpy's float64 (``np.mean`` of integers), or torch's default dtype
+    (float32 unless set, as torch divides integers).
     """
-    return _torch().get_default_dtype() if _backend.is_tensor(values) else _torch().float64
-
-
-def _as_floats(values: Any, floats: Any) -> Any:
-    """Integer and boolean values as ``floats`` (uint8 images, say); floating ones as they are."""
     if values.dtype.is_floating_point:
         return values
-    return values.to(floats if floats is not None else _torch().get_default_dtype())
+    torch = _torch()
+    return values.to(torch.float64 if isinstance(source, np.ndarray) else torch.get_default_dtype())
 
 
 def _zero_rows(flat: Any, part: Partition) -> Any:
@@ -166,19 +163,19 @@ def reduce(
     *,
     fill: Any,
     where: str,
-    floats: Any = None,
+    source: Any = None,
     **options: Any,
 ) -> Any:
     """Run reduction ``op`` on tensor ``values`` over ``part``; returns ``(m, *item_shape)``.
 
     This is the engine behind the public functions and the ragged methods; ``values`` must
     already be a tensor on a device the partition can reach. Integer and boolean values of
-    a reduction that needs floats (mean, var, std, logsumexp) become ``floats``
-    (``floats_for`` the user's values; None: torch's default dtype).
+    a reduction that needs floats (mean, var, std, logsumexp) become floats by the rule of
+    ``source``'s backend (the user's values; None: torch's).
     """
     spec = REDUCTIONS[op]
     if spec.integers is None:
-        values = _as_floats(values, floats)
+        values = _as_floats(values, source)
     dtype = values.dtype
     integer = not dtype.is_floating_point
     result_dtype = _torch().int64 if integer and spec.integers == "int64" else dtype
@@ -211,13 +208,13 @@ def reduce(
     return decode(out).reshape(part.num_segments, *values.shape[1:])
 
 
-def softmax(values: Any, part: Partition, *, log: bool, where: str, floats: Any = None) -> Any:
+def softmax(values: Any, part: Partition, *, log: bool, where: str, source: Any = None) -> Any:
     """Softmax (or log-softmax) over the items of each segment; returns ``values``' shape.
 
-    Integer and boolean values become ``floats`` first, as in ``reduce``.
+    Integer and boolean values become floats first, as in ``reduce``.
     """
     kernels = _kernels()
-    values = _as_floats(values, floats)
+    values = _as_floats(values, source)
     flat = _flat(values)
     if flat.numel() == 0:
         return values.clone() if not _backend.needs_grad(values) else values * 1
@@ -258,7 +255,7 @@ def broadcast(per_segment: Any, part: Partition, *, where: str) -> Any:
 def _public(op: str, values: Any, offsets: Any, fill: Any, where: str, **options: Any) -> Any:
     tensor = as_tensor(values, where)
     part = partition_of(tensor, offsets, where)
-    result = reduce(op, tensor, part, fill=fill, where=where, floats=floats_for(values), **options)
+    result = reduce(op, tensor, part, fill=fill, where=where, source=values, **options)
     return like_input(result, values)
 
 
@@ -466,8 +463,7 @@ def segment_log_softmax(values: Array, offsets: IntArrayLike) -> Array:
 def _public_items(values: Any, offsets: Any, where: str, *, log: bool) -> Any:
     tensor = as_tensor(values, where)
     part = partition_of(tensor, offsets, where)
-    floats = floats_for(values)
-    return like_input(softmax(tensor, part, log=log, where=where, floats=floats), values)
+    return like_input(softmax(tensor, part, log=log, where=where, source=values), values)
 
 
 @overload
