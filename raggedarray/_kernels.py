@@ -8,13 +8,13 @@ Every kernel takes items flattened to ``F`` features and a
   with ``torch.sparse.mm(P, values, reduce=...)``. Measured on 2 CPU cores it runs sum, mean,
   amax and amin at 0.6-1.5x the cost of ``values.sum(0)``, where ``index_add_`` costs
   1.3-4.9x and ``torch.segment_reduce`` 8-20x.
-* ``"segment"`` (GPUs, float32/float64, eager): ``torch.segment_reduce`` (CUB's segmented
+* ``"segment"`` (CUDA, float32/float64, eager): ``torch.segment_reduce`` (CUB's segmented
   reductions, no atomics, deterministic) over the device offsets, with ``unsafe=True`` so
   nothing synchronises. Measured on an H100 (``benchmarks/bench_gpu_engines.py``, N = 3*10^6,
   F = 64): a sum at 1.2-1.7x ``copy_``'s speed where ``index_add_`` ran at 0.3x, and a max at
   1.0-1.7x where ``scatter_reduce_`` ran at 0.03-0.2x.
-* ``"scatter"`` (integers and booleans, CPU offsets known only as a tensor, and everything
-  under ``torch.compile``): ``index_add_`` and ``scatter_reduce_`` over per-item
+* ``"scatter"`` (integers and booleans, other accelerators, and everything under
+  ``torch.compile``): ``index_add_`` and ``scatter_reduce_`` over per-item
   segment ids built on the device with a known output size, so nothing synchronises a GPU
   and nothing reads the host in a compiled graph.
 
@@ -67,8 +67,8 @@ def choose_engine(values: Any, part: Partition) -> str:
     """The engine for ``(N, F)`` ``values``: ``"csr"``, ``"segment"`` or ``"scatter"``.
 
     ``csr`` needs CPU float32/float64 values, eager mode and offsets known on the host (its
-    matrices are built there); ``segment`` float32/float64 values off the CPU and eager
-    mode (offsets given only on the device will do: its block plan is built there).
+    matrices are built there); ``segment`` float32/float64 CUDA values and eager mode
+    (offsets given only on the device will do: its block plan is built there).
     ``force_engine`` may pick ``segment`` or ``scatter`` anywhere, for tests.
     """
     floating = values.dtype in _CSR_DTYPES
@@ -79,7 +79,8 @@ def choose_engine(values: Any, part: Partition) -> str:
         return _forced[-1]
     if csr:
         return "csr"
-    return "scatter" if values.device.type == "cpu" else "segment"
+    # segment_reduce is measured on CUDA; other accelerators keep the portable engine
+    return "segment" if values.device.type == "cuda" else "scatter"
 
 
 def _no_autocast(device: Any) -> contextlib.AbstractContextManager[Any]:
