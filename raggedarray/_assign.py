@@ -106,8 +106,6 @@ def _same_kind(value: Any, target: Any) -> bool:
             return np.dtype(np.float32)
         return _backend.to_numpy_dtype(dtype)
 
-    if target == torch.bfloat16 and value.is_floating_point:
-        return True
     return bool(np.can_cast(as_numpy(value), as_numpy(target), casting="same_kind"))
 
 

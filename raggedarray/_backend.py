@@ -133,6 +133,11 @@ def positive_strides(a: np.ndarray) -> np.ndarray:
     return a.copy() if any(s < 0 for s in a.strides) else a
 
 
+def native_order(a: np.ndarray) -> np.ndarray:
+    """``a`` in the machine's byte order: itself, or a converted copy (torch holds no other)."""
+    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
+
+
 def tensor_from_numpy(a: np.ndarray) -> Any:
     """``torch.from_numpy`` that accepts read-only arrays we only read from.
 

@@ -44,14 +44,25 @@ def ragged_equal(a: Any, b: Any) -> bool:
     if structure_mismatch(a, b) is not None:
         return False
     va, vb = host_values(a), host_values(b)
-    integer = va.dtype.kind in "biu", vb.dtype.kind in "biu"
-    if all(integer):
+    if va.dtype.kind in "biu" and vb.dtype.kind in "biu":
         return bool(_equal_integers(va, vb).all())
-    if any(integer) and max(va.dtype.itemsize, vb.dtype.itemsize) == 8:
-        ints, floats = (va, vb) if integer[0] else (vb, va)
-        if ints.dtype.itemsize == 8:  # floats hold every smaller integer exactly
-            return bool(_equal_integer_float(ints, floats).all())
+    wide = _wide_integers_and_floats(va, vb)
+    if wide is not None:
+        return bool(_equal_integer_float(*wide).all())
     return bool(np.array_equal(va, vb))
+
+
+def _wide_integers_and_floats(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(ints, floats)`` when one holds 64-bit integers and the other floats, else None.
+
+    numpy compares such a pair through float64, which rounds the integers; floats hold
+    every smaller integer exactly.
+    """
+    if a.dtype.kind in "iu" and a.dtype.itemsize == 8 and b.dtype.kind == "f":
+        return a, b
+    if b.dtype.kind in "iu" and b.dtype.itemsize == 8 and a.dtype.kind == "f":
+        return b, a
+    return None
 
 
 def _equal_integer_float(ints: np.ndarray, floats: np.ndarray) -> np.ndarray:
@@ -87,14 +98,12 @@ def close_mask(
     """Where ``|a - b| <= atol + rtol * |b|``, elementwise; integers exactly (module doc)."""
     if a.dtype.kind in "biu" and b.dtype.kind in "biu":
         return _close_integers(a, b, rtol, atol)
-    integer = a.dtype.kind in "biu", b.dtype.kind in "biu"
-    if any(integer) and max(a.dtype.itemsize, b.dtype.itemsize) == 8:
-        ints, floats = (a, b) if integer[0] else (b, a)
-        if ints.dtype.itemsize == 8:  # numpy rounds 64-bit integers to float64
-            exact = _equal_integer_float(ints, floats)
-            if rtol or atol:  # a tolerance this loose is not below float64's rounding
-                exact |= np.isclose(a, b, rtol=rtol, atol=atol)
-            return exact
+    wide = _wide_integers_and_floats(a, b)
+    if wide is not None:
+        exact = _equal_integer_float(*wide)
+        if rtol or atol:  # a tolerance this loose is not below float64's rounding
+            exact |= np.isclose(a, b, rtol=rtol, atol=atol)
+        return exact
     return np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan)
 
 

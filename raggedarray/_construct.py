@@ -191,8 +191,7 @@ def _concat_numpy(items: list[np.ndarray], dtype: Any, where: str) -> np.ndarray
             f"{where}: arrays must hold numbers or booleans; got dtype {items[k].dtype} "
             f"for arrays[{k}]"
         )
-    if not values.dtype.isnative:  # a new buffer anyway: in the machine's byte order
-        values = values.astype(values.dtype.newbyteorder("="))
+    values = _backend.native_order(values)  # a new buffer anyway
     # numpy lays the result out like Fortran-ordered inputs; the buffer is C-ordered
     return np.ascontiguousarray(values)
 
@@ -316,8 +315,7 @@ def copy_pieces(tensors: list[Any], values: Any) -> Any:
 
 
 def numpy_as_tensor(a: np.ndarray, k: int, where: str) -> Any:
-    if not a.dtype.isnative:  # torch holds the machine's byte order only; this is copied anyway
-        a = a.astype(a.dtype.newbyteorder("="))
+    a = _backend.native_order(a)  # copied anyway
     try:
         return _backend.tensor_from_numpy(a)
     except TypeError:
@@ -425,19 +423,19 @@ def pad(values: Any, host: np.ndarray, length: int, fill: Any, where: str) -> tu
     fill = check_fill(fill, values.dtype, where)
     m = host.shape[0] - 1
     flat_shape = (m * length, *values.shape[1:])
+    dtype = values.dtype
     with _allocation(where, m, length):
         dest, src, mask = _offsets.pad_positions(host, length)
         if not _backend.is_tensor(values):
-            padded = np.full(flat_shape, fill, dtype=values.dtype)
+            padded = np.full(flat_shape, fill, dtype=dtype)
         else:
-            padded = _backend.empty(flat_shape, _backend.signed_view(values).dtype, values.device)
+            values = _backend.signed_view(values)  # uint16-64 lack index_copy_ and fill_
+            padded = _backend.empty(flat_shape, values.dtype, values.device)
     mask_out = _backend.upload(mask, values)
     if not _backend.is_tensor(values):
         padded[dest] = values if src is None else np.take(values, src, axis=0)
         return padded.reshape(m, length, *values.shape[1:]), mask_out
     torch = _backend.torch_module()
-    dtype = values.dtype
-    values = _backend.signed_view(values)  # uint16-64 lack index_copy_ and fill_ kernels
     if values.dtype != dtype:  # the fill's bits, seen the same way
         fill = _backend.signed_view(torch.tensor([fill], dtype=dtype)).item()
     padded.fill_(fill)

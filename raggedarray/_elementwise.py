@@ -71,7 +71,7 @@ E = TypeVar("E", bound="ElementwiseMethods")
 _SCALARS = (int, float, complex, np.number, np.bool_)
 
 # Python ints within these bounds need no look on the torch fast path; larger ones are
-# checked by ``_torch_scalar``.
+# checked by ``torch_scalar``.
 _SMALL_INT, _BIG_INT = -(2**62), 2**62
 
 # Operands that are not arrays yet: read as arrays (numpy), or refused (strings; torch).

@@ -83,7 +83,7 @@ def choose_engine(values: Any, part: Partition) -> str:
     return "segment" if values.device.type == "cuda" else "scatter"
 
 
-def _no_autocast(device: Any) -> contextlib.AbstractContextManager[Any]:
+def no_autocast(device: Any) -> contextlib.AbstractContextManager[Any]:
     """Autocast off for the kernels, where it is on (eager only).
 
     Inside a compiled graph the scatter engine runs, whose ops autocast leaves alone, and
@@ -99,7 +99,7 @@ def _no_autocast(device: Any) -> contextlib.AbstractContextManager[Any]:
 
 def raw_sum(values: Any, part: Partition) -> Any:
     """``(m, F)`` sums of a contiguous ``(N, F)`` tensor; empty segments give 0."""
-    with _no_autocast(values.device):
+    with no_autocast(values.device):
         exact = not values.dtype.is_floating_point
         engine = choose_engine(values, part)
         if engine == "segment":
@@ -151,7 +151,7 @@ def _mm(csr: Any, values: Any) -> Any:
 
 def raw_extremum(values: Any, part: Partition, op: str) -> Any:
     """``(m, F)`` ``"amax"`` or ``"amin"``; NaN propagates; empty segments give 0."""
-    with _no_autocast(values.device):
+    with no_autocast(values.device):
         engine = choose_engine(values, part)
         if engine == "csr":
             return torch.sparse.mm(part.csr(values.dtype), values, reduce=op)
@@ -174,7 +174,7 @@ def raw_prod(values: Any, part: Partition) -> Any:
     """
     if deterministic_off_cpu(values.device):
         return prod_by_halving(values, part)
-    with _no_autocast(values.device):
+    with no_autocast(values.device):
         shape = (part.num_segments, values.shape[1])
         out = torch.ones(shape, dtype=values.dtype, device=values.device)
         index = part.ids(values.device).unsqueeze(1).expand(values.shape)
@@ -197,7 +197,7 @@ def prod_by_halving(values: Any, part: Partition) -> Any:
     partition knows its offsets on the host. Each round touches all ``N`` items, so it
     costs ``log2(n_max)`` passes where ``scatter_reduce`` costs one.
     """
-    with _no_autocast(values.device):
+    with no_autocast(values.device):
         num_items, device = values.shape[0], values.device
         lengths = part.lengths(device)
         ones = torch.ones((part.num_segments, values.shape[1]), dtype=values.dtype, device=device)

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from . import _backend, _chunked, _jit
-from ._kernels import _no_autocast, deterministic_off_cpu, raw_broadcast, raw_extremum, raw_sum
+from ._kernels import deterministic_off_cpu, no_autocast, raw_broadcast, raw_extremum, raw_sum
 from ._partition import Partition
 
 # Values whose order fits in 32 bits are sorted with their segment in one int64 key.
@@ -554,7 +554,7 @@ def cumsum(flat: Any, part: Partition) -> Any:
         return _jit.cumsum(flat, part)
     if not flat.dtype.is_floating_point:
         return _restarted(flat, part, torch.int64)
-    with _no_autocast(flat.device):
+    with no_autocast(flat.device):
         if flat.device.type == "cpu":  # (a GPU would wait for the check: it takes the safe way)
             out, check = _scan(flat, part)
             if bool(torch.isfinite(check).all()):
@@ -598,6 +598,6 @@ class _LinearScan(torch.autograd.Function):
 def _reversed(part: Partition, device: Any) -> Partition:
     """The partition of the buffer read backwards."""
     if part.host is not None:
-        return Partition(np.ascontiguousarray(part.num_items - part.host[::-1]))
+        return Partition(part.num_items - part.host[::-1])
     offsets = part.offsets(device)
     return Partition(None, offsets=part.num_items - offsets.flip(0), num_items=part.num_items)

@@ -260,12 +260,7 @@ def _ragged_field(items: Sequence[Any], where: str, what: str | None) -> RaggedA
 
 def _join_field(items: Sequence[Any], where: str) -> RaggedArray:
     # samples are copied anyway: big-endian ones are converted, as from_list does
-    items = [
-        a.astype(a.dtype.newbyteorder("="))
-        if isinstance(a, np.ndarray) and not a.dtype.isnative
-        else a
-        for a in items
-    ]
+    items = [_backend.native_order(a) if isinstance(a, np.ndarray) else a for a in items]
     for i, item in enumerate(items):
         if not isinstance(item, _ARRAYS):
             raise TypeError(
@@ -310,8 +305,7 @@ def _join_shared(items: Sequence[Any], where: str) -> tuple[torch.Tensor, None, 
     # handle, not a copy.
     shape = (int(host[-1]), *first)
     if all(isinstance(a, np.ndarray) for a in items):
-        # in the machine's byte order, as from_list makes it (torch holds no other)
-        numpy_dtype = np.result_type(*(a.dtype for a in items)).newbyteorder("=")
+        numpy_dtype = np.result_type(*(a.dtype for a in items))  # (items are native already)
         values = _shared_empty(shape, _backend.to_torch_dtype(numpy_dtype))
         np.concatenate(items, axis=0, out=values.numpy())
         return values, None, host

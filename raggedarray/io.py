@@ -263,8 +263,7 @@ def _host_array(a: Any, what: str) -> Any:
                 f"{where}: {what} dtype must be one of {', '.join(SAVABLE)} "
                 f"(bfloat16: torch only); got {a.dtype} (numpy)"
             )
-        if not a.dtype.isnative:
-            a = a.astype(a.dtype.newbyteorder("="))
+        a = _backend.native_order(a)
         if not a.flags.c_contiguous or min(a.strides, default=0) < 0:  # empty ones may be both
             a = a.copy(order="C")  # (np.ascontiguousarray would make a 0-d array 1-d)
         return a

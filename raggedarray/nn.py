@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ._backend import describe
-from ._checks import check_fill, read_bool, read_int
+from ._checks import check_fill, dtype_name, read_bool, read_int
 from ._reductions import POOLS as _OPS
 from .map import _check_chunk_size
 
@@ -153,8 +153,8 @@ class AttentionPool(nn.Module):
         if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
             raise TypeError(
                 f"AttentionPool: values must have the dtype of the pool's weights "
-                f"({str(weight.dtype).removeprefix('torch.')}); got "
-                f"{str(x.dtype).removeprefix('torch.')} (convert with x.float() or the pool "
+                f"({dtype_name(weight.dtype)}); got {dtype_name(x.dtype)} (convert with "
+                "x.float() or the pool "
                 "with pool.to(dtype))"
             )
         return x.map(self._scorer()).softmax()
