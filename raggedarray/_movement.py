@@ -105,6 +105,19 @@ class MovementMethods(RaggedFields):
         Args:
             force: detach values that require grad, like ``Tensor.numpy(force=True)``;
                 without it such values are refused.
+
+        Raises:
+            TypeError: the values require grad and ``force`` is False, or their dtype has no
+                numpy twin (bfloat16).
+
+        Examples:
+            >>> import numpy as np
+            >>> import torch
+            >>> import raggedarray as ra
+            >>> t = ra.RaggedArray.from_lengths(torch.ones(3, requires_grad=True), [1, 2])
+            >>> x = t.numpy(force=True)  # detached; without force: TypeError
+            >>> x.backend, x.lengths, np.shares_memory(x.values, t.values.detach().numpy())
+            ('numpy', array([1, 2]), True)
         """
         values = self._values
         if not _backend.is_tensor(values):

@@ -141,7 +141,13 @@ class AttentionPool(nn.Module):
         return self.score(hidden)
 
     def weights(self, x: RaggedArray) -> RaggedArray:
-        """Attention weights of every item, ``(N, 1)`` ragged like ``x``."""
+        """Attention weights of every item, ``(N, 1)`` ragged like ``x``; each segment's sum to 1.
+
+        Raises:
+            TypeError: ``x`` is not ragged, or its dtype differs from the pool's weights
+                (outside ``torch.autocast``).
+            ValueError: the items are not ``(in_features,)`` vectors.
+        """
         _check_ragged(x, "AttentionPool")
         x = _as_torch(x)
         if x.item_shape != (self.in_features,):
@@ -160,7 +166,10 @@ class AttentionPool(nn.Module):
         return x.map(self._scorer()).softmax()
 
     def forward(self, x: RaggedArray) -> torch.Tensor:
-        """Attention-weighted sum of each segment's items: ``(m, in_features)``."""
+        """Attention-weighted sum of each segment's items: ``(m, in_features)``.
+
+        Empty segments give zeros. Raises as [`weights`][raggedarray.nn.AttentionPool.weights].
+        """
         _check_ragged(x, "AttentionPool")
         x = _as_torch(x)
         weights = self.weights(x)
@@ -180,9 +189,15 @@ class DeepSet(nn.Module):
     Args:
         psi: per-item network (any callable on a ``(k, *item_shape)`` tensor).
         phi: network on the pooled ``(m, features)`` rows.
-        pool: ``"sum"``, ``"mean"``, ``"max"``, ``"logsumexp"``, or a module that maps a
-            ragged batch to ``(m, F)`` (an [`AttentionPool`][raggedarray.nn.AttentionPool], say).
+        pool: ``"sum"``, ``"mean"``, ``"max"``, ``"min"``, ``"logsumexp"`` (a
+            [`SegmentPool`][raggedarray.nn.SegmentPool]), or a module that maps a ragged batch
+            to ``(m, F)`` (an [`AttentionPool`][raggedarray.nn.AttentionPool], say).
         chunk_size: passed to ``map`` (None: chosen automatically).
+
+    Raises:
+        TypeError: ``psi``, ``phi`` or ``pool`` is not callable (or ``pool`` a name), or
+            ``chunk_size`` is not an int.
+        ValueError: ``pool`` names no pooling op, or ``chunk_size`` is below 1.
 
     Examples:
         >>> import torch
@@ -232,9 +247,11 @@ class DeepSet(nn.Module):
                 to a tensor on the pooled features' device).
 
         Raises:
-            TypeError: ``x`` is not ragged, or ``covariates`` is not a tensor or a numpy
-                array of numbers.
-            ValueError: ``covariates`` is not ``(m, k)`` or ``(m,)``.
+            TypeError: ``x`` is not ragged, ``covariates`` is not a tensor or a numpy
+                array of numbers, or the pool returns something other than a tensor.
+            ValueError: ``covariates`` is not ``(m, k)`` or ``(m,)``, or is a tensor on
+                another device than the pooled features; or the pool's output is not
+                ``(m, ...)`` with a feature dim.
         """
         _check_ragged(x, "DeepSet")
         features = _as_torch(x).map(self.psi, chunk_size=self.chunk_size)

@@ -267,6 +267,13 @@ class RaggedArray(
         ``(m, n_max)`` boolean mask of ``to_padded`` (numpy or torch, any device; read on the
         host), whose True slots must form a prefix of every row. One allocation; differentiable.
 
+        Raises:
+            TypeError: ``padded`` is not an array, or ``lengths`` is neither integers nor a
+                boolean mask.
+            ValueError: ``padded`` is not at least 2-D, ``lengths`` has not one entry per
+                row or holds a length outside ``[0, n_max]``, or the mask's shape is not
+                ``(m, n_max)`` or a row's True slots are not a prefix.
+
         Examples:
             >>> import numpy as np
             >>> import raggedarray as ra
@@ -450,7 +457,14 @@ class RaggedArray(
         return tuple(np.split(self._values, self._host[1:-1]))
 
     def to_list(self) -> list[Array]:
-        """All segments as a list of views ``(n_i, *item_shape)``."""
+        """All segments as a list of views ``(n_i, *item_shape)``.
+
+        Examples:
+            >>> import numpy as np
+            >>> import raggedarray as ra
+            >>> ra.RaggedArray.from_lengths(np.arange(3), [1, 0, 2]).to_list()
+            [array([0]), array([], dtype=int64), array([1, 2])]
+        """
         return list(self.unbind())
 
     # --------------------------------------------------------------------- comparison

@@ -97,6 +97,14 @@ def allclose(
     Values are within ``atol + rtol * |b|`` as in ``np.allclose``; integers against integers
     are compared exactly at any size (see ``assert_ragged_equal``).
 
+    Args:
+        a: a ragged array.
+        b: a ragged array, compared with ``a`` across backends and devices.
+        rtol: relative tolerance, ``>= 0``.
+        atol: absolute tolerance, ``>= 0``.
+        equal_nan: NaNs in the same places compare equal (by default a NaN differs from
+            everything, as in ``np.allclose``).
+
     Raises:
         TypeError: ``a`` or ``b`` is not a ragged array, or a tolerance not a real number.
         ValueError: a tolerance is negative or NaN.
@@ -107,6 +115,9 @@ def allclose(
         >>> x = ra.RaggedArray.from_lengths(np.array([1.0, 2.0, 3.0]), [1, 2])
         >>> ra.allclose(x, x.to(dtype=np.float32))
         True
+        >>> y = ra.RaggedArray.from_lengths(np.array([np.nan, 2.0, 3.0]), [1, 2])
+        >>> ra.allclose(y, y), ra.allclose(y, y, equal_nan=True)
+        (False, True)
     """
     for name, x in (("a", a), ("b", b)):
         if not isinstance(x, RaggedArray):
