@@ -32,6 +32,8 @@ from .map import _check_chunk_size
 if TYPE_CHECKING:
     from .ragged import RaggedArray
 
+__all__ = ["AttentionPool", "DeepSet", "SegmentPool"]
+
 
 def _check_ragged(x: Any, where: str) -> None:
     from .ragged import RaggedArray
