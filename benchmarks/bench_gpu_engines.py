@@ -96,6 +96,7 @@ def case(num_items: int, m: int, features: int, device: torch.device, rounds: in
     lengths_t = offsets[1:] - offsets[:-1]
     ids = torch.repeat_interleave(torch.arange(m, device=device), lengths_t, output_size=num_items)
     rows = torch.randn(m, features, device=device)
+    spread_index = ids.unsqueeze(1).expand(num_items, features)
     spread = median_ms(
         {
             "ra.segment_broadcast": lambda: ra.segment_broadcast(rows, host),
@@ -103,6 +104,9 @@ def case(num_items: int, m: int, features: int, device: torch.device, rounds: in
             "repeat_interleave": lambda: torch.repeat_interleave(
                 rows, lengths_t, dim=0, output_size=num_items
             ),
+            "rows[ids]": lambda: rows[ids],
+            "gather, expanded ids": lambda: rows.gather(0, spread_index),
+            "embedding": lambda: torch.nn.functional.embedding(ids, rows),
         },
         device,
         rounds,
