@@ -1,4 +1,7 @@
-"""Interactive display of ragged arrays: ``show`` (matplotlib) and Jupyter's ``_repr_html_``.
+"""Interactive display of ragged arrays: ``show``, ``_repr_html_`` and ``str``.
+
+``show`` draws images with matplotlib, ``_repr_html_`` is Jupyter's summary table, and
+``str`` gives the values segment by segment, summarised as numpy summarises.
 
 The mixin reads the ragged array's fields (``_values``, ``_host``) and public properties; it
 imports nothing from ``ragged.py`` or ``image.py``. matplotlib is imported lazily, only by
@@ -136,6 +139,40 @@ class DisplayMethods(RaggedFields):
             return ax.figure
         return _draw_grid(mpl, thumbs, counts, labels, title)
 
+    def __str__(self) -> str:
+        """The values, one segment per row, as ``print`` shows them.
+
+        ``repr(x)`` describes the array without its values (and never reads them); ``str``
+        shows them, segment by segment in numpy's format and print options. Past numpy's
+        ``threshold`` of elements, only the first and last ``edgeitems`` segments are shown,
+        and only those are read (copied to the host from another device).
+
+        Examples:
+            >>> import numpy as np
+            >>> import raggedarray as ra
+            >>> print(ra.RaggedArray.from_lengths(np.arange(6.0), [2, 0, 4]))
+            [[0. 1.]
+             []
+             [2. 3. 4. 5.]]
+        """
+        host = self._host
+        m = len(host) - 1
+        options = np.get_printoptions()
+        rows: list[int | None] = list(range(m))
+        edge, summarise = options["edgeitems"], _size(self) > options["threshold"]
+        if summarise and m > 2 * edge:
+            rows = [*range(edge), None, *range(m - edge, m)]
+        texts = []
+        for i in rows:
+            if i is None:
+                texts.append("...")
+                continue
+            segment = _host_array(self._values[int(host[i]) : int(host[i + 1])])
+            # past the threshold every segment is summarised, as numpy summarises the whole
+            threshold = 0 if summarise else options["threshold"]
+            texts.append(np.array2string(segment, prefix=" ", threshold=threshold))
+        return "[" + "\n ".join(texts) + "]"
+
     def _repr_html_(self) -> str:
         """A small HTML summary table for Jupyter (no images, never syncs a device).
 
@@ -182,6 +219,21 @@ class DisplayMethods(RaggedFields):
 
 
 # ------------------------------------------------------------------------------ helpers
+
+
+def _size(x: Any) -> int:
+    """Elements in the values: ``N`` times the item size."""
+    return x.num_items * int(np.prod(x.item_shape, dtype=np.int64))
+
+
+def _host_array(values: Any) -> np.ndarray:
+    """A numpy array of ``values`` for printing: detached, on the host, bfloat16 widened."""
+    if isinstance(values, np.ndarray):
+        return values
+    values = values.detach()
+    if values.dtype == _backend.torch_module().bfloat16:
+        values = values.float()
+    return values.cpu().numpy()
 
 
 def _select(segments: Any, m: int, where: str) -> np.ndarray:

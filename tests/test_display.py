@@ -429,3 +429,74 @@ def test_repr_html_escapes():
     assert "<script>" not in text
     assert "<b>Ragged&lt;script&gt;&amp;</b>" in text
     assert cells(text)["item_shape"] == "()"
+
+
+# ------------------------------------------------------------------------------------ str
+
+
+def segment_texts(x, threshold=None):
+    """The oracle: numpy's text of every segment, read one segment at a time."""
+    texts = []
+    for segment in x.to_list():
+        if isinstance(segment, torch.Tensor):
+            segment = segment.detach().cpu()
+            segment = (segment.float() if segment.dtype == torch.bfloat16 else segment).numpy()
+        options = {} if threshold is None else {"threshold": threshold}
+        texts.append(np.array2string(segment, prefix=" ", **options))
+    return texts
+
+
+@pytest.mark.parametrize("dtype", ["bool", "uint8", "int64", "float16", "float32", "float64"])
+@pytest.mark.parametrize("item_shape", [(), (3,), (1, 2, 2)])
+@pytest.mark.parametrize("place", PLACES)
+def test_str_shows_every_segment_as_numpy_does(place, item_shape, dtype):
+    rng = np.random.default_rng(21)
+    lengths = [2, 0, 3, 1]
+    values = (rng.standard_normal((sum(lengths), *item_shape)) * 5).astype(dtype)
+    cls = ra.RaggedImageBatch if len(item_shape) == 3 else ra.RaggedArray
+    x = cls.from_lengths(on(values, place), lengths)
+    assert str(x) == "[" + "\n ".join(segment_texts(x)) + "]"
+    assert repr(x) != str(x) and repr(x).startswith(cls.__name__ + "(")
+
+
+@pytest.mark.parametrize("place", TORCH_PLACES)
+def test_str_of_bfloat16_values_that_require_grad(place):
+    values = on(np.array([0.5, 1.5, -2.0], dtype=np.float32), place)
+    x = ra.RaggedArray.from_lengths(values.bfloat16().requires_grad_(), [1, 2])
+    assert str(x) == "[[0.5]\n [ 1.5 -2. ]]"
+
+
+@pytest.mark.parametrize("lengths", [[], [0], [0, 0, 0]])
+def test_str_of_arrays_without_items(place, lengths):
+    x = ra.RaggedArray.from_lengths(on(np.zeros((0, 2)), place), lengths)
+    assert str(x) == "[" + "\n ".join(["[]"] * len(lengths)) + "]"
+
+
+def test_str_of_many_segments_shows_the_first_and_last_few():
+    lengths = np.random.default_rng(22).integers(0, 5, size=3_000)
+    x = ra.RaggedArray.from_lengths(np.arange(lengths.sum(), dtype=np.float64), lengths)
+    edge = np.get_printoptions()["edgeitems"]
+    shown = [*range(edge), *range(len(lengths) - edge, len(lengths))]
+    texts = segment_texts(x[shown], threshold=0)
+    assert str(x) == "[" + "\n ".join([*texts[:edge], "...", *texts[edge:]]) + "]"
+
+
+def test_str_summarises_long_segments_and_follows_print_options():
+    x = ra.RaggedArray.from_lengths(np.arange(4_000) / 3, [1_000, 3_000])
+    text = str(x)
+    assert text == "[" + "\n ".join(segment_texts(x, threshold=0)) + "]"
+    assert text.count("...") == 2 and len(text) < 400
+    with np.printoptions(precision=2, threshold=10_000):
+        text = str(x)
+        assert text == "[" + "\n ".join(segment_texts(x)) + "]"
+    assert "..." not in text and " 1332.67 " in text
+
+
+def test_str_reads_only_the_segments_it_shows(monkeypatch):
+    values = torch.arange(100_000.0)
+    x = ra.RaggedArray.from_lengths(values, [10] * 10_000)
+    sizes = []
+    detach = torch.Tensor.detach
+    monkeypatch.setattr(torch.Tensor, "detach", lambda t: sizes.append(t.numel()) or detach(t))
+    str(x)
+    assert sizes == [10] * (2 * np.get_printoptions()["edgeitems"])
