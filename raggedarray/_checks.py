@@ -309,7 +309,10 @@ def int_vector(x: Any, where: str, what: str, *, allow_empty_float: bool = True)
             big = big_python_int(x)
             if big is not None:
                 raise ValueError(f"{where}: {what} must fit in int64; got {big}")
-            raise TypeError(f"{where}: {what} must have an integer dtype; got {arr.dtype}")
+            ints = int_list(x)
+            if ints is None:
+                raise TypeError(f"{where}: {what} must have an integer dtype; got {arr.dtype}")
+            arr = np.array(ints, dtype=np.int64)
     if arr.ndim != 1:
         raise ValueError(f"{where}: {what} must be 1-D; got shape {tuple(arr.shape)}")
     return as_int64(arr, where, what)
@@ -350,16 +353,31 @@ def as_numpy(x: Any, where: str, what: str) -> np.ndarray:
 
 
 def big_python_int(x: Any) -> int | None:
-    """The first out-of-int64 Python int of a list of ints, or None (numpy made it float)."""
+    """The first out-of-int64 integer of a list of ints, or None (numpy made it float)."""
     if isinstance(x, np.ndarray) or _backend.is_tensor(x):
         return None
     try:
         flat = np.array(x, dtype=object).ravel().tolist()
     except (ValueError, TypeError):
         return None
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in flat):
+    if not all(_is_integer(v) for v in flat):
         return None
-    return next((v for v in flat if not INT64_MIN <= v <= INT64_MAX), None)
+    return next((int(v) for v in flat if not INT64_MIN <= v <= INT64_MAX), None)
+
+
+def int_list(x: Any) -> list[int] | None:
+    """The values of a flat list or tuple of Python or numpy integers, else None.
+
+    numpy reads ``[np.int64(0), np.uint64(5)]`` as float64 (no integer dtype holds both),
+    though every entry is an integer: callers read such lists exactly instead.
+    """
+    if not isinstance(x, (list, tuple)) or not all(_is_integer(v) for v in x):
+        return None
+    return [int(v) for v in x]
+
+
+def _is_integer(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 def offsets_from_lengths(lengths: np.ndarray, where: str, what: str = "lengths") -> np.ndarray:

@@ -185,6 +185,14 @@ def segment_index(key: Any, num_segments: int, where: str) -> np.ndarray:
         raise IndexError(
             f"{where}: an index list must be rectangular (1-D); got a ragged {type(key).__name__}"
         ) from None
+    ints = _checks.int_list(key) if arr.dtype.kind in "fO" else None
+    if ints:  # a list of ints numpy made floats or objects of (np.uint64 beside np.int64)
+        big = next((i for i in ints if not -num_segments <= i < num_segments), None)
+        if big is not None:
+            raise IndexError(
+                f"{where}: segment index out of range for {num_segments} segments; got {big}"
+            )
+        arr = np.array(ints, dtype=np.int64)
     if arr.dtype == object:
         big = _checks.big_python_int(key) if arr.ndim == 1 else None
         if big is None:
