@@ -155,6 +155,18 @@ def tensor_from_numpy(a: np.ndarray) -> Any:
         return torch.from_numpy(a)
 
 
+def host_numpy(t: Any) -> np.ndarray:
+    """A tensor as a host numpy array, detached: a view of CPU memory where numpy can share it.
+
+    A real tensor may carry torch's negative bit (``z.conj().imag`` of a complex ``z``),
+    which ``Tensor.numpy`` refuses: ``resolve_neg`` writes it out (a no-op otherwise).
+    """
+    t = t.detach()
+    if t.device.type != "cpu":
+        t = t.cpu()
+    return t.resolve_neg().numpy()
+
+
 def host_int64(x: Any) -> np.ndarray:
     """A host numpy int64 copy or view of an integer array, list or tensor (syncs for CUDA)."""
     if is_tensor(x):

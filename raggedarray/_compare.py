@@ -20,10 +20,9 @@ def host_values(x: Any) -> np.ndarray:
     """The values of a ragged array as a host numpy array (a copy from a GPU)."""
     values = x.values
     if _backend.is_tensor(values):
-        values = values.detach().cpu()
         if values.dtype == _backend.torch_module().bfloat16:
             values = values.float()
-        values = values.numpy()
+        values = _backend.host_numpy(values)
     return values
 
 

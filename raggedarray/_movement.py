@@ -129,7 +129,7 @@ class MovementMethods(RaggedFields):
                 "numpy(force=True)); got values with requires_grad=True"
             )
         try:
-            array = values.detach().cpu().numpy()
+            array = _backend.host_numpy(values)
         except TypeError as err:
             raise TypeError(
                 f"{where}: values must have a dtype numpy can hold; got "

@@ -50,15 +50,12 @@ def to_awkward(values: Any, host_offsets: np.ndarray, *, where: str = "to_awkwar
     """
     ak = _import_awkward(where)
     if _backend.is_tensor(values):
-        tensor = values.detach()
-        if tensor.device.type != "cpu":
-            tensor = tensor.cpu()
         try:
-            values = tensor.numpy()
+            values = _backend.host_numpy(values)
         except TypeError:
             raise TypeError(
                 f"{where}: values must have a dtype numpy and awkward can hold; got "
-                f"{tensor.dtype} (convert first, e.g. x.to(dtype=torch.float32))"
+                f"{values.dtype} (convert first, e.g. x.to(dtype=torch.float32))"
             ) from None
     offsets = ak.index.Index64(np.asarray(host_offsets, dtype=np.int64))
     layout = ak.contents.ListOffsetArray(offsets, ak.contents.NumpyArray(values))

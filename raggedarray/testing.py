@@ -442,7 +442,7 @@ def reference_segment_op(
 
 def _host_array(values: Any) -> np.ndarray:
     if _backend.is_tensor(values):
-        return values.detach().cpu().numpy()
+        return _backend.host_numpy(values)
     return np.asarray(values)
 
 
