@@ -40,6 +40,7 @@ Which functions count as elementwise is decided in ``_pointwise``.
 
 from __future__ import annotations
 
+import numbers
 import operator
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -174,6 +175,11 @@ def _operand(a: Any, ref: Any, array: type, depth: int, operands: Any, where: ob
                 f"{_backend.describe(a)} (convert the ragged array with x.{backend}() or the "
                 f"operand to {ref.backend})"
             )
+    if isinstance(a, np.ndarray) and a.dtype.kind == "O":  # refused before numpy runs Python
+        raise TypeError(
+            f"{where}: array operands must hold real numbers or booleans; got "
+            f"{_backend.describe(a)}"
+        )
     ndim = a.ndim
     if ndim > depth:
         raise ValueError(
@@ -358,6 +364,11 @@ def _binary(
             return _wrap(self, out, name)
         where = f"{type(self).__name__}.{name}"
         if not _is_ragged(other) and _backend.backend_of(other) is None:
+            if isinstance(other, numbers.Number):  # Fraction, Decimal: no backend reads them
+                raise TypeError(
+                    f"{where}: number operands must be Python or numpy ints, floats or bools; "
+                    f"got {type(other).__name__} {other!r:.40} (convert it, e.g. float(v))"
+                )
             if not isinstance(other, _SEQUENCES):
                 return NotImplemented
             other = _sequence_operand(other, self, where)
