@@ -230,3 +230,19 @@ def test_deepset_covariates_must_be_real_and_beside_the_features():
     with pytest.raises(TypeError, match="real numbers"):
         model(x, torch.zeros(3, 2, dtype=torch.complex64))
     assert model(x, np.zeros((3, 2), np.float32)).shape == (3, 1)
+
+
+@pytest.mark.parametrize("engine", list(_kernels.ENGINES))
+@pytest.mark.parametrize("op", ["var", "std"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_variance_sends_no_nan_back_from_a_filled_segment(engine, op, bad):
+    values = torch.tensor([[bad, 1.0], [1.0, 2.0], [4.0, 2.0], [bad, bad]], requires_grad=True)
+    x = ra.RaggedArray.from_lengths(values, [1, 2, 1, 0])  # n_i <= correction: filled
+    with _kernels.force_engine(engine):
+        out = getattr(x, op)(fill=-1.0)
+    out.sum().backward()
+    ref = values.detach()[1:3].clone().requires_grad_(True)
+    getattr(ref, op)(0).sum().backward()
+    assert out[[0, 2, 3]].eq(-1).all()
+    torch.testing.assert_close(values.grad[1:3], ref.grad)
+    assert values.grad[[0, 3]].eq(0).all()

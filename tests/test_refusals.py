@@ -357,3 +357,65 @@ def test_wide_unsigned_torch_values_gather(dtype):
     for key in ([1, 0], [True, False], slice(None, None, -1), np.array([1, 1])):
         got = t[key]
         assert got.dtype == t.dtype and got.equal(n[key])
+
+
+# ------------------------------------------------------- lists of mixed numpy integers
+
+MIXED = [np.int64(0), np.int32(2), np.uint8(2), np.uint64(5)]  # numpy reads it as float64
+
+
+def test_offsets_and_lengths_of_mixed_numpy_ints_are_integers():
+    values = np.arange(10.0).reshape(5, 2)
+    assert ra.RaggedArray(values, MIXED).lengths.tolist() == [2, 0, 3]
+    assert ra.RaggedArray.from_lengths(values, [np.int64(2), np.uint64(3)]).num_segments == 2
+    with pytest.raises(ValueError, match=r"^RaggedArray: offsets must fit in int64; got 1844"):
+        ra.RaggedArray(values, [np.int64(0), np.uint64(2**64 - 1), np.int64(5)])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_indexing_with_mixed_numpy_ints(backend):
+    x = make(np.arange(5.0), [2, 0, 3], backend)
+    assert x[[np.int64(-1), np.uint64(0)]].equal(x[[2, 0]])
+    with pytest.raises(IndexError, match=r"out of range for 3 segments; got 184467"):
+        x[[np.int64(0), np.uint64(2**64 - 1)]]
+
+
+# ------------------------------------------------------ tensors with the negative bit
+
+
+def test_values_with_the_negative_bit_leave_torch():
+    values = torch.randn(5, 2, dtype=torch.complex64).conj().imag  # a real "negative view"
+    assert values.is_neg()
+    x = ra.RaggedArray(values, torch.tensor([0, 2, 5]))
+    want = values.resolve_neg().numpy()
+    assert np.array_equal(x.numpy().values, want)
+    assert x.equal(x) and ra.allclose(x, x)
+    ra.testing.assert_ragged_equal(x, ra.RaggedArray(torch.from_numpy(want), [0, 2, 5]))
+    assert np.array_equal(x.to_awkward()[1].to_numpy(), want[2:])
+    assert values.is_neg()  # the input is left as it was
+
+
+# --------------------------------------------------------------- operand kinds
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("number", [__import__("fractions").Fraction(1, 2)])
+def test_numbers_no_backend_reads_are_refused(backend, number):
+    x = make(np.array([0.5, 1.0]), [1, 1], backend)
+    for op in ("__eq__", "__add__", "__radd__", "__lt__"):
+        with pytest.raises(TypeError, match=r"^RaggedArray.__r?\w+__: number operands must be"):
+            getattr(x, op)(number)  # x == Fraction(1, 2) was False, not elementwise
+    with pytest.raises(TypeError, match="number operands"):
+        x == __import__("decimal").Decimal(1)  # noqa: B015
+
+
+@pytest.mark.parametrize("reflected", [False, True])
+def test_object_array_operands_are_refused_before_numpy_runs(reflected):
+    x = make(np.array([0.0, 1.0, 2.0]), [1, 2], "numpy")
+    objects = np.array([1, 2, 3], dtype=object)[:1]
+    for op in ("truediv", "floordiv", "mod", "eq", "lt", "add"):
+        name = f"__r{op}__" if reflected and op not in ("eq", "lt") else f"__{op}__"
+        with pytest.raises(TypeError, match=r"^RaggedArray.__\w+__: array operands must hold"):
+            getattr(x, name)(objects)  # 1 / 0 in Python raised ZeroDivisionError
+    with pytest.raises(TypeError, match="array operands must hold"):
+        np.add(x, objects)
