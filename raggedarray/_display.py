@@ -230,10 +230,9 @@ def _host_array(values: Any) -> np.ndarray:
     """A numpy array of ``values`` for printing: detached, on the host, bfloat16 widened."""
     if isinstance(values, np.ndarray):
         return values
-    values = values.detach()
     if values.dtype == _backend.torch_module().bfloat16:
         values = values.float()
-    return values.cpu().numpy()
+    return _backend.host_numpy(values)
 
 
 def _select(segments: Any, m: int, where: str) -> np.ndarray:

@@ -466,6 +466,11 @@ def test_str_of_bfloat16_values_that_require_grad(place):
     assert str(x) == "[[0.5]\n [ 1.5 -2. ]]"
 
 
+def test_str_of_values_with_the_negative_bit():
+    values = torch.tensor([1 + 2j, 3 - 4j]).conj().imag  # a real view that negates on read
+    assert str(ra.RaggedArray.from_lengths(values, [1, 1])) == "[[-2.]\n [4.]]"
+
+
 @pytest.mark.parametrize("lengths", [[], [0], [0, 0, 0]])
 def test_str_of_arrays_without_items(place, lengths):
     x = ra.RaggedArray.from_lengths(on(np.zeros((0, 2)), place), lengths)
