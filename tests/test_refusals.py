@@ -51,6 +51,7 @@ def test_moving_a_read_only_buffer_keeps_it_read_only():
 # --------------------------------------------------------------------- numpy kinds
 
 
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix is on its way out
 def test_np_matrix_values_are_refused():
     # its * and ** are matrix products: x * x would multiply the buffer as a matrix
     with pytest.raises(TypeError, match=r"np\.matrix"):
