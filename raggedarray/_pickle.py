@@ -10,6 +10,12 @@ arrays. Either way they come back on the backend they left.
 the way torch documents for classes that are safe to rebuild. Importing raggedarray does not
 import torch: when torch is not loaded yet, a one-shot import hook registers them right after
 ``torch.serialization`` (imported by ``import torch``) has loaded.
+
+Between processes (multiprocessing's ``ForkingPickler``: ``DataLoader`` workers, queues,
+``Process`` arguments) a ragged array travels by ``reduce_for_processes`` instead, registered
+with that pickler once torch is loaded: torch's reducer puts each tensor's storage in shared
+memory and passes its file descriptor, which a process being spawned reads only after the
+parent has pickled everything, so nothing sent may be a temporary that dies first.
 """
 
 from __future__ import annotations
@@ -32,6 +38,12 @@ class PickleMethods:
     """``__reduce__``, ``__copy__`` and ``__deepcopy__`` of ragged arrays."""
 
     __slots__ = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _CLASSES.append(cls)  # a user's subclass too: multiprocessing dispatches on exact types
+        if "torch" in sys.modules:
+            _send_between_processes(cls)
 
     def __reduce__(self) -> tuple[Any, ...]:
         values, host = self._values, self._host  # type: ignore[attr-defined]
@@ -62,6 +74,35 @@ class PickleMethods:
         """A ragged array with copied values (``copy.deepcopy`` of them, as each backend does)."""
         values = copy.deepcopy(self._values, memo)  # type: ignore[attr-defined]
         return type(self)._make(values, None, self._host.copy())  # type: ignore[attr-defined]
+
+
+def reduce_for_processes(x: Any) -> tuple[Any, ...]:
+    """How multiprocessing sends a ragged array to another process, once torch is loaded.
+
+    Torch values go as they are, so torch shares their storage (a view shares the whole of
+    it, as torch sends any view; nothing is copied); the offsets and numpy values go by
+    value. ``__reduce__`` would send temporaries (the offsets as a tensor, numpy values
+    wrapped in one, a view's copy) whose shared-memory descriptors close before a spawned
+    process (``multiprocessing_context="spawn"`` or ``"forkserver"``) reads them.
+    """
+    values, backend = x._values, x.backend
+    offsets = np.array(x._host)
+    if backend == NUMPY:
+        return (restore, (type(x), values, offsets, backend))
+    signed = _backend.signed_view(values)  # (a view of the same storage)
+    if signed is values:
+        return (restore, (type(x), values, offsets, backend))
+    return (restore, (type(x), signed, offsets, backend, _checks.dtype_name(values.dtype)))
+
+
+_CLASSES: list[type] = []  # every ragged class, for ``_send_between_processes``
+
+
+def _send_between_processes(*classes: type) -> None:
+    from multiprocessing.reduction import ForkingPickler  # (loaded already by torch)
+
+    for cls in classes:
+        ForkingPickler.register(cls, reduce_for_processes)
 
 
 _UNSIGNED = {"uint16": "int16", "uint32": "int32", "uint64": "int64"}
@@ -123,6 +164,7 @@ def _register() -> None:
     add = getattr(sys.modules["torch.serialization"], "add_safe_globals", None)
     if add is not None:  # torch < 2.4 has no weights_only allowlist (nor that default)
         add(list(_SAFE))
+    _send_between_processes(*_CLASSES)
 
 
 class _TorchHook(importlib.abc.MetaPathFinder):

@@ -321,3 +321,82 @@ def test_numpy_map_leaves_torch_unloaded_and_torch_map_works_after():
         """
     )
     assert out == ["False", "True", "True"]
+
+
+# ------------------------------------------------------------- between processes
+
+# Run as a script, so that spawned children can import ``echo`` from it. The children
+# receive ragged arrays as Process arguments (pickled before they start, the path on which
+# shared-memory descriptors of temporaries used to close too early), send them back through
+# a queue, and a DataLoader over a RaggedDataset runs its workers the same way.
+SPAWNED = """
+import sys
+if sys.argv[2] == "package first":  # torch loads after raggedarray: its import hook registers
+    import raggedarray as ra
+import numpy as np
+import torch
+import raggedarray as ra
+from torch.utils.data import DataLoader
+
+class Mine(ra.RaggedArray):
+    pass
+
+def echo(queue, arrays):
+    queue.put([(type(x).__name__, x.backend, str(x.dtype), x.host_offsets.tolist(),
+                np.asarray(x.values if x.backend == "numpy" else x.values.float()).tolist())
+               for x in arrays])
+
+def described(arrays):
+    return [(type(x).__name__, x.backend, str(x.dtype), x.host_offsets.tolist(),
+             np.asarray(x.values if x.backend == "numpy" else x.values.float()).tolist())
+            for x in arrays]
+
+if __name__ == "__main__":
+    method = sys.argv[1]
+    torch.manual_seed(0)
+    big = ra.RaggedArray.from_lengths(torch.randn(20, 2), [3, 0, 5, 4, 8])
+    arrays = [
+        ra.RaggedImageBatch.from_lengths(np.arange(24.0).reshape(6, 1, 2, 2), [2, 0, 4]),
+        big[1:4],  # a view of a larger storage
+        ra.RaggedArray.from_lengths(torch.arange(5).to(torch.uint16), [2, 3]),
+        Mine.from_lengths(torch.ones(3), [1, 2]),
+        ra.RaggedArray.from_lengths(np.zeros((0, 3)), [0, 0]),
+    ]
+    ctx = torch.multiprocessing.get_context(method)
+    queue = ctx.Queue()
+    child = ctx.Process(target=echo, args=(queue, arrays))
+    child.start()
+    got = queue.get(timeout=120)
+    child.join(timeout=60)
+    assert got == described(arrays), (got, described(arrays))
+    for backend in ("numpy", "torch"):
+        x = ra.RaggedImageBatch.from_lengths(np.arange(36.0).reshape(9, 1, 2, 2), [2, 0, 4, 3])
+        x = x if backend == "numpy" else x.torch()
+        dataset = ra.data.RaggedDataset(x, targets=np.arange(4))
+        collate = ra.data.RaggedCollate(ragged=0)
+        batches = {}
+        for workers in (0, 1):  # in this process (the oracle), then in a spawned worker
+            loader = DataLoader(dataset, batch_size=3, num_workers=workers, collate_fn=collate,
+                                multiprocessing_context=method if workers else None)
+            batches[workers] = [(described([b]), t.tolist()) for b, t in loader]
+        assert batches[1] == batches[0] and len(batches[0]) == 2, batches
+    print("ok")
+"""
+
+
+@pytest.mark.parametrize(
+    ("method", "order"), [("spawn", "torch first"), ("forkserver", "package first")]
+)
+def test_ragged_arrays_reach_spawned_processes_and_dataloader_workers(method, order, tmp_path):
+    script = tmp_path / "spawned.py"
+    script.write_text(SPAWNED)
+    env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, str(script), method, order],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["ok"]
