@@ -374,7 +374,7 @@ class RaggedArray(
     # ------------------------------------------------------------------ views and indexing
 
     def __len__(self) -> int:
-        return self._host.shape[0] - 1
+        return self._part.num_segments
 
     def _segment(self, i: int) -> Any:
         return self._values[int(self._host[i]) : int(self._host[i + 1])]

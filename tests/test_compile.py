@@ -226,3 +226,34 @@ def test_compiling_before_any_eager_call_works():
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert int(done.stdout.split()[-1]) - 1 <= MAX_RECOMPILES
+
+
+WARNINGS_PROCESS = """
+import warnings
+import torch
+import raggedarray as ra
+
+warnings.simplefilter("always")
+torch.manual_seed(0)
+psi = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
+model = torch.compile(ra.nn.DeepSet(psi, torch.nn.Linear(2, 1)), backend="aot_eager")
+with warnings.catch_warnings(record=True) as caught:
+    for lengths in ([3, 5, 2], [4, 1, 6, 2, 2], [7, 3]):
+        x = ra.RaggedImageBatch.from_list([torch.randn(n, 1, 4, 4) for n in lengths])
+        model(x).sum().backward()
+print(repr([str(w.message)[:80] for w in caught if "raggedarray" in str(w.message)
+            or "writable" in str(w.message)]))
+"""
+
+
+def test_compiled_models_warn_about_nothing_of_the_package():
+    # len(x) read the read-only host offsets inside the graph: dynamo turned them into a
+    # guarded tensor and torch warned, once per process, about a non-writable numpy array
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", WARNINGS_PROCESS], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split("\n")[-2] == "[]"
