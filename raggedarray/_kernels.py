@@ -38,6 +38,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
 
 from . import _backend
@@ -308,6 +309,112 @@ class SegmentExtremum(torch.autograd.Function):
         return mask.mul_(raw_broadcast(grad / ties.clamp(min=1), part)), None, None
 
 
+class SegmentProd(torch.autograd.Function):
+    """Differentiable segment product, with the gradient ``torch.prod`` gives each segment.
+
+    ``torch.prod(segment, dim=0)``'s backward divides when the segment holds no zero
+    (``grad * (result / item)``, NaN for an infinite item, as torch) and otherwise
+    multiplies the running products before and after each item, so that one zero's
+    gradient is the product of the others (inf where that overflows) and every other item
+    gets 0. Dividing the product, which is 0 or NaN there, gave NaN instead.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, values: Any, part: Partition) -> Any:
+        out = raw_prod(values, part)
+        ctx.part = part
+        ctx.save_for_backward(values, out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Any) -> tuple[Any, None]:
+        values, out = ctx.saved_tensors
+        return prod_grad(values, out, grad.contiguous(), ctx.part), None
+
+
+def prod_grad(values: Any, out: Any, grad: Any, part: Partition) -> Any:
+    """``(N, F)`` gradient of segment products ``out`` of ``values`` for upstream ``grad``.
+
+    The product of a segment holding a zero is 0 or NaN, so when no row of ``out`` is,
+    every item takes the division (one read of an ``(m, F)`` check). Otherwise the segments
+    that hold a zero (in any feature: ``torch.prod`` decides per segment) are found on the
+    host, a device read as ``torch.prod``'s backward makes too, and take the running
+    products. Under ``create_graph`` only recorded, out-of-place operations run (double
+    backward).
+    """
+    record = torch.is_grad_enabled()
+    if not bool(((out == 0) | out.isnan()).any()):
+        return _divided(values, out, grad, part, record=record)
+    ids = part.ids(values.device)
+    zero_items = (values == 0).any(1, keepdim=True).to(values.dtype)
+    zero_rows = raw_sum(zero_items, part).squeeze(1) > 0
+    segments = np.flatnonzero(zero_rows.cpu().numpy())
+    if segments.size == 0:
+        return _divided(values, out, grad, part, record=record)
+    # where the running products take over, divide 1 by 1: no NaN, even in double backward
+    in_zero_rows = zero_rows.index_select(0, ids).unsqueeze(1)
+    divided = _divided(
+        values.masked_fill(in_zero_rows, 1.0),
+        out.masked_fill(zero_rows.unsqueeze(1), 1.0),
+        grad,
+        part,
+        record=record,
+    )
+    items, others = exclusive_products(values, part, segments)
+    taken = grad.index_select(0, ids.index_select(0, items)) * others
+    if record:
+        return divided.index_copy(0, items, taken)
+    return divided.index_copy_(0, items, taken)
+
+
+def _divided(values: Any, out: Any, grad: Any, part: Partition, *, record: bool) -> Any:
+    """``grad * (out / values)``, each row of ``out`` and ``grad`` spread over its items."""
+    if record:
+        return broadcast(out, part) / values * broadcast(grad, part)
+    ratio = raw_broadcast(out, part).div_(values)
+    return ratio.mul_(raw_broadcast(grad, part))
+
+
+def exclusive_products(values: Any, part: Partition, segments: np.ndarray) -> tuple[Any, Any]:
+    """The items of ``segments`` and, for each, the product of the other items of its segment.
+
+    As ``torch.prod``'s backward forms it: the running product of the items before times
+    the running product of those after, each multiplied in order (``cumprod``), so overflow
+    and NaN come out as there. Segments are padded with ones (exact in any product) to the
+    longest of their group, grouped by ``ceil(log2(length))`` so that padding at most
+    doubles the work.
+
+    Args:
+        values: ``(N, F)`` tensor.
+        part: its partition.
+        segments: host indices of non-empty segments.
+
+    Returns:
+        ``(K,)`` int64 item indices and ``(K, F)`` products.
+    """
+    device, features = values.device, values.shape[1]
+    host = part.host if part.host is not None else part.offsets(device).cpu().numpy()
+    starts = host[segments]
+    lengths = host[segments + 1] - starts
+    groups = np.ceil(np.log2(lengths)).astype(np.int64)
+    items, products = [], []
+    for group in np.unique(groups):
+        first, length = starts[groups == group], lengths[groups == group]
+        position = np.arange(int(length.max()))
+        inside = position < length[:, None]
+        index = first[:, None] + np.minimum(position, length[:, None] - 1)
+        rows = values.index_select(0, torch.from_numpy(index.reshape(-1)).to(device))
+        rows = rows.view(*index.shape, features)
+        padding = torch.from_numpy(~inside).to(device).unsqueeze(2)
+        rows = rows.masked_fill(padding, 1.0)
+        ones = rows.new_ones((rows.shape[0], 1, features))
+        before = torch.cat([ones, rows[:, :-1]], 1).cumprod(1)
+        after = torch.cat([ones, rows.flip(1)[:, :-1]], 1).cumprod(1).flip(1)
+        items.append(index[inside])
+        products.append((before * after)[torch.from_numpy(inside).to(device)])
+    return torch.from_numpy(np.concatenate(items)).to(device), torch.cat(products)
+
+
 # --------------------------------------------------------- differentiable when needed
 #
 # Inside a ``torch.compile`` graph the raw kernels run as they are: they are made of
@@ -340,3 +447,10 @@ def extremum(values: Any, part: Partition, op: str) -> Any:
     if _record(values):
         return SegmentExtremum.apply(values, part, op)
     return raw_extremum(values, part, op)
+
+
+def prod(values: Any, part: Partition) -> Any:
+    """Product, recording autograd only when needed."""
+    if _record(values):
+        return SegmentProd.apply(values, part)
+    return raw_prod(values, part)

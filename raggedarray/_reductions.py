@@ -53,7 +53,7 @@ def _extremum(op: str) -> Callable[..., tuple[Any, Any]]:
 
 
 def _prod(flat: Any, part: Partition, options: dict[str, Any]) -> tuple[Any, Any]:
-    return _kernels().raw_prod(flat, part), part.empty(flat.device)
+    return _kernels().prod(flat, part), part.empty(flat.device)
 
 
 def _shift(flat: Any, part: Partition) -> Any:

@@ -6,6 +6,7 @@ The oracle is plain torch on each segment (or float64), as everywhere in the sui
 from __future__ import annotations
 
 import copy
+import itertools
 
 import numpy as np
 import pytest
@@ -148,6 +149,112 @@ def test_every_engine_matches_the_loop_on_long_segments_with_specials(engine):
         want = {"sum": s.sum(0), "max": s.amax(0), "min": s.amin(0), "mean": s.mean(0)}
         for op, w in want.items():
             torch.testing.assert_close(got[op][i], w, equal_nan=True)
+
+
+# ------------------------------------------------------------ products' gradients
+
+HALVES = (torch.float16, torch.bfloat16)
+# a value whose square overflows the dtype the products are taken in (halves: float32)
+BIG = {torch.float32: 1e30, torch.float64: 1e200, torch.float16: 300.0, torch.bfloat16: 1e30}
+INF, NAN = float("inf"), float("nan")
+
+
+@pytest.fixture(params=["scatter", "halving"])
+def product_path(request, monkeypatch):
+    """``scatter_reduce`` products, or pairwise halving (deterministic algorithms off CPU)."""
+    if request.param == "halving":
+        monkeypatch.setattr(_kernels, "deterministic_off_cpu", lambda device: True)
+    return request.param
+
+
+def prod_loop(values, offsets, upstream, *, fill):
+    """Products and the gradient of ``sum(products * upstream)`` by torch.prod per segment."""
+    leaf = values.detach().clone().requires_grad_()
+    rows = []
+    for a, b in itertools.pairwise(offsets):
+        if a == b:
+            rows.append(torch.full(leaf.shape[1:], fill, dtype=leaf.dtype))
+            continue
+        work = leaf[a:b].float() if leaf.dtype in HALVES else leaf[a:b]
+        rows.append(torch.prod(work, dim=0).to(leaf.dtype))
+    out = torch.stack(rows)
+    (grad,) = torch.autograd.grad((out * upstream).sum(), leaf)
+    return out.detach(), grad
+
+
+def prod_segments(big):
+    """Segments of 2-feature items: zeros beside products that overflow, NaN, infinities."""
+    return [
+        [[big, 2.0], [big, 3.0], [0.0, 4.0]],  # one zero after an overflowing product
+        [[0.0, 1.0], [big, 1.0], [big, 1.0]],  # one zero before it
+        [[big, 1.0], [0.0, 1.0], [big, 1.0]],  # one zero between
+        [[big, 1.0], [big, 1.0], [0.0, 1.0], [5.0, 1.0]],  # running product inf * 0: NaN
+        [],
+        [[0.0, 2.0], [big, 2.0], [0.0, 2.0], [big, 2.0]],  # two zeros
+        [[INF, 0.0], [2.0, 1.0]],  # a zero in the other feature: no division at all
+        [[INF, 3.0], [2.0, 1.0]],  # no zero: result / item, inf / inf is NaN
+        [[NAN, 1.0], [0.0, 1.0], [2.0, 1.0]],
+        [[INF, 1.0], [0.0, 1.0], [2.0, 1.0]],
+        [[-0.0, 1.0], [big, -1.0]],
+        [[3.0, 0.5]],
+        [],
+    ]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, *HALVES])
+def test_prod_gradient_with_zeros_and_overflow_matches_torch_prod(product_path, dtype):
+    # scatter_reduce's backward divided the product (inf * 0: NaN) by each item, so every
+    # item of a segment like [big, big, 0] got NaN where torch.prod gives [0, 0, inf]
+    segments = prod_segments(BIG[dtype])
+    lengths = [len(s) for s in segments]
+    values = torch.tensor([row for s in segments for row in s], dtype=torch.float64).to(dtype)
+    offsets = [0, *itertools.accumulate(lengths)]
+    upstream = torch.linspace(-2.0, 3.0, 2 * len(lengths)).reshape(-1, 2).to(dtype)
+    want_out, want = prod_loop(values, offsets, upstream, fill=-1.5)
+    leaf = values.clone().requires_grad_()
+    out = ra.segment_prod(leaf, offsets, fill=-1.5)
+    (got,) = torch.autograd.grad((out * upstream).sum(), leaf)
+    if product_path == "scatter":  # halving multiplies in another order: its NaN differ
+        torch.testing.assert_close(out, want_out, equal_nan=True)
+    torch.testing.assert_close(got, want, equal_nan=True)
+    assert got.dtype == dtype and not got[:9].isnan().any()
+
+
+def test_prod_gradient_of_the_reported_segment():
+    leaf = torch.tensor([1e30, 1e30, 0.0], requires_grad=True)
+    ra.segment_prod(leaf, [0, 3]).sum().backward()
+    assert leaf.grad.tolist() == [0.0, 0.0, INF]
+
+
+@pytest.mark.parametrize("item_shape", [(), (2, 1, 2)])
+def test_prod_gradient_of_multi_dim_items_with_zeros(product_path, item_shape):
+    rng = np.random.default_rng(4)
+    values = torch.from_numpy(rng.uniform(0.5, 2.0, (11, *item_shape)))
+    values[1] = 0.0  # every feature of one item
+    values.view(11, -1)[6, 0] = 0.0  # one feature of another: the segment takes no division
+    values.view(11, -1)[7, -1] = 1e200
+    values.view(11, -1)[8, -1] = 1e200
+    offsets = [0, 3, 3, 9, 11]
+    upstream = torch.from_numpy(rng.standard_normal((4, *item_shape)))
+    _, want = prod_loop(values, offsets, upstream, fill=2.0)
+    leaf = values.clone().requires_grad_()
+    out = ra.RaggedArray.from_lengths(leaf, [3, 0, 6, 2]).prod(fill=2.0)
+    (got,) = torch.autograd.grad((out * upstream).sum(), leaf)
+    # scalars: inf * 0 in the running product after the zero item makes NaN, as in torch
+    torch.testing.assert_close(got, want, equal_nan=True)
+    assert got.isnan().any() == (item_shape == ())
+
+
+def test_prod_with_zeros_passes_gradcheck_and_gradgradcheck(product_path):
+    values = torch.tensor(
+        [[0.5, 2.0], [0.0, 1.5], [3.0, 0.0], [0.0, 0.0], [0.0, -1.0], [1.5, 0.7]],
+        dtype=torch.float64,
+        requires_grad=True,
+    )
+    offsets = [0, 3, 3, 5, 6]
+    fn = lambda v: ra.segment_prod(v, offsets, fill=1.5)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (values,))
+    assert torch.autograd.gradgradcheck(fn, (values,))
 
 
 # -------------------------------------------------------------------------- map

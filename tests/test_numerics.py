@@ -198,6 +198,47 @@ def test_extremum_gradient_with_specials_matches_the_loop(case, op):
         torch.testing.assert_close(tensor.grad, want, equal_nan=True)
 
 
+# a value whose product with itself overflows each dtype
+PRODUCT_BIG = {torch.float32: 1e30, torch.float64: 1e200}
+
+
+@st.composite
+def product_segments(draw):
+    """Segments of 2-feature items drawn from zeros, NaN, infinities and values that overflow."""
+    dtype = draw(st.sampled_from(list(PRODUCT_BIG)))
+    big = PRODUCT_BIG[dtype]
+    pool = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 2.5, 0.5, big, -big]
+    lengths = draw(st.lists(st.integers(0, 6), min_size=1, max_size=5).filter(any))
+    n = sum(lengths)
+    flat = draw(st.lists(st.sampled_from(pool), min_size=2 * n, max_size=2 * n))
+    values = torch.tensor(flat, dtype=torch.float64).reshape(n, 2).to(dtype)
+    offsets = [0, *itertools.accumulate(lengths)]
+    return values, offsets
+
+
+@settings(max_examples=80, deadline=None)
+@given(case=product_segments(), halving=st.booleans())
+def test_prod_gradient_with_specials_matches_the_torch_loop(case, halving):
+    values, offsets = case
+    leaf = values.clone().requires_grad_()
+    rows = [
+        leaf[a:b].prod(0) if b > a else torch.ones(2, dtype=leaf.dtype)
+        for a, b in itertools.pairwise(offsets)
+    ]
+    upstream = torch.arange(1.0, 2 * len(rows) + 1, dtype=leaf.dtype).reshape(-1, 2)
+    (want,) = torch.autograd.grad((torch.stack(rows) * upstream).sum(), leaf)
+    leaf = values.clone().requires_grad_()
+    deterministic = _kernels.deterministic_off_cpu
+    if halving:  # the products deterministic algorithms take off the CPU
+        _kernels.deterministic_off_cpu = lambda device: True
+    try:
+        out = ra.segment_prod(leaf, offsets, fill=1.0)
+    finally:
+        _kernels.deterministic_off_cpu = deterministic
+    (got,) = torch.autograd.grad((out * upstream).sum(), leaf)
+    torch.testing.assert_close(got, want, equal_nan=True)
+
+
 # ----------------------------------------------------------------- zero-size items
 
 ZERO_ITEMS = [(0,), (1, 0, 0), (2, 0), (0, 3)]

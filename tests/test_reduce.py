@@ -514,7 +514,7 @@ def test_gradcheck(engine, op, api):
     assert torch.autograd.gradcheck(as_function(op, api, offsets, **kw), (values,))
 
 
-@pytest.mark.parametrize("op", ["sum", "mean", "max", "logsumexp", "var", *ITEMWISE])
+@pytest.mark.parametrize("op", ["sum", "mean", "max", "logsumexp", "var", "prod", *ITEMWISE])
 def test_gradgradcheck(engine, op):
     values, offsets = grad_input(op)
     assert torch.autograd.gradgradcheck(as_function(op, "function", offsets), (values,))
