@@ -7,10 +7,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
-
-import numpy as np
 
 from . import _backend
 from ._partition import Partition
@@ -75,51 +74,64 @@ def _logsumexp(flat: Any, part: Partition, options: dict[str, Any]) -> tuple[Any
 
 def _variance(root: bool) -> Callable[..., tuple[Any, Any]]:
     def kernel(flat: Any, part: Partition, options: dict[str, Any]) -> tuple[Any, Any]:
-        kernels, torch = _kernels(), _torch()
         correction = options["correction"]
-        counts = part.counts(flat.dtype, flat.device)
-        mean = kernels.segment_sum(flat, part) / counts
-        centred = flat - kernels.broadcast(mean, part)
-        lengths = part.lengths(flat.device)
-        short = lengths <= correction
-        if _backend.needs_grad(centred):
-            centred = _quiet_short_items(centred, short, part, correction)
-        squares = kernels.segment_sum(centred * centred, part)
-        # n_i - correction may be fractional (correction=1.5): only the rows filled later
-        # are set to 1, so that nothing divides by zero or a negative number
-        # formed in float64: n_i - 3.999 in float32 keeps 4 digits fewer
-        divisor = (lengths.to(torch.float64) - correction).masked_fill(short, 1.0)
-        divisor = divisor.to(flat.dtype).unsqueeze(1)
-        var = squares / divisor
-        if not root:
-            return var, short
-        # sqrt has an infinite slope at 0: where the variance is 0 (or the segment too
-        # short) take the root of 1 and mask it, so the gradient there is 0 as for torch.std.
-        flat_spread = (var <= 0) | short.unsqueeze(1)
-        root_var = var.masked_fill(flat_spread, 1.0).sqrt()
-        return root_var.masked_fill(flat_spread, 0.0), short
+        short = part.lengths(flat.device) <= correction
+        out, var = _spread(flat, part, correction, short, root=root)
+        if _overflowed(flat, part, var):
+            # squares of float32 deviations beyond ~1.8e19 overflow where their float64
+            # truth (torch.var's CPU accumulator) does not: take every segment again in
+            # float64, so no inf or NaN of the float32 pass reaches the result or gradient
+            wide = _spread(flat.double(), part, correction, short, root=root)[0]
+            out = wide.to(flat.dtype)
+        return out, short
 
     return kernel
 
 
-def _quiet_short_items(centred: Any, short: Any, part: Partition, correction: float) -> Any:
-    """``centred`` with the items of segments of ``n_i <= correction`` items set to 0.
+def _spread(
+    flat: Any, part: Partition, correction: Any, short: Any, *, root: bool
+) -> tuple[Any, Any]:
+    """``(var or std, var)``, both ``(m, F)`` in ``flat``'s dtype.
 
-    Those segments are filled, so their gradient is 0; but a NaN or infinite item there
-    would still send back ``2 * centred * 0 = NaN``. With host offsets only the few items of
-    such segments are written (in place: the subtraction that made ``centred`` keeps no
-    copy of it for its backward); without them (in a graph) every item is masked.
+    Two passes: the mean first, then the squared deviations from it, which stays accurate
+    when the mean is large compared with the spread.
     """
-    if part.host is None:
-        return centred.masked_fill(_kernels().raw_broadcast(short.unsqueeze(1), part), 0)
-    lengths = part.host_lengths
-    if not lengths.size or lengths.min() > correction:
-        return centred
-    chosen = lengths <= correction
-    starts, counts = part.host[:-1][chosen], lengths[chosen]
-    firsts = np.cumsum(counts) - counts
-    items = np.repeat(starts - firsts, counts) + np.arange(int(counts.sum()))
-    return centred.index_fill_(0, _backend.upload(items, centred), 0)
+    kernels, torch = _kernels(), _torch()
+    counts = part.counts(flat.dtype, flat.device)
+    mean = kernels.segment_sum(flat, part) / counts
+    centred = flat - kernels.broadcast(mean, part)
+    squares = kernels.segment_sum(centred * centred, part)
+    # n_i - correction may be fractional (correction=1.5): only the rows filled later
+    # are set to 1, so that nothing divides by zero or a negative number
+    # formed in float64: n_i - 3.999 in float32 keeps 4 digits fewer
+    lengths = part.lengths(flat.device)
+    divisor = (lengths.to(torch.float64) - correction).masked_fill(short, 1.0)
+    var = squares / divisor.to(flat.dtype).unsqueeze(1)
+    if not root:
+        return var, var
+    # sqrt has an infinite slope at 0: where the variance is 0 (or the segment too
+    # short) take the root of 1 and mask it, so the gradient there is 0 as for torch.std.
+    flat_spread = (var <= 0) | short.unsqueeze(1)
+    root_var = var.masked_fill(flat_spread, 1.0).sqrt()
+    return root_var.masked_fill(flat_spread, 0.0), var
+
+
+def _overflowed(flat: Any, part: Partition, var: Any) -> bool:
+    """Whether a float32 variance is inf or NaN where the segment's values hold no NaN.
+
+    Checked on the CPU, where reading the result costs one small sum (a GPU is not
+    synchronised: there float32 accumulates as in ``torch.var`` on CUDA), and never inside
+    a compiled graph. A variance beyond float32's range is inf in float64 too: taking it
+    again only costs time. A NaN among a segment's values makes its result NaN in any
+    precision.
+    """
+    torch = _torch()
+    if var.dtype != torch.float32 or not var.is_cpu or _backend.compiling():
+        return False
+    if math.isfinite(var.detach().sum().item()):  # every variance finite (one small sum)
+        return False
+    nans = _kernels().raw_sum(flat.detach().isnan().to(flat.dtype), part)
+    return bool((~torch.isfinite(var) & (nans == 0)).any())
 
 
 # ---------------------------------------------------------------- the reduction table

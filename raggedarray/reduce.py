@@ -393,7 +393,9 @@ def segment_var(
     """Variance of the items of each segment, ``sum((x - mean)**2) / (n_i - correction)``.
 
     Segments with ``n_i <= correction`` give ``fill``. Computed in two passes (mean first),
-    which stays accurate when the mean is large compared with the spread.
+    which stays accurate when the mean is large compared with the spread. On the CPU, float32
+    values whose squared deviations overflow float32 (beyond ~1.8e19) are taken again in
+    float64, as ``torch.var`` accumulates there: only results beyond float32's range are inf.
 
     Examples:
         >>> import numpy as np

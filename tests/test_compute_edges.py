@@ -66,6 +66,69 @@ def test_var_with_a_fractional_correction_keeps_float32_digits():
     assert abs(float(got[1]) - float(want)) / float(want) < 1e-6
 
 
+# float32 segments whose squared deviations (or sums) overflow float32 where the float64
+# truth (what torch.var accumulates in on a CPU) is finite, and one where it is not
+HUGE_SEGMENTS = [
+    [1e19, -1e19, 3e19],  # squares overflow: var 2.7e38 (correction 0) or inf, std 1.6e19
+    [3e38, 3e38],  # the sum overflows: var 0
+    [3e38, -3e38, 3e38],  # deviations overflow: var inf, std 2.8e38 (correction 0) or inf
+    [3e38] * 64 + [-3e38] * 64,  # blocks of 64 items sum to inf and -inf: a NaN sum
+    [2e19],  # short for correction >= 1: fill
+    [1.0, 2.0, 4.0],
+    [],
+]
+
+
+def huge_spread(dtype, op, correction, fill):
+    """Values, offsets, the float64 truth of ``op`` in ``dtype`` and its gradient."""
+    values = torch.tensor([v for s in HUGE_SEGMENTS for v in s], dtype=dtype)
+    lengths = [len(s) for s in HUGE_SEGMENTS]
+    offsets = [0, *itertools.accumulate(lengths)]
+    leaf = values.double().requires_grad_()
+    rows = [
+        getattr(torch, op)(leaf[a:b], 0, correction=correction)
+        if b - a > correction
+        else torch.tensor(float(fill), dtype=torch.float64)
+        for a, b in itertools.pairwise(offsets)
+    ]
+    truth = torch.stack(rows)
+    upstream = torch.linspace(0.5, 2.0, len(rows), dtype=torch.float64)
+    (grad,) = torch.autograd.grad((truth * upstream).sum(), leaf)
+    return values, offsets, truth.detach().float().to(dtype), grad.float().to(dtype), upstream
+
+
+@pytest.mark.parametrize("correction", [0, 1, 1.5, 2])
+@pytest.mark.parametrize("op", ["var", "std"])
+@pytest.mark.parametrize(
+    ("backend", "dtype"),
+    [("torch", torch.float32), ("numpy", torch.float32), ("torch", torch.bfloat16)],
+)
+def test_var_and_std_of_huge_float32_values_are_the_float64_truth(backend, dtype, op, correction):
+    # the squared deviations were summed in float32 and overflowed to inf
+    values, offsets, truth, _, _ = huge_spread(dtype, op, correction, fill=-1.0)
+    data = values.numpy() if backend == "numpy" else values
+    fn = getattr(ra, f"segment_{op}")
+    for engine in _kernels.ENGINES:
+        with _kernels.force_engine(engine):
+            got = torch.as_tensor(fn(data, offsets, correction=correction, fill=-1.0))
+        assert got.dtype == dtype
+        rtol = 1e-6 if dtype == torch.float32 else 1e-2
+        torch.testing.assert_close(got, truth, rtol=rtol, atol=0, msg=engine)
+
+
+@pytest.mark.parametrize("correction", [0, 1])
+@pytest.mark.parametrize("op", ["var", "std"])
+def test_var_and_std_gradients_of_huge_float32_values(op, correction):
+    values, _, _, want, upstream = huge_spread(torch.float32, op, correction, fill=0.0)
+    leaf = values.clone().requires_grad_()
+    out = getattr(ra.RaggedArray.from_lengths(leaf, [len(s) for s in HUGE_SEGMENTS]), op)(
+        correction=correction
+    )
+    (got,) = torch.autograd.grad((out * upstream.float()).sum(), leaf)
+    assert not got.isnan().any()
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=0)
+
+
 @pytest.mark.parametrize("op", ["sum", "mean", "max", "min", "logsumexp"])
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 def test_a_negative_zero_fill_is_kept(op, backend):

@@ -75,6 +75,23 @@ def test_var_and_std_stay_accurate_when_the_mean_is_large(engine):
         assert relative_error(std[0], np.sqrt(truth * (LONG - 1) / LONG)) < 1e-3
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_float32_var_and_std_of_every_magnitude_are_the_rounded_float64_truth(engine):
+    # squared deviations of values beyond ~1e19 overflow float32; the results must not
+    rng = np.random.default_rng(5)
+    lengths = rng.integers(0, 200, 300)
+    scale = 10.0 ** rng.uniform(-30, 38.4, (300, 1))  # one magnitude per segment
+    spread = np.repeat(scale, lengths, 0) * rng.uniform(-1, 1, (lengths.sum(), 3))
+    values = torch.from_numpy(spread.astype(np.float32))
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    for op in ("var", "std"):
+        for correction in (0, 1):
+            want = ra.testing.reference_reduce(op, values.double(), offsets, correction=correction)
+            with _kernels.force_engine(engine):
+                got = getattr(ra, f"segment_{op}")(values, offsets, correction=correction)
+            torch.testing.assert_close(got, want.float(), rtol=2e-6, atol=0)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("engine", ENGINES)
 def test_half_precision_mean_of_a_million_items_rounds_once(engine, dtype):
