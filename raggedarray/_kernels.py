@@ -346,25 +346,26 @@ def prod_grad(values: Any, out: Any, grad: Any, part: Partition) -> Any:
     if not bool(((out == 0) | out.isnan()).any()):
         return _divided(values, out, grad, part, record=record)
     ids = part.ids(values.device)
-    zero_items = (values == 0).any(1, keepdim=True).to(values.dtype)
-    zero_rows = raw_sum(zero_items, part).squeeze(1) > 0
+    # |item| with NaN made 1, its smallest feature 0 where the item holds a zero (a float
+    # reduction over the features: several times faster than ``(values == 0).any(1)``)
+    smallest = values.detach().abs().nan_to_num_(1.0).amin(1, keepdim=True)
+    zero_rows = raw_sum((smallest == 0).to(values.dtype), part).squeeze(1) > 0
     segments = np.flatnonzero(zero_rows.cpu().numpy())
     if segments.size == 0:
         return _divided(values, out, grad, part, record=record)
-    # where the running products take over, divide 1 by 1: no NaN, even in double backward
-    in_zero_rows = zero_rows.index_select(0, ids).unsqueeze(1)
+    items, others = exclusive_products(values, part, segments)
+    taken = grad.index_select(0, ids.index_select(0, items)) * others
+    if not record:  # the divisions by 0 in those segments are written over
+        return _divided(values, out, grad, part, record=False).index_copy_(0, items, taken)
+    # where the running products take over, divide 1 by 1: no NaN in double backward
     divided = _divided(
-        values.masked_fill(in_zero_rows, 1.0),
+        values.masked_fill(zero_rows.index_select(0, ids).unsqueeze(1), 1.0),
         out.masked_fill(zero_rows.unsqueeze(1), 1.0),
         grad,
         part,
-        record=record,
+        record=True,
     )
-    items, others = exclusive_products(values, part, segments)
-    taken = grad.index_select(0, ids.index_select(0, items)) * others
-    if record:
-        return divided.index_copy(0, items, taken)
-    return divided.index_copy_(0, items, taken)
+    return divided.index_copy(0, items, taken)
 
 
 def _divided(values: Any, out: Any, grad: Any, part: Partition, *, record: bool) -> Any:
@@ -380,9 +381,10 @@ def exclusive_products(values: Any, part: Partition, segments: np.ndarray) -> tu
 
     As ``torch.prod``'s backward forms it: the running product of the items before times
     the running product of those after, each multiplied in order (``cumprod``), so overflow
-    and NaN come out as there. Segments are padded with ones (exact in any product) to the
-    longest of their group, grouped by ``ceil(log2(length))`` so that padding at most
-    doubles the work.
+    and NaN come out as there. The segments are gathered into rows (forwards, and
+    backwards for the products after), grouped by ``ceil(log2(length))`` so that padding
+    at most doubles the work; padding comes after each segment's items, where no product
+    of an item reads it.
 
     Args:
         values: ``(N, F)`` tensor.
@@ -392,7 +394,7 @@ def exclusive_products(values: Any, part: Partition, segments: np.ndarray) -> tu
     Returns:
         ``(K,)`` int64 item indices and ``(K, F)`` products.
     """
-    device, features = values.device, values.shape[1]
+    device = values.device
     host = part.host if part.host is not None else part.offsets(device).cpu().numpy()
     starts = host[segments]
     lengths = host[segments + 1] - starts
@@ -400,19 +402,36 @@ def exclusive_products(values: Any, part: Partition, segments: np.ndarray) -> tu
     items, products = [], []
     for group in np.unique(groups):
         first, length = starts[groups == group], lengths[groups == group]
-        position = np.arange(int(length.max()))
-        inside = position < length[:, None]
-        index = first[:, None] + np.minimum(position, length[:, None] - 1)
-        rows = values.index_select(0, torch.from_numpy(index.reshape(-1)).to(device))
-        rows = rows.view(*index.shape, features)
-        padding = torch.from_numpy(~inside).to(device).unsqueeze(2)
-        rows = rows.masked_fill(padding, 1.0)
-        ones = rows.new_ones((rows.shape[0], 1, features))
-        before = torch.cat([ones, rows[:, :-1]], 1).cumprod(1)
-        after = torch.cat([ones, rows.flip(1)[:, :-1]], 1).cumprod(1).flip(1)
-        items.append(index[inside])
-        products.append((before * after)[torch.from_numpy(inside).to(device)])
+        item, others = _group_products(values, first, length)
+        items.append(item)
+        products.append(others)
     return torch.from_numpy(np.concatenate(items)).to(device), torch.cat(products)
+
+
+def _group_products(values: Any, first: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, Any]:
+    """:func:`exclusive_products` for segments starting at ``first``, of ``length`` items."""
+    device, features = values.device, values.shape[1]
+    width = int(length.max())
+    position, end = np.arange(width), length[:, None] - 1
+
+    def running(order: np.ndarray) -> Any:  # inclusive running products along each row
+        index = torch.from_numpy((first[:, None] + order).reshape(-1)).to(device)
+        rows = values.index_select(0, index).view(len(first), width, features)
+        return rows.cumprod(1).view(-1, features)
+
+    forwards = running(np.minimum(position, end))  # x_0, x_0 x_1, ...
+    backwards = running(np.maximum(end - position, 0))  # x_{n-1}, x_{n-1} x_{n-2}, ...
+    row, local = np.nonzero(position < length[:, None])  # item j = local of segment row
+    last, start = length[row] - 1, row * width
+
+    def take(products: Any, at: np.ndarray, some: np.ndarray) -> Any:
+        picked = products.index_select(0, torch.from_numpy(np.maximum(at, 0)).to(device))
+        return torch.where(torch.from_numpy(some).to(device).unsqueeze(1), picked, 1.0)
+
+    # x_0 ... x_{j-1} is forwards at j - 1, x_{n-1} ... x_{j+1} backwards at n - 2 - j
+    before = take(forwards, start + local - 1, local > 0)
+    after = take(backwards, start + last - 1 - local, local < last)
+    return first[row] + local, before * after
 
 
 # --------------------------------------------------------- differentiable when needed
@@ -420,8 +439,10 @@ def exclusive_products(values: Any, part: Partition, segments: np.ndarray) -> tu
 # Inside a ``torch.compile`` graph the raw kernels run as they are: they are made of
 # differentiable torch operations, AOT autograd derives their backward (dynamo's capture of
 # autograd functions does not yet handle symbolic sizes), and ties still share the gradient
-# of ``max``/``min`` equally. One difference: a segment whose extremum is NaN gets NaN
-# gradients there (torch's ``scatter_reduce`` backward), where eagerly the NaN takes it all.
+# of ``max``/``min`` equally. Two differences: a segment whose extremum is NaN gets NaN
+# gradients there (torch's ``scatter_reduce`` backward), where eagerly the NaN takes it all;
+# and ``prod``'s gradient is ``scatter_reduce``'s, NaN where a segment holds a zero and the
+# product of its other items overflows, where eagerly it is ``torch.prod``'s.
 
 
 def _record(t: Any) -> bool:
