@@ -75,38 +75,30 @@ def _logsumexp(flat: Any, part: Partition, options: dict[str, Any]) -> tuple[Any
 def _variance(root: bool) -> Callable[..., tuple[Any, Any]]:
     def kernel(flat: Any, part: Partition, options: dict[str, Any]) -> tuple[Any, Any]:
         correction = options["correction"]
-        short = part.lengths(flat.device) <= correction
-        out, var = _spread(flat, part, correction, short, root=root)
+        out, var = _spread(flat, part, correction, root=root)
         if _overflowed(flat, part, var):
             # squares of float32 deviations beyond ~1.8e19 overflow where their float64
             # truth (torch.var's CPU accumulator) does not: take every segment again in
             # float64, so no inf or NaN of the float32 pass reaches the result or gradient
-            wide = _spread(flat.double(), part, correction, short, root=root)[0]
-            out = wide.to(flat.dtype)
-        return out, short
+            out = _spread(flat.double(), part, correction, root=root)[0].to(flat.dtype)
+        return out, _divisor(part, correction, flat.dtype, flat.device)[0]
 
     return kernel
 
 
-def _spread(
-    flat: Any, part: Partition, correction: Any, short: Any, *, root: bool
-) -> tuple[Any, Any]:
+def _spread(flat: Any, part: Partition, correction: Any, *, root: bool) -> tuple[Any, Any]:
     """``(var or std, var)``, both ``(m, F)`` in ``flat``'s dtype.
 
     Two passes: the mean first, then the squared deviations from it, which stays accurate
     when the mean is large compared with the spread.
     """
-    kernels, torch = _kernels(), _torch()
+    kernels = _kernels()
     counts = part.counts(flat.dtype, flat.device)
     mean = kernels.segment_sum(flat, part) / counts
     centred = flat - kernels.broadcast(mean, part)
     squares = kernels.segment_sum(centred * centred, part)
-    # n_i - correction may be fractional (correction=1.5): only the rows filled later
-    # are set to 1, so that nothing divides by zero or a negative number
-    # formed in float64: n_i - 3.999 in float32 keeps 4 digits fewer
-    lengths = part.lengths(flat.device)
-    divisor = (lengths.to(torch.float64) - correction).masked_fill(short, 1.0)
-    var = squares / divisor.to(flat.dtype).unsqueeze(1)
+    short, divisor = _divisor(part, correction, flat.dtype, flat.device)
+    var = squares / divisor
     if not root:
         return var, var
     # sqrt has an infinite slope at 0: where the variance is 0 (or the segment too
@@ -114,6 +106,25 @@ def _spread(
     flat_spread = (var <= 0) | short.unsqueeze(1)
     root_var = var.masked_fill(flat_spread, 1.0).sqrt()
     return root_var.masked_fill(flat_spread, 0.0), var
+
+
+def _divisor(part: Partition, correction: Any, dtype: Any, device: Any) -> tuple[Any, Any]:
+    """``(m,)`` mask of the segments with ``n_i <= correction`` and ``(m, 1)`` ``n_i - correction``.
+
+    Kept by the partition per correction, dtype and device: five small operations fewer
+    on every call, which pays for the overflow check.
+    """
+
+    def build() -> tuple[Any, Any]:
+        lengths = part.lengths(device)
+        short = lengths <= correction
+        # n_i - correction may be fractional (correction=1.5): only the rows filled later
+        # are set to 1, so that nothing divides by zero or a negative number
+        # formed in float64: n_i - 3.999 in float32 keeps 4 digits fewer
+        divisor = (lengths.to(_torch().float64) - correction).masked_fill(short, 1.0)
+        return short, divisor.to(dtype).unsqueeze(1)
+
+    return part._get(("var divisor", correction, dtype, str(device)), build)
 
 
 def _overflowed(flat: Any, part: Partition, var: Any) -> bool:
