@@ -128,21 +128,26 @@ def _divisor(part: Partition, correction: Any, dtype: Any, device: Any) -> tuple
 
 
 def _overflowed(flat: Any, part: Partition, var: Any) -> bool:
-    """Whether a float32 variance is inf or NaN where the segment's values hold no NaN.
+    """Whether a float32 variance is inf or NaN where the segment's values are all finite.
 
     Checked on the CPU, where reading the result costs one small sum (a GPU is not
     synchronised: there float32 accumulates as in ``torch.var`` on CUDA), and never inside
-    a compiled graph. A variance beyond float32's range is inf in float64 too: taking it
-    again only costs time. A NaN among a segment's values makes its result NaN in any
-    precision.
+    a compiled graph. A NaN or an infinity among a segment's values makes its variance NaN
+    in any precision, while finite values that overflow make it inf, or NaN only where
+    blocks of one segment summed to inf and -inf: only then are the values looked at. A
+    variance beyond float32's range is inf in float64 too: taking it again costs time only.
     """
     torch = _torch()
     if var.dtype != torch.float32 or not var.is_cpu or _backend.compiling():
         return False
     if math.isfinite(var.detach().sum().item()):  # every variance finite (one small sum)
         return False
-    nans = _kernels().raw_sum(flat.detach().isnan().to(flat.dtype), part)
-    return bool((~torch.isfinite(var) & (nans == 0)).any())
+    if bool((var == math.inf).any()):
+        return True
+    if not part.blocked():
+        return False
+    largest = _kernels().raw_extremum(flat.detach().abs(), part, "amax")  # NaN where NaN
+    return bool((var.isnan() & torch.isfinite(largest)).any())
 
 
 # ---------------------------------------------------------------- the reduction table

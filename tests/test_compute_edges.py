@@ -116,6 +116,19 @@ def test_var_and_std_of_huge_float32_values_are_the_float64_truth(backend, dtype
         torch.testing.assert_close(got, truth, rtol=rtol, atol=0, msg=engine)
 
 
+@pytest.mark.parametrize("engine", list(_kernels.ENGINES))
+def test_std_of_finite_blocks_that_sum_to_nan_is_the_float64_truth(engine):
+    # blocks of 64 items sum to inf and -inf: the mean, and so the variance, is NaN (not
+    # inf) for finite values, as it is for the segment that holds a NaN
+    values = torch.tensor([3e38] * 64 + [-3e38] * 64 + [1.0] * 99 + [float("nan")])
+    offsets = [0, 128, 228]
+    with _kernels.force_engine(engine):
+        got = ra.segment_std(values, offsets, correction=0)
+    want = torch.stack([values[a:b].double().std(correction=0) for a, b in ((0, 128), (128, 228))])
+    torch.testing.assert_close(got, want.float(), equal_nan=True)
+    assert got[0] == torch.tensor(3e38)
+
+
 @pytest.mark.parametrize("correction", [0, 1])
 @pytest.mark.parametrize("op", ["var", "std"])
 def test_var_and_std_gradients_of_huge_float32_values(op, correction):
