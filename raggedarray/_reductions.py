@@ -11,6 +11,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from . import _backend
 from ._partition import Partition
 
@@ -96,8 +98,10 @@ def _spread(flat: Any, part: Partition, correction: Any, *, root: bool) -> tuple
     counts = part.counts(flat.dtype, flat.device)
     mean = kernels.segment_sum(flat, part) / counts
     centred = flat - kernels.broadcast(mean, part)
-    squares = kernels.segment_sum(centred * centred, part)
     short, divisor = _divisor(part, correction, flat.dtype, flat.device)
+    if _backend.needs_grad(centred):
+        centred = _quiet_short_items(centred, short, part, correction)
+    squares = kernels.segment_sum(centred * centred, part)
     var = squares / divisor
     if not root:
         return var, var
@@ -106,6 +110,26 @@ def _spread(flat: Any, part: Partition, correction: Any, *, root: bool) -> tuple
     flat_spread = (var <= 0) | short.unsqueeze(1)
     root_var = var.masked_fill(flat_spread, 1.0).sqrt()
     return root_var.masked_fill(flat_spread, 0.0), var
+
+
+def _quiet_short_items(centred: Any, short: Any, part: Partition, correction: float) -> Any:
+    """``centred`` with the items of segments of ``n_i <= correction`` items set to 0.
+
+    Those segments are filled, so their gradient is 0; but a NaN or infinite item there
+    would still send back ``2 * centred * 0 = NaN``. With host offsets only the few items of
+    such segments are written (in place: the subtraction that made ``centred`` keeps no
+    copy of it for its backward); without them (in a graph) every item is masked.
+    """
+    if part.host is None:
+        return centred.masked_fill(_kernels().raw_broadcast(short.unsqueeze(1), part), 0)
+    lengths = part.host_lengths
+    if not lengths.size or lengths.min() > correction:
+        return centred
+    chosen = lengths <= correction
+    starts, counts = part.host[:-1][chosen], lengths[chosen]
+    firsts = np.cumsum(counts) - counts
+    items = np.repeat(starts - firsts, counts) + np.arange(int(counts.sum()))
+    return centred.index_fill_(0, _backend.upload(items, centred), 0)
 
 
 def _divisor(part: Partition, correction: Any, dtype: Any, device: Any) -> tuple[Any, Any]:
