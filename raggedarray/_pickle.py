@@ -39,7 +39,7 @@ class PickleMethods:
 
     __slots__ = ()
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         _CLASSES.append(cls)  # a user's subclass too: multiprocessing dispatches on exact types
         if "torch" in sys.modules:
