@@ -8,7 +8,7 @@ and builds results with ``_rewrap``; it imports nothing from ``ragged.py``.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, cast, overload
 
 import numpy as np
 
@@ -22,20 +22,41 @@ from ._types import (
     GeneratorLike,
     RaggedFields,
     Scalar,
+    ValuesT,
 )
 from .map import map_lean, map_values
 
 if TYPE_CHECKING:
+    from torch import Tensor
+    from torch.nn import Module  # a module's result is a tensor, whatever it is given
     from typing_extensions import Self
 
     from .ragged import RaggedArray
 
 
-class ComputeMethods(RaggedFields):
+class ComputeMethods(RaggedFields[ValuesT]):
     """Mixin giving [`RaggedArray`][raggedarray.RaggedArray] its compute methods."""
 
     __slots__ = ()
 
+    @overload
+    def map(
+        self,
+        fn: Module,
+        *,
+        chunk_size: int | None = None,
+        device: DeviceLike | None = None,
+        progress: bool = False,
+    ) -> RaggedArray[Tensor]: ...
+    @overload
+    def map(
+        self,
+        fn: ArrayFunction,
+        *,
+        chunk_size: int | None = None,
+        device: DeviceLike | None = None,
+        progress: bool = False,
+    ) -> RaggedArray: ...
     def map(
         self,
         fn: ArrayFunction,
@@ -117,7 +138,7 @@ class ComputeMethods(RaggedFields):
             return self._part.in_graph(self._values)
         return self._part
 
-    def _reduce(self, op: str, fill: Scalar, **options: Any) -> Array:
+    def _reduce(self, op: str, fill: Scalar, **options: Any) -> ValuesT:
         where = f"{type(self).__name__}.{op}"
         values = reduce.as_tensor(self._values, where)
         part = self._partition()
@@ -125,7 +146,7 @@ class ComputeMethods(RaggedFields):
         result = reduce.reduce(op, values, part, fill=fill, where=where, source=source, **options)
         return reduce.like_input(result, self._values)
 
-    def sum(self, *, fill: Scalar = 0) -> Array:
+    def sum(self, *, fill: Scalar = 0) -> ValuesT:
         """Per-segment sums, ``(m, *item_shape)``; ``fill`` for empty segments.
 
         Integer and boolean values sum to int64; float16/bfloat16 accumulate in float32.
@@ -139,7 +160,7 @@ class ComputeMethods(RaggedFields):
         """
         return self._reduce("sum", fill)
 
-    def mean(self, *, fill: Scalar = 0) -> Array:
+    def mean(self, *, fill: Scalar = 0) -> ValuesT:
         """Per-segment means, ``(m, *item_shape)``, of floating values.
 
         Examples:
@@ -150,7 +171,7 @@ class ComputeMethods(RaggedFields):
         """
         return self._reduce("mean", fill)
 
-    def max(self, *, fill: Scalar = 0) -> Array:
+    def max(self, *, fill: Scalar = 0) -> ValuesT:
         """Per-segment maxima, ``(m, *item_shape)``; tied items share the gradient.
 
         Examples:
@@ -161,7 +182,7 @@ class ComputeMethods(RaggedFields):
         """
         return self._reduce("max", fill)
 
-    def min(self, *, fill: Scalar = 0) -> Array:
+    def min(self, *, fill: Scalar = 0) -> ValuesT:
         """Per-segment minima, ``(m, *item_shape)``; tied items share the gradient.
 
         Examples:
@@ -172,7 +193,7 @@ class ComputeMethods(RaggedFields):
         """
         return self._reduce("min", fill)
 
-    def prod(self, *, fill: Scalar = 0) -> Array:
+    def prod(self, *, fill: Scalar = 0) -> ValuesT:
         """Per-segment products, ``(m, *item_shape)`` (int64 for integer values).
 
         Examples:
@@ -183,7 +204,7 @@ class ComputeMethods(RaggedFields):
         """
         return self._reduce("prod", fill)
 
-    def logsumexp(self, *, fill: Scalar = 0) -> Array:
+    def logsumexp(self, *, fill: Scalar = 0) -> ValuesT:
         """Per-segment ``log(sum(exp(items)))``, computed stably.
 
         Examples:
@@ -195,7 +216,7 @@ class ComputeMethods(RaggedFields):
         """
         return self._reduce("logsumexp", fill)
 
-    def var(self, *, correction: int = 1, fill: Scalar = 0) -> Array:
+    def var(self, *, correction: int = 1, fill: Scalar = 0) -> ValuesT:
         """Per-segment variances with ``correction`` (1: unbiased).
 
         Segments with ``n_i <= correction`` give ``fill``.
@@ -208,7 +229,7 @@ class ComputeMethods(RaggedFields):
         """
         return self._reduce("var", fill, correction=correction)
 
-    def std(self, *, correction: int = 1, fill: Scalar = 0) -> Array:
+    def std(self, *, correction: int = 1, fill: Scalar = 0) -> ValuesT:
         """Per-segment standard deviations (see [`var`][raggedarray.RaggedArray.var]).
 
         Examples:
@@ -253,7 +274,7 @@ class ComputeMethods(RaggedFields):
         result = reduce.like_input(result, self._values)
         return cast("Self", self._with_values(result))  # same class, same offsets
 
-    def broadcast(self, per_segment: Array) -> RaggedArray:
+    def broadcast(self, per_segment: Array) -> RaggedArray[ValuesT]:
         """Repeat row ``i`` of ``per_segment`` (``(m, ...)``) for every item of segment ``i``.
 
         The inverse of a reduction: ``x.broadcast(x.mean())`` lines up with ``x``, so

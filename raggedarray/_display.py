@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import _backend, _offsets
-from ._types import IndexLike, RaggedFields
+from ._types import IndexLike, RaggedFields, ValuesT
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -41,7 +41,7 @@ def _import_matplotlib() -> Any:
     return matplotlib
 
 
-class DisplayMethods(RaggedFields):
+class DisplayMethods(RaggedFields[ValuesT]):
     """Mixin giving [`RaggedArray`][raggedarray.RaggedArray] its notebook display."""
 
     __slots__ = ()

@@ -59,7 +59,7 @@ from ._pointwise import (
     torch_scalar,
     torch_verdicts,
 )
-from ._types import DTypeLike, RaggedFields
+from ._types import DTypeLike, RaggedFields, ValuesT
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -412,7 +412,7 @@ def _as_ufunc_input(a: Any, x: Any, where: str) -> Any:
 # -------------------------------------------------------------------------------- mixin
 
 
-class ElementwiseMethods(RaggedFields):
+class ElementwiseMethods(RaggedFields[ValuesT]):
     """Mixin giving the ragged classes elementwise math, ``shape``/``ndim`` and dtype casts.
 
     It reads the ragged array's ``_values`` and ``_host`` and builds results with

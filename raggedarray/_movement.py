@@ -11,13 +11,16 @@ from typing import TYPE_CHECKING, Any, cast, overload
 import numpy as np
 
 from . import _backend, _checks, _construct
-from ._types import Array, DeviceLike, DTypeLike, RaggedFields, Scalar
+from ._types import DeviceLike, DTypeLike, RaggedFields, Scalar, ValuesT
 
 if TYPE_CHECKING:
+    from torch import Tensor  # not ``torch.Tensor``: the methods ``torch`` shadow the module
     from typing_extensions import Self
 
+    from .ragged import RaggedArray
 
-class MovementMethods(RaggedFields):
+
+class MovementMethods(RaggedFields[ValuesT]):
     """Mixin giving [`RaggedArray`][raggedarray.RaggedArray] its conversion and movement methods."""
 
     __slots__ = ()
@@ -76,12 +79,15 @@ class MovementMethods(RaggedFields):
         """Values on the CPU (numpy values are returned as they are)."""
         return self._to("cpu", None, False, f"{type(self).__name__}.cpu")
 
-    def cuda(self, device: DeviceLike | None = None, non_blocking: bool = False) -> Self:
+    def cuda(
+        self, device: DeviceLike | None = None, non_blocking: bool = False
+    ) -> RaggedArray[Tensor]:
         """Values on a CUDA device (``"cuda"`` when ``device`` is None)."""
         where = f"{type(self).__name__}.cuda"
-        return self._to("cuda" if device is None else device, None, non_blocking, where)
+        moved: Any = self._to("cuda" if device is None else device, None, non_blocking, where)
+        return moved
 
-    def pin_memory(self) -> Self:
+    def pin_memory(self) -> RaggedArray[Tensor]:
         """Values in page-locked host memory for fast asynchronous copies to the GPU.
 
         Numpy values become a pinned torch tensor (pinning is a torch facility).
@@ -95,9 +101,9 @@ class MovementMethods(RaggedFields):
                 f"{where}: pinned memory needs a CUDA GPU; got a torch without one "
                 "(torch.cuda.is_available() is False)"
             )
-        return cast("Self", self._with_values(values.pin_memory()))
+        return self._with_values(values.pin_memory())
 
-    def numpy(self, *, force: bool = False) -> Self:
+    def numpy(self, *, force: bool = False) -> RaggedArray[np.ndarray]:
         """Numpy-backed ragged array: zero-copy from CPU tensors.
 
         Values on a GPU are copied to the host (a device sync, by nature).
@@ -121,7 +127,7 @@ class MovementMethods(RaggedFields):
         """
         values = self._values
         if not _backend.is_tensor(values):
-            return self
+            return cast("RaggedArray[np.ndarray]", self)
         where = f"{type(self).__name__}.numpy"
         if values.requires_grad and not force:
             raise TypeError(
@@ -135,9 +141,9 @@ class MovementMethods(RaggedFields):
                 f"{where}: values must have a dtype numpy can hold; got "
                 f"{_checks.dtype_name(values.dtype)}"
             ) from err
-        return cast("Self", self._with_values(array))
+        return self._with_values(array)
 
-    def torch(self) -> Self:
+    def torch(self) -> RaggedArray[Tensor]:
         """Torch-backed ragged array: zero-copy from numpy values (when torch can share them).
 
         Torch has no read-only tensors, so a read-only numpy buffer (a file opened with
@@ -157,7 +163,7 @@ class MovementMethods(RaggedFields):
         """
         values = self._values
         if _backend.is_tensor(values):
-            return self
+            return cast("RaggedArray[Tensor]", self)
         torch = _backend.torch_module()
         if not values.flags.writeable:
             values = np.array(values, order="C")
@@ -168,7 +174,7 @@ class MovementMethods(RaggedFields):
                 f"{type(self).__name__}.torch: values must have a dtype torch can hold; "
                 f"got {values.dtype}"
             ) from err
-        return cast("Self", self._with_values(tensor))
+        return self._with_values(tensor)
 
     def detach(self) -> Self:
         """Values detached from autograd (numpy values are returned as they are)."""
@@ -199,7 +205,7 @@ class MovementMethods(RaggedFields):
         host = self._host.copy()
         return cast("Self", self._like(np.array(values, order="C", copy=True), None, host))
 
-    def to_padded(self, fill: Scalar = 0, max_length: int | None = None) -> tuple[Array, Array]:
+    def to_padded(self, fill: Scalar = 0, max_length: int | None = None) -> tuple[ValuesT, ValuesT]:
         """Pad into ``(m, L, *item_shape)`` with a ``(m, L)`` boolean mask of real items.
 
         ``L`` is ``max_length`` when given (segments longer than it are cut to their first

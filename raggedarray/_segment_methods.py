@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, cast
 
 from . import _checks, reduce, segment_ops
-from ._types import Array, RaggedFields, Scalar
+from ._types import RaggedFields, Scalar, ValuesT
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -18,18 +18,18 @@ if TYPE_CHECKING:
     from .ragged import RaggedArray
 
 
-class SegmentMethods(RaggedFields):
+class SegmentMethods(RaggedFields[ValuesT]):
     """Mixin giving [`RaggedArray`][raggedarray.RaggedArray] argmax, median, cumsum, sort, ..."""
 
     __slots__ = ()
 
-    def _segment_op(self, op: str, fill: Any) -> Array:
+    def _segment_op(self, op: str, fill: Any) -> ValuesT:
         where = f"{type(self).__name__}.{op}"
         values = reduce.as_tensor(self._values, where)
         result = segment_ops.segment_op(op, values, self._part, fill=fill, where=where)
         return reduce.like_input(result, self._values)
 
-    def argmax(self, *, fill: int = -1) -> Array:
+    def argmax(self, *, fill: int = -1) -> ValuesT:
         """Position within its segment of the first maximum, ``(m, *item_shape)`` int64.
 
         As ``torch.argmax(segment, dim=0)`` for every segment: a NaN counts as the maximum;
@@ -44,7 +44,7 @@ class SegmentMethods(RaggedFields):
         """
         return self._segment_op("argmax", fill)
 
-    def argmin(self, *, fill: int = -1) -> Array:
+    def argmin(self, *, fill: int = -1) -> ValuesT:
         """Position within its segment of the first minimum (a NaN counts as the minimum).
 
         Examples:
@@ -56,7 +56,7 @@ class SegmentMethods(RaggedFields):
         """
         return self._segment_op("argmin", fill)
 
-    def median(self, *, fill: Scalar = 0) -> Array:
+    def median(self, *, fill: Scalar = 0) -> ValuesT:
         """Lower median of each segment, ``(m, *item_shape)``, as ``torch.median(seg, 0)``.
 
         A segment and feature holding a NaN gives NaN. Differentiable: the gradient goes to
@@ -71,7 +71,7 @@ class SegmentMethods(RaggedFields):
         """
         return self._segment_op("median", fill)
 
-    def any(self) -> Array:
+    def any(self) -> ValuesT:
         """Whether any item of each segment is nonzero, ``(m, *item_shape)`` bool.
 
         An empty segment gives False; NaN counts as nonzero.
@@ -84,7 +84,7 @@ class SegmentMethods(RaggedFields):
         """
         return self._segment_op("any", None)
 
-    def all(self) -> Array:
+    def all(self) -> ValuesT:
         """Whether every item of each segment is nonzero, ``(m, *item_shape)`` bool.
 
         An empty segment gives True; NaN counts as nonzero.
@@ -117,7 +117,7 @@ class SegmentMethods(RaggedFields):
         result = segment_ops.cumsum(values, self._part, where=where)
         return cast("Self", self._with_values(reduce.like_input(result, self._values)))
 
-    def sort(self, *, descending: bool = False) -> tuple[Self, RaggedArray]:
+    def sort(self, *, descending: bool = False) -> tuple[Self, RaggedArray[ValuesT]]:
         """Each segment sorted along its items, per feature: ``(values, indices)``.
 
         As ``torch.sort(segment, dim=0, stable=True)`` for every segment: both results are
@@ -142,7 +142,7 @@ class SegmentMethods(RaggedFields):
             self._rewrap(reduce.like_input(index, self._values)),
         )
 
-    def topk(self, k: int, *, largest: bool = True) -> tuple[Self, RaggedArray]:
+    def topk(self, k: int, *, largest: bool = True) -> tuple[Self, RaggedArray[ValuesT]]:
         """The ``k`` largest (or smallest) items of each segment, per feature, sorted.
 
         Returns ``(values, indices)``, ragged arrays with ``min(n_i, k)`` items per segment;

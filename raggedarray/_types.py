@@ -5,14 +5,16 @@ still does not import torch; at run time the aliases hold ``"torch.X"`` forward 
 
 Where a result follows its input's backend (``ra.segment_sum(ndarray, ...)`` is an
 ``ndarray``, ``ra.segment_sum(Tensor, ...)`` a ``Tensor``), the functions carry
-``typing.overload`` signatures; a ragged array's own methods return ``Array`` (the union)
-since the class is not generic over its values' type.
+``typing.overload`` signatures. The ragged classes are generic over their values' type
+(``ValuesT``): ``RaggedArray[np.ndarray]``, ``RaggedArray[torch.Tensor]``, and the bare
+``RaggedArray``, which means ``RaggedArray[np.ndarray | torch.Tensor]`` (the backend is not
+known statically). Their ``values``, segments and reductions follow that parameter.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeAlias, TypeVar, Union
 
 import numpy as np
 
@@ -29,6 +31,26 @@ Array: TypeAlias = Union[np.ndarray, "torch.Tensor"]
 ArrayFunction: TypeAlias = Callable[[np.ndarray], Array] | Callable[["torch.Tensor"], Array]
 #: The two array types, for signatures whose result follows the input.
 ArrayT = TypeVar("ArrayT", np.ndarray, "torch.Tensor")
+#: The values' type of a ragged array built from ``values`` (a constructor's argument): a
+#: numpy array, a tensor, or the union when the caller's backend is not known statically.
+#: Constraints, not a bound, so the type is normalised: an ``ndarray[tuple[int],
+#: dtype[float64]]`` or an ``nn.Parameter`` is taken as the plain ``ndarray`` or
+#: ``Tensor``, the type of what the ragged array hands out (lengths, masks and reductions
+#: have other shapes and dtypes).
+NewValuesT = TypeVar("NewValuesT", np.ndarray, "torch.Tensor", Array)
+if TYPE_CHECKING:
+    from typing_extensions import TypeVar as TypeVarWithDefault
+
+    #: The type parameter of the ragged classes: ``np.ndarray``, ``torch.Tensor`` or the
+    #: union (the constructors pick one of these three). Covariant (a
+    #: ``RaggedArray[Tensor]`` is a ``RaggedArray``: the structure is immutable and no
+    #: method takes a ``ValuesT``); the bare class name means ``RaggedArray[ndarray |
+    #: Tensor]``, as before the classes were generic, so ``mypy --strict`` takes
+    #: ``x: ra.RaggedArray`` as it is. A bound rather than constraints: mypy joins
+    #: constrained covariant parameters to ``object`` (``ra.cat([x, y])`` would fail).
+    ValuesT = TypeVarWithDefault("ValuesT", bound=Array, covariant=True, default=Array)
+else:  # at run time a plain TypeVar: only ``Generic``'s subscripting reads it
+    ValuesT = TypeVar("ValuesT", bound=Array, covariant=True)
 #: A Python or numpy number (a ``fill``, say).
 Scalar: TypeAlias = bool | int | float | complex | np.generic
 #: Anything numpy turns into an array (nested lists, scalars, arrays), or a torch tensor.
@@ -59,7 +81,7 @@ GeneratorLike: TypeAlias = Union["np.random.Generator", "torch.Generator", int, 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-    class RaggedFields:
+    class RaggedFields(Generic[ValuesT]):
         """What the ragged classes' mixins read from ``RaggedArray`` (type checking only)."""
 
         _item_ndim: ClassVar[int | None]
@@ -91,10 +113,12 @@ if TYPE_CHECKING:
         def __len__(self) -> int: ...
         @classmethod
         def _make(cls, values: Array, offsets: Array | None, host: np.ndarray) -> Self: ...
-        def _like(self, values: Array, offsets: Array | None, host: np.ndarray) -> RaggedArray: ...
-        def _with_values(self, values: Array) -> RaggedArray: ...
-        def _rewrap(self, values: Array) -> RaggedArray: ...
+        def _like(
+            self, values: Array, offsets: Array | None, host: np.ndarray
+        ) -> RaggedArray[Any]: ...
+        def _with_values(self, values: Array) -> RaggedArray[Any]: ...
+        def _rewrap(self, values: Array) -> RaggedArray[Any]: ...
         def to(self, *args: Any, **kwargs: Any) -> Self: ...
 
-else:
-    RaggedFields = object
+else:  # ``RaggedFields[ValuesT]`` makes a mixin generic; nothing else at run time
+    RaggedFields = Generic

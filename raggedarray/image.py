@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
+import numpy as np
+
+from ._types import DeviceLike, IntArrayLike, MaskLike, NewValuesT, ValuesT
 from .ragged import RaggedArray, register_item_class
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 @register_item_class
-class RaggedImageBatch(RaggedArray):
+class RaggedImageBatch(RaggedArray[ValuesT]):
     """A ragged batch of images: location ``i`` holds ``n_i`` images of shape ``(C, H, W)``.
 
     ``values`` is the ``(N, C, H, W)`` 4D view of all images of all locations, ready for a
@@ -34,6 +40,31 @@ class RaggedImageBatch(RaggedArray):
     # pool over image batches then recompiled ~10 times over five batches). A ``__dict__``
     # per batch is the price.
     _item_ndim: ClassVar[int | None] = 3
+
+    if TYPE_CHECKING:
+        # What the type checker needs to keep the class where the values' type changes (a
+        # type cannot say "this class, of other values"); the methods are RaggedArray's.
+        def __init__(
+            self: RaggedImageBatch[NewValuesT], values: NewValuesT, offsets: IntArrayLike
+        ) -> None: ...
+        @classmethod
+        def from_lengths(  # noqa: D102
+            cls, values: NewValuesT, lengths: IntArrayLike
+        ) -> RaggedImageBatch[NewValuesT]: ...
+        @classmethod
+        def from_segment_ids(  # noqa: D102
+            cls, values: NewValuesT, segment_ids: IntArrayLike, num_segments: int | None = None
+        ) -> RaggedImageBatch[NewValuesT]: ...
+        @classmethod
+        def from_padded(  # noqa: D102
+            cls, padded: NewValuesT, lengths: IntArrayLike | MaskLike
+        ) -> RaggedImageBatch[NewValuesT]: ...
+        def numpy(self, *, force: bool = False) -> RaggedImageBatch[np.ndarray]: ...  # noqa: D102
+        def torch(self) -> RaggedImageBatch[Tensor]: ...  # noqa: D102
+        def cuda(  # noqa: D102
+            self, device: DeviceLike | None = None, non_blocking: bool = False
+        ) -> RaggedImageBatch[Tensor]: ...
+        def pin_memory(self) -> RaggedImageBatch[Tensor]: ...  # noqa: D102
 
     @property
     def channels(self) -> int:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import _backend, _checks, _offsets
-from ._types import RaggedFields
+from ._types import RaggedFields, ValuesT
 
 if TYPE_CHECKING:
     import awkward as ak
@@ -288,7 +288,7 @@ def _from_strided(torch: Any, nt: Any, where: str) -> tuple[Any, np.ndarray]:
 # ----------------------------------------------------------------------------- mixin
 
 
-class InteropMethods(RaggedFields):
+class InteropMethods(RaggedFields[ValuesT]):
     """Mixin: awkward and torch.nested converters of [`RaggedArray`][raggedarray.RaggedArray]."""
 
     __slots__ = ()

@@ -17,7 +17,6 @@ from ._partition import Partition
 from ._pickle import PickleMethods
 from ._segment_methods import SegmentMethods
 from ._types import (
-    Array,
     ArrayLike,
     DeviceLike,
     DType,
@@ -26,6 +25,8 @@ from ._types import (
     IntArrayLike,
     IntIndex,
     MaskLike,
+    NewValuesT,
+    ValuesT,
 )
 from .interop import InteropMethods
 
@@ -47,12 +48,12 @@ def register_item_class(cls: type[RaggedArray]) -> type[RaggedArray]:
 
 
 class RaggedArray(
-    MovementMethods,
-    ElementwiseMethods,
-    ComputeMethods,
-    SegmentMethods,
-    InteropMethods,
-    DisplayMethods,
+    MovementMethods[ValuesT],
+    ElementwiseMethods[ValuesT],
+    ComputeMethods[ValuesT],
+    SegmentMethods[ValuesT],
+    InteropMethods[ValuesT],
+    DisplayMethods[ValuesT],
     PickleMethods,
 ):
     """``m`` segments; segment ``i`` holds ``lengths[i]`` items of shape ``item_shape``.
@@ -98,7 +99,7 @@ class RaggedArray(
     __slots__ = ("__weakref__", "_part", "_values")
     _item_ndim: ClassVar[int | None] = None
 
-    def __init__(self, values: Array, offsets: IntArrayLike) -> None:
+    def __init__(self: RaggedArray[NewValuesT], values: NewValuesT, offsets: IntArrayLike) -> None:
         where = type(self).__name__
         _checks.check_values(values, where, self._item_ndim)
         _checks.check_same_place(values, offsets, where, "offsets")
@@ -126,17 +127,17 @@ class RaggedArray(
         self._part = part
         return self
 
-    def _like(self, values: Any, offsets: Any, host: np.ndarray) -> RaggedArray:
+    def _like(self, values: Any, offsets: Any, host: np.ndarray) -> RaggedArray[Any]:
         """A ragged array of this class when the item shape still fits it, else a RaggedArray."""
         return self._fitting_class(values)._make(values, offsets, host)
 
-    def _fitting_class(self, values: Any) -> type[RaggedArray]:
+    def _fitting_class(self, values: Any) -> type[RaggedArray[Any]]:
         cls = type(self)
         if cls._item_ndim is not None and values.ndim != cls._item_ndim + 1:
             cls = RaggedArray
         return cls
 
-    def _with_values(self, values: Any) -> RaggedArray:
+    def _with_values(self, values: Any) -> RaggedArray[Any]:
         """New values over these offsets, in this class when the item shape still fits it.
 
         The partition (offsets on every device, lengths, segment ids, kernel indices) is
@@ -144,7 +145,7 @@ class RaggedArray(
         """
         return self._fitting_class(values)._share(values, self._part)
 
-    def _rewrap(self, values: Any) -> RaggedArray:
+    def _rewrap(self, values: Any) -> RaggedArray[Any]:
         """New values over these offsets, in the class their item shape calls for.
 
         The partition is shared whatever the values' backend or device: it holds the offsets
@@ -212,7 +213,7 @@ class RaggedArray(
         return cls._make(values, None, host)
 
     @classmethod
-    def from_lengths(cls: type[R], values: Array, lengths: IntArrayLike) -> R:
+    def from_lengths(cls, values: NewValuesT, lengths: IntArrayLike) -> RaggedArray[NewValuesT]:
         """Split ``values`` into consecutive segments of the given lengths (zero-copy).
 
         Examples:
@@ -229,12 +230,13 @@ class RaggedArray(
                 f"{where}: lengths must sum to the number of items values.shape[0]="
                 f"{values.shape[0]}; got sum {host[-1]}"
             )
-        return cls._make(values, None, host)
+        built: RaggedArray[Any] = cls._make(values, None, host)  # of this class
+        return built
 
     @classmethod
     def from_segment_ids(
-        cls: type[R], values: Array, segment_ids: IntArrayLike, num_segments: int | None = None
-    ) -> R:
+        cls, values: NewValuesT, segment_ids: IntArrayLike, num_segments: int | None = None
+    ) -> RaggedArray[NewValuesT]:
         """Group items by sorted segment ids (zero-copy).
 
         Args:
@@ -257,10 +259,13 @@ class RaggedArray(
                 f"{where}: segment_ids must have one entry per item ({values.shape[0]}); "
                 f"got {host[-1]}"
             )
-        return cls._make(values, None, host)
+        built: RaggedArray[Any] = cls._make(values, None, host)  # of this class
+        return built
 
     @classmethod
-    def from_padded(cls: type[R], padded: Array, lengths: IntArrayLike | MaskLike) -> R:
+    def from_padded(
+        cls, padded: NewValuesT, lengths: IntArrayLike | MaskLike
+    ) -> RaggedArray[NewValuesT]:
         """Copy the valid part of a padded ``(m, n_max, *item_shape)`` array.
 
         Row ``i`` keeps its first ``lengths[i]`` items. ``lengths`` may instead be the
@@ -287,17 +292,18 @@ class RaggedArray(
         where = f"{cls.__name__}.from_padded"
         values, host = _construct.padded_values(padded, lengths, where)
         _checks.check_values(values, where, cls._item_ndim)
-        return cls._make(values, None, host)
+        built: RaggedArray[Any] = cls._make(values, None, host)  # of this class
+        return built
 
     # ------------------------------------------------------------------------- attributes
 
     @property
-    def values(self) -> Array:
+    def values(self) -> ValuesT:
         """The ``(N, *item_shape)`` buffer of all items of all segments."""
         return self._values
 
     @property
-    def offsets(self) -> Array:
+    def offsets(self) -> ValuesT:
         """``(m + 1,)`` int64 offsets on the values' backend and device.
 
         numpy offsets are read-only; torch has no read-only tensors, so torch offsets are
@@ -317,12 +323,12 @@ class RaggedArray(
         return self._part.host_lengths
 
     @property
-    def lengths(self) -> Array:
+    def lengths(self) -> ValuesT:
         """``(m,)`` int64 segment lengths on the values' backend and device."""
         return self._part.handed_out("lengths", self._part.lengths_like(self._values))
 
     @property
-    def segment_ids(self) -> Array:
+    def segment_ids(self) -> ValuesT:
         """``(N,)`` int64 segment id of every item, on the values' backend and device."""
         return self._part.handed_out("ids", self._part.segment_ids_like(self._values))
 
@@ -380,10 +386,10 @@ class RaggedArray(
         return self._values[int(self._host[i]) : int(self._host[i + 1])]
 
     @overload
-    def __getitem__(self, key: IntIndex) -> Array: ...
+    def __getitem__(self, key: IntIndex) -> ValuesT: ...
     @overload
     def __getitem__(self, key: slice | IndexArrayLike) -> Self: ...
-    def __getitem__(self, key: Any) -> Array | Self:
+    def __getitem__(self, key: Any) -> ValuesT | Self:
         """``x[i]``: segment view; ``x[a:b]``: ragged view; arrays, masks, steps: a copy."""
         return self._getitem(key, f"{type(self).__name__}.__getitem__")
 
@@ -438,10 +444,10 @@ class RaggedArray(
         host, index = _offsets.gather(self._host, segments)
         return cast("Self", self._like(_backend.index_rows(self._values, index), None, host))
 
-    def __iter__(self) -> Iterator[Array]:
+    def __iter__(self) -> Iterator[ValuesT]:
         return iter(self.unbind())
 
-    def unbind(self) -> tuple[Array, ...]:
+    def unbind(self) -> tuple[ValuesT, ...]:
         """All segments as a tuple of views.
 
         Examples:
@@ -454,9 +460,10 @@ class RaggedArray(
             return ()
         if _backend.is_tensor(self._values):
             return self._values.split(self.host_lengths.tolist())
-        return tuple(np.split(self._values, self._host[1:-1]))
+        parts: list[Any] = np.split(self._values, self._host[1:-1])
+        return tuple(parts)
 
-    def to_list(self) -> list[Array]:
+    def to_list(self) -> list[ValuesT]:
         """All segments as a list of views ``(n_i, *item_shape)``.
 
         Examples:
