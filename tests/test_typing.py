@@ -221,15 +221,36 @@ BAD = """
 SEGMENT_FUNCTIONS = [n for n in ra.__all__ if n.startswith("segment_")]
 
 
-def _mypy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str) -> tuple[str, int]:
+# A user's ``mypy --strict`` with the package installed: strict on the user's code, while
+# the package's own internals (which site-packages would keep quiet) report nothing.
+STRICT_CONFIG = """
+[mypy]
+strict = True
+python_version = 3.10
+[mypy-raggedarray,raggedarray.*]
+ignore_errors = True
+[mypy-awkward.*,tqdm.*]
+ignore_missing_imports = True
+"""
+
+
+def _mypy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, *, strict: bool = False
+) -> tuple[str, int]:
     api = pytest.importorskip("mypy.api", reason="mypy is installed by the test extra")
     script = tmp_path / "user.py"
     script.write_text(textwrap.dedent(source))
     monkeypatch.setenv("MYPYPATH", str(ROOT))  # this checkout's package, not an installed one
     monkeypatch.chdir(tmp_path)
     # the package's own config and cache (.ci/run has just filled it): seconds, not a minute
-    args = [str(script), "--config-file", str(ROOT / "pyproject.toml")]
-    args += ["--cache-dir", os.environ.get("MYPY_CACHE_DIR", str(ROOT / ".mypy_cache"))]
+    config, cache = (
+        ROOT / "pyproject.toml",
+        os.environ.get("MYPY_CACHE_DIR", str(ROOT / ".mypy_cache")),
+    )
+    if strict:  # other options: a cache of their own, so neither run invalidates the other
+        config, cache = tmp_path / "strict.ini", str(Path(cache) / "strict")
+        config.write_text(STRICT_CONFIG)
+    args = [str(script), "--config-file", str(config), "--cache-dir", cache]
     args += ["--no-error-summary", "--show-error-codes", "--python-executable", sys.executable]
     stdout, stderr, status = api.run(args)
     return stdout + stderr, status
@@ -251,6 +272,104 @@ def test_mypy_flags_misuse(tmp_path, monkeypatch):
     assert status == 1, out
     source = textwrap.dedent(BAD).splitlines()
     first_bad = next(i for i, line in enumerate(source, 1) if line.startswith("ra.segment_sum"))
+    flagged = {int(m) for m in re.findall(r"user\.py:(\d+):", out)}
+    assert flagged == set(range(first_bad, len(source) + 1)), out
+
+
+# The ragged classes are generic over their values' type: user code copied from the docs
+# type-checks under ``mypy --strict`` with no isinstance narrowing.
+STRICT_GOOD = """
+    from typing import Any
+
+    import numpy as np
+    import torch
+    from typing_extensions import assert_type
+
+    import raggedarray as ra
+
+    Array = np.ndarray | torch.Tensor
+    x = ra.RaggedArray.from_lengths(torch.randn(5, 3), [2, 3])
+    assert_type(x, ra.RaggedArray[torch.Tensor])
+    torch.log(x.lengths.float())
+    assert_type(x.values, torch.Tensor)
+    assert_type(x.offsets, torch.Tensor)
+    assert_type(x.segment_ids, torch.Tensor)
+    assert_type(x[0], torch.Tensor)
+    assert_type(x.to_list(), list[torch.Tensor])
+    assert_type(list(x), list[torch.Tensor])
+    assert_type(x.sum(), torch.Tensor)
+    assert_type(x.logsumexp(), torch.Tensor)
+    assert_type(x.argmax(), torch.Tensor)
+    assert_type(x.median(), torch.Tensor)
+    assert_type(x.any(), torch.Tensor)
+    assert_type(x.to_padded(), tuple[torch.Tensor, torch.Tensor])
+    assert_type(x[1:], ra.RaggedArray[torch.Tensor])
+    assert_type(x.softmax(), ra.RaggedArray[torch.Tensor])
+    assert_type(x.cumsum(), ra.RaggedArray[torch.Tensor])
+    assert_type(x.sort(), tuple[ra.RaggedArray[torch.Tensor], ra.RaggedArray[torch.Tensor]])
+    assert_type(x.topk(1)[1], ra.RaggedArray[torch.Tensor])
+    assert_type(x * 2 + 1, ra.RaggedArray[torch.Tensor])
+    assert_type(x.clone().float(), ra.RaggedArray[torch.Tensor])
+    assert_type(x.subsample(1), ra.RaggedArray[torch.Tensor])
+    assert_type(x.broadcast(x.mean()), ra.RaggedArray[torch.Tensor])
+    assert_type(x.numpy(), ra.RaggedArray[np.ndarray])
+    assert_type(ra.cat([x, x]), ra.RaggedArray[torch.Tensor])
+
+    def f(b: ra.RaggedImageBatch[torch.Tensor], net: torch.nn.Module) -> torch.Tensor:
+        return b.map(net).mean()
+
+    b = ra.RaggedImageBatch.from_lengths(np.zeros((3, 1, 4, 4), np.float32), [1, 2])
+    assert_type(b, ra.RaggedImageBatch[np.ndarray])
+    assert_type(b.torch(), ra.RaggedImageBatch[torch.Tensor])
+    tb = ra.RaggedImageBatch(torch.zeros(3, 1, 4, 4), [0, 3])
+    assert_type(tb, ra.RaggedImageBatch[torch.Tensor])
+    assert_type(b[::-1], ra.RaggedImageBatch[np.ndarray])
+    f(b.torch(), torch.nn.Flatten())
+
+    y = x.numpy().torch()
+    t: torch.Tensor = y.values
+    n = ra.RaggedArray.from_lengths(np.zeros(5), [2, 3])
+    a: np.ndarray = n.sum()
+    assert_type(n.var(), np.ndarray)
+    assert_type(n.all(), np.ndarray)
+    assert_type(ra.RaggedArray.from_segment_ids(np.zeros(2), [0, 1]), ra.RaggedArray[np.ndarray])
+    assert_type(ra.RaggedArray.from_padded(*n.to_padded()), ra.RaggedArray[np.ndarray])
+    assert_type(ra.RaggedArray(np.zeros(2), np.array([0, 2])), ra.RaggedArray[np.ndarray])
+
+    def g(r: ra.RaggedArray) -> Array:  # the bare name: values of either backend
+        return r.sum()
+
+    g(x), g(n), g(b)
+    u: Array = np.zeros(5)
+    assert_type(ra.RaggedArray.from_lengths(u, [5]), ra.RaggedArray[Array])
+    assert_type(ra.RaggedArray.from_list([np.zeros(1)]), ra.RaggedArray)
+"""
+
+# Each line is a misuse the checker must still flag under --strict.
+STRICT_BAD = """
+    import numpy as np
+    import torch
+
+    import raggedarray as ra
+
+    n = ra.RaggedArray.from_lengths(np.zeros(5), [2, 3])
+    t: torch.Tensor = n.sum()
+    n.lengths.float()
+    x: ra.RaggedArray[torch.Tensor] = n
+    ra.RaggedArray[int]
+"""
+
+
+def test_mypy_strict_follows_the_values_type(tmp_path, monkeypatch):
+    out, status = _mypy(tmp_path, monkeypatch, STRICT_GOOD, strict=True)
+    assert status == 0, out
+
+
+def test_mypy_strict_flags_a_wrong_backend(tmp_path, monkeypatch):
+    out, status = _mypy(tmp_path, monkeypatch, STRICT_BAD, strict=True)
+    assert status == 1, out
+    source = textwrap.dedent(STRICT_BAD).splitlines()
+    first_bad = next(i for i, line in enumerate(source, 1) if line.startswith("t: "))
     flagged = {int(m) for m in re.findall(r"user\.py:(\d+):", out)}
     assert flagged == set(range(first_bad, len(source) + 1)), out
 
