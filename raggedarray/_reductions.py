@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _backend
+from . import _backend, _offsets
 from ._partition import Partition
 
 
@@ -125,10 +125,7 @@ def _quiet_short_items(centred: Any, short: Any, part: Partition, correction: fl
     lengths = part.host_lengths
     if not lengths.size or lengths.min() > correction:
         return centred
-    chosen = lengths <= correction
-    starts, counts = part.host[:-1][chosen], lengths[chosen]
-    firsts = np.cumsum(counts) - counts
-    items = np.repeat(starts - firsts, counts) + np.arange(int(counts.sum()))
+    items = _offsets.gather(part.host, np.flatnonzero(lengths <= correction))[1]
     return centred.index_fill_(0, _backend.upload(items, centred), 0)
 
 
