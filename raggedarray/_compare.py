@@ -18,7 +18,11 @@ from . import _backend
 
 def host_values(x: Any) -> np.ndarray:
     """The values of a ragged array as a host numpy array (a copy from a GPU)."""
-    values = x.values
+    return host_array(x.values)
+
+
+def host_array(values: Any) -> np.ndarray:
+    """A host numpy array of values: a tensor detached, moved to the host, bfloat16 widened."""
     if _backend.is_tensor(values):
         if values.dtype == _backend.torch_module().bfloat16:
             values = values.float()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _backend, _offsets
+from . import _backend, _compare, _offsets
 from ._types import IndexLike, RaggedFields, ValuesT
 
 if TYPE_CHECKING:
@@ -162,14 +162,14 @@ class DisplayMethods(RaggedFields[ValuesT]):
         edge, summarise = options["edgeitems"], _size(self) > options["threshold"]
         if summarise and m > 2 * edge:
             rows = [*range(edge), None, *range(m - edge, m)]
+        # past the threshold every segment is summarised, as numpy summarises the whole
+        threshold = 0 if summarise else options["threshold"]
         texts = []
         for i in rows:
             if i is None:
                 texts.append("...")
                 continue
-            segment = _host_array(self._values[int(host[i]) : int(host[i + 1])])
-            # past the threshold every segment is summarised, as numpy summarises the whole
-            threshold = 0 if summarise else options["threshold"]
+            segment = _compare.host_array(self._values[int(host[i]) : int(host[i + 1])])
             texts.append(np.array2string(segment, prefix=" ", threshold=threshold))
         return "[" + "\n ".join(texts) + "]"
 
@@ -224,15 +224,6 @@ class DisplayMethods(RaggedFields[ValuesT]):
 def _size(x: Any) -> int:
     """Elements in the values: ``N`` times the item size."""
     return x.num_items * int(np.prod(x.item_shape, dtype=np.int64))
-
-
-def _host_array(values: Any) -> np.ndarray:
-    """A numpy array of ``values`` for printing: detached, on the host, bfloat16 widened."""
-    if isinstance(values, np.ndarray):
-        return values
-    if values.dtype == _backend.torch_module().bfloat16:
-        values = values.float()
-    return _backend.host_numpy(values)
 
 
 def _select(segments: Any, m: int, where: str) -> np.ndarray:
