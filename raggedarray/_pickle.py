@@ -58,13 +58,7 @@ class PickleMethods:
             offsets = sys.modules["torch"].from_numpy(np.array(host))
         else:
             offsets = np.array(host)
-        # pickle cannot write uint16-64 tensors (torch 2.13): they travel as their signed
-        # twins (the same bits) and are viewed back by restore
-        signed = _backend.signed_view(values)
-        if signed is values:
-            return (restore, (type(self), values, offsets, backend))
-        unsigned = _checks.dtype_name(values.dtype)
-        return (restore, (type(self), signed, offsets, backend, unsigned))
+        return _restore_call(type(self), values, offsets, backend)
 
     def __copy__(self) -> Any:
         """A new ragged array over the same values and offsets (nothing is copied)."""
@@ -85,14 +79,19 @@ def reduce_for_processes(x: Any) -> tuple[Any, ...]:
     wrapped in one, a view's copy) whose shared-memory descriptors close before a spawned
     process (``multiprocessing_context="spawn"`` or ``"forkserver"``) reads them.
     """
-    values, backend = x._values, x.backend
-    offsets = np.array(x._host)
-    if backend == NUMPY:
-        return (restore, (type(x), values, offsets, backend))
-    signed = _backend.signed_view(values)  # (a view of the same storage)
+    return _restore_call(type(x), x._values, np.array(x._host), x.backend)
+
+
+def _restore_call(cls: type, values: Any, offsets: Any, backend: str) -> tuple[Any, ...]:
+    """``(restore, args)`` for pickle.
+
+    pickle cannot write uint16-64 tensors (torch 2.13): they travel as their signed twins
+    (the same bits, a view of the same storage) and are viewed back by ``restore``.
+    """
+    signed = _backend.signed_view(values)
     if signed is values:
-        return (restore, (type(x), values, offsets, backend))
-    return (restore, (type(x), signed, offsets, backend, _checks.dtype_name(values.dtype)))
+        return (restore, (cls, values, offsets, backend))
+    return (restore, (cls, signed, offsets, backend, _checks.dtype_name(values.dtype)))
 
 
 _CLASSES: list[type] = []  # every ragged class, for ``_send_between_processes``
