@@ -227,6 +227,19 @@ def empty(shape: tuple[int, ...], dtype: Any, device: Any) -> Any:
     return torch_module().empty(shape, dtype=dtype, device=device) if out is None else out
 
 
+def transformed(t: Any) -> bool:
+    """Whether ``t`` is seen through ``torch.func`` (grad, vmap) or carries a forward-mode tangent.
+
+    The package's own compiled kernels (numba's, Triton's) have no vmap rule and no jvp; the
+    torch operations they stand in for have what torch gives them.
+    """
+    torch = torch_module()
+    functorch = getattr(torch._C, "_functorch", None)
+    if functorch is not None and functorch.is_functorch_wrapped_tensor(t):
+        return True
+    return torch.autograd.forward_ad.unpack_dual(t).tangent is not None
+
+
 def signed_view(t: Any) -> Any:
     """Unsigned 16-64 bit tensors seen as their signed twins (the same bits), else ``t``.
 

@@ -108,21 +108,9 @@ def _usable(flat: Any, part: Partition, dtypes: Any) -> bool:
         and flat.dtype in dtypes
         and flat.layout == torch.strided
         and not _backend.compiling()
-        and not _transformed(flat)
+        and not _backend.transformed(flat)
         and available()
     )
-
-
-def _transformed(t: Any) -> bool:
-    """Whether ``t`` is seen through ``torch.func`` (grad, vmap) or carries a forward-mode tangent.
-
-    The kernels' autograd function has neither vmap rule nor jvp; the torch paths have what
-    torch gives their operations.
-    """
-    functorch = getattr(torch._C, "_functorch", None)
-    if functorch is not None and functorch.is_functorch_wrapped_tensor(t):
-        return True
-    return torch.autograd.forward_ad.unpack_dual(t).tangent is not None
 
 
 def scans(flat: Any, part: Partition) -> bool:
