@@ -27,9 +27,13 @@ length, measured on the worst case of equal items (``torch.sum`` itself: ~9e-7 a
 
 The autograd functions give each reduction a backward made of segment kernels (a sum's
 backward is a broadcast, a broadcast's backward is a sum), so backward runs at the speed of
-the forward and double backward works. Kernels run with autocast disabled: they take the
-dtype they are given (half precisions arrive as float32), which keeps ``torch.sparse.mm`` off
-the bfloat16 paths that do not exist. Torch is imported by this module; import it lazily.
+the forward and double backward works. A broadcast is ``index_select`` of the per-segment
+rows, except on CUDA, where torch's gathers cost ~0.6 ns a row whatever its width and a
+Triton kernel ([`_triton`][raggedarray._triton]) copies large ones at memory speed.
+
+Kernels run with autocast disabled: they take the dtype they are given (half precisions
+arrive as float32), which keeps ``torch.sparse.mm`` off the bfloat16 paths that do not exist.
+Torch is imported by this module; import it lazily.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import _backend
+from . import _backend, _triton
 from ._partition import Partition
 
 ENGINES = ("csr", "segment", "scatter")
@@ -225,6 +229,8 @@ def raw_broadcast(per_segment: Any, part: Partition) -> Any:
     ids = part.ids(per_segment.device)
     out = None
     if not _backend.needs_grad(per_segment):
+        if _triton.takes(per_segment, part.num_items):  # CUDA: index_select is slow there
+            return _triton.broadcast(per_segment, ids)
         shape = (part.num_items, per_segment.shape[1])
         out = _backend.new_buffer(shape, per_segment.dtype, per_segment.device)
     if out is None:
