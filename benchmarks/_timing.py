@@ -80,6 +80,30 @@ def backward_step(leaf: Any, fn: Callable[[], Any], grad: Any) -> Callable[[], N
     return step
 
 
+def switched_off(module: Any, fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` run with ``module.ENABLED`` false: one of the package's compiled kernels off.
+
+    ``raggedarray._jit`` (numba: the torch paths run instead) or ``raggedarray._triton``
+    (``index_select`` broadcasts instead).
+    """
+
+    def run() -> Any:
+        saved, module.ENABLED = module.ENABLED, False
+        try:
+            return fn()
+        finally:
+            module.ENABLED = saved
+
+    return run
+
+
+def without_triton(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` run with the package's Triton broadcast off (``index_select`` instead)."""
+    from raggedarray import _triton
+
+    return switched_off(_triton, fn)
+
+
 def fmt(seconds: float) -> str:
     """Seconds as a short human string."""
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):

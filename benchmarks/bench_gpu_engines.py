@@ -15,14 +15,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 
 import raggedarray as ra
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import without_triton
 
 
 def median_ms(fns: dict[str, Callable[[], object]], device: torch.device, rounds: int) -> dict:
@@ -77,6 +82,29 @@ def candidates(values: torch.Tensor, offsets: torch.Tensor) -> dict[str, dict[st
     }
 
 
+def wide_rows(rows: torch.Tensor, ids: torch.Tensor) -> dict[str, Callable[[], object]]:
+    """``index_select`` of the rows read as 8- and 16-byte elements (fewer, wider copies)."""
+    out = {}
+    for wide in (torch.int64, torch.complex128):
+        if rows.shape[1] * rows.element_size() % wide.itemsize == 0:
+            view = rows.view(wide)
+            out[f"index_select, {wide.itemsize}-byte elements"] = lambda view=view: (
+                view.index_select(0, ids).view(rows.dtype)
+            )
+    return out
+
+
+def compiled_gather(rows: torch.Tensor, ids: torch.Tensor) -> dict[str, Callable[[], object]]:
+    """``rows[ids]`` through ``torch.compile`` (a generated gather kernel), where it compiles."""
+    try:
+        gather = torch.compile(lambda r, i: r[i], dynamic=True)
+        gather(rows, ids)
+    except Exception as error:
+        print(f"| broadcast: compiled rows[ids] | failed: {type(error).__name__} | | |")
+        return {}
+    return {"compiled rows[ids]": lambda: gather(rows, ids)}
+
+
 def case(num_items: int, m: int, features: int, device: torch.device, rounds: int) -> None:
     rng = np.random.default_rng(0)
     lengths = rng.multinomial(num_items, np.full(m, 1.0 / m))
@@ -96,10 +124,14 @@ def case(num_items: int, m: int, features: int, device: torch.device, rounds: in
     lengths_t = offsets[1:] - offsets[:-1]
     ids = torch.repeat_interleave(torch.arange(m, device=device), lengths_t, output_size=num_items)
     rows = torch.randn(m, features, device=device)
+    ids32 = ids.int()
     spread_index = ids.unsqueeze(1).expand(num_items, features)
+    ragged = ra.RaggedArray(values, offsets)
     spread = median_ms(
         {
             "ra.segment_broadcast": lambda: ra.segment_broadcast(rows, host),
+            "x.broadcast (ids cached)": lambda: ragged.broadcast(rows),
+            "x.broadcast, index_select": without_triton(lambda: ragged.broadcast(rows)),
             "index_select": lambda: rows.index_select(0, ids),
             "repeat_interleave": lambda: torch.repeat_interleave(
                 rows, lengths_t, dim=0, output_size=num_items
@@ -107,6 +139,12 @@ def case(num_items: int, m: int, features: int, device: torch.device, rounds: in
             "rows[ids]": lambda: rows[ids],
             "gather, expanded ids": lambda: rows.gather(0, spread_index),
             "embedding": lambda: torch.nn.functional.embedding(ids, rows),
+            "index_select, int32 ids": lambda: rows.index_select(0, ids32),
+            **wide_rows(rows, ids),
+            "_segment_reduce_backward": lambda: torch.ops.aten._segment_reduce_backward(
+                rows, rows, values, "sum", offsets=offsets, axis=0
+            ),
+            **compiled_gather(rows, ids),
         },
         device,
         rounds,

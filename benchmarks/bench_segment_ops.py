@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 import torch
-from _timing import fmt, median_times
+from _timing import fmt, median_times, switched_off
 from bench_reduce import _batch  # the same random-cut batches as the reductions
 
 import raggedarray as ra
@@ -37,15 +37,7 @@ def report(title: str, times: dict[str, float]) -> None:
 
 def _torch_paths(fn):
     """``fn`` with the compiled kernels of ``_jit`` (numba) turned off: the torch paths."""
-
-    def run():
-        before, _jit.ENABLED = _jit.ENABLED, False
-        try:
-            return fn()
-        finally:
-            _jit.ENABLED = before
-
-    return run
+    return switched_off(_jit, fn)
 
 
 def _scatter(fn):

@@ -47,10 +47,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(ROOT), str(HERE)]  # check this checkout's package, not an installed one
 import bench_train  # noqa: E402  (beside this file)
-from _timing import backward_step  # noqa: E402
+from _timing import backward_step, without_triton  # noqa: E402
 
 import raggedarray as ra  # noqa: E402
-from raggedarray import _demo  # noqa: E402
+from raggedarray import _demo, _triton  # noqa: E402
 
 # Seconds per part: (full, quick). The CPU dry run uses the quick caps.
 CAPS = {
@@ -354,20 +354,21 @@ def _reduction_rows(
     def step(fn: Callable[[], torch.Tensor], grad: torch.Tensor) -> Callable[[], None]:
         return backward_step(leaf, fn, grad)
 
-    bwd = timer(
-        {
-            "floor values.sum(0)": step(lambda: leaf.sum(0), grad_1),
-            "sum": step(y.sum, grad_m),
-            "mean": step(y.mean, grad_m),
-            "max": step(y.max, grad_m),
-        },
-        cap / 2,
-    )
+    steps = {
+        "floor values.sum(0)": step(lambda: leaf.sum(0), grad_1),
+        "sum": step(y.sum, grad_m),
+        "mean": step(y.mean, grad_m),
+        "max": step(y.max, grad_m),
+    }
+    if _triton.available():  # the backward's broadcast by torch's gather, side by side
+        for name in ("sum", "mean", "max"):
+            steps[f"{name} (index_select broadcast)"] = without_triton(steps[name])
+    bwd = timer(steps, cap / 2)
     label = f"N={n:,}, m={m:,}, F={f} ({nbytes / 2**20:.0f} MiB)"
     rows = [[label, "copy_ (read + write)", ms(2 * nbytes / copy_bw), f"{copy_bw / 1e9:.0f}", "1"]]
     for kind, times, factor in (("forward", fwd, 1), ("fwd+bwd", bwd, 2)):
         for name, t in times.items():
-            moved = (3 if name == "max" and kind == "fwd+bwd" else factor) * nbytes
+            moved = (3 if name.startswith("max") and kind == "fwd+bwd" else factor) * nbytes
             rate = moved / t
             rows.append(
                 [label, f"{name} {kind}", ms(t), f"{rate / 1e9:.0f}", f"{rate / copy_bw:.2f}"]
