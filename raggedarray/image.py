@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar, overload
 
 import numpy as np
 
-from ._types import DeviceLike, IntArrayLike, MaskLike, NewValuesT, ValuesT
+from ._types import (
+    ArrayLike,
+    DeviceLike,
+    DTypeLike,
+    IntArrayLike,
+    MaskLike,
+    NewValuesT,
+    ValuesT,
+)
 from .ragged import RaggedArray, register_item_class
 
 if TYPE_CHECKING:
@@ -47,6 +56,55 @@ class RaggedImageBatch(RaggedArray[ValuesT]):
         def __init__(
             self: RaggedImageBatch[NewValuesT], values: NewValuesT, offsets: IntArrayLike
         ) -> None: ...
+        @overload
+        @classmethod
+        def from_list(
+            cls,
+            arrays: Sequence[np.ndarray | Sequence[object]],
+            *,
+            dtype: DTypeLike | None = None,
+            device: None = None,
+            item_shape: tuple[int, ...] | None = None,
+        ) -> RaggedImageBatch[np.ndarray]: ...
+        @overload
+        @classmethod
+        def from_list(
+            cls,
+            arrays: Sequence[Tensor],
+            *,
+            dtype: DTypeLike | None = None,
+            device: DeviceLike | None = None,
+            item_shape: tuple[int, ...] | None = None,
+        ) -> RaggedImageBatch[Tensor]: ...
+        @overload
+        @classmethod
+        def from_list(
+            cls,
+            arrays: Sequence[ArrayLike],
+            *,
+            dtype: DTypeLike | None = None,
+            device: DeviceLike,
+            item_shape: tuple[int, ...] | None = None,
+        ) -> RaggedImageBatch[Tensor]: ...
+        @overload
+        @classmethod
+        def from_list(
+            cls,
+            arrays: Sequence[ArrayLike],
+            *,
+            dtype: DTypeLike | None = None,
+            device: DeviceLike | None = None,
+            item_shape: tuple[int, ...] | None = None,
+        ) -> RaggedImageBatch: ...
+        @classmethod
+        def from_list(  # noqa: D102
+            cls,
+            arrays: Sequence[ArrayLike | Sequence[object]],
+            *,
+            dtype: DTypeLike | None = None,
+            device: DeviceLike | None = None,
+            item_shape: tuple[int, ...] | None = None,
+        ) -> RaggedImageBatch: ...
         @classmethod
         def from_lengths(  # noqa: D102
             cls, values: NewValuesT, lengths: IntArrayLike

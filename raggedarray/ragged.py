@@ -163,15 +163,57 @@ class RaggedArray(
 
     # ----------------------------------------------------------------------- construction
 
+    # The result's backend follows the inputs: numpy arrays and lists give numpy, tensors or a
+    # device give torch; a list of both kinds is typed as either.
+    @overload
     @classmethod
     def from_list(
-        cls: type[R],
+        cls,
+        arrays: Sequence[np.ndarray | Sequence[object]],
+        *,
+        dtype: DTypeLike | None = None,
+        device: None = None,
+        item_shape: tuple[int, ...] | None = None,
+    ) -> RaggedArray[np.ndarray]: ...
+    @overload
+    @classmethod
+    def from_list(
+        cls,
+        arrays: Sequence[torch.Tensor],
+        *,
+        dtype: DTypeLike | None = None,
+        device: DeviceLike | None = None,
+        item_shape: tuple[int, ...] | None = None,
+    ) -> RaggedArray[torch.Tensor]: ...
+    @overload
+    @classmethod
+    def from_list(
+        cls,
+        arrays: Sequence[ArrayLike],
+        *,
+        dtype: DTypeLike | None = None,
+        device: DeviceLike,
+        item_shape: tuple[int, ...] | None = None,
+    ) -> RaggedArray[torch.Tensor]: ...
+    @overload
+    @classmethod
+    def from_list(
+        cls,
         arrays: Sequence[ArrayLike],
         *,
         dtype: DTypeLike | None = None,
         device: DeviceLike | None = None,
         item_shape: tuple[int, ...] | None = None,
-    ) -> R:
+    ) -> RaggedArray: ...
+    @classmethod
+    def from_list(
+        cls,
+        arrays: Sequence[ArrayLike | Sequence[object]],
+        *,
+        dtype: DTypeLike | None = None,
+        device: DeviceLike | None = None,
+        item_shape: tuple[int, ...] | None = None,
+    ) -> RaggedArray:
         """Concatenate per-segment arrays ``(n_i, *item_shape)`` into one buffer.
 
         One output allocation; numpy arrays, torch tensors and nested lists may be mixed.
@@ -210,7 +252,8 @@ class RaggedArray(
             item_shape=None if item_shape is None else _item_shape(item_shape, where),
         )
         _checks.check_values(values, where, cls._item_ndim)
-        return cls._make(values, None, host)
+        built: RaggedArray = cls._make(values, None, host)  # of this class
+        return built
 
     @classmethod
     def from_lengths(cls, values: NewValuesT, lengths: IntArrayLike) -> RaggedArray[NewValuesT]:

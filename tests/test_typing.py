@@ -80,7 +80,8 @@ def _public_callables() -> dict[str, object]:
 
 def _signatures(f: object) -> list[object]:
     """The signatures callers see: the overloads when there are overloads."""
-    return list(typing.get_overloads(f)) or [f]  # type: ignore[arg-type]
+    overloads = [getattr(g, "__func__", g) for g in typing.get_overloads(f)]  # classmethods
+    return overloads or [f]  # type: ignore[arg-type]
 
 
 def test_the_public_surface_is_found():
@@ -135,6 +136,17 @@ GOOD = """
     b = ra.RaggedImageBatch.from_list([np.zeros((2, 1, 4, 4)), torch.zeros(1, 1, 4, 4)])
     assert_type(x, ra.RaggedArray[np.ndarray])
     assert_type(ra.RaggedArray(u, x.offsets), ra.RaggedArray)  # the bare name: the union
+    assert_type(ra.RaggedArray.from_list([v, v]), ra.RaggedArray[np.ndarray])
+    assert_type(ra.RaggedArray.from_list([[1, 2], [3]]), ra.RaggedArray[np.ndarray])
+    assert_type(ra.RaggedArray.from_list([t, t], dtype=torch.half), ra.RaggedArray[torch.Tensor])
+    assert_type(ra.RaggedArray.from_list([v], device="cpu"), ra.RaggedArray[torch.Tensor])
+    assert_type(ra.RaggedArray.from_list([v, t]), ra.RaggedArray)  # torch at run time
+    assert_type(ra.RaggedArray.from_list([u]), ra.RaggedArray)
+    assert_type(
+        ra.RaggedImageBatch.from_list([torch.zeros(1, 4, 4)]), ra.RaggedImageBatch[torch.Tensor]
+    )
+    n4 = np.zeros((1, 4, 4))
+    assert_type(ra.RaggedImageBatch.from_list([n4]), ra.RaggedImageBatch[np.ndarray])
     assert_type(b, ra.RaggedImageBatch)
     assert_type(ra.RaggedImageBatch(b.values, b.offsets), ra.RaggedImageBatch)
     assert_type(ra.RaggedImageBatch.from_padded(*b.to_padded()), ra.RaggedImageBatch)
@@ -345,7 +357,7 @@ STRICT_GOOD = """
     g(x), g(n), g(b)
     u: Array = np.zeros(5)
     assert_type(ra.RaggedArray.from_lengths(u, [5]), ra.RaggedArray[Array])
-    assert_type(ra.RaggedArray.from_list([np.zeros(1)]), ra.RaggedArray)
+    assert_type(ra.RaggedArray.from_list([np.zeros(1)]), ra.RaggedArray[np.ndarray])
 """
 
 # Each line is a misuse the checker must still flag under --strict.
