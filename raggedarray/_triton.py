@@ -91,11 +91,11 @@ def available() -> bool:
 def takes(rows: Any, num_items: int) -> bool:
     """Whether [`broadcast`][raggedarray._triton.broadcast] takes ``(m, F)`` ``rows`` to N items."""
     return (
-        num_items >= MIN_ROWS
+        not _backend.compiling()  # first: under dynamic shapes N >= MIN_ROWS would be a guard
+        and num_items >= MIN_ROWS
         and type(rows) is torch.Tensor  # not a subclass, whose storage may not be its data
         and rows.device.type == "cuda"
         and rows.layout == torch.strided
-        and not _backend.compiling()
         and not _backend.transformed(rows)
         and available()
     )

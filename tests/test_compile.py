@@ -85,6 +85,23 @@ def test_functional_reductions_compile_into_one_graph_equal_to_eager():
     assert counter.frame_count - 1 <= MAX_RECOMPILES
 
 
+def test_the_gpu_broadcast_threshold_is_no_guard(monkeypatch):
+    """Whether a broadcast is large enough for the Triton kernel is never asked in a graph:
+    under dynamic shapes ``N >= MIN_ROWS`` would be a guard, one more compile per side."""
+    from raggedarray import _triton
+
+    def frames(min_rows):
+        torch._dynamo.reset()
+        monkeypatch.setattr(_triton, "MIN_ROWS", min_rows)
+        counter = testing.CompileCounterWithBackend("aot_eager")
+        compiled = torch.compile(ra.segment_softmax, backend=counter, fullgraph=True)
+        for k, lengths in enumerate([[20], [10, 20], [30, 50], [5, 20], [40, 0, 50]]):
+            compiled(_leaf((sum(lengths), 2), k), _offsets(lengths))
+        return counter.frame_count
+
+    assert frames(50) == frames(10**9)
+
+
 @needs_recent_torch
 def test_inductor_reduction_forward_and_backward():
     def fn(values, offsets):
