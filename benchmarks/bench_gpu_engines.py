@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 import raggedarray as ra
+from raggedarray._partition import Partition
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import without_triton
@@ -105,6 +106,12 @@ def compiled_gather(rows: torch.Tensor, ids: torch.Tensor) -> dict[str, Callable
     return {"compiled rows[ids]": lambda: gather(rows, ids)}
 
 
+def fresh_ids(part: Partition, device: torch.device) -> torch.Tensor:
+    """The partition's segment ids built again (as for a new batch)."""
+    part._cache.pop(("ids", str(device)), None)
+    return part.ids(device)
+
+
 def case(num_items: int, m: int, features: int, device: torch.device, rounds: int) -> None:
     rng = np.random.default_rng(0)
     lengths = rng.multinomial(num_items, np.full(m, 1.0 / m))
@@ -149,6 +156,19 @@ def case(num_items: int, m: int, features: int, device: torch.device, rounds: in
         device,
         rounds,
     )
+    part = Partition(host, offsets=offsets)
+    builds = median_ms(  # the ids of a fresh batch: one per partition
+        {
+            "repeat_interleave": lambda: torch.repeat_interleave(
+                torch.arange(m, device=device), lengths_t, output_size=num_items
+            ),
+            "marks + cumsum (the package)": lambda: fresh_ids(part, device),
+        },
+        device,
+        rounds,
+    )
+    for name, ms in builds.items():
+        print(f"| segment ids: {name} | {ms:.3f} ms | | |")
     for name, ms in spread.items():  # a sum's backward: (m, F) rows to (N, F) items
         print(f"| broadcast: {name} | {ms:.3f} ms ({base['copy_'] / ms:.2f} of copy) | | |")
     for op, fns in candidates(values, offsets).items():

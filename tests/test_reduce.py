@@ -801,3 +801,24 @@ def test_cuda_reductions_do_not_synchronise(op):
         want = oracle(op, segments, (2,), "float32")
     assert_matches(method, want)
     assert_matches(functional, want)
+
+
+@given(lengths=st.lists(st.integers(0, 30), max_size=8), device_offsets=st.booleans())
+@settings(max_examples=80, deadline=None)
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=requires_cuda)])
+def test_segment_ids_match_the_loop(device, lengths, device_offsets):
+    """Every item's segment, from the offsets known on the host or only on the device, with
+    empty segments first, last and between, zero segments and zero items."""
+    from raggedarray._partition import Partition
+
+    host = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64)
+    want = [i for i, n in enumerate(lengths) for _ in range(n)]
+    if device_offsets:
+        offsets = torch.from_numpy(host).to(device)
+        part = Partition(None, offsets=offsets, num_items=int(host[-1]))
+    else:
+        part = Partition(host)
+    ids = part.ids(device)
+    assert ids.dtype == torch.int64 and ids.device.type == device
+    assert ids.tolist() == want
+    assert part.ids(device) is ids  # built once
