@@ -202,7 +202,8 @@ class Partition:
         Item ``j``'s segment is the number of segment ends at or before it: a 1 at every
         end (``offsets[1:]``, repeated for empty segments), summed. ``repeat_interleave``,
         which a compiled graph keeps, is a gather of one id per item: on a GPU it costs what
-        ``index_select`` does, ~0.6 ns an item, and on 1 CPU thread 1-2.3x the marks.
+        ``index_select`` does, ~0.6 ns an item; on 2 CPU cores 0.9-2.3x the marks' time
+        (docs/benchmarks.md, "Second GPU").
         """
 
         def build() -> Any:
