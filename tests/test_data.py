@@ -92,6 +92,61 @@ def test_collate_explains_what_it_needs():
         ra.collate([3.0])
 
 
+GOOD_FIELDS = {
+    "numpy": [np.zeros((2, 3), np.float32), np.ones((0, 3), np.float32)],
+    "tensors": [torch.zeros(2, 3), torch.ones(1, 3)],
+    "mixed": [np.zeros((1, 3), np.int16), torch.ones(2, 3, dtype=torch.uint8)],
+    "bool, uint16": [np.zeros((1, 2), bool), np.zeros((1, 2), np.uint16)],
+}
+BAD_FIELDS = {  # each refused (or, big-endian, converted) by the one-by-one checks
+    "complex": [np.zeros((1, 2)), np.zeros((1, 2), np.complex64)],
+    "object": [np.zeros((1, 2), dtype=object)],
+    "0-d": [np.zeros((1, 2)), np.float64(1.0) * np.ones(())],
+    "big-endian": [np.zeros((1, 2), ">f4")],
+    "longdouble": [np.zeros((1, 2), np.longdouble)],
+    "masked": [np.ma.masked_array(np.zeros((1, 2)))],
+    "matrix": [np.zeros((1, 2)).view(np.matrix)],  # (np.matrix() itself warns it is going)
+    "a list": [np.zeros((1, 2)), [[1.0, 2.0]]],
+    "sparse": [torch.zeros(1, 2).to_sparse()],
+    "nested": [
+        torch.nested.nested_tensor([torch.zeros(1, 2), torch.zeros(2, 2)], layout=torch.jagged)
+    ],
+    "meta": [torch.zeros(1, 2, device="meta")],
+    "float8": [torch.zeros(1, 2).to(torch.float8_e4m3fn)],
+    "complex tensor": [torch.zeros(1, 2), torch.zeros(1, 2, dtype=torch.complex64)],
+}
+
+
+@pytest.mark.parametrize("name", GOOD_FIELDS)
+def test_collate_checks_a_batch_of_plain_arrays_at_once(name):
+    """The C-level check of a whole batch passes what the one-by-one checks pass, and the
+    batch equals the concatenation."""
+    from raggedarray import data
+
+    items = GOOD_FIELDS[name]
+    assert data._plain_and_valid(items)
+    x = ra.collate(items)
+    if all(isinstance(a, np.ndarray) for a in items):
+        want = torch.from_numpy(np.concatenate(items))  # numpy's promotion, as from_list
+    else:
+        want = torch.cat([torch.as_tensor(a) for a in items])
+    assert x.dtype == want.dtype and torch.equal(x.values, want)
+    assert x.lengths.tolist() == [len(a) for a in items]
+
+
+@pytest.mark.parametrize("name", BAD_FIELDS)
+def test_collate_sends_every_doubtful_batch_through_the_checks_that_name_the_sample(name):
+    from raggedarray import data
+
+    items = BAD_FIELDS[name]
+    assert not data._plain_and_valid(items)
+    if name == "big-endian":
+        assert ra.collate(items).values.dtype == torch.float32
+        return
+    with pytest.raises((TypeError, ValueError), match="sample"):
+        ra.collate(items)
+
+
 def test_collate_dicts_with_keys_in_any_order_follow_the_first_like_default_collate():
     a = bags([2, 0, 3], (3,))
     samples = [
