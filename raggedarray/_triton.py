@@ -123,6 +123,7 @@ def broadcast(rows: Any, ids: Any, out: Any | None = None) -> Any:
         ``out``, or a new tensor, holding the rows' exact bits.
     """
     rows = rows.resolve_conj().resolve_neg().contiguous()  # lazy bits, as index_select reads
+    ids = ids.contiguous()  # (the kernel steps through them one element at a time)
     num_items = ids.shape[0]
     if out is None:
         out = torch.empty((num_items, rows.shape[1]), dtype=rows.dtype, device=rows.device)

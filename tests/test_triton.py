@@ -96,6 +96,8 @@ def test_misaligned_views_non_contiguous_rows_and_an_output_buffer():
         assert same_bits(_triton.broadcast(rows, ids), rows[ids])
     rows = torch.randn(8, 6, device="cuda").t()
     assert same_bits(_triton.broadcast(rows, ids), rows[ids])
+    strided = torch.stack([ids, ids], 1)[:, 0]  # ids with stride 2
+    assert same_bits(_triton.broadcast(rows, strided), rows[ids])
     z = torch.randn(6, 5, dtype=torch.complex64, device="cuda")
     for lazy in (z.conj(), z.conj().imag, -z.conj().imag):
         assert same_bits(_triton.broadcast(lazy, ids), lazy[ids].resolve_conj().resolve_neg())
@@ -226,7 +228,8 @@ def test_a_launch_that_fails_warns_once_and_falls_back(monkeypatch):
 
 @pytest.mark.skipif(not HAS_TRITON, reason="the interpreter needs Triton installed")
 def test_the_kernel_in_triton_s_interpreter():
-    """The kernel itself, on CPU tensors: every dtype and width, misaligned starts, bit for bit."""
+    """The kernel itself, on CPU tensors: every dtype and width, misaligned starts, strided
+    ids, bit for bit."""
     script = textwrap.dedent(
         f"""
         import torch
@@ -244,6 +247,8 @@ def test_the_kernel_in_triton_s_interpreter():
             rows = base[start : start + 7 * 12].view(7, 12)
             ids = sorted_ids(7, 30, "cpu")
             assert same_bits(_triton.broadcast(rows, ids), rows[ids]), start
+        strided = torch.stack([ids, ids], 1)[:, 0]  # ids with stride 2
+        assert same_bits(_triton.broadcast(rows, strided), rows[ids])
         print("ok")
         """
     )
