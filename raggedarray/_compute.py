@@ -8,6 +8,7 @@ and builds results with ``_rewrap``; it imports nothing from ``ragged.py``.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast, overload
 
 import numpy as np
@@ -17,6 +18,7 @@ from ._partition import Partition
 from ._types import (
     Array,
     ArrayFunction,
+    ArrayT,
     CountsLike,
     DeviceLike,
     GeneratorLike,
@@ -48,6 +50,35 @@ class ComputeMethods(RaggedFields[ValuesT]):
         device: DeviceLike | None = None,
         progress: bool = False,
     ) -> RaggedArray[Tensor]: ...
+    # A function gets the values' backend (tensors where numpy values go to a ``device``);
+    # the result's backend is what it returns.
+    @overload
+    def map(
+        self: ComputeMethods[np.ndarray],
+        fn: Callable[[np.ndarray], ArrayT],
+        *,
+        chunk_size: int | None = None,
+        device: None = None,
+        progress: bool = False,
+    ) -> RaggedArray[ArrayT]: ...
+    @overload
+    def map(
+        self: ComputeMethods[np.ndarray],
+        fn: Callable[[Tensor], ArrayT],
+        *,
+        chunk_size: int | None = None,
+        device: DeviceLike,
+        progress: bool = False,
+    ) -> RaggedArray[ArrayT]: ...
+    @overload
+    def map(
+        self: ComputeMethods[Tensor],
+        fn: Callable[[Tensor], ArrayT],
+        *,
+        chunk_size: int | None = None,
+        device: DeviceLike | None = None,
+        progress: bool = False,
+    ) -> RaggedArray[ArrayT]: ...
     @overload
     def map(
         self,

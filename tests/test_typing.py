@@ -185,7 +185,18 @@ GOOD = """
         return t * 2
     assert_type(b.map(double), ra.RaggedArray)
     assert_type(b.map(torch.nn.Conv2d(1, 2, 3), device="cpu"), ra.RaggedArray[torch.Tensor])
-    assert_type(x.map(np.exp), ra.RaggedArray)
+    assert_type(x.map(np.exp), ra.RaggedArray[np.ndarray])  # numpy values: numpy chunks
+    def to_tensor(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a)
+    def to_numpy(t: torch.Tensor) -> np.ndarray:
+        return t.numpy()
+    assert_type(x.torch().map(double), ra.RaggedArray[torch.Tensor])
+    # where numpy's Any-filled types leave two overloads matching, mypy says Any: no
+    # narrowing is needed either way (the bare union would need it)
+    x.map(to_tensor).values.float()
+    x.map(double, device="cpu").values.float()  # tensors on a device
+    x.torch().map(to_numpy).values.astype(np.float32)
+    x.map(lambda a: a * 2).values.sum()
     assert_type(x.broadcast(x.mean()), ra.RaggedArray[np.ndarray])
     assert_type(ra.cat([b, b]), ra.RaggedImageBatch)
     assert_type(ra.cat([x, b]), ra.RaggedArray)
