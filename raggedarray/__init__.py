@@ -56,8 +56,9 @@ def __getattr__(name: str) -> object:
 
     if name in ("nn", "data"):
         return importlib.import_module(f"{__name__}.{name}")
-    if name == "collate":
-        return importlib.import_module(f"{__name__}.data").collate
+    if name == "collate":  # kept as a global once loaded: a DataLoader looks it up per batch
+        collate = globals()["collate"] = importlib.import_module(f"{__name__}.data").collate
+        return collate
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
