@@ -117,7 +117,8 @@ def broadcast(rows: Any, ids: Any, out: Any | None = None) -> Any:
     Args:
         rows: ``(m, F)`` CUDA tensor of any dtype (made contiguous).
         ids: ``(N,)`` int64 segment of every item, on the same device, each in ``[0, m)``.
-        out: optional contiguous ``(N, F)`` tensor of ``rows``' dtype to write into.
+        out: optional ``(N, F)`` tensor of ``rows``' dtype to write into; the kernel
+            writes a contiguous one, ``index_select`` any other (as its ``out=``).
 
     Returns:
         ``out``, or a new tensor, holding the rows' exact bits.
@@ -128,8 +129,18 @@ def broadcast(rows: Any, ids: Any, out: Any | None = None) -> Any:
     if out is None:
         out = torch.empty((num_items, rows.shape[1]), dtype=rows.dtype, device=rows.device)
     kernel = _load()
-    if out.numel() == 0 or kernel is None:
-        return out if out.numel() == 0 else torch.index_select(rows, 0, ids, out=out)
+    # the kernel writes row j at j * F elements from out's start: any other out (padded rows,
+    # a transposed view, another shape or dtype) is index_select's to fill, or to refuse
+    fits = (
+        out.is_contiguous()
+        and tuple(out.shape) == (num_items, rows.shape[1])
+        and out.dtype == rows.dtype
+        and out.device == rows.device
+    )
+    if kernel is None or not fits:
+        return torch.index_select(rows, 0, ids, out=out)
+    if out.numel() == 0:
+        return out
     source, target = _words(rows), _words(out)
     if source.dtype != target.dtype:  # the output's start is less aligned: copy it bytewise
         source, target = rows.view(torch.uint8), out.view(torch.uint8)

@@ -226,6 +226,32 @@ def test_a_launch_that_fails_warns_once_and_falls_back(monkeypatch):
     assert Failing.launches == 1
 
 
+class Emulated:
+    """The kernel's memory traffic on CPU: row ``j`` written ``j * width`` words past the
+    start of ``target``, whatever its strides (what the compiled kernel does)."""
+
+    def __getitem__(self, grid):
+        def launch(source, ids, target, num_items, width, **blocks):
+            rows = torch.as_strided(source, (source.shape[0], width), (width, 1))
+            torch.as_strided(target, (num_items, width), (width, 1)).copy_(rows[ids])
+
+        return launch
+
+
+def test_an_output_the_kernel_cannot_write_row_by_row_is_index_select_s(monkeypatch):
+    """``out=`` with padded rows or transposed: the kernel would write past each row (and
+    leave the last rows unwritten); index_select fills it, as its own ``out=`` does."""
+    monkeypatch.setattr(_triton, "_kernel", Emulated())
+    rows, ids = torch.arange(12.0).reshape(3, 4), torch.tensor([0, 0, 1, 2, 2, 2])
+    assert torch.equal(_triton.broadcast(rows, ids), rows[ids])  # (the emulation holds)
+    padded = torch.zeros(6, 8)
+    got = _triton.broadcast(rows, ids, padded[:, :4])
+    assert torch.equal(got, rows[ids]) and torch.equal(padded[:, 4:], torch.zeros(6, 4))
+    transposed = torch.zeros(4, 6, dtype=torch.uint8).t()
+    small = rows.to(torch.uint8)
+    assert torch.equal(_triton.broadcast(small, ids, transposed), small[ids])
+
+
 @pytest.mark.skipif(not HAS_TRITON, reason="the interpreter needs Triton installed")
 def test_the_kernel_in_triton_s_interpreter():
     """The kernel itself, on CPU tensors: every dtype and width, misaligned starts, strided
@@ -249,6 +275,9 @@ def test_the_kernel_in_triton_s_interpreter():
             assert same_bits(_triton.broadcast(rows, ids), rows[ids]), start
         strided = torch.stack([ids, ids], 1)[:, 0]  # ids with stride 2
         assert same_bits(_triton.broadcast(rows, strided), rows[ids])
+        padded = torch.zeros(30, 20, dtype=torch.uint8)
+        assert same_bits(_triton.broadcast(rows, ids, padded[:, :12]), rows[ids])
+        assert not padded[:, 12:].any()
         print("ok")
         """
     )
