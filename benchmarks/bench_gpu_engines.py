@@ -159,10 +159,12 @@ def case(num_items: int, m: int, features: int, device: torch.device, rounds: in
     part = Partition(host, offsets=offsets)
     builds = median_ms(  # the ids of a fresh batch: one per partition
         {
-            "repeat_interleave": lambda: torch.repeat_interleave(
-                torch.arange(m, device=device), lengths_t, output_size=num_items
+            "the package (repeat_interleave)": lambda: fresh_ids(part, device),
+            "marks at the ends + cumsum": lambda: (
+                torch.zeros(num_items + 1, dtype=torch.int64, device=device)
+                .index_add_(0, offsets[1:], torch.ones(m, dtype=torch.int64, device=device))[:-1]
+                .cumsum(0)
             ),
-            "marks + cumsum (the package)": lambda: fresh_ids(part, device),
         },
         device,
         rounds,

@@ -197,27 +197,15 @@ class Partition:
         return self._get(("lengths", str(device)), build)
 
     def ids(self, device: Any) -> Any:
-        """``(N,)`` int64 segment id of every item on ``device`` (built there, no sync).
-
-        Item ``j``'s segment is the number of segment ends at or before it: a 1 at every
-        end (``offsets[1:]``, repeated for empty segments), summed. ``repeat_interleave``,
-        which a compiled graph keeps, is a gather of one id per item: on a GPU it costs what
-        ``index_select`` does, ~0.6 ns an item; on 2 CPU cores 0.9-2.3x the marks' time
-        (docs/benchmarks.md, "Second GPU").
-        """
+        """``(N,)`` int64 segment id of every item on ``device`` (built there, no sync)."""
 
         def build() -> Any:
             torch = _backend.torch_module()
-            if _backend.compiling():
-                return torch.repeat_interleave(
-                    torch.arange(self.num_segments, device=device),
-                    self.lengths(device),
-                    output_size=self.num_items,
-                )
-            ends = self.offsets(device)[1:]
-            marks = torch.zeros(self.num_items + 1, dtype=torch.int64, device=device)
-            marks.index_add_(0, ends, marks.new_ones(self.num_segments))
-            return marks[:-1].cumsum(0)
+            return torch.repeat_interleave(
+                torch.arange(self.num_segments, device=device),
+                self.lengths(device),
+                output_size=self.num_items,
+            )
 
         return self._get(("ids", str(device)), build)
 
