@@ -121,10 +121,10 @@ BAD_FIELDS = {  # each refused (or, big-endian, converted) by the one-by-one che
 def test_collate_checks_a_batch_of_plain_arrays_at_once(name):
     """The C-level check of a whole batch passes what the one-by-one checks pass, and the
     batch equals the concatenation."""
-    from raggedarray import data
+    from raggedarray import _checks
 
     items = GOOD_FIELDS[name]
-    assert data._plain_and_valid(items)
+    assert _checks.arrays_accepted(items)
     x = ra.collate(items)
     if all(isinstance(a, np.ndarray) for a in items):
         want = torch.from_numpy(np.concatenate(items))  # numpy's promotion, as from_list
@@ -136,10 +136,10 @@ def test_collate_checks_a_batch_of_plain_arrays_at_once(name):
 
 @pytest.mark.parametrize("name", BAD_FIELDS)
 def test_collate_sends_every_doubtful_batch_through_the_checks_that_name_the_sample(name):
-    from raggedarray import data
+    from raggedarray import _checks
 
     items = BAD_FIELDS[name]
-    assert not data._plain_and_valid(items)
+    assert not _checks.arrays_accepted(items)
     if name == "big-endian":
         assert ra.collate(items).values.dtype == torch.float32
         return
