@@ -4,11 +4,14 @@ Run: python benchmarks/bench_data.py
 
 A batch of m bags of n_i single-channel 16x16 float32 images (tensors, as a Dataset
 returns them): ``ra.collate`` of the bare bags and of ``(bag, label)`` tuples against
-``torch.cat`` of the bags alone (the floor: one allocation and one copy). Medians of
+``torch.cat`` of the bags alone (the floor: one allocation and one copy), and ``collate``
+with its samples checked one by one (its path before the batch-wide check). Medians of
 interleaved rounds in one process.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -16,6 +19,22 @@ from _timing import fmt, median_times
 from torch.utils.data import default_collate
 
 import raggedarray as ra
+from raggedarray import _checks
+
+
+def one_by_one(fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn`` with collate's batch-wide sample check answering "doubt": each sample is
+    checked alone, as before that check existed."""
+
+    def run() -> object:
+        accepted = _checks.arrays_accepted
+        _checks.arrays_accepted = lambda items: False
+        try:
+            return fn()
+        finally:
+            _checks.arrays_accepted = accepted
+
+    return run
 
 
 def main() -> None:
@@ -31,6 +50,9 @@ def main() -> None:
             {
                 "torch.cat": lambda b=bags: torch.cat(b),
                 "ra.collate(bags)": lambda b=bags: ra.collate(b),
+                "ra.collate(bags), samples checked one by one": one_by_one(
+                    lambda b=bags: ra.collate(b)
+                ),
                 "torch.cat + default_collate(labels)": lambda b=bags, s=samples: (
                     torch.cat(b),
                     default_collate([label for _, label in s]),

@@ -79,7 +79,7 @@ def sorted_ids(m: int, n: int, device: str) -> torch.Tensor:
 def test_copies_every_dtype_and_width_bit_for_bit(dtype, width):
     torch.manual_seed(width)
     rows = random_rows(37, width, dtype, "cuda")
-    for n in (1, 5000, 70_001):
+    for n in (0, 1, 5000, 70_001):  # zero items too
         ids = sorted_ids(37, n, "cuda")
         assert same_bits(_triton.broadcast(rows, ids), rows[ids])
 
@@ -275,6 +275,9 @@ def test_the_kernel_in_triton_s_interpreter():
             assert same_bits(_triton.broadcast(rows, ids), rows[ids]), start
         strided = torch.stack([ids, ids], 1)[:, 0]  # ids with stride 2
         assert same_bits(_triton.broadcast(rows, strided), rows[ids])
+        none = torch.zeros(0, dtype=torch.int64)  # zero items, of some segments or of none
+        for segments in (rows, rows[:0]):
+            assert same_bits(_triton.broadcast(segments, none), segments[none])
         padded = torch.zeros(30, 20, dtype=torch.uint8)
         assert same_bits(_triton.broadcast(rows, ids, padded[:, :12]), rows[ids])
         assert not padded[:, 12:].any()
