@@ -80,25 +80,25 @@ def backward_step(leaf: Any, fn: Callable[[], Any], grad: Any) -> Callable[[], N
     return step
 
 
-def switched_off(module: Any, fn: Callable[[], Any]) -> Callable[[], Any]:
+def switched_off(module: Any, fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn`` run with ``module.ENABLED`` false: one of the package's compiled kernels off.
 
     ``raggedarray._jit`` (numba: the torch paths run instead) or ``raggedarray._triton``
-    (``index_select`` broadcasts instead).
+    (``index_select`` broadcasts, and max/min's backward by torch's operations, instead).
     """
 
-    def run() -> Any:
+    def run(*args: Any) -> Any:
         saved, module.ENABLED = module.ENABLED, False
         try:
-            return fn()
+            return fn(*args)
         finally:
             module.ENABLED = saved
 
     return run
 
 
-def without_triton(fn: Callable[[], Any]) -> Callable[[], Any]:
-    """``fn`` run with the package's Triton broadcast off (``index_select`` instead)."""
+def without_triton(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` run with the package's Triton kernels off (torch's operations instead)."""
     from raggedarray import _triton
 
     return switched_off(_triton, fn)

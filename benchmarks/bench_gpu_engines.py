@@ -28,7 +28,7 @@ import raggedarray as ra
 from raggedarray._partition import Partition
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import without_triton
+from _timing import backward_step, without_triton
 
 
 def median_ms(fns: dict[str, Callable[[], object]], device: torch.device, rounds: int) -> dict:
@@ -74,6 +74,7 @@ def candidates(values: torch.Tensor, offsets: torch.Tensor) -> dict[str, dict[st
         },
         "max": {
             "ra.segment_max": lambda v: ra.segment_max(v, offsets),
+            "ra.segment_max, without Triton": without_triton(lambda v: ra.segment_max(v, offsets)),
             "scatter_reduce": lambda v: torch.zeros(shape, device=v.device).scatter_reduce(
                 0, index, v, "amax", include_self=False
             ),
@@ -183,7 +184,9 @@ def case(num_items: int, m: int, features: int, device: torch.device, rounds: in
                 forward[name] = lambda fn=fn: fn(values)
                 grad = torch.ones_like(reference)
                 fn(leaf).backward(grad)
-                both[name] = lambda fn=fn, grad=grad: fn(leaf).backward(grad)
+                both[name] = backward_step(leaf, lambda fn=fn: fn(leaf), grad)
+                if "without Triton" in name:  # the backward too
+                    both[name] = without_triton(both[name])
             except Exception as err:  # a candidate without the kernel: say so, go on
                 print(f"| {op}: {name} | failed: {type(err).__name__}: {str(err)[:90]} |")
         times = median_ms(forward, device, rounds)
