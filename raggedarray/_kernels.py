@@ -29,7 +29,8 @@ The autograd functions give each reduction a backward made of segment kernels (a
 backward is a broadcast, a broadcast's backward is a sum), so backward runs at the speed of
 the forward and double backward works. A broadcast is ``index_select`` of the per-segment
 rows, except on CUDA, where torch's gathers cost ~0.6 ns a row whatever its width and a
-Triton kernel ([`_triton`][raggedarray._triton]) copies large ones at memory speed.
+Triton kernel ([`_triton`][raggedarray._triton]) copies large ones at memory speed; there
+max's and min's backward is two fused Triton kernels too.
 
 Kernels run with autocast disabled: they take the dtype they are given (half precisions
 arrive as float32), which keeps ``torch.sparse.mm`` off the bfloat16 paths that do not exist.
@@ -298,6 +299,10 @@ class SegmentExtremum(torch.autograd.Function):
             hit = _hits(values, broadcast(out, part))
             ties = segment_sum(hit, part)
             return broadcast(grad / ties.clamp(min=1), part) * hit, None, None
+        if _triton.takes(values, part.num_items):  # CUDA: one fused count, one fused share
+            fused = _triton.extremum_grad(values, out, grad, part.ids(values.device))
+            if fused is not None:
+                return fused, None, None
         exact = values.device.type == "cpu" and bool(torch.isfinite(out).all())
         if exact:
             # 1 at the extrema and 0 elsewhere, from float ops done in place: x - max is 0

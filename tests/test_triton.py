@@ -70,6 +70,35 @@ def sorted_ids(m: int, n: int, device: str) -> torch.Tensor:
     return torch.sort(torch.randint(0, m, (n,), device=device)).values
 
 
+def check_fused_extremum_grad(dtype: torch.dtype, width: int, lengths: list[int]) -> None:
+    """``_triton.extremum_grad`` against the unfused mask, counts and shares, bit for bit."""
+    n, m = sum(lengths), len(lengths)
+    values = torch.randint(-2, 3, (n, width)).to(dtype)
+    values[::7, 0] = float("nan")
+    values[3::11, -1] = float("inf")
+    ids = torch.repeat_interleave(torch.arange(m), torch.tensor(lengths))
+    for op in ("amax", "amin"):
+        reduce = getattr(torch, op)  # the oracle: each segment alone (NaN propagates)
+        starts = [sum(lengths[:i]) for i in range(m)]
+        top = (
+            torch.stack(
+                [
+                    reduce(values[a : a + k], 0) if k else torch.zeros(width, dtype=dtype)
+                    for a, k in zip(starts, lengths, strict=True)
+                ]
+            )
+            if m
+            else torch.zeros(0, width, dtype=dtype)
+        )
+        grad = torch.randn(m, width).to(dtype)
+        grad[0, 0] = float("inf")
+        mask = ((values == top[ids]) | (values.isnan() & top[ids].isnan())).to(dtype)
+        ties = torch.zeros(m, width, dtype=dtype).index_add_(0, ids, mask)
+        want = mask * (grad / ties.clamp(min=1))[ids]
+        got = _triton.extremum_grad(values, top, grad, ids)
+        assert got is not None and same_bits(got, want), (dtype, width, lengths, op)
+
+
 # ------------------------------------------------------------------------------ on a GPU
 
 
@@ -150,6 +179,41 @@ def test_operations_equal_their_index_select_results(monkeypatch, lengths):
 
 
 @needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("lengths", [[3000, 0, 1, 5000, 0], [1] * 4000, [0] * 5 + [9000]])
+@pytest.mark.parametrize("width", [1, 3, 64, 130])
+def test_fused_max_min_backward_equals_the_unfused_one(monkeypatch, dtype, lengths, width):
+    """The backward of max/min in two fused kernels, against torch's operations: the same
+    bits with ties, NaN, infinities, empty segments and a gradient holding inf and -0.0."""
+    monkeypatch.setattr(_triton, "MIN_ROWS", 0)
+    fused = []
+    run = _triton.extremum_grad
+    monkeypatch.setattr(_triton, "extremum_grad", lambda *a: fused.append(1) or run(*a))
+    torch.manual_seed(width)
+    n, m = sum(lengths), len(lengths)
+    values = torch.randint(-3, 4, (n, width), device="cuda").to(dtype)  # ties everywhere
+    values[::97, 0] = float("nan")
+    values[5::101, -1] = float("inf")
+    upstream = torch.randn(m, width, device="cuda").to(dtype)
+    upstream[0, 0], upstream[-1, -1] = float("inf"), -0.0
+
+    def gradients():
+        out = []
+        for name in ("max", "min"):
+            leaf = values.clone().requires_grad_()
+            y = getattr(ra.RaggedArray.from_lengths(leaf, lengths), name)()
+            (g,) = torch.autograd.grad(y, leaf, upstream)
+            out.append(g)
+        return out
+
+    with_kernels = gradients()
+    assert len(fused) == 2, "the fused kernels did not run"
+    monkeypatch.setattr(_triton, "ENABLED", False)
+    for a, b in zip(with_kernels, gradients(), strict=True):
+        assert same_bits(a, b)
+
+
+@needs_kernel
 def test_small_broadcasts_keep_index_select(monkeypatch):
     calls = []
     monkeypatch.setattr(_triton, "broadcast", lambda *a: calls.append(1))
@@ -226,6 +290,30 @@ def test_a_launch_that_fails_warns_once_and_falls_back(monkeypatch):
     assert Failing.launches == 1
 
 
+def test_fused_max_min_kernels_that_fail_warn_once_and_give_none(monkeypatch):
+    """The caller then takes torch's operations (``None``); the inputs are untouched."""
+
+    class Failing:
+        def __getitem__(self, grid):
+            def launch(*args, **kwargs):
+                raise RuntimeError("out of resources")
+
+            return launch
+
+    monkeypatch.setattr(_triton, "_extremum", (Failing(), Failing()))
+    values, top = torch.randn(5, 2), torch.randn(2, 2)
+    grad, ids = torch.randn(2, 2), torch.tensor([0, 0, 1, 1, 1])
+    before = [t.clone() for t in (values, top, grad, ids)]
+    with pytest.warns(RuntimeWarning, match="max/min backward kernels could not run"):
+        assert _triton.extremum_grad(values, top, grad, ids) is None
+    assert _triton._extremum is False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _triton.extremum_grad(values, top, grad, ids) is None  # no second warning
+    for a, b in zip((values, top, grad, ids), before, strict=True):
+        assert torch.equal(a, b)
+
+
 class Emulated:
     """The kernel's memory traffic on CPU: row ``j`` written ``j * width`` words past the
     start of ``target``, whatever its strides (what the compiled kernel does)."""
@@ -260,7 +348,9 @@ def test_the_kernel_in_triton_s_interpreter():
         f"""
         import torch
         from raggedarray import _triton
-        from test_triton import DTYPES, random_rows, same_bits, sorted_ids
+        from test_triton import (
+            DTYPES, check_fused_extremum_grad, random_rows, same_bits, sorted_ids
+        )
         assert _triton.available()
         torch.manual_seed(0)
         for dtype in DTYPES:
@@ -281,6 +371,11 @@ def test_the_kernel_in_triton_s_interpreter():
         padded = torch.zeros(30, 20, dtype=torch.uint8)
         assert same_bits(_triton.broadcast(rows, ids, padded[:, :12]), rows[ids])
         assert not padded[:, 12:].any()
+        # max/min's fused backward (bfloat16 only on a GPU: the interpreter misreads it)
+        for dtype in (torch.float16, torch.float32, torch.float64):
+            for width in (1, 3, 130):
+                for lengths in ([5, 0, 1, 40, 0], [1] * 30, [0, 0, 70], [0, 0]):
+                    check_fused_extremum_grad(dtype, width, lengths)
         print("ok")
         """
     )
