@@ -157,7 +157,14 @@ def environment(device: torch.device) -> str:
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     )
     if commit.returncode == 0:
-        rows.append(["git commit", commit.stdout.strip()])
+        changed = subprocess.run(  # tracked files changed since the commit: say so
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "raggedarray"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        note = " with uncommitted changes to raggedarray/" if changed else ""
+        rows.append(["git commit", commit.stdout.strip() + note])
     return md_table(["what", "value"], rows)
 
 
@@ -360,9 +367,9 @@ def _reduction_rows(
         "mean": step(y.mean, grad_m),
         "max": step(y.max, grad_m),
     }
-    if _triton.available():  # the backward's broadcast by torch's gather, side by side
+    if _triton.available():  # the backward by torch's operations alone, side by side
         for name in ("sum", "mean", "max"):
-            steps[f"{name} (index_select broadcast)"] = without_triton(steps[name])
+            steps[f"{name} (without Triton)"] = without_triton(steps[name])
     bwd = timer(steps, cap / 2)
     label = f"N={n:,}, m={m:,}, F={f} ({nbytes / 2**20:.0f} MiB)"
     rows = [[label, "copy_ (read + write)", ms(2 * nbytes / copy_bw), f"{copy_bw / 1e9:.0f}", "1"]]
