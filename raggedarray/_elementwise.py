@@ -175,10 +175,23 @@ def _operand(a: Any, ref: Any, array: type, depth: int, operands: Any, where: ob
                 f"{_backend.describe(a)} (convert the ragged array with x.{backend}() or the "
                 f"operand to {ref.backend})"
             )
-    if isinstance(a, np.ndarray) and a.dtype.kind == "O":  # refused before numpy runs Python
+    if isinstance(a, np.ndarray):
+        if a.dtype.kind == "O":  # refused before numpy runs Python
+            raise TypeError(
+                f"{where}: array operands must hold real numbers or booleans; got "
+                f"{_backend.describe(a)}"
+            )
+        if type(a) is not np.ndarray:  # a mask to lose, or matrix products and 2-D results
+            _checks.plain_ndarray(a, str(where), "an array operand")
+    elif a.is_nested:  # (whose shape cannot be read)
         raise TypeError(
-            f"{where}: array operands must hold real numbers or booleans; got "
-            f"{_backend.describe(a)}"
+            f"{where}: tensor operands must be dense (strided) tensors like the ragged values; "
+            f"got a nested tensor (make it a ragged array with ra.RaggedArray.from_nested)"
+        )
+    elif a.layout is not _backend.torch_module().strided:
+        raise TypeError(
+            f"{where}: tensor operands must be dense (strided) tensors like the ragged values; "
+            f"got {_backend.describe(a)} with layout {a.layout} (convert it with .to_dense())"
         )
     ndim = a.ndim
     if ndim > depth:
@@ -493,6 +506,13 @@ class ElementwiseMethods(RaggedFields[ValuesT]):
         if verdict is None:
             verdict = torch_elementwise(func)
         if not verdict:
+            name = getattr(func, "__name__", "")
+            if name.endswith("_") and not name.endswith("__"):  # torch.relu_, Tensor.exp_
+                raise TypeError(
+                    f"{torch_name(func)}: in-place torch functions do not take ragged arrays; "
+                    f"call {torch_name(func)[:-1]}(...) for a new ragged array, or work in "
+                    "place on x.values"
+                )
             raise TypeError(
                 f"{torch_name(func)}: only elementwise torch functions take ragged arrays "
                 f"(torch.exp, torch.relu, torch.where, F.gelu, ...); {_HINT}"

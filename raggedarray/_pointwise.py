@@ -236,6 +236,11 @@ def backend_refusal(err: Exception, ref: Any, where: object) -> Exception | None
             f"{where}: the operation must be defined for {dtype} values; got "
             f"{type(err).__name__} from {ref.backend}: {text}"
         )
+    if isinstance(err, (RuntimeError, ValueError)):  # integers to negative powers, say
+        return ValueError(
+            f"{where}: the operands must be ones {ref.backend} computes this operation on for "
+            f"{dtype} values; got {type(err).__name__} from {ref.backend}: {text}"
+        )
     return None
 
 

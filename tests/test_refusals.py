@@ -410,6 +410,71 @@ def test_numbers_no_backend_reads_are_refused(backend, number):
         x == __import__("decimal").Decimal(1)  # noqa: B015
 
 
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix is on its way out
+def test_numpy_subclass_operands_are_refused_as_values_are():
+    """A masked operand lost its mask into values no constructor accepts; an np.matrix
+    operand made the items 2-D and ``*`` a matrix product."""
+    x = make(np.arange(6.0).reshape(3, 1, 2), [1, 2], "numpy")
+    before = x.values.copy()
+    matrix, masked = np.matrix([[1.0, 2.0]]), np.ma.array([10.0, 1.0], mask=[True, False])
+    calls = [
+        lambda: x + matrix,
+        lambda: x * matrix,
+        lambda: matrix * x,
+        lambda: np.add(x, matrix),
+        lambda: x + masked,
+        lambda: np.maximum(x, masked),
+        lambda: np.where(x > 0, x, masked),
+    ]
+    for call in calls:
+        with pytest.raises(TypeError, match=r"an array operand must be a plain numpy array"):
+            call()
+    with pytest.raises(TypeError, match="does not convert to a numpy array"):
+        masked + x  # (the masked array's own __add__ runs first, and reads x as an array)
+    np.testing.assert_array_equal(x.values, before)
+    np.testing.assert_array_equal((x + np.asarray(matrix)).values, before + np.array([[1.0, 2.0]]))
+
+
+def test_sparse_and_nested_tensor_operands_are_refused():
+    x = make(np.ones((3, 2)), [1, 2], "torch")
+    nested = torch.nested.nested_tensor([torch.ones(2), torch.ones(3)], layout=torch.jagged)
+    for operand, seen in (
+        (torch.ones(2).to_sparse(), "layout torch.sparse_coo"),
+        (torch.ones(1, 2).to_sparse_csr(), "layout torch.sparse_csr"),
+        (nested, "a nested tensor"),
+    ):
+        for call in (
+            lambda o=operand: x + o,
+            lambda o=operand: o * x,
+            lambda o=operand: torch.maximum(x, o),
+        ):
+            with pytest.raises(TypeError, match=rf"tensor operands must be dense .*{seen}"):
+                call()
+    assert torch.equal(x.values, torch.ones(3, 2))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_backend_errors_are_given_in_the_package_s_form(backend):
+    """Integers to negative powers: the backend's words, after what must hold."""
+    x = make(np.array([1, 2, 3]), [1, 2], backend)
+    with pytest.raises(
+        ValueError, match=r"^RaggedArray.__pow__: the operands must be .*negative integer powers"
+    ):
+        x**-1
+    t = make(np.array([1.0, 2.0]), [2], "torch")
+    with pytest.raises(ValueError, match=r"^torch\.where: the operands must be .*boolean"):
+        torch.where(t.long(), t, t)
+    assert x.values.tolist() == [1, 2, 3]
+
+
+def test_in_place_torch_functions_are_refused_as_in_place():
+    x = make(np.array([1.0, -2.0, 3.0]), [1, 2], "torch")
+    for fn, name in ((torch.relu_, "torch.relu_"), (torch.exp_, "torch.exp_")):
+        with pytest.raises(TypeError, match=rf"^{name}: in-place torch functions do not take"):
+            fn(x)
+    assert x.values.tolist() == [1.0, -2.0, 3.0]
+
+
 @pytest.mark.parametrize("reflected", [False, True])
 def test_object_array_operands_are_refused_before_numpy_runs(reflected):
     x = make(np.array([0.0, 1.0, 2.0]), [1, 2], "numpy")
