@@ -379,21 +379,35 @@ def padded_values(padded: Any, lengths: Any, where: str) -> tuple[Any, np.ndarra
 
 
 def _bool_matrix(lengths: Any, where: str) -> np.ndarray | None:
-    """A host copy of ``lengths`` when it is a 2-D boolean mask (array, tensor or lists)."""
+    """A host copy of ``lengths`` when it is a 2-D boolean mask (array, tensor or lists).
+
+    A 2-D mask of another dtype (a 0/1 ``attention_mask``, say) is refused by name, rather
+    than as lengths that are not 1-D.
+    """
     if _backend.is_tensor(lengths):
         if lengths.dtype != _backend.torch_module().bool:
-            return None
+            return _not_a_mask(lengths, where)
         _checks.dense_tensor(lengths, where, "a mask in place of lengths")
         return lengths.detach().cpu().numpy()
     if isinstance(lengths, np.ndarray):
-        return lengths if lengths.dtype == np.bool_ else None
+        return lengths if lengths.dtype == np.bool_ else _not_a_mask(lengths, where)
     if isinstance(lengths, (list, tuple)) and lengths and isinstance(lengths[0], (list, tuple)):
         try:
             mask = np.asarray(lengths)
         except ValueError:  # rows of different lengths: not a mask
             return None
-        return mask if mask.dtype == np.bool_ else None
+        return mask if mask.dtype == np.bool_ else _not_a_mask(mask, where)
     return None
+
+
+def _not_a_mask(lengths: Any, where: str) -> None:
+    """Refuse a 2-D array of another dtype than bool in place of lengths; pass the rest."""
+    if lengths.ndim == 2:
+        raise TypeError(
+            f"{where}: a (m, n_max) mask in place of lengths must be boolean; got "
+            f"{_backend.describe(lengths)} (for a 0/1 mask such as an attention mask, pass "
+            "mask.bool() or mask.astype(bool))"
+        )
 
 
 def _prefix_lengths(mask: np.ndarray, shape: tuple[int, int], where: str) -> np.ndarray:

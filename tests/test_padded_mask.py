@@ -6,6 +6,8 @@ they must come first.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -107,6 +109,27 @@ def test_integer_lengths_still_work_and_bool_vectors_still_fail():
         ra.RaggedArray.from_padded(np.zeros((2, 3)), np.array([True, False]))
     with pytest.raises((TypeError, ValueError), match="integer dtype"):
         ra.RaggedArray.from_padded(np.zeros((2, 3)), [True, False])
+
+
+@pytest.mark.parametrize(
+    "mask",
+    [
+        np.array([[1, 1, 0], [1, 0, 0]]),
+        np.array([[1.0, 1, 0], [1, 0, 0]]),
+        torch.tensor([[1, 1, 0], [1, 0, 0]], dtype=torch.uint8),
+        [[1, 1, 0], [1, 0, 0]],
+    ],
+    ids=["int64", "float64", "uint8-tensor", "lists"],
+)
+def test_a_0_1_mask_is_refused_as_a_mask_that_must_be_boolean(mask):
+    """An attention mask of 0/1 ints is refused by name, not as lengths that are not 1-D."""
+    padded = np.arange(6.0).reshape(2, 3)
+    before = copy.deepcopy(mask)
+    with pytest.raises(TypeError, match=r"from_padded: a \(m, n_max\) mask .* must be boolean"):
+        ra.RaggedArray.from_padded(padded, mask)
+    assert type(mask) is type(before) and np.array_equal(np.asarray(mask), np.asarray(before))
+    as_bool = torch.as_tensor(np.asarray(mask)).bool()
+    assert ra.RaggedArray.from_padded(padded, as_bool).lengths.tolist() == [2, 1]
 
 
 @requires_cuda
