@@ -13,7 +13,8 @@ the caches and penalises whichever call comes next. Forward: raggedarray's sum /
 ``Tensor.index_add_``, ``Tensor.scatter_reduce_``, ``torch.segment_reduce``, jagged
 ``torch.nested`` reductions over the ragged dim, awkward's ``ak.sum(axis=1)`` and
 ``np.add.reduceat``. Backward: forward+backward against the floor's
-forward+backward (``values.sum(0).backward(g)``).
+forward+backward (``values.sum(0).backward(g)``), and max's also with the compiled share of
+its gradient switched off (where numba is installed).
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ import warnings
 
 import numpy as np
 import torch
-from _timing import backward_step, fmt, median_times
+from _timing import backward_step, fmt, median_times, switched_off
 
 import raggedarray as ra
+from raggedarray import _jit
 
 CASES = [(30_000, 1_000, 32), (30_000, 1_000, 64), (30_000, 1_000, 256), (300_000, 10_000, 64)]
 
@@ -104,6 +106,8 @@ def backward(x: ra.RaggedArray) -> tuple[dict[str, float], dict[str, float]]:
         "ra mean fwd+bwd": run(y.mean, grad_m),
         "ra max fwd+bwd": run(y.max, grad_m),
     }
+    if _jit.available():  # max's backward by torch's masks, side by side with numba's
+        fns["ra max fwd+bwd, numba off"] = switched_off(_jit, run(y.max, grad_m))
     times = median_times(fns, repeats=31)
     fns = {
         "floor fwd+bwd": run(lambda: v.sum(0), grad_1),

@@ -1,4 +1,4 @@
-"""One-pass CPU kernels compiled by numba, where it is installed: segment cumsum and argmax.
+"""One-pass CPU kernels compiled by numba: segment cumsum, argmax, max/min's backward.
 
 torch has no segmented scan and no segment argmax, so the torch paths of
 [`_order`][raggedarray._order] build them from several passes over the buffer and its
@@ -7,6 +7,9 @@ blocked scan costs 7-16x the floor ``values.sum(0)`` and the masked argmax 2.5-5
 that walks each segment's items once, in compiled code, costs ~2x and ~1x
 (``benchmarks/bench_segment_ops.py``). The kernels live in
 [`_jit_kernels`][raggedarray._jit_kernels]; this module decides when they run and feeds them.
+The backward of max and min takes six passes in torch (a broadcast of the extrema, the
+mask, the tie counts, a broadcast of the shares, the product); its compiled loop reads each
+segment twice while it is in cache.
 
 They run when numba imports (``pip install 'raggedarray[numba]'``), the values are a CPU
 tensor of a dtype they take with at least ``MIN_VALUES`` values, the partition knows its
@@ -87,8 +90,8 @@ def _load() -> Any:
 def _cannot_load(error: BaseException) -> None:
     warnings.warn(
         f"raggedarray: numba is installed but its compiled kernels did not load ({error!r}); "
-        "cumsum and argmax/argmin take the slower torch paths (RAGGEDARRAY_NUMBA=0 silences "
-        "this)",
+        "cumsum, argmax/argmin and the backward of max/min take the slower torch paths "
+        "(RAGGEDARRAY_NUMBA=0 silences this)",
         RuntimeWarning,
         stacklevel=4,
     )
@@ -160,6 +163,30 @@ def arg_extremum(flat: Any, part: Partition, op: str) -> Any:
     x = flat.detach().contiguous()
     out = torch.empty((part.num_segments, x.shape[1]), dtype=torch.int64)
     _run("arg", part, x.numpy(), out.numpy(), op == "amax")
+    return out
+
+
+_SHARE_DTYPES = frozenset((torch.float32, torch.float64))
+
+
+def shares(flat: Any, part: Partition) -> bool:
+    """Whether [`extremum_grad`][raggedarray._jit.extremum_grad] takes ``flat`` over ``part``."""
+    return _usable(flat, part, _SHARE_DTYPES)
+
+
+def extremum_grad(flat: Any, top: Any, grad: Any, part: Partition) -> Any:
+    """``(N, F)`` gradient of the segment max/min ``top`` of ``flat`` for upstream ``grad``.
+
+    Each segment's items are read twice while they are in cache: once to count the
+    extrema of every feature, once to give each its share (``grad / count``; the others
+    get ``0 * share``). The same bits as the torch path's ``mask * broadcast(grad /
+    ties)``, in one pass over the buffer where that took six.
+    """
+    x = flat.detach().contiguous()
+    out = _backend.empty(tuple(x.shape), x.dtype, x.device)
+    top = top.detach().to(x.dtype).contiguous()
+    grad = grad.detach().to(x.dtype).contiguous()
+    _run("share", part, x.numpy(), out.numpy(), top.numpy(), grad.numpy())
     return out
 
 

@@ -74,3 +74,42 @@ def arg_parallel(x, offsets, tasks, out, largest):  # pragma: no cover
 def arg_serial(x, offsets, tasks, out, largest):  # pragma: no cover
     for t in range(tasks.shape[0] - 1):
         _arg_range(x, offsets, tasks[t], tasks[t + 1], out, largest)
+
+
+@njit(cache=True, nogil=True)
+def _share_range(x, offsets, first, last, top, grad, out):  # pragma: no cover
+    features = x.shape[1]
+    count = np.zeros(features, np.int64)
+    share = np.empty(features, x.dtype)
+    miss = np.empty(features, x.dtype)
+    zero = np.zeros(1, x.dtype)
+    for s in range(first, last):
+        a, b = offsets[s], offsets[s + 1]
+        count[:] = 0
+        for i in range(a, b):  # the extrema of each feature (NaN hits a NaN extremum)
+            for f in range(features):
+                v = x[i, f]
+                t = top[s, f]
+                if v == t or (v != v and t != t):
+                    count[f] += 1
+        for f in range(features):
+            share[f] = max(count[f], 1)  # (in the values' dtype, as torch's division)
+            share[f] = grad[s, f] / share[f]
+            miss[f] = share[f] * zero[0]  # 0, -0.0 or NaN: what mask * share gives a miss
+        for i in range(a, b):  # the segment is still in cache
+            for f in range(features):
+                v = x[i, f]
+                t = top[s, f]
+                out[i, f] = share[f] if v == t or (v != v and t != t) else miss[f]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def share_parallel(x, offsets, tasks, out, top, grad):  # pragma: no cover
+    for t in prange(tasks.shape[0] - 1):
+        _share_range(x, offsets, tasks[t], tasks[t + 1], top, grad, out)
+
+
+@njit(cache=True, nogil=True)
+def share_serial(x, offsets, tasks, out, top, grad):  # pragma: no cover
+    for t in range(tasks.shape[0] - 1):
+        _share_range(x, offsets, tasks[t], tasks[t + 1], top, grad, out)

@@ -30,7 +30,8 @@ backward is a broadcast, a broadcast's backward is a sum), so backward runs at t
 the forward and double backward works. A broadcast is ``index_select`` of the per-segment
 rows, except on CUDA, where torch's gathers cost ~0.6 ns a row whatever its width and a
 Triton kernel ([`_triton`][raggedarray._triton]) copies large ones at memory speed; there
-max's and min's backward is two fused Triton kernels too.
+max's and min's backward is two fused Triton kernels too (on the CPU, one compiled numba
+loop where numba is installed: [`_jit`][raggedarray._jit]).
 
 Kernels run with autocast disabled: they take the dtype they are given (half precisions
 arrive as float32), which keeps ``torch.sparse.mm`` off the bfloat16 paths that do not exist.
@@ -46,7 +47,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import _backend, _triton
+from . import _backend, _jit, _triton
 from ._partition import Partition
 
 ENGINES = ("csr", "segment", "scatter")
@@ -303,6 +304,8 @@ class SegmentExtremum(torch.autograd.Function):
             fused = _triton.extremum_grad(values, out, grad, part.ids(values.device))
             if fused is not None:
                 return fused, None, None
+        if _jit.shares(values, part):  # CPU with numba: counts and shares, segment by segment
+            return _jit.extremum_grad(values, out, grad, part), None, None
         exact = values.device.type == "cpu" and bool(torch.isfinite(out).all())
         if exact:
             # 1 at the extrema and 0 elsewhere, from float ops done in place: x - max is 0

@@ -123,6 +123,46 @@ def test_cumsum_gradients_twice():
 
 
 @needs_numba
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("special", [False, True], ids=["finite", "nan-inf"])
+@pytest.mark.parametrize("lengths", [[7, 0, 1, 300, 0, 2], [1000], [0, 0], [1] * 50])
+def test_max_min_backward_equals_the_torch_path_bit_for_bit(
+    monkeypatch, threads, dtype, special, lengths
+):
+    """The compiled share of max's/min's gradient against torch's masks (both of its paths:
+    finite extrema, and NaN or infinities among them): ties, empty segments, an upstream
+    gradient holding inf (0 * inf is NaN for the items that miss) and -0.0."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    calls = []
+    run = _jit.extremum_grad
+    monkeypatch.setattr(_jit, "extremum_grad", lambda *a: calls.append(1) or run(*a))
+    gen = torch.Generator().manual_seed(len(lengths))
+    n, m = sum(lengths), len(lengths)
+    values = torch.randint(-3, 4, (n, 3), generator=gen).to(dtype)  # ties everywhere
+    if special:
+        values[::13, 0], values[5::17, 2], values[3::19, 1] = torch.nan, torch.inf, -torch.inf
+    upstream = torch.randn(m, 3, generator=gen, dtype=dtype)
+    upstream[0, 0], upstream[-1, -1] = torch.inf, -0.0
+
+    def gradients():
+        out = []
+        for name in ("max", "min"):
+            leaf = values.clone().requires_grad_()
+            y = getattr(ragged(leaf, lengths), name)()
+            (g,) = torch.autograd.grad(y, leaf, upstream)
+            out.append(g)
+        return out
+
+    compiled = gradients()
+    assert len(calls) == (2 if n else 0)
+    monkeypatch.setattr(_jit, "ENABLED", False)
+    for got, want in zip(compiled, gradients(), strict=True):
+        assert got.dtype == want.dtype and got.shape == want.shape
+        assert got.numpy().tobytes() == want.numpy().tobytes()  # the same bits
+
+
+@needs_numba
 def test_cumsum_of_non_finite_values_as_torch_per_segment():
     """NaN and infinities run through the sums item by item, as ``torch.cumsum`` does."""
     values = torch.tensor([1.0, torch.inf, 2.0, -torch.inf, 5.0, torch.nan, 1.0, 7.0])
