@@ -110,11 +110,13 @@ class ComputeMethods(RaggedFields[ValuesT]):
         kept small enough that the largest temporary stays cache- and allocator-friendly
         (one call over tens of thousands of images is 2-4x slower than cache-sized calls),
         and a batch within that is one call whose output becomes the result's values as it
-        is (no copy); on a GPU, one call unless it would not fit in memory. A module in
-        training mode that contains batch normalisation is called once on the whole buffer by
-        default, so it sees the batch statistics it would see unchunked; an explicit
-        ``chunk_size`` makes each chunk a batch-norm batch. An explicit ``chunk_size`` always
-        wins.
+        is (no copy); on a GPU, one call unless it would not fit in memory. The first call
+        of a function also runs it on the first 16 items to measure it; that output is not
+        kept, so every call splits a batch the same way. A module (or its bound ``forward``)
+        whose batch normalisation uses the batch's statistics (training mode, or
+        ``track_running_stats=False``) is called once on the whole buffer by default, so it
+        sees the statistics it would see unchunked; an explicit ``chunk_size`` makes each
+        chunk a batch-norm batch. An explicit ``chunk_size`` always wins.
 
         Gradients flow through every chunk, and equal those of one unchunked call up to
         floating-point summation order. Works under ``torch.no_grad()`` (the chunks are then

@@ -187,12 +187,18 @@ def _chunks(
             stop = min(num_items, PROBE_ITEMS)
             chunk = _move(values[:stop], target)
             output, costs = probe(fn, chunk)
-            assembler.add(output, chunk.shape[0], start)
             plan = _choose(costs, key[2], grad=key[-1])  # key: (shape, dtype, device, grad)
             _remember(fn, key, plan)
-            start, called = stop, True
-            if bar is not None:
-                bar.update(stop)
+            if stop == num_items:  # the probe was the whole batch
+                assembler.add(output, stop, start)
+                start, called = stop, True
+                if bar is not None:
+                    bar.update(stop)
+            # else the probe's output is dropped: the batch runs in the plan's calls from its
+            # first item, the calls every later batch of this size makes. Kept, it made the
+            # first call 16 items plus the rest, which differs for a function that looks across
+            # items (v - v.mean(0), a batch norm that map cannot see).
+            del output
         for a, b in _spans(start, num_items, plan, call_empty=not called):
             chunk = _move(values[a:b], target)
             assembler.add(fn(chunk), b - a, a)
@@ -320,11 +326,18 @@ def _move(chunk: Any, target: Any) -> Any:
 
 
 def _batch_coupled(fn: Any) -> bool:
-    """Whether ``fn`` is a module in training mode whose results depend on the batch."""
-    if not _is_module(fn):
+    """Whether ``fn`` is a module (or a module's bound method) whose results depend on the batch.
+
+    That is one holding a batch norm that normalises with the batch's statistics: in training
+    mode, or in evaluation mode without running statistics (``track_running_stats=False``).
+    """
+    module: Any = fn if _is_module(fn) else getattr(fn, "__self__", None)
+    if not _is_module(module):
         return False
     norm = _backend.torch_module().nn.modules.batchnorm._BatchNorm
-    return any(m.training and isinstance(m, norm) for m in fn.modules())
+    return any(
+        isinstance(m, norm) and (m.training or not m.track_running_stats) for m in module.modules()
+    )
 
 
 # ---------------------------------------------------------------------- chunk choice

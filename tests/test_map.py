@@ -121,9 +121,24 @@ class Recorder:
         return [len(c) for c in self.chunks]
 
 
-def assert_covers_in_order(rec, values):
-    """The chunks, end to end, are the values: every item once, in order."""
-    np.testing.assert_array_equal(np.concatenate(rec.chunks, axis=0), host(values))
+def assert_covers_in_order(rec, values, *, probed=False):
+    """The chunks, end to end, are the values: every item once, in order.
+
+    ``probed``: the calls of a first ``map`` of ``rec``, whose probe call on the first
+    ``PROBE_ITEMS`` items is dropped unless it was the whole batch (see ``after_probe``).
+    """
+    chunks = after_probe(rec, len(values)) if probed else rec.chunks
+    np.testing.assert_array_equal(np.concatenate(chunks, axis=0), host(values))
+
+
+def after_probe(rec, num_items):
+    """The calls of a first ``map`` after its probe, which sees the first ``PROBE_ITEMS``
+    items: its output is dropped unless it was the whole batch, and the plan's calls start
+    from the first item (so the first call splits the batch as every later one does)."""
+    if num_items <= mapping.PROBE_ITEMS:
+        return rec.chunks
+    assert len(rec.chunks[0]) == mapping.PROBE_ITEMS
+    return rec.chunks[1:]
 
 
 def count_calls(module):
@@ -174,9 +189,12 @@ def test_both_sides_of_the_arithmetic_bound_match_the_oracle(monkeypatch, place,
     with torch.no_grad():  # under autograd the grad budget applies whatever the bound
         y = x.map(rec)
     assert_mapped(y, x, oracle_map(sin2, segments, place, (2, 3)))
-    assert_covers_in_order(rec, x.values)
-    rest = x.num_items - min(x.num_items, mapping.PROBE_ITEMS)
-    assert rec.sizes[1:] == equal_chunks(rest, 3 if bound == 0.0 else 1)
+    assert_covers_in_order(rec, x.values, probed=True)
+    calls = [len(c) for c in after_probe(rec, x.num_items)]
+    if x.num_items > mapping.PROBE_ITEMS:
+        assert calls == equal_chunks(x.num_items, 3 if bound == 0.0 else 1)
+    else:  # the probe was the whole batch
+        assert calls == [x.num_items]
 
 
 @pytest.mark.parametrize(
@@ -238,11 +256,11 @@ def test_auto_chunks_keep_the_largest_tensor_within_the_budget(tiny_chunks, plac
     rec = Recorder(sin2)
     y = x.map(rec)
     assert_mapped(y, x, oracle_map(sin2, segments, place, (4,), "float64"), rtol=0, atol=0)
-    assert_covers_in_order(rec, x.values)
+    assert_covers_in_order(rec, x.values, probed=True)
     item_bytes = 4 * 8  # input, sin and output are all (4,) float64 per item
     size = 1024 // item_bytes
     assert rec.sizes[0] == mapping.PROBE_ITEMS
-    assert rec.sizes[1:] == equal_chunks(100 - mapping.PROBE_ITEMS, size)
+    assert rec.sizes[1:] == equal_chunks(100, size)
     assert max(rec.sizes) * item_bytes <= 1024
 
 
@@ -290,10 +308,10 @@ def test_autograd_has_its_own_chunk_budget(monkeypatch):
             x.map(lambda v, sizes=sizes: sizes.append(len(v)) or torch.sin(v))
         calls[grad] = sizes[1:]  # the calls after the probe
     item_bytes = 4 * 8  # (4,) float64 per item
-    rest = 200 - mapping.PROBE_ITEMS  # more than 4096 // item_bytes: split
+    # 200 items: more than 4096 // item_bytes, so split
     assert calls == {
-        False: equal_chunks(rest, 2048 // item_bytes),
-        True: equal_chunks(rest, 1024 // item_bytes),
+        False: equal_chunks(200, 2048 // item_bytes),
+        True: equal_chunks(200, 1024 // item_bytes),
     }
 
 
@@ -303,7 +321,7 @@ def test_numpy_functions_get_the_plan_without_autograd(monkeypatch):
     rec = Recorder(sin2)
     with torch.enable_grad():
         y = x.map(rec)  # numpy chunks: autograd records nothing
-    assert rec.sizes[1:] == equal_chunks(200 - mapping.PROBE_ITEMS, 2048 // 32)
+    assert rec.sizes[1:] == equal_chunks(200, 2048 // 32)
     np.testing.assert_array_equal(y.values, sin2(x.values))
 
 
@@ -316,7 +334,7 @@ def test_auto_chunks_count_a_convolutions_unfolded_input(monkeypatch):
     x = ra.RaggedImageBatch.from_lengths(torch.randn(40, 1, 16, 16), [30, 10])
     sizes = count_calls(conv)
     y = x.map(conv)
-    assert sizes == [mapping.PROBE_ITEMS, *even_chunks(40 - mapping.PROBE_ITEMS, 3)]
+    assert sizes == [mapping.PROBE_ITEMS, *equal_chunks(40, 3)]
     torch.testing.assert_close(y.values, conv(x.values), rtol=1e-5, atol=1e-5)
 
 
@@ -325,10 +343,10 @@ def test_auto_choice_is_cached_per_function_and_item_kind(tiny_chunks):
     rec = Recorder(sin2)
     x.map(rec)
     size = 1024 // 32  # (4,) float64 per item
-    assert rec.sizes == [mapping.PROBE_ITEMS, *equal_chunks(100 - mapping.PROBE_ITEMS, size)]
+    assert rec.sizes == [mapping.PROBE_ITEMS, *equal_chunks(100, size)]
     assert {plan.chunk for plan in mapping._chosen[rec].values()} == {size}
     rec.chunks.clear()
-    y = x.map(rec)  # no probe this time: chunks of the remembered size from the start
+    y = x.map(rec)  # no probe this time: the same chunks
     assert rec.sizes == equal_chunks(100, size)
     torch.testing.assert_close(y.values, sin2(x.values), rtol=0, atol=0)
     rec.chunks.clear()
@@ -471,7 +489,8 @@ def test_batchnorm_in_eval_mode_is_chunked_again(tiny_chunks):
     ref.eval()
     sizes = count_calls(net)
     y = x.map(net)
-    assert len(sizes) > 1 and sum(sizes) == x.num_items
+    assert sizes[0] == mapping.PROBE_ITEMS  # the probe (its output dropped), then the chunks
+    assert len(sizes) > 2 and sum(sizes[1:]) == x.num_items
     torch.testing.assert_close(y.values, ref(x.values), rtol=1e-5, atol=1e-5)
     assert_same_bn_state(net, ref)
 
@@ -487,6 +506,39 @@ def test_batchnorm_back_in_training_sees_the_whole_batch_again(tiny_chunks):
     assert sizes == [x.num_items]
     torch.testing.assert_close(y.values, ref(x.values), rtol=1e-5, atol=1e-5)
     assert_same_bn_state(net, ref)
+
+
+def test_a_bound_forward_or_an_eval_norm_without_running_stats_sees_the_whole_batch(tiny_chunks):
+    """Batch norm behind a bound method, or in eval mode with track_running_stats=False (it
+    normalises with the batch's statistics there too): one call, not chunks."""
+    net, ref, x = bn_case(LONG)
+    sizes = count_calls(net[1])  # (a bound forward skips the module's own hooks)
+    y = x.map(net.forward)
+    assert sizes == [x.num_items] and int(net[1].num_batches_tracked) == 1
+    torch.testing.assert_close(y.values, ref(x.values), rtol=1e-5, atol=1e-5)
+    assert_same_bn_state(net, ref)
+    torch.manual_seed(0)
+    eval_net = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3, track_running_stats=False))
+    eval_net.eval()
+    sizes = count_calls(eval_net)
+    with torch.no_grad():
+        y = x.map(eval_net)
+        assert sizes == [x.num_items]
+        torch.testing.assert_close(y.values, eval_net(x.values), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("chunks", ["one call", "split"])
+def test_the_first_call_splits_the_batch_as_every_later_one(monkeypatch, chunks):
+    """A function that looks across items (centring by the batch's mean) gives on its first
+    call, which probes, what it gives on every later call: the probe's output is not kept."""
+    if chunks == "split":
+        set_budgets(monkeypatch, call=1024, chunk=1024, grad=1024)
+    x = ra.RaggedArray.from_lengths(torch.arange(100.0).reshape(50, 2), [5, 0, 45])
+    centre = lambda v: v - v.mean(0)  # noqa: E731  (a new function: no plan yet)
+    first, second = x.map(centre).values, x.map(centre).values
+    assert torch.equal(first, second)
+    if chunks == "one call":
+        torch.testing.assert_close(first, centre(x.values), rtol=0, atol=0)
 
 
 # ----------------------------------------------------------------------- devices
@@ -666,7 +718,7 @@ def test_the_last_call_memo_follows_fn_values_and_grad_mode(monkeypatch):
         (first, x, True, [20, 20, 20]),  # same fn and values, grad mode differs
         (first, x, False, [60]),
         (first, y, False, [90]),  # another tensor with an equal key
-        (second, y, False, [16, 74]),  # another fn: no plan yet, it probes
+        (second, y, False, [16, 90]),  # another fn: no plan yet, it probes (then one call)
         (first, y, False, [90]),
     ]:
         fn.chunks.clear()
@@ -772,7 +824,7 @@ def test_property_map_matches_the_oracle(case, backend, chunk_size):
     rec = Recorder(sin2)
     y = x.map(rec, chunk_size=chunk_size)
     assert_mapped(y, x, oracle_map(sin2, segments, place, item_shape, "float64"), rtol=0, atol=0)
-    assert_covers_in_order(rec, x.values)
+    assert_covers_in_order(rec, x.values, probed=chunk_size is None)
     if chunk_size is not None:
         assert max(rec.sizes) <= chunk_size
         assert len(rec.sizes) == max(1, math.ceil(x.num_items / chunk_size))

@@ -132,7 +132,7 @@ def test_arithmetic_bound_chunks_cover_the_batch_in_order(monkeypatch):
         y = x.map(linear)
         hook.remove()
         want = linear(x.values)
-    assert sizes == [mapping.PROBE_ITEMS, *equal_chunks(100 - mapping.PROBE_ITEMS, 24)]
+    assert sizes == [mapping.PROBE_ITEMS, *equal_chunks(100, 24)]  # the probe, then the plan
     torch.testing.assert_close(y.values, want, rtol=0, atol=0)
 
 

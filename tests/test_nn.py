@@ -126,7 +126,7 @@ def test_attention_pool_probes_once_then_maps_in_one_call():
     pool.attention.register_forward_pre_hook(lambda _, args: sizes.append(args[0].shape[0]))
     x = ragged([30, 0, 20])
     first = pool(x)
-    assert sizes == [16, 34]  # the probe, then the rest
+    assert sizes == [16, 50]  # the probe (its output dropped), then the batch in one call
     for _ in range(2):
         sizes.clear()
         torch.testing.assert_close(pool(x), first)
