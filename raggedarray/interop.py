@@ -198,6 +198,8 @@ def to_nested(values: Any, offsets: Any, *, min_length: int, max_length: int) ->
     """
     torch = _backend.torch_module()
     if not _backend.is_tensor(values):
+        if not values.flags.writeable:  # a tensor cannot keep it read-only: a copy, as torch()
+            values = np.array(values, order="C")
         values = _backend.tensor_from_numpy(values)
     return torch.nested.nested_tensor_from_jagged(
         values, offsets, min_seqlen=min_length, max_seqlen=max_length
@@ -361,7 +363,8 @@ class InteropMethods(RaggedFields[ValuesT]):
     def to_nested(self) -> torch.Tensor:
         """A jagged-layout ``torch.nested`` tensor sharing the values buffer.
 
-        Shape ``(m, j, *item_shape)``; numpy values become CPU tensors without a copy, and
+        Shape ``(m, j, *item_shape)``; numpy values become CPU tensors without a copy (a
+        read-only buffer, such as a memory-mapped file's, is copied, as ``torch()`` does), and
         values that require grad stay in the autograd graph. The min and max segment lengths
         are always passed (``min_seqlen``, ``max_seqlen``), so that padding the result pads
         to the longest segment rather than to ``N``, and never syncs the device.

@@ -271,6 +271,19 @@ def test_to_nested_pads_to_max_length(place):
     np.testing.assert_array_equal(host(padded), host(want))
 
 
+def test_to_nested_of_a_read_only_buffer_copies_it(tmp_path):
+    """A memory-mapped file's values: a tensor cannot keep them read-only, so they are copied
+    (as ``torch()`` does) and a write into the nested tensor leaves the ragged array alone."""
+    ra.save(tmp_path / "x.safetensors", ra.RaggedArray.from_lengths(np.arange(6.0), [2, 4]))
+    x = ra.load(tmp_path / "x.safetensors", mmap=True)
+    assert not x.values.flags.writeable
+    nt = x.to_nested()
+    nt.values()[0] = 42.0
+    assert x.values.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    writable = ra.RaggedArray.from_lengths(np.arange(6.0), [2, 4])
+    assert np.shares_memory(writable.to_nested().values().numpy(), writable.values)  # no copy
+
+
 def test_to_nested_is_differentiable():
     values = torch.randn(10, 2, dtype=torch.float64, requires_grad=True)
     x = ra.RaggedArray.from_lengths(values, [4, 0, 6])
