@@ -233,13 +233,18 @@ def check_same_place(
         )
 
 
-def result_dtype(dtype: Any, to_torch: bool, where: str) -> Any:
-    """A ``dtype=`` argument as a dtype of the result's backend (real numbers or bool only)."""
+def result_dtype(dtype: Any, to_torch: bool, where: str, *, hint: str | None = None) -> Any:
+    """A ``dtype=`` argument as a dtype of the result's backend (real numbers or bool only).
+
+    ``hint``: how to get a torch result instead, where a numpy one cannot hold ``dtype``.
+    """
     try:
         converted = _backend.to_torch_dtype(dtype) if to_torch else _backend.to_numpy_dtype(dtype)
     except (TypeError, ValueError):
         backend = "torch" if to_torch else "numpy"
-        hint = "" if to_torch else "; pass device= or torch tensors for a torch result"
+        if hint is None:
+            hint = "pass device= or torch tensors for a torch result"
+        hint = "" if to_torch else f"; {hint}"
         raise TypeError(
             f"{where}: dtype must be one {backend} can hold (the result is {backend}); "
             f"got {dtype!r}{hint}"

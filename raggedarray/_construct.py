@@ -11,7 +11,7 @@ import functools
 import math
 import operator
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Set
 from typing import Any
 
 import numpy as np
@@ -48,6 +48,10 @@ def _items(arrays: Any, where: str, image: bool) -> tuple[list[Any], list[int], 
             f"{where}: arrays must be a list of per-segment arrays; got one "
             f"{_backend.describe(arrays)} (for one buffer use from_lengths or the constructor)"
         )
+    if isinstance(arrays, (str, bytes, Mapping, Set)):  # iterable, but not of arrays in order
+        raise TypeError(
+            f"{where}: arrays must be a list of per-segment arrays; got a {type(arrays).__name__}"
+        )
     try:
         items = list(arrays)
     except TypeError:
@@ -59,7 +63,11 @@ def _items(arrays: Any, where: str, image: bool) -> tuple[list[Any], list[int], 
     kinds = set(map(type, items))
     if len(kinds) == 1 and (np.ndarray in kinds or tensor_type in kinds):
         # Fast path, a list of plain arrays of one backend: C-level loops only.
-        shapes = list(map(_shape_of, items))
+        try:
+            shapes = list(map(_shape_of, items))
+        except RuntimeError:  # a strided nested tensor has no shape to read: say which
+            _check_item_shapes(items, where)
+            raise
         ndims = set(map(len, shapes))
         if len(ndims) == 1 and 0 not in ndims and not (image and 3 in ndims):
             return items, list(map(_first, shapes)), tensor_type in kinds, np.ndarray in kinds
@@ -69,8 +77,15 @@ def _items(arrays: Any, where: str, image: bool) -> tuple[list[Any], list[int], 
     for k, a in enumerate(items):
         if isinstance(a, tensor_type):
             any_tensor = True
+            if a.is_nested:  # (no shape to read)
+                _checks.dense_tensor(a, where, f"arrays[{k}]")
         else:
             any_numpy = True
+            if a is None or isinstance(a, (str, bytes, Mapping, Set)):
+                raise TypeError(
+                    f"{where}: arrays[{k}] must be an array (or nested lists of numbers) of "
+                    f"shape (n_i, *item_shape); got {type(a).__name__}"
+                )
             if not isinstance(a, np.ndarray):
                 a = items[k] = _checks.as_numpy(a, where, f"arrays[{k}]")
             elif isinstance(a, np.ma.MaskedArray):

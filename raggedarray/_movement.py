@@ -61,7 +61,9 @@ class MovementMethods(RaggedFields[ValuesT]):
             if device is None or device.type == "cpu":
                 if dtype is None:
                     return self
-                np_dtype = _checks.result_dtype(dtype, False, where)
+                np_dtype = _checks.result_dtype(
+                    dtype, False, where, hint="convert first for a torch result: x.torch().to(...)"
+                )
                 if np_dtype == values.dtype:
                     return self
                 return cast("Self", self._with_values(values.astype(np_dtype)))

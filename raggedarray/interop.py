@@ -219,6 +219,8 @@ def from_nested(nt: Any, *, item_ndim: int | None, where: str) -> tuple[Any, np.
             f"{where}: nested_tensor must be a torch.nested tensor; got {_backend.describe(nt)}"
         )
     torch = _backend.torch_module()
+    if nt.device.type == "meta":  # (reading its offsets would fail in torch)
+        raise ValueError(f"{where}: nested_tensor must hold data; got one on the meta device")
     if nt.layout == torch.jagged:
         values, host = _from_jagged(nt, where)
     else:

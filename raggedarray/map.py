@@ -520,6 +520,8 @@ def _check_rows(output: Any, items: int, where: str) -> None:
             f"{where}: fn must return a numpy array or a torch tensor; "
             f"got {_backend.describe(output)}"
         )
+    if _backend.is_tensor(output):  # (a strided nested tensor has no shape to read)
+        _checks.dense_tensor(output, where, "fn's output")
     if output.ndim == 0 or output.shape[0] != items:
         raise ValueError(
             f"{where}: fn must keep dim 0 (one output row per item); got output shape "

@@ -68,6 +68,10 @@ def nested():
     return torch.nested.nested_tensor([torch.zeros(2, 2), torch.zeros(3, 2)], layout=torch.jagged)
 
 
+def strided_nested():
+    return torch.nested.nested_tensor([torch.zeros(2), torch.zeros(3)])
+
+
 def meta():
     return torch.zeros(3, 2, device="meta")
 
@@ -253,6 +257,12 @@ case(
 )
 case("fl-float8", TypeError, FL, R.from_list, lambda: [torch.zeros(2, dtype=torch.float8_e5m2)])
 case("fl-masked", TypeError, FL, R.from_list, lambda: [np.zeros(2), np.ma.zeros(2)])
+case("fl-str", TypeError, FL, R.from_list, lambda: "abc")
+case("fl-dict", TypeError, FL, R.from_list, lambda: {"a": np.zeros(2)})
+case("fl-none-item", TypeError, FL, R.from_list, lambda: [np.zeros(2), None])
+case("fl-str-item", TypeError, FL, R.from_list, lambda: ["ab"])
+case("fl-strided-nested", TypeError, FL, R.from_list, lambda: [strided_nested()])
+case("fl-mixed-nested", TypeError, FL, R.from_list, lambda: [np.zeros(2), strided_nested()])
 case("fl-ragged-array", TypeError, FL, R.from_list, lambda: [xf()])
 case("fl-nested", TypeError, FL, R.from_list, lambda: [torch.zeros(2, 2), nested()])
 case("fl-dtype-U3", TypeError, FL, R.from_list, lambda: [np.zeros(2)], dtype="U3")
@@ -376,6 +386,15 @@ case("ak-flat", TypeError, FA, R.from_awkward, lambda: ak.Array([1, 2, 3]))
 FN = "RaggedArray.from_nested"
 case("nested-dense", TypeError, FN, R.from_nested, lambda: torch.zeros(2, 3))
 case("nested-list", TypeError, FN, R.from_nested, lambda: [torch.zeros(2)])
+case(
+    "nested-meta",
+    ValueError,
+    FN,
+    R.from_nested,
+    lambda: torch.nested.nested_tensor_from_jagged(
+        torch.zeros(4, device="meta"), torch.tensor([0, 2, 4], device="meta")
+    ),
+)
 
 
 def jagged(offsets, lengths=None):
@@ -450,6 +469,7 @@ case("map-object", TypeError, MP, call("map"), xf, lambda: lambda c: c.astype(ob
 case("map-complex", TypeError, MP, call("map"), xf, lambda: lambda c: c.astype(complex))
 case("map-float8", TypeError, MP, call("map"), xt, lambda: lambda c: c.to(torch.float8_e4m3fn))
 case("map-sparse", TypeError, MP, call("map"), xt, lambda: lambda c: c.to_sparse())
+case("map-nested", TypeError, MP, call("map"), xt, lambda: lambda c: strided_nested())
 case("map-meta", ValueError, MP, call("map"), xt, lambda: lambda c: c.to("meta"))
 case("map-chunk0", ValueError, MP, call("map"), xf, lambda: np.abs, chunk_size=0)
 case("map-chunk-bool", TypeError, MP, call("map"), xf, lambda: np.abs, chunk_size=True)

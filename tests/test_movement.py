@@ -130,6 +130,16 @@ def test_numpy_refuses_values_that_require_grad():
     assert t.values.requires_grad  # the source is left as it was
 
 
+def test_a_dtype_numpy_cannot_hold_names_the_way_to_a_torch_result():
+    x = ra.RaggedArray.from_lengths(np.zeros(3), [1, 2])
+    for device in (None, "cpu"):  # numpy values stay numpy on the CPU
+        with pytest.raises(TypeError, match=r"numpy can hold .*bfloat16.*x\.torch\(\)\.to"):
+            x.to(device=device, dtype=torch.bfloat16)
+    assert x.torch().to(dtype=torch.bfloat16).dtype == torch.bfloat16
+    with pytest.raises(TypeError, match="pass device= or torch tensors"):
+        ra.RaggedArray.from_list([np.zeros(3)], dtype=torch.bfloat16)
+
+
 def test_a_flipped_view_numpy_calls_contiguous_reaches_torch():
     # one row flipped: strides (-8, 4), yet numpy flags it C-contiguous, so
     # np.ascontiguousarray hands it back unchanged and torch.from_numpy refuses it
