@@ -194,10 +194,12 @@ def _chunks(
                 start, called = stop, True
                 if bar is not None:
                     bar.update(stop)
-            # else the probe's output is dropped: the batch runs in the plan's calls from its
-            # first item, the calls every later batch of this size makes. Kept, it made the
-            # first call 16 items plus the rest, which differs for a function that looks across
-            # items (v - v.mean(0), a batch norm that map cannot see).
+            else:  # checked (a bad output fails before the batch runs), then dropped
+                _check_rows(output, stop, where)
+            # the batch runs in the plan's calls from its first item, the calls every later
+            # batch of this size makes. Kept, the probe's output made the first call 16 items
+            # plus the rest, which differs for a function that looks across items
+            # (v - v.mean(0), a batch norm that map cannot see).
             del output
         for a, b in _spans(start, num_items, plan, call_empty=not called):
             chunk = _move(values[a:b], target)

@@ -527,6 +527,14 @@ def test_a_bound_forward_or_an_eval_norm_without_running_stats_sees_the_whole_ba
         torch.testing.assert_close(y.values, eval_net(x.values), rtol=0, atol=0)
 
 
+def test_a_bad_output_of_the_probe_fails_before_the_batch_runs():
+    calls = []
+    x = ra.RaggedArray.from_lengths(torch.zeros(50, 2), [20, 30])
+    with pytest.raises(ValueError, match=r"map: fn must keep dim 0 .* a chunk of 16 items"):
+        x.map(lambda v: calls.append(len(v)) or v.sum(0))
+    assert calls == [mapping.PROBE_ITEMS]
+
+
 @pytest.mark.parametrize("chunks", ["one call", "split"])
 def test_the_first_call_splits_the_batch_as_every_later_one(monkeypatch, chunks):
     """A function that looks across items (centring by the batch's mean) gives on its first
