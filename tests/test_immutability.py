@@ -23,6 +23,52 @@ def test_caller_editing_its_offsets_changes_nothing(place):
     assert x[0].shape[0] == 2
 
 
+@pytest.mark.parametrize("offsets_kind", ["numpy", "tensor"])
+@pytest.mark.parametrize(
+    "reduce",
+    [
+        ra.segment_sum,
+        ra.segment_mean,
+        ra.segment_max,
+        ra.segment_prod,
+        ra.segment_var,
+        ra.segment_std,
+        ra.segment_logsumexp,
+        ra.segment_softmax,
+        ra.segment_log_softmax,
+    ],
+    ids=lambda f: f.__name__,
+)
+def test_functional_reductions_own_the_offsets_their_backward_reads(offsets_kind, reduce):
+    """The caller reuses its offsets buffer between forward and backward: the gradient is
+    still that of the offsets given (it read the new ones, or crashed on an index out of
+    range, when the partition kept a view of the caller's memory)."""
+    offsets = np.array([0, 2, 5]) if offsets_kind == "numpy" else torch.tensor([0, 2, 5])
+    values = torch.tensor([1.0, 2.0, 3.0, 4.0, 6.0], dtype=torch.float64, requires_grad=True)
+    upstream = torch.tensor([[0.3], [-1.7]], dtype=torch.float64)
+    if reduce in (ra.segment_softmax, ra.segment_log_softmax):
+        upstream = torch.tensor([0.3, -1.7, 0.5, 2.0, -0.4], dtype=torch.float64)
+
+    def gradient(out):
+        return torch.autograd.grad(out, values, upstream.reshape(out.shape))[0]
+
+    want = gradient(reduce(values, offsets.copy() if offsets_kind == "numpy" else offsets.clone()))
+    out = reduce(values, offsets)
+    offsets[1] = 4  # reused for the next batch before backward
+    torch.testing.assert_close(gradient(out), want, rtol=0, atol=0)
+    offsets[1] = 10**12  # (out of range: read by the backward, this crashed the process)
+    torch.testing.assert_close(gradient(reduce(values, [0, 2, 5])), want, rtol=0, atol=0)
+
+
+def test_segment_broadcast_owns_its_offsets():
+    offsets = np.array([0, 2, 5])
+    rows = torch.tensor([[1.0], [2.0]], requires_grad=True)
+    out = ra.segment_broadcast(rows, offsets)
+    offsets[1] = 4
+    (grad,) = torch.autograd.grad(out, rows, torch.ones(5, 1))
+    assert grad.tolist() == [[2.0], [3.0]]
+
+
 def test_numpy_metadata_is_read_only():
     x = ra.RaggedArray.from_lengths(np.arange(5.0), [2, 3])
     for array in (x.offsets, x.host_offsets, x.lengths, x.host_lengths, x.segment_ids):
