@@ -14,7 +14,9 @@ Every kernel takes items flattened to ``F`` features and a
   F = 64): a sum at 1.2-1.7x ``copy_``'s speed where ``index_add_`` ran at 0.3x, and a max at
   1.0-1.7x where ``scatter_reduce_`` ran at 0.03-0.2x.
 * ``"scatter"`` (integers and booleans, other accelerators, and everything under
-  ``torch.compile``): ``index_add_`` and ``scatter_reduce_`` over per-item
+  ``torch.compile`` or ``torch.func`` transforms, where the package's autograd functions step
+  aside and torch differentiates these operations itself): ``index_add`` and
+  ``scatter_reduce`` (out of place, which ``vmap`` needs) over per-item
   segment ids built on the device with a known output size, so nothing synchronises a GPU
   and nothing reads the host in a compiled graph.
 
@@ -79,8 +81,10 @@ def choose_engine(values: Any, part: Partition) -> str:
     ``force_engine`` may pick ``segment`` or ``scatter`` anywhere, for tests.
     """
     floating = values.dtype in _CSR_DTYPES
-    if not floating or torch.compiler.is_compiling():
-        return "scatter"  # (dynamo traces neither sparse CSR tensors nor segment_reduce)
+    if not floating or torch.compiler.is_compiling() or _backend.transformed(values):
+        # (dynamo traces neither sparse CSR tensors nor segment_reduce; torch.func transforms
+        # have no rules for them)
+        return "scatter"
     csr = values.device.type == "cpu" and part.host is not None
     if _forced and (_forced[-1] != "csr" or csr):
         return _forced[-1]
@@ -123,13 +127,13 @@ def raw_sum(values: Any, part: Partition) -> Any:
         shape = (part.num_segments, values.shape[1])
         if exact or not part.blocked():
             out = torch.zeros(shape, dtype=values.dtype, device=values.device)
-            return out.index_add_(0, part.ids(values.device), values)
+            return out.index_add(0, part.ids(values.device), values)  # (vmap: out-of-place)
         item_block, block_segment, num_blocks = part.blocks(values.device)
         partial = values.new_zeros((num_blocks, values.shape[1]))
-        partial.index_add_(0, item_block, values)
+        partial = partial.index_add(0, item_block, values)
         wide = torch.float64 if part.wide() else values.dtype
         out = partial.new_zeros((shape[0] + 1, shape[1]), dtype=wide)
-        out.index_add_(0, block_segment, partial.to(wide))
+        out = out.index_add(0, block_segment, partial.to(wide))
         return out[:-1].to(values.dtype)
 
 
@@ -169,7 +173,7 @@ def raw_extremum(values: Any, part: Partition, op: str) -> Any:
         shape = (part.num_segments, values.shape[1])
         out = torch.zeros(shape, dtype=values.dtype, device=values.device)
         index = part.ids(values.device).unsqueeze(1).expand(values.shape)
-        return out.scatter_reduce_(0, index, values, op, include_self=False)
+        return out.scatter_reduce(0, index, values, op, include_self=False)
 
 
 def raw_prod(values: Any, part: Partition) -> Any:
@@ -460,7 +464,14 @@ def _group_products(values: Any, first: np.ndarray, length: np.ndarray) -> tuple
 
 
 def _record(t: Any) -> bool:
-    return _backend.needs_grad(t) and not torch.compiler.is_compiling()
+    """Whether our autograd functions record ``t``'s reduction.
+
+    Not in a compiled graph, and not under ``torch.func`` transforms: there the kernels are
+    plain torch operations (the ``scatter`` engine) whose derivatives torch itself gives.
+    """
+    return (
+        _backend.needs_grad(t) and not torch.compiler.is_compiling() and not _backend.transformed(t)
+    )
 
 
 def segment_sum(values: Any, part: Partition) -> Any:

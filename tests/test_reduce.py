@@ -823,3 +823,40 @@ def test_segment_ids_match_the_loop(device, lengths, device_offsets):
     assert ids.dtype == torch.int64 and ids.device == place
     assert ids.tolist() == want
     assert part.ids(place) is ids  # built once
+
+
+# ------------------------------------------------------------------- torch.func transforms
+
+FUNC_REDUCTIONS = ["sum", "mean", "max", "min", "prod", "var", "std", "logsumexp"]
+FUNC_ITEMWISE = ["softmax", "log_softmax"]
+
+
+@pytest.mark.parametrize("name", FUNC_REDUCTIONS + FUNC_ITEMWISE)
+def test_torch_func_grad_jacrev_and_vmap_equal_autograd_and_the_loop(name):
+    """Under ``torch.func`` the kernels are plain torch operations whose derivatives torch
+    gives: grad and jacrev equal eager autograd (ties in max/min share, as torch.amax), vmap
+    equals a loop over the batch, and vmap of grad a loop of grads. (Our autograd functions
+    have no functorch rules, and sparse CSR products none either: these raised.)"""
+    from torch.func import grad, jacrev, vmap
+
+    fn = getattr(ra, f"segment_{name}")
+    offsets = [0, 2, 2, 5, 6]
+    v = torch.tensor([[1.0, 3.0], [3.0, 3.0], [2.0, 2.0], [2.0, -1.0], [-1.0, 0.5], [4.0, 4.0]])
+    v = v.double()
+    weights = torch.linspace(-1.0, 1.0, fn(v, offsets).numel(), dtype=torch.float64)
+
+    def loss(t):
+        return (fn(t, offsets).reshape(-1) * weights).sum()
+
+    leaf = v.clone().requires_grad_()
+    loss(leaf).backward()
+    torch.testing.assert_close(grad(loss)(v), leaf.grad, rtol=1e-12, atol=1e-12)
+    jacobian = jacrev(lambda t: fn(t, offsets))(v)
+    assert jacobian.shape == (*fn(v, offsets).shape, *v.shape)
+    batch = torch.stack([v, v * 2 - 1, v.flip(0)])
+    torch.testing.assert_close(
+        vmap(lambda t: fn(t, offsets))(batch), torch.stack([fn(b, offsets) for b in batch])
+    )
+    if name != "prod":  # (torch's own scatter-prod backward reads data: no vmap rule)
+        batched = vmap(grad(loss))(batch)
+        torch.testing.assert_close(batched, torch.stack([grad(loss)(b) for b in batch]))
