@@ -444,8 +444,11 @@ def check_fill(fill: Any, dtype: Any, where: str, what: str = "fill") -> bool | 
 
     Returns it as the Python number torch takes for ``dtype`` (numpy scalars are not taken
     everywhere: ``np.float32(7.0)`` as an integer fill, ``np.uint64`` at all): a float for
-    floating dtypes (``-0.0`` and NaN kept), a bool for bool, else an int.
+    floating dtypes (``-0.0`` and NaN kept), a bool for bool, else an int. A 0-d array or
+    tensor is read as its number.
     """
+    if _backend.backend_of(fill) is not None and fill.ndim == 0:  # fill=x.min(), say
+        fill = fill.item()  # (a CUDA tensor's value is read once, here)
     if isinstance(fill, (complex, np.complexfloating)):
         raise TypeError(f"{where}: {what} must be a real number; got complex {fill!r}")
     if not isinstance(fill, (bool, int, float, np.bool_, np.integer, np.floating)):

@@ -240,7 +240,7 @@ def _checked_int64(t: Any, where: str) -> Any:
         signed = t.view(torch.int64)
         if t.numel() and bool((signed < 0).any()):
             raise ValueError(
-                f"{where}: uint64 values must be below 2**63 to be summed in int64; got larger "
+                f"{where}: uint64 values must be below 2**63 to reduce in int64; got larger "
                 "values (convert to float64 first)"
             )
         return signed

@@ -382,6 +382,20 @@ def test_fill_not_representable_in_an_integer_result_is_rejected(place, lengths,
             reduce_with(api, x, op, fill=fill)
 
 
+@pytest.mark.parametrize(
+    "fill", [np.array(-2.5), torch.tensor(-2.5), torch.tensor(-2.5, requires_grad=True)]
+)
+def test_a_0_d_fill_is_its_number(fill):
+    """``fill=x.min()`` (a 0-d array or tensor) fills as the number it holds; a 1-d one is
+    still refused."""
+    values = torch.tensor([1.0, 2.0, 3.0])
+    for op in ("sum", "max", "mean"):
+        got = getattr(ra, f"segment_{op}")(values, [0, 0, 3], fill=fill)
+        assert got[0].item() == -2.5
+    with pytest.raises(TypeError, match="fill must be a number; got ndarray"):
+        ra.segment_sum(values.numpy(), [0, 0, 3], fill=np.array([1.0]))
+
+
 @pytest.mark.parametrize("fill", ["0", None, [0.0]], ids=["str", "none", "list"])
 @pytest.mark.parametrize("op", REDUCTIONS)
 def test_fill_must_be_a_number(op, fill):
