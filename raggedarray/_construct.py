@@ -30,10 +30,8 @@ def own_offsets(offsets: Any, host: np.ndarray, values: Any) -> tuple[Any, np.nd
     """
     if _backend.is_tensor(offsets) and offsets.device.type != "cpu":
         torch = _backend.torch_module()
-        return offsets.detach().to(torch.int64, copy=True), host  # host came from .cpu()
-    if _backend.backend_of(offsets) is not None:
-        host = host.copy()  # read_offsets may have returned a view of the caller's memory
-    return None, host
+        return offsets.detach().to(torch.int64, copy=True), host
+    return None, host  # (read_offsets copies the caller's host memory)
 
 
 def _items(arrays: Any, where: str, image: bool) -> tuple[list[Any], list[int], bool, bool]:

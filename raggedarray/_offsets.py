@@ -20,11 +20,16 @@ def _as_host_integer_vector(x: Any, where: str, what: str) -> np.ndarray:
 
 
 def read_offsets(offsets: Any, where: str) -> np.ndarray:
-    """Host int64 copy of user offsets, with kind and shape checked (values not checked)."""
+    """Host int64 copy of user offsets, with kind and shape checked (values not checked).
+
+    A copy, never a view of the caller's numpy array or CPU tensor: a ragged array keeps its
+    offsets, and a functional reduction's backward reads them again, after the caller may
+    have reused its buffer (wrong gradients, or a crash on indices out of range).
+    """
     host = _as_host_integer_vector(offsets, where, "offsets")
     if host.shape[0] == 0:
         raise ValueError(f"{where}: offsets must have at least one entry (offsets[0] == 0); got []")
-    return host
+    return host.copy() if _backend.backend_of(offsets) is not None else host
 
 
 def validate(offsets: np.ndarray, num_items: int, where: str) -> None:

@@ -102,19 +102,9 @@ def partition_of(values: Any, offsets: Any, where: str) -> Partition:
         # a copy: the backward reads the offsets again, after the caller may have reused them
         offsets = offsets.detach().to(torch.int64, copy=True)
         return Partition(None, offsets=offsets, num_items=values.shape[0])
-    host = _own(_offsets.read_offsets(offsets, where), offsets)
+    host = _offsets.read_offsets(offsets, where)  # (a copy: the backward reads it again)
     _offsets.validate(host, values.shape[0], where)
     return Partition(host)
-
-
-def _own(host: np.ndarray, offsets: Any) -> np.ndarray:
-    """``host`` as the partition's own array, not a view of the caller's.
-
-    ``read_offsets`` may return a view of the caller's numpy array or CPU tensor, which the
-    backward would read again after the caller has reused it (wrong gradients, or a crash
-    on indices out of range).
-    """
-    return host.copy() if _backend.backend_of(offsets) is not None else host
 
 
 def _graph_partition(values: Any, offsets: Any, where: str) -> Partition:
@@ -510,6 +500,6 @@ def segment_broadcast(per_segment: Array, offsets: Any) -> Array:
             f"{where}: offsets must be on the host (the number of items is read from them); "
             f"got offsets on {offsets.device}"
         )
-    host = _own(_offsets.read_offsets(offsets, where), offsets)
+    host = _offsets.read_offsets(offsets, where)
     _offsets.validate(host, int(host[-1]), where)
     return like_input(broadcast(tensor, Partition(host), where=where), per_segment)
