@@ -183,16 +183,8 @@ def _operand(a: Any, ref: Any, array: type, depth: int, operands: Any, where: ob
             )
         if type(a) is not np.ndarray:  # a mask to lose, or matrix products and 2-D results
             _checks.plain_ndarray(a, str(where), "an array operand")
-    elif a.is_nested:  # (whose shape cannot be read)
-        raise TypeError(
-            f"{where}: tensor operands must be dense (strided) tensors like the ragged values; "
-            f"got a nested tensor (make it a ragged array with ra.RaggedArray.from_nested)"
-        )
-    elif a.layout is not _backend.torch_module().strided:
-        raise TypeError(
-            f"{where}: tensor operands must be dense (strided) tensors like the ragged values; "
-            f"got {_backend.describe(a)} with layout {a.layout} (convert it with .to_dense())"
-        )
+    elif a.is_nested or a.layout is not _backend.torch_module().strided:
+        _checks.dense_tensor(a, str(where), "a tensor operand")  # (meta: the device check's)
     ndim = a.ndim
     if ndim > depth:
         raise ValueError(

@@ -439,8 +439,8 @@ def test_sparse_and_nested_tensor_operands_are_refused():
     x = make(np.ones((3, 2)), [1, 2], "torch")
     nested = torch.nested.nested_tensor([torch.ones(2), torch.ones(3)], layout=torch.jagged)
     for operand, seen in (
-        (torch.ones(2).to_sparse(), "layout torch.sparse_coo"),
-        (torch.ones(1, 2).to_sparse_csr(), "layout torch.sparse_csr"),
+        (torch.ones(2).to_sparse(), "a sparse_coo tensor"),
+        (torch.ones(1, 2).to_sparse_csr(), "a sparse_csr tensor"),
         (nested, "a nested tensor"),
     ):
         for call in (
@@ -448,7 +448,9 @@ def test_sparse_and_nested_tensor_operands_are_refused():
             lambda o=operand: o * x,
             lambda o=operand: torch.maximum(x, o),
         ):
-            with pytest.raises(TypeError, match=rf"tensor operands must be dense .*{seen}"):
+            with pytest.raises(
+                TypeError, match=rf"a tensor operand must be a dense .*; got {seen}"
+            ):
                 call()
     assert torch.equal(x.values, torch.ones(3, 2))
 
