@@ -155,6 +155,15 @@ def tensor_from_numpy(a: np.ndarray) -> Any:
         return torch.from_numpy(a)
 
 
+def writable_tensor(a: np.ndarray) -> Any:
+    """A CPU tensor over ``a``'s memory, or over a C-ordered copy when ``a`` is read-only.
+
+    A tensor cannot keep memory read-only: handed to a user or to a function that may write
+    (an in-place activation), it would write into, say, a memory-mapped file's pages.
+    """
+    return tensor_from_numpy(a if a.flags.writeable else np.array(a, order="C"))
+
+
 def host_numpy(t: Any) -> np.ndarray:
     """A tensor as a host numpy array, detached: a view of CPU memory where numpy can share it.
 

@@ -166,11 +166,8 @@ class MovementMethods(RaggedFields[ValuesT]):
         values = self._values
         if _backend.is_tensor(values):
             return cast("RaggedArray[Tensor]", self)
-        torch = _backend.torch_module()
-        if not values.flags.writeable:
-            values = np.array(values, order="C")
         try:
-            tensor = torch.from_numpy(_backend.positive_strides(values))
+            tensor = _backend.writable_tensor(values)
         except TypeError as err:
             raise TypeError(
                 f"{type(self).__name__}.torch: values must have a dtype torch can hold; "

@@ -198,9 +198,7 @@ def to_nested(values: Any, offsets: Any, *, min_length: int, max_length: int) ->
     """
     torch = _backend.torch_module()
     if not _backend.is_tensor(values):
-        if not values.flags.writeable:  # a tensor cannot keep it read-only: a copy, as torch()
-            values = np.array(values, order="C")
-        values = _backend.tensor_from_numpy(values)
+        values = _backend.writable_tensor(values)
     return torch.nested.nested_tensor_from_jagged(
         values, offsets, min_seqlen=min_length, max_seqlen=max_length
     )

@@ -313,11 +313,8 @@ def _move(chunk: Any, target: Any) -> Any:
     """A chunk on the target device: pinned and copied without blocking for CUDA."""
     if target is None:
         return chunk
-    if not _backend.is_tensor(chunk):
-        # fn may write into its input (an in-place activation): a read-only buffer, which
-        # a tensor cannot protect, is handed over as a copy
-        chunk = np.ascontiguousarray(chunk) if chunk.flags.writeable else np.array(chunk)
-        chunk = _backend.tensor_from_numpy(chunk)
+    if not _backend.is_tensor(chunk):  # fn may write into it: a read-only buffer is copied
+        chunk = _backend.writable_tensor(np.ascontiguousarray(chunk))
     if chunk.device == target:
         return chunk
     if target.type != "cuda":  # a copy to the host must be complete before fn reads it
