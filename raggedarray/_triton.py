@@ -188,7 +188,8 @@ def extremum_grad(values: Any, top: Any, grad: Any, ids: Any) -> Any | None:
     broadcast(top))`` and ``ties`` its segment sums (the extrema of a segment and feature
     share its gradient equally; NaN hits a NaN extremum), which took 9 passes over
     ``(N, F)``: one kernel counts the extrema of every segment and feature (integers added
-    atomically, so the order does not matter), one writes each item's share.
+    atomically, so the order does not matter), one writes each item's share. Callers check
+    [`takes`][raggedarray._triton.takes] first.
 
     Args:
         values: ``(N, F)`` contiguous floating CUDA tensor.
@@ -201,14 +202,10 @@ def extremum_grad(values: Any, top: Any, grad: Any, ids: Any) -> Any | None:
         caller then takes the unfused path).
     """
     global _extremum
-    if _extremum is None:
-        try:
-            from . import _triton_kernels
+    if _extremum is None:  # (the module imports: takes() loaded the broadcast kernel from it)
+        from . import _triton_kernels
 
-            _extremum = (_triton_kernels.count_extrema, _triton_kernels.extremum_grad)
-        except Exception as error:
-            _extremum = False
-            _cannot_run(error, "max/min backward kernels")
+        _extremum = (_triton_kernels.count_extrema, _triton_kernels.extremum_grad)
     num_items, width = values.shape
     if _extremum is False or num_items >= 1 << 31:  # (int32 counts)
         return None
