@@ -173,16 +173,31 @@ def host_numpy(t: Any) -> np.ndarray:
     t = t.detach()
     if t.device.type != "cpu":
         t = t.cpu()
-    return t.resolve_neg().numpy()
+    t = t.resolve_neg()
+    try:
+        return t.numpy()
+    except RuntimeError:
+        # torch.func.grad refuses Tensor.numpy() for every tensor ("Cannot access data
+        # pointer"), the offsets a caller closed over included (torch 2.6 refuses tolist()
+        # too): metadata (offsets, lengths, an index) is read with the transforms paused.
+        pause = getattr(torch_module()._C, "_DisableFuncTorch", None)
+        if pause is None or not _under_func_transform():
+            raise
+    with pause():
+        return t.numpy()
+
+
+def _under_func_transform() -> bool:
+    """Whether a ``torch.func`` transform (grad, vmap, jacrev, ...) is running now."""
+    functorch = getattr(torch_module()._C, "_functorch", None)
+    level = getattr(functorch, "maybe_current_level", None)
+    return level is not None and level() is not None
 
 
 def host_int64(x: Any) -> np.ndarray:
     """A host numpy int64 copy or view of an integer array, list or tensor (syncs for CUDA)."""
     if is_tensor(x):
-        x = x.detach()
-        if x.device.type != "cpu":
-            x = x.cpu()
-        return x.numpy().astype(np.int64, copy=False)
+        return host_numpy(x).astype(np.int64, copy=False)
     return np.asarray(x).astype(np.int64, copy=False)
 
 
@@ -237,16 +252,23 @@ def empty(shape: tuple[int, ...], dtype: Any, device: Any) -> Any:
 
 
 def transformed(t: Any) -> bool:
-    """Whether ``t`` is seen through ``torch.func`` (grad, vmap) or carries a forward-mode tangent.
+    """Whether a ``torch.func`` transform runs (grad, vmap, jvp) or ``t`` carries a tangent.
 
     The package's own compiled kernels (numba's, Triton's) have no vmap rule and no jvp; the
-    torch operations they stand in for have what torch gives them.
+    torch operations they stand in for have what torch gives them. A transform's level is
+    what counts, not whether ``t`` is wrapped: a custom Function's forward sees plain tensors
+    inside a transform, where sparse tensors made inside a vmap level break torch's asserts.
     """
     torch = torch_module()
-    functorch = getattr(torch._C, "_functorch", None)
-    if functorch is not None and functorch.is_functorch_wrapped_tensor(t):
+    if torch.compiler.is_compiling():  # (dynamo traces none of the checks below)
+        return False
+    if _under_func_transform():
         return True
-    return torch.autograd.forward_ad.unpack_dual(t).tangent is not None
+    forward_ad = torch.autograd.forward_ad
+    # (tangents live only inside a dual level; -1 outside any, on torch 2.6 to 2.13)
+    if getattr(forward_ad, "_current_level", 0) < 0:
+        return False
+    return forward_ad.unpack_dual(t).tangent is not None
 
 
 def signed_view(t: Any) -> Any:
@@ -266,6 +288,15 @@ def needs_grad(*tensors: Any) -> bool:
     """Whether autograd would record an operation on these tensors (``out=`` then is refused)."""
     torch = torch_module()
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def out_of_place(t: Any) -> bool:
+    """Whether writing ``t`` into a fresh buffer (``out=``, ``copy_``) is refused or lost.
+
+    Autograd does not record such writes into a buffer of ours, and under ``torch.func``
+    (``vmap`` batches ``t``, the buffer not) they raise; the functional form serves there.
+    """
+    return needs_grad(t) or transformed(t)
 
 
 def index_rows(values: Any, index: np.ndarray) -> Any:

@@ -340,8 +340,7 @@ def int_vector(x: Any, where: str, what: str, *, allow_empty_float: bool = True)
             raise TypeError(
                 f"{where}: {what} must have an integer dtype; got {dtype_name(x.dtype)}"
             )
-        x = x.detach()
-        arr = (x.cpu() if x.device.type != "cpu" else x).numpy()
+        arr = _backend.host_numpy(x)
     else:
         if isinstance(x, np.ndarray):
             plain_ndarray(x, where, what)

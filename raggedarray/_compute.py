@@ -385,7 +385,7 @@ def _random_keys(count: int, generator: Any, where: str) -> Any:
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(generator, torch.Generator):
         keys = torch.rand(count, generator=generator, dtype=torch.float64, device=generator.device)
-        return keys.cpu().numpy()
+        return _backend.host_numpy(keys)
     raise TypeError(
         f"{where}: generator must be a numpy Generator, a torch Generator, an int seed or "
         f"None; got {type(generator).__name__}"

@@ -401,7 +401,7 @@ def _bool_matrix(lengths: Any, where: str) -> np.ndarray | None:
         if lengths.dtype != _backend.torch_module().bool:
             return _not_a_mask(lengths, where)
         _checks.dense_tensor(lengths, where, "a mask in place of lengths")
-        return lengths.detach().cpu().numpy()
+        return _backend.host_numpy(lengths)
     if isinstance(lengths, np.ndarray):
         return lengths if lengths.dtype == np.bool_ else _not_a_mask(lengths, where)
     if isinstance(lengths, (list, tuple)) and lengths and isinstance(lengths[0], (list, tuple)):
@@ -467,7 +467,11 @@ def pad(values: Any, host: np.ndarray, length: int, fill: Any, where: str) -> tu
         fill = _backend.signed_view(torch.tensor([fill], dtype=dtype)).item()
     padded.fill_(fill)
     items = values if src is None else _backend.index_rows(values, src)
-    padded.index_copy_(0, _backend.upload(dest, values), items)  # recorded by autograd
+    index = _backend.upload(dest, values)
+    if _backend.transformed(items):  # (vmap cannot write a batched tensor into ours)
+        padded = padded.index_copy(0, index, items)
+    else:
+        padded.index_copy_(0, index, items)  # recorded by autograd
     padded = padded.view(m, length, *values.shape[1:])
     return (padded if padded.dtype == dtype else padded.view(dtype)), mask_out
 

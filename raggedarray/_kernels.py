@@ -301,9 +301,7 @@ class SegmentExtremum(torch.autograd.Function):
         values, out = ctx.saved_tensors
         part = ctx.part
         if torch.is_grad_enabled():  # double backward: out-of-place, recorded ops only
-            hit = _hits(values, broadcast(out, part))
-            ties = segment_sum(hit, part)
-            return broadcast(grad / ties.clamp(min=1), part) * hit, None, None
+            return recorded_extremum_grad(values, out, grad, part), None, None
         if _triton.takes(values, part.num_items):  # CUDA: one fused count, one fused share
             fused = _triton.extremum_grad(values, out, grad, part.ids(values.device))
             if fused is not None:
@@ -325,6 +323,17 @@ class SegmentExtremum(torch.autograd.Function):
             mask = _hits(values, raw_broadcast(out, part))
         ties = raw_sum(mask, part)
         return mask.mul_(raw_broadcast(grad / ties.clamp(min=1), part)), None, None
+
+
+def recorded_extremum_grad(values: Any, out: Any, grad: Any, part: Partition) -> Any:
+    """``SegmentExtremum``'s gradient from out-of-place, recorded torch operations.
+
+    Autograd records them, dynamo traces them and ``torch.func`` batches them: the double
+    backward, compiled graphs and transforms take this form.
+    """
+    hit = _hits(values, broadcast(out, part))
+    ties = segment_sum(hit, part)
+    return broadcast(grad / ties.clamp(min=1), part) * hit
 
 
 class SegmentProd(torch.autograd.Function):
@@ -467,7 +476,8 @@ def _record(t: Any) -> bool:
     """Whether our autograd functions record ``t``'s reduction.
 
     Not in a compiled graph, and not under ``torch.func`` transforms: there the kernels are
-    plain torch operations (the ``scatter`` engine) whose derivatives torch itself gives.
+    plain torch operations (the ``scatter`` engine) whose derivatives torch itself gives,
+    except for max, min and prod, which take the functions of ``_traced``.
     """
     return (
         _backend.needs_grad(t) and not torch.compiler.is_compiling() and not _backend.transformed(t)
@@ -492,6 +502,10 @@ def extremum(values: Any, part: Partition, op: str) -> Any:
     """Max or min, recording autograd only when needed."""
     if _record(values):
         return SegmentExtremum.apply(values, part, op)
+    if _backend.transformed(values):
+        return _traced().TransformedExtremum.apply(values, part, op)
+    if torch.compiler.is_compiling() and _backend.needs_grad(values):
+        return _traced().GraphExtremum.apply(values, part.offsets(values.device), op)
     return raw_extremum(values, part, op)
 
 
@@ -499,4 +513,12 @@ def prod(values: Any, part: Partition) -> Any:
     """Product, recording autograd only when needed."""
     if _record(values):
         return SegmentProd.apply(values, part)
+    if _backend.transformed(values):
+        return _traced().TransformedProd.apply(values, part)
     return raw_prod(values, part)
+
+
+def _traced() -> Any:
+    from . import _traced
+
+    return _traced

@@ -183,7 +183,7 @@ def segment_index(key: Any, num_segments: int, where: str) -> np.ndarray:
                 f"{where}: segment indices must be integers or booleans; got dtype "
                 f"{_checks.dtype_name(key.dtype)}"
             )
-        key = key.detach().cpu().numpy()
+        key = _backend.host_numpy(key)
     try:
         arr = _checks.as_numpy(key, where, "index")
     except ValueError:

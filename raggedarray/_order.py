@@ -100,7 +100,7 @@ def arg_extremum(flat: Any, part: Partition, op: str) -> Any:
     per_segment = raw_extremum(flat, part, op)
     exact32 = part.host is not None and part.max_length < _FLOAT32_EXACT
     in_place = flat.dtype == torch.float64 or (flat.dtype == torch.float32 and exact32)
-    cpu = flat.device.type == "cpu" and part.host is not None
+    cpu = flat.device.type == "cpu" and part.host is not None and not _backend.transformed(flat)
     if in_place and cpu and not bool(per_segment.isnan().any()):
         # CPU, no NaN extremum: the items equal to their segment's extremum, one cache-sized
         # range at a time, and the position of the first of them
@@ -128,7 +128,7 @@ def any_all(flat: Any, part: Partition, op: str) -> Any:
     if flat.dtype.is_floating_point and op == "any":  # float32/float64: no (N, F) temporary
         # some item nonzero <=> max != 0 or min != 0 (a NaN makes both NaN, so != 0)
         return (raw_extremum(flat, part, "amax") != 0) | (raw_extremum(flat, part, "amin") != 0)
-    if flat.device.type == "cpu" and part.host is not None:
+    if flat.device.type == "cpu" and part.host is not None and not _backend.transformed(flat):
         # masks one cache-sized range at a time: the zeros of floats (all <=> no zero; NaN
         # is nonzero), or the nonzeros of integers and booleans as float32 copied from
         # bytes (comparing straight into a float32 buffer takes a slow casting path, 25x
@@ -255,6 +255,8 @@ def _transposed(t: Any, dtype: Any) -> Any:
     at N = 300 000, F = 64 on one thread, against 69 ms for ``t.t().contiguous()`` and
     153 ms for an elementwise op reading the transposed view.
     """
+    if _backend.transformed(t):  # (vmap cannot copy a batched tensor into a buffer of ours)
+        return t.t().to(dtype).contiguous()
     return _backend.empty((t.shape[1], t.shape[0]), dtype, t.device).copy_(t.t())
 
 
@@ -349,8 +351,8 @@ def median_index(flat: Any, part: Partition) -> Any:
     deterministic algorithms off the CPU every segment is sorted, since ``torch.median``
     has no deterministic kernel there.
     """
-    if part.host is None or deterministic_off_cpu(flat.device):
-        return _sorted_median_index(flat, part)
+    if part.host is None or deterministic_off_cpu(flat.device) or _backend.transformed(flat):
+        return _sorted_median_index(flat, part)  # (torch.func: no writes into ours)
     device = flat.device
     groups, rest = length_groups(part, flat)
     if not groups:
@@ -384,7 +386,11 @@ def _sorted_median_index(flat: Any, part: Partition) -> Any:
     position = ((lengths - 1).clamp(min=0) // 2).expand(-1, flat.shape[1])
     # a column sum without NaN (one pass, half the cost of isnan) means no NaN in the column
     floating = flat.dtype.is_floating_point
-    if floating and (device.type != "cpu" or bool(torch.isnan(flat.detach().sum(0)).any())):
+    if floating and (
+        device.type != "cpu"
+        or _backend.transformed(flat)  # (torch.func: no branch on the data)
+        or bool(torch.isnan(flat.detach().sum(0)).any())
+    ):
         # counted in int64: a half-precision count stops being exact past 256 (bfloat16)
         nans = raw_sum(flat.detach().isnan().to(torch.int64), part)
         position = torch.where(nans > 0, lengths - nans, position)  # NaNs sort last, stably
@@ -499,8 +505,8 @@ def _scan(flat: Any, part: Partition) -> tuple[Any, Any]:
     masks = _backend.empty(within.shape, flat.dtype, flat.device)
     within = masks.copy_(within.view(torch.uint8))  # from bytes: 2x faster than from bool
     full, split = n // _SCAN, (n // _SCAN) * _SCAN
-    out = None  # written in place unless autograd records
-    if not _backend.needs_grad(flat):
+    out = None  # written in place unless autograd records or torch.func transforms
+    if not _backend.out_of_place(flat):
         out = _backend.empty((n, features), flat.dtype, flat.device)
     # sums inside each block and segment
     head = flat[:split].view(full, _SCAN, features)
@@ -555,6 +561,8 @@ def cumsum(flat: Any, part: Partition) -> Any:
     if not flat.dtype.is_floating_point:
         return _restarted(flat, part, torch.int64)
     with no_autocast(flat.device):
+        if _backend.transformed(flat):  # torch.func: no branch on the data, no Function
+            return _non_finite_scan(flat, part)
         if flat.device.type == "cpu":  # (a GPU would wait for the check: it takes the safe way)
             out, check = _scan(flat, part)
             if bool(torch.isfinite(check).all()):

@@ -274,3 +274,49 @@ def test_compiled_models_warn_about_nothing_of_the_package():
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split("\n")[-2] == "[]"
+
+
+def _extrema(values, offsets):
+    return ra.segment_max(values, offsets), ra.segment_min(values, offsets)
+
+
+def test_compiled_max_and_min_send_the_eager_gradient_at_zeros_ties_and_nan():
+    """In a graph the forward is ``scatter_reduce``, whose own derivative counted the zeros
+    its output starts from as one more tie wherever an extremum is 0 (an all-zero ReLU
+    feature: each true tie got a third, not a half) and gave NaN to every item of a feature
+    holding a NaN. The compiled gradient must be eager's: ties share, NaN takes it all."""
+    nan, inf = float("nan"), float("inf")
+    values = torch.tensor(
+        [
+            [0.0, 0.0, 1.0, -0.0],
+            [0.0, 3.0, nan, 0.0],
+            [2.0, 3.0, 2.0, inf],
+            [0.0, 0.0, -1.0, 0.0],
+            [0.0, 0.0, 0.0, -inf],
+        ],
+        dtype=torch.float64,
+    )
+    for lengths in ([2, 0, 3], [1, 4], [5]):
+        offsets = _offsets(lengths)
+        compiled = torch.compile(_extrema, backend="aot_eager", fullgraph=True)
+        leaf = values.clone().requires_grad_()
+        got, got_grads = _value_and_grads(compiled, (leaf, offsets), [leaf])
+        expected, grads = _value_and_grads(_extrema, (leaf, offsets), [leaf])
+        for g, e in zip(got + list(got_grads), expected + list(grads), strict=True):
+            torch.testing.assert_close(g, e, rtol=0, atol=0, equal_nan=True)
+        assert not grads[0].isnan().any()  # (the eager rule sends no NaN anywhere here)
+
+
+def test_compiled_max_pool_over_relu_features_trains_as_eager():
+    """A max pool over ReLU features: whole segments of a feature are 0, and the zeros tie."""
+    pool = ra.nn.SegmentPool("max")
+    compiled = torch.compile(pool, backend="aot_eager")
+    for lengths in ([3, 0, 5], [2, 4, 1, 6]):
+        values = torch.relu(_leaf((sum(lengths), 4), sum(lengths))).detach()
+        values[:, 0] = 0.0  # every segment's feature 0 is all ties at 0
+        values.requires_grad_()
+        x = ra.RaggedArray(values, _offsets(lengths))
+        got, got_grads = _value_and_grads(compiled, (x,), [values])
+        expected, grads = _value_and_grads(pool, (x,), [values])
+        _assert_same(got, expected, atol=0)
+        _assert_same(got_grads, grads, atol=0)
