@@ -104,8 +104,8 @@ def test_the_gpu_broadcast_threshold_is_no_guard(monkeypatch):
 
 @needs_recent_torch
 def test_inductor_reduction_forward_and_backward():
-    def fn(values, offsets):
-        return (ra.segment_mean(values, offsets),)
+    def fn(values, offsets):  # (max: the eager gradient as an autograd function, GraphExtremum)
+        return ra.segment_mean(values, offsets), ra.segment_max(torch.relu(values), offsets)
 
     compiled = torch.compile(fn, fullgraph=True, dynamic=True)
     for k, lengths in enumerate([[70, 0, 5], [3, 130, 1, 2]]):  # several blocks per segment
