@@ -503,7 +503,7 @@ def extremum(values: Any, part: Partition, op: str) -> Any:
     if _record(values):
         return SegmentExtremum.apply(values, part, op)
     if _backend.transformed(values):
-        return _traced().TransformedExtremum.apply(values, part, op)
+        return _traced().TransformedExtremum.apply(values, part.offsets(values.device), op)
     if torch.compiler.is_compiling() and _backend.needs_grad(values):
         return _traced().GraphExtremum.apply(values, part.offsets(values.device), op)
     return raw_extremum(values, part, op)
@@ -514,7 +514,7 @@ def prod(values: Any, part: Partition) -> Any:
     if _record(values):
         return SegmentProd.apply(values, part)
     if _backend.transformed(values):
-        return _traced().TransformedProd.apply(values, part)
+        return _traced().TransformedProd.apply(values, part.offsets(values.device))
     return raw_prod(values, part)
 
 

@@ -561,8 +561,10 @@ def cumsum(flat: Any, part: Partition) -> Any:
     if not flat.dtype.is_floating_point:
         return _restarted(flat, part, torch.int64)
     with no_autocast(flat.device):
-        if _backend.transformed(flat):  # torch.func: no branch on the data, no Function
-            return _non_finite_scan(flat, part)
+        if _backend.transformed(flat):  # torch.func: no branch on the data
+            from ._traced import TransformedScan
+
+            return TransformedScan.apply(flat, part.offsets(flat.device))
         if flat.device.type == "cpu":  # (a GPU would wait for the check: it takes the safe way)
             out, check = _scan(flat, part)
             if bool(torch.isfinite(check).all()):
@@ -597,10 +599,16 @@ class _LinearScan(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: Any) -> Any:
-        # the sums from each item to its segment's end: a running sum over the reversed
-        # buffer, whose segments are the reversed segments in reversed order
-        reverse = _reversed(ctx.part, grad.device)
-        return cumsum(grad.flip(0), reverse).flip(0), None, None
+        return sums_to_the_end(grad, ctx.part), None, None
+
+
+def sums_to_the_end(grad: Any, part: Partition) -> Any:
+    """``(N, F)`` sums of ``grad`` from each item to its segment's end (cumsum's backward).
+
+    A running sum over the reversed buffer, whose segments are the reversed segments in
+    reversed order.
+    """
+    return cumsum(grad.flip(0), _reversed(part, grad.device)).flip(0)
 
 
 def _reversed(part: Partition, device: Any) -> Partition:

@@ -155,11 +155,12 @@ def test_vmap_equals_a_loop_over_the_batch(name):
 # ------------------------------------------------- gradients, both modes, equal eager
 
 
-@pytest.mark.parametrize("name", REDUCTIONS + ITEMWISE)
+@pytest.mark.parametrize("name", REDUCTIONS + ITEMWISE + ["cumsum"])
 def test_vmap_of_grad_equals_eager_autograd_at_zeros_ties_nan_and_inf(name):
     """max/min under ``torch.func`` followed torch's derivative of ``scatter_reduce``: NaN to
     every item of a feature holding a NaN, and a share for the zeros its output starts
-    from. prod had no vmap rule for its backward."""
+    from. prod had no vmap rule for its backward. cumsum gave no gradient to the items
+    whose running sums are infinite or NaN."""
     fn = getattr(ra, f"segment_{name}")
     loss = _weighted(lambda t: fn(t, OFFSETS))
     batch = _batch()
@@ -167,7 +168,7 @@ def test_vmap_of_grad_equals_eager_autograd_at_zeros_ties_nan_and_inf(name):
     _same(func.vmap(func.grad(loss))(batch), want)
 
 
-@pytest.mark.parametrize("name", REDUCTIONS + ITEMWISE)
+@pytest.mark.parametrize("name", REDUCTIONS + ITEMWISE + ["cumsum"])
 def test_forward_mode_equals_reverse_mode(name):
     """``jacfwd`` (``jvp`` under ``vmap``) equals ``jacrev``: prod's ``jvp`` was silently
     zero (``scatter_reduce``'s "prod" has no forward-mode derivative in torch), and max/min
@@ -191,3 +192,13 @@ def test_dual_tensors_carry_the_tangent_of_torch_func_jvp(name):
         got = forward_ad.unpack_dual(fn(forward_ad.make_dual(v, tangent), OFFSETS)).tangent
     _, want = func.jvp(lambda t: fn(t, OFFSETS), (v,), (tangent,))
     _same(got, want)
+
+
+@pytest.mark.parametrize("name", ["max", "prod", "cumsum"])
+def test_offsets_made_inside_the_transformed_function(name):
+    """Tensors made inside a transform and read by an autograd function other than as its
+    arguments fail an internal assert of torch.func: the functions take the offsets."""
+    fn = getattr(ra, f"segment_{name}")
+    v = _batch()[1]
+    forward = func.jacfwd(lambda t: fn(t, torch.tensor(OFFSETS)))(v)
+    _same(forward, func.jacrev(lambda t: fn(t, OFFSETS))(v))
