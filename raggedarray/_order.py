@@ -269,7 +269,8 @@ def sort_permutation(flat: Any, part: Partition, *, descending: bool) -> Any:
     ``take_sorted`` and ``local_sorted`` for the ``(N, F)`` results.
     """
     work = order_view(flat.detach())
-    if work.dtype in _PACKED and part.num_segments < 2**31:
+    # (the packed keys are built in place and branch on NaN: not under torch.func)
+    if work.dtype in _PACKED and part.num_segments < 2**31 and not _backend.transformed(work):
         key = _packed_keys(work, part, descending=descending)
         # outputs from new_buffer: their first touch costs a quarter of a torch allocation's
         out = (_backend.empty(key.shape, torch.int64, key.device) for _ in range(2))

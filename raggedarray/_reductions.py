@@ -153,13 +153,16 @@ def _overflowed(flat: Any, part: Partition, var: Any) -> bool:
 
     Checked on the CPU, where reading the result costs one small sum (a GPU is not
     synchronised: there float32 accumulates as in ``torch.var`` on CUDA), and never inside
-    a compiled graph. A NaN or an infinity among a segment's values makes its variance NaN
-    in any precision, while finite values that overflow make it inf, or NaN only where
-    blocks of one segment summed to inf and -inf: only then are the values looked at. A
+    a compiled graph or under ``torch.func``. A NaN or an infinity among a segment's values
+    makes its variance NaN in any precision, while finite values that overflow make it inf,
+    or NaN only where blocks of one segment summed to inf and -inf: only then are the
+    values looked at. A
     variance beyond float32's range is inf in float64 too: taking it again costs time only.
     """
     torch = _torch()
     if var.dtype != torch.float32 or not var.is_cpu or _backend.compiling():
+        return False
+    if _backend.transformed(var):  # (torch.func reads nothing back: as on a GPU)
         return False
     if math.isfinite(var.detach().sum().item()):  # every variance finite (one small sum)
         return False
