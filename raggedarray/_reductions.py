@@ -156,8 +156,8 @@ def _overflowed(flat: Any, part: Partition, var: Any) -> bool:
     a compiled graph or under ``torch.func``. A NaN or an infinity among a segment's values
     makes its variance NaN in any precision, while finite values that overflow make it inf,
     or NaN only where blocks of one segment summed to inf and -inf: only then are the
-    values looked at. A
-    variance beyond float32's range is inf in float64 too: taking it again costs time only.
+    values looked at. A variance beyond float32's range is inf in float64 too: taking it
+    again costs time only.
     """
     torch = _torch()
     if var.dtype != torch.float32 or not var.is_cpu or _backend.compiling():
