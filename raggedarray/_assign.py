@@ -48,6 +48,12 @@ def assign(segment: Any, value: Any, where: str) -> None:
             f"{where}: the values must be writable; got a read-only numpy buffer (a file "
             "loaded with mmap=True, say: copy it first with x.clone())"
         )
+    if _backend.is_tensor(segment) and _writes_into_a_grad_leaf(segment):
+        raise ValueError(
+            f"{where}: the values must not be a leaf tensor that requires grad (autograd "
+            "refuses writes into it; write under torch.no_grad(), or build the ragged array "
+            "from values.detach()); got values with requires_grad=True"
+        )
     if isinstance(value, _NUMBERS):
         _fill(segment, value, where)
     elif _is_host_scalar(value):  # a 0-d array is a number: checked as one, on both backends
@@ -57,6 +63,14 @@ def assign(segment: Any, value: Any, where: str) -> None:
             _copy_tensor(segment, value, where)
         else:
             _copy_array(segment, value, where)
+
+
+def _writes_into_a_grad_leaf(segment: Any) -> bool:
+    """Whether writing into the ``segment`` view is what autograd refuses: a leaf's view."""
+    if not segment.requires_grad or not _backend.torch_module().is_grad_enabled():
+        return False
+    base = segment._base if segment._base is not None else segment
+    return bool(base.is_leaf)
 
 
 def _fill(segment: Any, number: Any, where: str) -> None:

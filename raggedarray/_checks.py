@@ -202,9 +202,9 @@ def _refusal(where: str, what: str, name: str, not_real: bool) -> str:
     )
 
 
-def check_values(values: Any, where: str, item_ndim: int | None) -> str:
+def check_values(values: Any, where: str, item_ndim: int | None, what: str = "values") -> str:
     """Check the values buffer of a ragged array; return its backend name."""
-    backend = check_array(values, where)
+    backend = check_array(values, where, what)
     if item_ndim is not None and values.ndim != item_ndim + 1:
         raise ValueError(
             f"{where}: items must be {item_ndim}-D (C, H, W), so values must be "
@@ -355,9 +355,24 @@ def int_vector(x: Any, where: str, what: str, *, allow_empty_float: bool = True)
             if ints is None:
                 raise TypeError(f"{where}: {what} must have an integer dtype; got {arr.dtype}")
             arr = np.array(ints, dtype=np.int64)
+        at = bool_among_ints(x) if arr.dtype.kind in "iu" else None
+        if at is not None:
+            raise TypeError(
+                f"{where}: {what} must hold integers, not booleans; got {what}[{at}]={x[at]!r}"
+            )
     if arr.ndim != 1:
         raise ValueError(f"{where}: {what} must be 1-D; got shape {tuple(arr.shape)}")
     return as_int64(arr, where, what)
+
+
+def bool_among_ints(x: Any) -> int | None:
+    """The position of the first boolean in a flat list or tuple, else None.
+
+    numpy reads ``[0, True, 5]`` as int64 ``[0, 1, 5]``; a boolean is no integer here.
+    """
+    if not isinstance(x, (list, tuple)):
+        return None
+    return next((i for i, v in enumerate(x) if isinstance(v, (bool, np.bool_))), None)
 
 
 def as_int64(arr: np.ndarray, where: str, what: str) -> np.ndarray:

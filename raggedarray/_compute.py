@@ -369,8 +369,9 @@ class ComputeMethods(RaggedFields[ValuesT]):
             (array([2, 1, 2]), True)
         """
         where = f"{type(self).__name__}.subsample"
-        keys = _random_keys(self.num_items, generator, where)
-        host, index = _offsets.subsample(self._host, k, keys, where)
+        host, index = _offsets.subsample(
+            self._host, k, lambda: _random_keys(self.num_items, generator, where), where
+        )
         return cast("Self", self._like(_backend.index_rows(self._values, index), None, host))
 
 

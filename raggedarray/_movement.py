@@ -115,8 +115,8 @@ class MovementMethods(RaggedFields[ValuesT]):
                 without it such values are refused.
 
         Raises:
-            TypeError: the values require grad and ``force`` is False, or their dtype has no
-                numpy twin (bfloat16).
+            TypeError: the values require grad and ``force`` is False, their dtype has no
+                numpy twin (bfloat16), or ``force`` is not a bool.
 
         Examples:
             >>> import numpy as np
@@ -128,9 +128,10 @@ class MovementMethods(RaggedFields[ValuesT]):
             ('numpy', array([1, 2]), True)
         """
         values = self._values
+        where = f"{type(self).__name__}.numpy"
+        force = _checks.read_bool(force, "force", where)
         if not _backend.is_tensor(values):
             return cast("RaggedArray[np.ndarray]", self)
-        where = f"{type(self).__name__}.numpy"
         if values.requires_grad and not force:
             raise TypeError(
                 f"{where}: values must not require grad (use x.detach().numpy() or "

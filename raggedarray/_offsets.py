@@ -7,6 +7,7 @@ classes keep a host copy of their offsets precisely so that this arithmetic need
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -190,6 +191,12 @@ def segment_index(key: Any, num_segments: int, where: str) -> np.ndarray:
         raise IndexError(
             f"{where}: an index list must be rectangular (1-D); got a ragged {type(key).__name__}"
         ) from None
+    at = _checks.bool_among_ints(key) if arr.dtype.kind in "iu" else None
+    if at is not None:  # (numpy and torch read [True, 0] as [1, 0]: ambiguous here)
+        raise TypeError(
+            f"{where}: an index list must hold integers or only booleans (a mask); got "
+            f"index[{at}]={key[at]!r} among integers"
+        )
     ints = _checks.int_list(key) if arr.dtype.kind in "fO" else None
     if ints:  # a list of ints numpy made floats or objects of (np.uint64 beside np.int64)
         big = next((i for i in ints if not -num_segments <= i < num_segments), None)
@@ -272,12 +279,14 @@ def pad_positions(
 
 
 def subsample(
-    offsets: np.ndarray, k: Any, keys: np.ndarray, where: str
+    offsets: np.ndarray, k: Any, draw: Callable[[], np.ndarray], where: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """Offsets and item index keeping ``min(n_i, k_i)`` items of each segment, drawn by keys.
 
-    ``keys`` holds one random number per item; each segment keeps the items with its
-    ``k_i`` smallest keys (a uniform draw without replacement), in their original order.
+    ``draw()`` returns one random number per item, and is called only once ``k`` is valid
+    (a refused call leaves the caller's generator where it was); each segment keeps the
+    items with its ``k_i`` smallest keys (a uniform draw without replacement), in their
+    original order.
 
     Returns:
         ``(new_offsets, item_index)`` as ``gather`` does.
@@ -298,6 +307,7 @@ def subsample(
         if bad.size:
             raise ValueError(f"{where}: k must be >= 0; got k[{bad[0]}]={per_segment[bad[0]]}")
         keep = np.minimum(lengths, per_segment)
+    keys = draw()
     new_offsets = np.zeros_like(offsets)
     np.cumsum(keep, out=new_offsets[1:])
     ids = segment_ids(offsets)

@@ -251,7 +251,9 @@ class RaggedArray(
             image=image,
             item_shape=None if item_shape is None else _item_shape(item_shape, where),
         )
-        _checks.check_values(values, where, cls._item_ndim)
+        # (one array passes through as it is: a refusal names it)
+        what = "arrays[0]" if host.shape[0] == 2 else "the joined arrays"
+        _checks.check_values(values, where, cls._item_ndim, what)
         built: RaggedArray = cls._make(values, None, host)  # of this class
         return built
 

@@ -50,7 +50,8 @@ def assert_ragged_equal(
     Raises:
         AssertionError: with the first difference found: segment count, item shape, offsets,
             or the segment and item of the largest value difference.
-        TypeError: ``a`` or ``b`` is not a ragged array, or a tolerance not a real number.
+        TypeError: ``a`` or ``b`` is not a ragged array, a tolerance not a real number, or
+            ``equal_nan`` not a bool.
         ValueError: a tolerance is negative or NaN.
 
     Examples:
@@ -106,7 +107,8 @@ def allclose(
             everything, as in ``np.allclose``).
 
     Raises:
-        TypeError: ``a`` or ``b`` is not a ragged array, or a tolerance not a real number.
+        TypeError: ``a`` or ``b`` is not a ragged array, a tolerance not a real number, or
+            ``equal_nan`` not a bool.
         ValueError: a tolerance is negative or NaN.
 
     Examples:
@@ -123,6 +125,7 @@ def allclose(
         if not isinstance(x, RaggedArray):
             raise TypeError(f"allclose: {name} must be a RaggedArray; got {type(x).__name__}")
     _compare.check_tolerances(rtol, atol, "allclose")
+    equal_nan = _checks.read_bool(equal_nan, "equal_nan", "allclose")
     return _compare.ragged_allclose(a, b, rtol, atol, equal_nan)
 
 

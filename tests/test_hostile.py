@@ -974,6 +974,31 @@ case(
 )
 
 
+# ------------------------------------------- booleans among integers, bool options
+case("init-bool-among-ints", TypeError, "RaggedArray", R, a(5), lambda: [0, True, 5])
+case("init-npbool-among-ints", TypeError, "RaggedArray", R, a(5), lambda: (0, np.True_, 5))
+case("fln-bool-among-ints", TypeError, FLN, R.from_lengths, a(5), lambda: [np.bool_(True), 4])
+case("fs-bool-among-ids", TypeError, FS, R.from_segment_ids, a(5), lambda: [0, 0, True, 1, 2])
+case("fn-bool-among-offsets", TypeError, "segment_sum", ra.segment_sum, a(5), lambda: [0, True, 5])
+case("gi-bool-among-ints", TypeError, GI, call("__getitem__"), xf, lambda: [True, 0, 2])
+case("ss-bool-among-counts", TypeError, SS, call("subsample"), xf, lambda: [True, 0, 2])
+case("allclose-equal-nan-str", TypeError, "allclose", ra.allclose, xf, xf, equal_nan="no")
+case("allclose-equal-nan-none", TypeError, "allclose", ra.allclose, xf, xf, equal_nan=None)
+case("numpy-force-str", TypeError, "RaggedArray.numpy", call("numpy"), xt, force="no")
+case("numpy-force-str-np", TypeError, "RaggedArray.numpy", call("numpy"), xf, force="no")
+case("fl-one-meta", ValueError, FL, R.from_list, lambda: [meta()])
+case("fl-one-sparse", TypeError, FL, R.from_list, lambda: [sparse()])
+case(
+    "si-grad-leaf",
+    ValueError,
+    SI,
+    call("__setitem__"),
+    lambda: R.from_lengths(torch.zeros(5, 2, requires_grad=True), [2, 0, 3]),
+    0,
+    1.0,
+)
+
+
 # ------------------------------------------------------------------------ the test
 
 
@@ -1131,3 +1156,24 @@ def test_metadata_at_the_int64_edge_still_works():
     assert x.subsample(np.uint64(1), generator=0).lengths.tolist() == [1, 1]
     assert x.var(correction=2**62).tolist() == [0.0, 0.0]  # every segment too short: fill
     assert x.to_padded(fill=np.float32(3e38))[0].shape == (2, 2)
+
+
+@pytest.mark.parametrize("item", [meta, sparse])
+def test_from_list_of_one_array_names_that_array(item):
+    """One array passes through unjoined; its refusal said "values", an argument from_list
+    does not have."""
+    with pytest.raises((TypeError, ValueError), match=r"from_list: arrays\[0\] must"):
+        R.from_list([item()])
+
+
+@pytest.mark.parametrize("counts", [-1, [1, 2], [True, 0, 2], "2"])
+def test_a_refused_subsample_leaves_the_callers_generator_where_it_was(counts):
+    numpy_generator = np.random.default_rng(0)
+    torch_generator = torch.Generator().manual_seed(0)
+    numpy_state = copy.deepcopy(numpy_generator.bit_generator.state)
+    torch_state = torch_generator.get_state().clone()
+    for generator in (numpy_generator, torch_generator):
+        with pytest.raises((TypeError, ValueError), match="subsample: k must"):
+            xf().subsample(counts, generator=generator)
+    assert numpy_generator.bit_generator.state == numpy_state
+    assert torch.equal(torch_generator.get_state(), torch_state)
