@@ -204,6 +204,8 @@ def topk_index(flat: Any, part: Partition, k: int, *, largest: bool) -> Any | No
     work = order_view(flat.detach())
     if k > _TOPK_ROUNDS or part.host is None or work.device.type != "cpu":
         return None
+    if _backend.transformed(work):  # (in-place rounds that branch on NaN: sort instead)
+        return None
     if work.dtype not in _PACKED:
         return None
     n, features = work.shape

@@ -237,10 +237,16 @@ def _same(t: Any) -> Any:
 
 
 def _checked_int64(t: Any, where: str) -> Any:
-    """``t`` as int64, refusing uint64 values that int64 cannot hold (checks the values)."""
+    """``t`` as int64, refusing uint64 values that int64 cannot hold (checks the values).
+
+    Eagerly only: a compiled graph or a ``torch.func`` transform cannot branch on the
+    values, so there uint64 values of 2**63 and more are taken as their int64 bits.
+    """
     torch = _torch()
     if t.dtype == torch.uint64:
         signed = t.view(torch.int64)
+        if _backend.compiling() or _backend.transformed(t):
+            return signed
         if t.numel() and bool((signed < 0).any()):
             raise ValueError(
                 f"{where}: uint64 values must be below 2**63 to reduce in int64; got larger "

@@ -320,3 +320,12 @@ def test_compiled_max_pool_over_relu_features_trains_as_eager():
         expected, grads = _value_and_grads(pool, (x,), [values])
         _assert_same(got, expected, atol=0)
         _assert_same(got_grads, grads, atol=0)
+
+
+def test_uint64_sums_compile_without_reading_their_values():
+    """Eagerly, uint64 values of 2**63 and more are refused (int64 sums cannot hold them);
+    that check read the values, which a graph cannot: it broke ``fullgraph``."""
+    values = torch.tensor([1, 2, 3, 4, 5], dtype=torch.uint64)
+    offsets = _offsets([3, 0, 2])
+    compiled = torch.compile(ra.segment_sum, backend="aot_eager", fullgraph=True)
+    assert torch.equal(compiled(values, offsets), ra.segment_sum(values, offsets))
