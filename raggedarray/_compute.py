@@ -111,12 +111,16 @@ class ComputeMethods(RaggedFields[ValuesT]):
         (one call over tens of thousands of images is 2-4x slower than cache-sized calls),
         and a batch within that is one call whose output becomes the result's values as it
         is (no copy); on a GPU, one call unless it would not fit in memory. The first call
-        of a function also runs it on the first 16 items to measure it; that output is not
-        kept, so every call splits a batch the same way. A module (or its bound ``forward``)
-        whose batch normalisation uses the batch's statistics (training mode, or
-        ``track_running_stats=False``) is called once on the whole buffer by default, so it
-        sees the statistics it would see unchunked; an explicit ``chunk_size`` makes each
-        chunk a batch-norm batch. An explicit ``chunk_size`` always wins.
+        of a function also runs it on a copy of the first 16 items to measure it, then puts
+        the global random state (torch's, numpy's legacy one) back; that output is not kept,
+        so every call splits a batch the same way, a function that writes into its input
+        changes each item once, and dropout draws as on any later call. Pass the same
+        function object again to reuse its plan (a new lambda is measured anew). A module
+        (or its bound ``forward``) whose batch normalisation uses the batch's statistics
+        (training mode, or ``track_running_stats=False``) is called once on the whole buffer
+        by default, so it sees the statistics it would see unchunked; an explicit
+        ``chunk_size`` makes each chunk a batch-norm batch. An explicit ``chunk_size``
+        always wins.
 
         Gradients flow through every chunk, and equal those of one unchunked call up to
         floating-point summation order. Works under ``torch.no_grad()`` (the chunks are then

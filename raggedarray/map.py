@@ -10,21 +10,21 @@ first touch, call after call, and the working set falls out of cache (``Conv2d(1
 16x16 images, torch 2.13, 2 cores: 1.6 µs per image in calls of 128-1 024 images, 3.9 µs in
 one call over 30 000). But splitting has a price too: without autograd every chunk's output
 is copied into the result, which one call hands back as it is (~0.15 µs per image for that
-network, ~8 %). The rule: a probe call on the first few items measures, per item, the largest
-tensor any torch operation makes (a convolution counts its unfolded input, which is
-``kernel size`` times larger than its output). A batch whose largest tensor stays within
+network, ~8 %). The rule: a probe call on a copy of the first few items measures, per item,
+the largest tensor any torch operation makes (a convolution counts its unfolded input, which
+is ``kernel size`` times larger than its output). A batch whose largest tensor stays within
 ``CPU_CALL_BYTES`` is one call; a larger one is split into equal chunks (sizes within one
-item, so no call is a small remainder) whose largest tensor stays within ``CPU_CHUNK_BYTES``,
-or within ``CPU_CALL_BYTES`` when the probe counts at least ``CPU_COMPUTE_BOUND``
-multiply-adds per byte written (a network bound by arithmetic gains little from the cache and
-pays each call's fixed costs). Before its first plan on a CPU, ``map`` brings glibc's heap to
-its settled state (``_allocator.settle``), so that neither the plan's calls nor their timing
-depend on what the process allocated before. When autograd records the calls, the outputs
-are joined whatever the split and the chunks stay within ``CPU_CHUNK_BYTES_GRAD``. On a GPU
-(values there, or ``device=`` naming one) the whole buffer goes in one call unless the probe
-says the operations' outputs would not fit in half the free memory. The plan is cached per
-function, item shape, dtype, device and autograd; a batch within it then costs one call of
-the function plus a few µs.
+item, so no call is a small remainder) whose largest tensor stays within
+``CPU_CHUNK_BYTES``, or within ``CPU_CALL_BYTES`` when the probe counts at least
+``CPU_COMPUTE_BOUND`` multiply-adds per byte written (a network bound by arithmetic gains
+little from the cache and pays each call's fixed costs). Before its first plan on a CPU,
+``map`` brings glibc's heap to its settled state (``_allocator.settle``), so that neither
+the plan's calls nor their timing depend on what the process allocated before. When autograd
+records the calls, the outputs are joined whatever the split and the chunks stay within
+``CPU_CHUNK_BYTES_GRAD``. On a GPU (values there, or ``device=`` naming one) the whole
+buffer goes in one call unless the probe says the operations' outputs would not fit in half
+the free memory. The plan is cached per function, item shape, dtype, device and autograd; a
+batch within it then costs one call of the function plus a few µs.
 """
 
 from __future__ import annotations
@@ -185,8 +185,10 @@ def _chunks(
     try:
         if plan is None:  # probe on the first items, then size the chunks
             stop = min(num_items, PROBE_ITEMS)
-            chunk = _move(values[:stop], target)
-            output, costs = probe(fn, chunk)
+            if stop == num_items:  # the probe is the whole batch: its output is the result
+                output, costs = probe(fn, _move(values, target))
+            else:
+                output, costs = _probe_aside(fn, values[:stop], target)
             plan = _choose(costs, key[2], grad=key[-1])  # key: (shape, dtype, device, grad)
             _remember(fn, key, plan)
             if stop == num_items:  # the probe was the whole batch
@@ -210,6 +212,34 @@ def _chunks(
         if bar is not None:
             bar.close()
     return assembler.result()
+
+
+def _probe_aside(fn: Callable[[Any], Any], head: Any, target: Any) -> tuple[Any, Costs]:
+    """``probe`` on a copy of the first items, leaving no trace the batch's calls could see.
+
+    Its output is dropped and the batch then runs from its first item, so the probe must
+    not be a second application of ``fn`` to those items: a function that writes into its
+    input (``torch.relu_``, ``nn.ReLU(inplace=True)``) gets a copy, and the global random
+    state (torch's CPU generator and that of the CUDA device the call runs on, numpy's
+    legacy global generator) is put back, so a function that draws (dropout) draws for the
+    batch exactly as it would on a later call.
+    """
+    head = head.clone() if _backend.is_tensor(head) else np.array(head, copy=True)
+    torch = sys.modules.get("torch")  # not loaded: numpy values and a numpy function
+    kept: Any = contextlib.nullcontext()
+    if torch is not None:
+        device = target if target is not None else getattr(head, "device", None)
+        kept = torch.random.fork_rng(devices=[device] if _is_cuda(device) else [])
+    numpy_state = np.random.get_state()
+    try:
+        with kept:
+            return probe(fn, _move(head, target))
+    finally:
+        np.random.set_state(numpy_state)
+
+
+def _is_cuda(device: Any) -> bool:
+    return getattr(device, "type", None) == "cuda"
 
 
 _outside_graph: list[Callable[..., Any]] = []  # built once (dynamo warns of functools.cache)

@@ -8,6 +8,7 @@ exception, and the tests pin down both sides of that trade-off.
 from __future__ import annotations
 
 import copy
+import functools
 import gc
 import math
 import sys
@@ -21,6 +22,8 @@ from conftest import (
     LENGTH_CASES,
     LENGTHS,
     PLACES,
+    TORCH_PLACES,
+    assert_same_segments,
     build,
     equal_chunks,
     host,
@@ -547,6 +550,54 @@ def test_the_first_call_splits_the_batch_as_every_later_one(monkeypatch, chunks)
     assert torch.equal(first, second)
     if chunks == "one call":
         torch.testing.assert_close(first, centre(x.values), rtol=0, atol=0)
+
+
+def in_place_add_one(v):
+    """A function that writes into its input, as ``nn.ReLU(inplace=True)`` does."""
+    v += 1
+    return v
+
+
+@pytest.mark.parametrize("place", PLACES)
+@pytest.mark.parametrize("lengths", [[40, 0, 30], [3, 5]], ids=["past-the-probe", "the-probe"])
+@pytest.mark.parametrize("chunks", ["one call", "split"])
+def test_the_probe_does_not_apply_fn_twice(monkeypatch, place, lengths, chunks):
+    """A function that writes into its input changes every item once on a first call too:
+    the probe works on a copy of the first items, not on the buffer."""
+    if chunks == "split":
+        set_budgets(monkeypatch, call=256, chunk=256, grad=256)
+    segments, x = oracle_and_x(place, "float64", (ra.RaggedArray, (2,)), lengths)
+    fn = functools.partial(in_place_add_one)  # a new function: no plan yet
+    y = x.map(fn)
+    want = [seg + 1 for seg in segments]
+    assert_mapped(y, x, (want, (2,)), rtol=0, atol=0)
+    assert_same_segments(x, want)  # map hands fn views: x was written through, once
+
+
+@pytest.mark.parametrize("place", TORCH_PLACES)
+@pytest.mark.parametrize("chunks", ["one call", "split"])
+def test_the_probe_leaves_torchs_random_state_as_it_was(monkeypatch, place, chunks):
+    """Dropout draws the same masks on a first call, which probes, as on every later call."""
+    if chunks == "split":
+        set_budgets(monkeypatch, call=512, chunk=512, grad=512)
+    _, x = oracle_and_x(place, "float32", (ra.RaggedArray, (4,)), [60, 0, 40])
+    drop = nn.Dropout(0.5)
+    draws = []
+    for _ in range(3):  # the first call probes, the others reuse its plan
+        torch.manual_seed(1)
+        draws.append(x.map(drop).values)
+    assert torch.equal(draws[0], draws[1]) and torch.equal(draws[1], draws[2])
+    assert (draws[0] == 0).any() and (draws[0] != 0).any()  # it did draw
+
+
+def test_the_probe_leaves_numpys_global_random_state_as_it_was():
+    x = ra.RaggedArray.from_lengths(np.zeros((50, 3)), [20, 30])
+    noise = lambda v: v + np.random.random(v.shape)  # noqa: E731  (a new function: no plan yet)
+    draws = []
+    for _ in range(2):
+        np.random.seed(3)
+        draws.append(x.map(noise).values)
+    np.testing.assert_array_equal(draws[0], draws[1])
 
 
 # ----------------------------------------------------------------------- devices
