@@ -58,6 +58,7 @@ from ._pointwise import (
     torch_name,
     torch_scalar,
     torch_verdicts,
+    writes_in_place,
 )
 from ._types import DTypeLike, RaggedFields, ValuesT
 
@@ -513,6 +514,12 @@ class ElementwiseMethods(RaggedFields[ValuesT]):
             raise TypeError(
                 f"{torch_name(func)}: out= is not supported with ragged arrays (results are "
                 f"new ragged arrays); got out={type(kwargs['out']).__name__}"
+            )
+        if (kwargs or len(args) > 1) and writes_in_place(func, args, kwargs):
+            raise TypeError(
+                f"{torch_name(func)}: in-place torch functions do not take ragged arrays; got "
+                "inplace=True (nn.ReLU(inplace=True), say); call it with inplace=False for a "
+                "new ragged array, or work in place on x.values"
             )
         return elementwise(func, args, kwargs, TorchWhere(func), backend=_backend.TORCH)
 

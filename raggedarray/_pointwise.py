@@ -19,6 +19,7 @@ torch would wrap are caught before it sees them (``torch_scalar``).
 from __future__ import annotations
 
 import functools
+import inspect
 import operator
 from typing import Any
 
@@ -148,6 +149,32 @@ def _torch_extras(torch: Any) -> frozenset[Any]:
             owner = getattr(owner, part)
         extras.add(owner)
     return frozenset(extras)
+
+
+def writes_in_place(func: Any, args: Any, kwargs: dict[str, Any]) -> bool:
+    """Whether a call asks ``func`` to write into its input: ``F.relu(x, inplace=True)``.
+
+    ``torch.nn.functional`` passes ``inplace`` on by keyword (``nn.ReLU(inplace=True)``,
+    ``F.dropout``); a positional one is found from the function's signature, read once.
+    """
+    if "inplace" in kwargs:
+        return bool(kwargs["inplace"])
+    slot = _inplace_slots.get(func)
+    if slot is None:
+        slot = _inplace_slots[func] = _inplace_slot(func)
+    return 0 <= slot < len(args) and bool(args[slot])
+
+
+# torch function -> the position of its ``inplace`` parameter, -1 when it has none.
+_inplace_slots: dict[Any, int] = {}
+
+
+def _inplace_slot(func: Any) -> int:
+    try:
+        names = list(inspect.signature(func).parameters)
+    except (TypeError, ValueError):  # a builtin without a signature: no inplace parameter
+        return -1
+    return names.index("inplace") if "inplace" in names else -1
 
 
 class TorchWhere:

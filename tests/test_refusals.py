@@ -477,6 +477,43 @@ def test_in_place_torch_functions_are_refused_as_in_place():
     assert x.values.tolist() == [1.0, -2.0, 3.0]
 
 
+F = torch.nn.functional
+
+
+@pytest.mark.parametrize(
+    "name, call",
+    [
+        ("relu", lambda x: F.relu(x, inplace=True)),
+        ("relu", lambda x: torch.nn.ReLU(inplace=True)(x)),
+        ("relu6", lambda x: F.relu6(x, True)),  # positional
+        ("leaky_relu", lambda x: F.leaky_relu(x, 0.1, True)),
+        ("hardtanh", lambda x: F.hardtanh(x, inplace=True)),
+        ("elu", lambda x: torch.nn.ELU(inplace=True)(x)),
+        ("silu", lambda x: F.silu(x, inplace=True)),
+        ("_threshold", lambda x: F.threshold(x, 0.0, 1.0, True)),
+        ("dropout", lambda x: torch.nn.Dropout(0.5, inplace=True)(x)),
+        ("hardswish", lambda x: F.hardswish(x, inplace=True)),
+    ],
+)
+def test_inplace_true_is_refused_as_in_place(name, call):
+    """``inplace=True`` would write into ``x.values`` behind the ragged array's back."""
+    x = make(np.array([1.0, -2.0, 3.0]), [1, 2], "torch")
+    with pytest.raises(
+        TypeError, match=rf"^torch\.nn\.functional\.{name}: in-place torch functions do not take"
+    ):
+        call(x)
+    assert x.values.tolist() == [1.0, -2.0, 3.0]
+
+
+@pytest.mark.parametrize("inplace", [False, None])
+def test_inplace_false_gives_a_new_ragged_array(inplace):
+    x = make(np.array([1.0, -2.0, 3.0]), [1, 2], "torch")
+    options = {} if inplace is None else {"inplace": inplace}
+    for y in (F.relu(x, **options), torch.nn.ReLU(**options)(x), F.leaky_relu(x, 0.5, False)):
+        assert isinstance(y, ra.RaggedArray) and y.values.min() != -2.0
+    assert x.values.tolist() == [1.0, -2.0, 3.0]
+
+
 @pytest.mark.parametrize("reflected", [False, True])
 def test_object_array_operands_are_refused_before_numpy_runs(reflected):
     x = make(np.array([0.0, 1.0, 2.0]), [1, 2], "numpy")
