@@ -103,6 +103,14 @@ _WRONG_BACKEND = {
 # ----------------------------------------------------------------------------- the core
 
 
+def _no_implicit_conversion(x: Any, kind: str) -> str:
+    return (
+        f"{type(x).__name__}: a ragged array does not convert to {kind} implicitly; take "
+        "x.values (the flat buffer), x.to_padded() (padded, with a mask) or list(x) (the "
+        "segments)"
+    )
+
+
 def _is_ragged(a: Any) -> bool:
     return isinstance(a, ElementwiseMethods)
 
@@ -556,11 +564,20 @@ class ElementwiseMethods(RaggedFields[ValuesT]):
         array when the lengths happen to be equal, an object array (numpy < 1.24) or an
         error when they are not.
         """
-        raise TypeError(
-            f"{type(self).__name__}: a ragged array does not convert to a numpy array "
-            "implicitly; take x.values (the flat buffer), x.to_padded() (padded, with a "
-            "mask) or list(x) (the segments)"
-        )
+        raise TypeError(_no_implicit_conversion(self, "a numpy array"))
+
+    def __dlpack__(self, *args: object, **kwargs: object) -> NoReturn:
+        """Refuses every implicit conversion to a tensor (``torch.tensor(x)``, ``from_dlpack``).
+
+        torch tries DLPack before reading an object as a sequence; as a sequence of its
+        segments a ragged array would become a dense tensor when the lengths happen to be
+        equal, with a segment of one torch item read as a number.
+        """
+        raise TypeError(_no_implicit_conversion(self, "a tensor"))
+
+    def __dlpack_device__(self) -> NoReturn:
+        """Refuses DLPack, as ``__dlpack__`` does (torch asks for the device first)."""
+        raise TypeError(_no_implicit_conversion(self, "a tensor"))
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
         if func is np.where and len(args) == 3 and not kwargs:  # select, elementwise

@@ -74,6 +74,21 @@ def test_implicit_numpy_conversion_is_refused():
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("lengths", [[2, 2], [1, 1], [1, 3], [0, 0]])
+@pytest.mark.parametrize(
+    "convert", [torch.tensor, torch.as_tensor, torch.asarray, torch.from_dlpack, np.from_dlpack]
+)
+def test_implicit_tensor_conversion_is_refused(backend, lengths, convert):
+    # torch would read the segments as a sequence: dense when the lengths are equal, and a
+    # segment of one torch item as a number (lengths [1, 1] gave shape (2,), not (2, 1))
+    x = make(np.arange(float(sum(lengths))), lengths, backend)
+    with pytest.raises(TypeError, match=r"^RaggedArray: .* does not convert to a tensor"):
+        convert(x)
+    assert x.lengths.tolist() == lengths
+    assert torch.as_tensor(x.values).shape == (sum(lengths),)  # the buffer still converts
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_in_is_any_equal_element(backend):
     x = make(np.arange(5.0), [2, 0, 3], backend)
     for value in (0.0, 4, 2.5, -1, np.float64(3)):
