@@ -331,9 +331,17 @@ def recorded_extremum_grad(values: Any, out: Any, grad: Any, part: Partition) ->
     Autograd records them, dynamo traces them and ``torch.func`` batches them: the double
     backward, compiled graphs and transforms take this form.
     """
+    hit, ties = extremum_ties(values, out, part)
+    return broadcast(grad / ties, part) * hit
+
+
+def extremum_ties(values: Any, out: Any, part: Partition) -> tuple[Any, Any]:
+    """Where each item is its segment's max/min (``hit``), and how many share it (>= 1).
+
+    NaN extrema count the NaNs. The gradient of an extremum is shared by its ties.
+    """
     hit = _hits(values, broadcast(out, part))
-    ties = segment_sum(hit, part)
-    return broadcast(grad / ties.clamp(min=1), part) * hit
+    return hit, segment_sum(hit, part).clamp(min=1)
 
 
 class SegmentProd(torch.autograd.Function):
@@ -503,9 +511,9 @@ def extremum(values: Any, part: Partition, op: str) -> Any:
     if _record(values):
         return SegmentExtremum.apply(values, part, op)
     if _backend.transformed(values):
-        return _traced().TransformedExtremum.apply(values, part.offsets(values.device), op)
+        return traced().TransformedExtremum.apply(values, part.offsets(values.device), op)
     if torch.compiler.is_compiling() and _backend.needs_grad(values):
-        return _traced().GraphExtremum.apply(values, part.offsets(values.device), op)
+        return traced().GraphExtremum.apply(values, part.offsets(values.device), op)
     return raw_extremum(values, part, op)
 
 
@@ -514,11 +522,12 @@ def prod(values: Any, part: Partition) -> Any:
     if _record(values):
         return SegmentProd.apply(values, part)
     if _backend.transformed(values):
-        return _traced().TransformedProd.apply(values, part.offsets(values.device))
+        return traced().TransformedProd.apply(values, part.offsets(values.device))
     return raw_prod(values, part)
 
 
-def _traced() -> Any:
+def traced() -> Any:
+    """The module ``_traced`` (imported on first use: it imports this one)."""
     from . import _traced
 
     return _traced

@@ -38,7 +38,14 @@ import numpy as np
 import torch
 
 from . import _backend, _chunked, _jit
-from ._kernels import deterministic_off_cpu, no_autocast, raw_broadcast, raw_extremum, raw_sum
+from ._kernels import (
+    deterministic_off_cpu,
+    no_autocast,
+    raw_broadcast,
+    raw_extremum,
+    raw_sum,
+    traced,
+)
 from ._partition import Partition
 
 # Values whose order fits in 32 bits are sorted with their segment in one int64 key.
@@ -565,9 +572,7 @@ def cumsum(flat: Any, part: Partition) -> Any:
         return _restarted(flat, part, torch.int64)
     with no_autocast(flat.device):
         if _backend.transformed(flat):  # torch.func: no branch on the data
-            from ._traced import TransformedScan
-
-            return TransformedScan.apply(flat, part.offsets(flat.device))
+            return traced().TransformedScan.apply(flat, part.offsets(flat.device))
         if flat.device.type == "cpu":  # (a GPU would wait for the check: it takes the safe way)
             out, check = _scan(flat, part)
             if bool(torch.isfinite(check).all()):

@@ -160,9 +160,9 @@ def _overflowed(flat: Any, part: Partition, var: Any) -> bool:
     again costs time only.
     """
     torch = _torch()
-    if var.dtype != torch.float32 or not var.is_cpu or _backend.compiling():
+    if var.dtype != torch.float32 or not var.is_cpu:
         return False
-    if _backend.transformed(var):  # (torch.func reads nothing back: as on a GPU)
+    if _backend.compiling() or _backend.transformed(var):  # nothing is read back: as on a GPU
         return False
     if math.isfinite(var.detach().sum().item()):  # every variance finite (one small sum)
         return False

@@ -28,8 +28,8 @@ import torch
 
 from . import _order
 from ._kernels import (
-    _hits,
     broadcast,
+    extremum_ties,
     raw_extremum,
     raw_prod,
     recorded_extremum_grad,
@@ -68,8 +68,8 @@ class TransformedExtremum(GraphExtremum):
         """The mean tangent of the ties (NaN ties: of the NaNs), as the backward shares."""
         values, offsets, out = ctx.saved_tensors
         part = _partition(values, offsets)
-        hit = _hits(values, broadcast(out, part))
-        return segment_sum(hit * tangent, part) / segment_sum(hit, part).clamp(min=1)
+        hit, ties = extremum_ties(values, out, part)
+        return segment_sum(hit * tangent, part) / ties
 
 
 class TransformedProd(torch.autograd.Function):
@@ -155,7 +155,7 @@ def prod_partials(values: Any, out: Any, part: Partition) -> Any:
     """
     device = values.device
     ids = part.ids(device)
-    local = torch.arange(part.num_items, device=device) - part.offsets(device)[:-1][ids]
+    local = _order.local_positions(part, device)
     longest = part.max_length if part.host is not None else int(part.lengths(device).max())
     features = values.shape[1]
     padded = values.new_ones((part.num_segments, longest + 2, features))
