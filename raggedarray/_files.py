@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import secrets
 import stat
@@ -63,11 +64,13 @@ def check_regular(path: str, where: str) -> None:
 def atomic_write(path: str, write: Any) -> None:
     """Run ``write(tmp)`` on a new file beside ``path``, flush it to disk, rename it to ``path``.
 
+    A symbolic link is followed: the file it names is replaced (as ``open(path, "wb")``
+    writes through it), and the link stays. An existing path that is not a regular file (a
+    directory, a device such as ``/dev/null``, a FIFO, a socket) is refused, never replaced.
     The file gets the mode of the file it replaces, else the usual ``0o666`` less the umask.
     """
-    if os.path.isdir(path):
-        raise ValueError(f"save: path must name a file; got the directory {path!r}")
-    folder, name = os.path.split(os.path.abspath(path))
+    target = _file_to_replace(path)
+    folder, name = os.path.split(target)
     tmp = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
     try:
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # honours the umask
@@ -77,18 +80,37 @@ def atomic_write(path: str, write: Any) -> None:
         ) from None
     try:
         try:
-            mode = os.stat(path).st_mode
-        except OSError:
+            mode = os.stat(target).st_mode
+        except FileNotFoundError:
             mode = os.stat(tmp).st_mode
         write(tmp)
-        os.chmod(tmp, mode & 0o7777)
-        with open(tmp, "rb+") as f:
+        with open(tmp, "rb+") as f:  # (before the mode, which may forbid reading or writing)
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.chmod(tmp, mode & 0o7777)
+        os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+
+
+def _file_to_replace(path: str) -> str:
+    """The absolute path ``save`` writes: ``path`` with its symbolic links followed."""
+    if not path or path.endswith((os.sep, "/")) or os.path.isdir(path):
+        kind = "an empty path" if not path else "the directory" if os.path.isdir(path) else ""
+        kind = kind or "a path that ends in a separator (a folder's)"
+        raise ValueError(f"save: path must name a file; got {kind} {path!r}")
+    target = os.path.realpath(path)
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return target
+    if not stat.S_ISREG(mode):  # /dev/null, a FIFO: replacing it would destroy it
+        raise ValueError(
+            f"save: path must be a regular file or a new name; got a special file (device, "
+            f"FIFO or socket) {path!r}"
+        )
+    return target
 
 
 def read_header(f: BinaryIO, size: int, where: str) -> tuple[dict[str, Any], int]:
@@ -149,7 +171,13 @@ def spec(header: dict[str, Any], name: str, data_size: int, where: str) -> tuple
             f"{where}: tensor {name!r} must have a dtype among {sorted(DTYPES)}, a shape and "
             f"data_offsets; got {entry!r}"
         )
-    nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(DTYPES[code][0]).itemsize
+    itemsize = np.dtype(DTYPES[code][0]).itemsize
+    if math.prod(d for d in shape if d) * itemsize >= 2**63:  # numpy counts every dim
+        raise ValueError(
+            f"{where}: tensor {name!r} must have a shape an array can take (under 2**63 bytes "
+            f"over its nonzero dims); got shape {shape} of dtype {code}"
+        )
+    nbytes = math.prod(shape) * itemsize
     if not begin <= end <= data_size or end - begin != nbytes:
         raise ValueError(
             f"{where}: tensor {name!r} of shape {shape} and dtype {code} must fill bytes "

@@ -74,7 +74,8 @@ def save(
     memory-mapped reader of the old file keeps seeing the old file).
 
     Args:
-        path: file to write (``str`` or ``os.PathLike``); replaced if it exists.
+        path: file to write (``str`` or ``os.PathLike``); replaced if it exists. A symbolic
+            link is followed (the file it names is replaced, the link stays).
         obj: a ``RaggedArray`` or ``RaggedImageBatch``, or a dict mapping non-empty ``str``
             keys to those, numpy arrays and torch tensors. Dtypes must be ones safetensors
             stores: float16/32/64, bfloat16 (torch only), (u)int8..64, bool.
@@ -83,7 +84,9 @@ def save(
         TypeError: ``obj`` or one of its values is of another kind, a key is not a ``str``,
             ``path`` is not a path, or a dtype cannot be stored.
         ValueError: a key is empty, is ``"__metadata__"``, or names the same tensor as
-            another entry (an array ``"x.values"`` beside a ragged ``"x"``).
+            another entry (an array ``"x.values"`` beside a ragged ``"x"``); ``path`` is
+            empty, ends in a separator, or names a directory or a special file (a device such
+            as ``/dev/null``, a FIFO, a socket), which is never replaced.
 
     Examples:
         >>> import os, tempfile
@@ -109,7 +112,7 @@ def save(
         metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, **_describe(obj)}
         metadata["item_shape"] = json.dumps(metadata["item_shape"])
         del metadata["kind"]
-    elif isinstance(obj, dict):
+    elif isinstance(obj, Mapping):  # a dict, or any mapping (written as a dict)
         tensors, entries, owners = {}, [], dict[str, str]()
         for key, value in obj.items():
             names = _entry_names(key, value, owners, where)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import mmap as mmap_module
 import os
+import stat
 import struct
 import sys
 import tempfile
@@ -465,6 +466,20 @@ def test_forged_raggedarray_file(tmp_path, change, match, mmap):
 
 
 @MMAP
+@pytest.mark.parametrize("dims", [[0, 0, 2**63 - 1], [0, 2**40, 2**40], [2**62, 0]])
+def test_forged_shape_too_large_for_any_array(tmp_path, mmap, dims):
+    # zero items, so no bytes: but numpy refuses such a shape with its own words
+    path = tmp_path / "x.safetensors"
+    ra.save(path, ra.RaggedArray.from_lengths(np.zeros((0, 0, 5)), []))
+    header, start = header_of(path)
+    header["values"]["shape"] = dims
+    header["__metadata__"]["item_shape"] = json.dumps(dims[1:])
+    raw_file(path, header, path.read_bytes()[start:])
+    with pytest.raises(ValueError, match=r"^load\(.*\): tensor 'values' must have a shape an"):
+        ra.load(path, mmap=mmap)
+
+
+@MMAP
 def test_forged_tensor_names(tmp_path, mmap):
     path = tmp_path / "x.safetensors"
     meta = dict(META)
@@ -532,6 +547,53 @@ def test_a_fifo_is_refused_without_blocking(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(ValueError, match="path must be a file; got a special file"):
         ra.load(fifo)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs need a POSIX system")
+def test_save_refuses_to_replace_a_special_file(tmp_path):
+    # renamed over, a FIFO (or /dev/null, for root) would be destroyed
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    x = ra.RaggedArray.from_lengths(np.arange(3.0), [1, 2])
+    with pytest.raises(ValueError, match=r"^save: path must be a regular file .* special file"):
+        ra.save(fifo, x)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]  # no temporary file left
+
+
+@pytest.mark.parametrize("path", ["", "new/", f"new{os.sep}"])
+def test_save_refuses_paths_that_name_no_file(tmp_path, monkeypatch, path):
+    monkeypatch.chdir(tmp_path)
+    x = ra.RaggedArray.from_lengths(np.arange(3.0), [1, 2])
+    with pytest.raises(ValueError, match=r"^save: path must name a file; got "):
+        ra.save(path, x)
+    assert list(tmp_path.iterdir()) == [] and list(tmp_path.parent.glob(".*.tmp")) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symbolic links")
+@pytest.mark.parametrize("existing", [True, False], ids=["to-a-file", "dangling"])
+def test_save_writes_through_a_symbolic_link(tmp_path, existing):
+    x = ra.RaggedArray.from_lengths(np.arange(3.0), [1, 2])
+    real, link = tmp_path / "real.st", tmp_path / "link.st"
+    if existing:
+        ra.save(real, x)
+    os.symlink("real.st", link)
+    ra.save(link, x * 10)
+    assert link.is_symlink()  # the link stays, as with open(link, "wb")
+    ra.testing.assert_ragged_equal(ra.load(real), x * 10)
+    ra.testing.assert_ragged_equal(ra.load(link), x * 10)
+
+
+@pytest.mark.parametrize("mode", [0o200, 0o444, 0o640])
+def test_save_keeps_the_mode_of_the_file_it_replaces(tmp_path, mode):
+    path = tmp_path / "f.st"
+    x = ra.RaggedArray.from_lengths(np.arange(3.0), [1, 2])
+    ra.save(path, x)
+    os.chmod(path, mode)
+    ra.save(path, x * 2)  # flushed before the mode is set: a 0o200 file is replaced too
+    assert stat.S_IMODE(os.stat(path).st_mode) == mode
+    os.chmod(path, 0o600)
+    ra.testing.assert_ragged_equal(ra.load(path), x * 2)
 
 
 def flip_bool_byte(path, name, k, byte):

@@ -7,10 +7,12 @@ bad entries and forged or truncated dict files must raise with a message saying 
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import struct
 import tempfile
+import types
 
 import numpy as np
 import pytest
@@ -275,6 +277,16 @@ def test_a_single_ragged_array_still_writes_version_1(tmp_path):
     with safetensors.safe_open(tmp_path / "x.safetensors", framework="np") as f:
         assert f.metadata()["format_version"] == "1" and sorted(f.keys()) == ["offsets", "values"]
     assert isinstance(ra.load(tmp_path / "x.safetensors"), ra.RaggedArray)
+
+
+@pytest.mark.parametrize("mapping", [types.MappingProxyType, collections.OrderedDict])
+def test_any_mapping_is_saved_as_a_dict(tmp_path, mapping):
+    _, x = oracle_and_x(("numpy", "cpu"))
+    ra.save(tmp_path / "m.st", mapping({"x": x, "ids": np.arange(3)}))
+    back = ra.load(tmp_path / "m.st")
+    assert type(back) is dict and list(back) == ["x", "ids"]
+    ra.testing.assert_ragged_equal(back["x"], x)
+    np.testing.assert_array_equal(back["ids"], np.arange(3))
 
 
 # ------------------------------------------------------------------ bad keys and entries
