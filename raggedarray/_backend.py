@@ -84,7 +84,7 @@ def to_torch_dtype(dtype: Any) -> Any:
         return dtype
     np_dtype = to_numpy_dtype(dtype)
     try:
-        return torch.from_numpy(np.empty(0, dtype=np_dtype)).dtype
+        return torch.from_numpy(np.empty(0, dtype=np.dtype(np_dtype.str))).dtype
     except TypeError:
         raise TypeError(f"dtype {np_dtype} has no torch equivalent") from None
 
@@ -138,6 +138,17 @@ def native_order(a: np.ndarray) -> np.ndarray:
     return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
 
 
+def canonical_type(a: np.ndarray) -> np.ndarray:
+    """``a`` seen through the scalar type numpy names its dtype by (zero-copy).
+
+    Two C types can share a dtype: on Linux ``np.ulonglong`` (code ``'Q'``, what
+    ``array.array('Q')`` and ``np.frombuffer(b, 'Q')`` give) equals ``np.uint64``
+    (``'L'``) but is another type, which ``torch.from_numpy`` refuses.
+    """
+    canonical = np.dtype(a.dtype.str)  # (the byte order is kept)
+    return a if canonical.type is a.dtype.type else a.view(canonical)
+
+
 def tensor_from_numpy(a: np.ndarray) -> Any:
     """``torch.from_numpy`` that accepts read-only arrays we only read from.
 
@@ -147,7 +158,7 @@ def tensor_from_numpy(a: np.ndarray) -> Any:
     read (sources of a copy), so the warning would be noise.
     """
     torch = torch_module()
-    a = positive_strides(a)
+    a = positive_strides(canonical_type(a))
     if a.flags.writeable:
         return torch.from_numpy(a)
     with warnings.catch_warnings():

@@ -1177,3 +1177,25 @@ def test_a_refused_subsample_leaves_the_callers_generator_where_it_was(counts):
             xf().subsample(counts, generator=generator)
     assert numpy_generator.bit_generator.state == numpy_state
     assert torch.equal(torch_generator.get_state(), torch_state)
+
+
+@pytest.mark.parametrize("code", ["Q", "q", "L", "l", "I", "i", "H", "B"])
+def test_every_c_type_of_a_dtype_works_as_its_canonical_type(code):
+    """``array.array('Q')`` and ``np.frombuffer(b, 'Q')`` give ``np.ulonglong``, which equals
+    ``np.uint64`` but is another type: torch refused it in every operation."""
+    raw = np.frombuffer(np.arange(1, 6, dtype=np.dtype(code)).tobytes(), dtype=code)
+    canonical = raw.view(np.dtype(raw.dtype.str))
+    x, want = R.from_lengths(raw, [2, 0, 3]), R.from_lengths(canonical, [2, 0, 3])
+    assert x.dtype == want.dtype
+    np.testing.assert_array_equal(x.sum(), want.sum())
+    np.testing.assert_array_equal(x.max(), want.max())
+    for op in ("cumsum", "torch", "clone"):
+        ra.testing.assert_ragged_equal(getattr(x, op)(), getattr(want, op)())
+    for a, b in zip(x.sort(), want.sort(), strict=True):
+        ra.testing.assert_ragged_equal(a, b)
+    ra.testing.assert_ragged_equal(copy.deepcopy(x), want)
+    ra.testing.assert_ragged_equal(
+        ra.collate([raw[:2], raw[2:]]), ra.collate([canonical[:2], canonical[2:]])
+    )
+    np.testing.assert_array_equal(ra.segment_sum(raw, [0, 2, 5]), want.sum()[[0, 2]])
+    np.testing.assert_array_equal(x.values, np.arange(1, 6))  # nothing written
