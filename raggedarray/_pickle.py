@@ -1,10 +1,14 @@
 """Pickling and copying ragged arrays, and letting ``torch.load(weights_only=True)`` rebuild them.
 
 A ragged array pickles as ``restore(cls, values, offsets, backend)``. When torch is loaded the
-values and offsets travel as CPU tensors even for numpy-backed arrays (sharing their memory):
+values travel as a CPU tensor even for numpy-backed arrays (sharing their memory):
 ``torch.save`` then stores them as raw storage beside the pickle, and torch's ``weights_only``
-unpickler, which refuses numpy arrays, accepts them. Without torch they travel as numpy
-arrays. Either way they come back on the backend they left.
+unpickler, which refuses numpy arrays, accepts them. Without torch they travel as a numpy
+array. Either way they come back on the backend they left. The offsets travel as bytes
+(little-endian int64), which every unpickler reads in place: ``restore`` checks them while
+unpickling, and torch's legacy format (``_use_new_zipfile_serialization=False``) fills the
+tensors' memory only after the whole pickle is read. Pickles that carry the offsets as a
+tensor or an array still load.
 
 ``restore`` and the ragged classes are registered with ``torch.serialization.add_safe_globals``,
 the way torch documents for classes that are safe to rebuild. Importing raggedarray does not
@@ -52,12 +56,9 @@ class PickleMethods:
             if values.untyped_storage().nbytes() > values.nbytes:
                 # torch pickles a view's whole storage; a slice of a large batch sends its part
                 values = values.clone()
-            offsets: Any = _backend.torch_module().from_numpy(np.array(host))
         elif "torch" in sys.modules:  # every dtype a ragged array holds, torch holds too
             values = _backend.tensor_from_numpy(np.ascontiguousarray(values))
-            offsets = sys.modules["torch"].from_numpy(np.array(host))
-        else:
-            offsets = np.array(host)
+        offsets = np.asarray(host, dtype="<i8").tobytes()  # (see the module docstring)
         return _restore_call(type(self), values, offsets, backend)
 
     def __copy__(self) -> Any:
@@ -127,9 +128,20 @@ def restore(cls: type, values: Any, offsets: Any, backend: str, unsigned: str | 
     elif backend == TORCH and not _backend.is_tensor(values):
         raise TypeError(f"{where}: torch values must be a tensor; got {_backend.describe(values)}")
     _checks.check_values(values, where, cls._item_ndim)  # type: ignore[attr-defined]
+    if isinstance(offsets, bytes):
+        offsets = _offsets_from_bytes(offsets, where)
     host = _offsets.read_offsets(offsets, where)
     _offsets.validate(host, values.shape[0], where)
     return cls._make(values, None, host)  # type: ignore[attr-defined]
+
+
+def _offsets_from_bytes(raw: bytes, where: str) -> np.ndarray:
+    if len(raw) % 8:
+        raise ValueError(
+            f"{where}: offsets must travel as little-endian int64 bytes; got {len(raw)} bytes, "
+            "not a multiple of 8"
+        )
+    return np.frombuffer(raw, dtype="<i8").astype(np.int64)
 
 
 def _unsigned_view(values: Any, unsigned: Any, where: str) -> Any:

@@ -177,8 +177,13 @@ class ForgedReduce:
         ((ra.RaggedArray, np.zeros(2), np.array([0, 3]), "numpy"), ValueError, "offsets"),
         ((ra.RaggedArray, np.zeros(2), np.array([1.0, 2.0]), "numpy"), TypeError, "integer"),
         ((ra.RaggedImageBatch, np.zeros(2), np.array([0, 2]), "numpy"), ValueError, "4-D"),
+        ((ra.RaggedArray, np.zeros(2), b"\0" * 12, "numpy"), ValueError, "not a multiple of 8"),
+        ((ra.RaggedArray, np.zeros(2), np.int64(2).tobytes(), "numpy"), ValueError, r"\[0\]"),
     ],
-    ids=["cls", "values", "backend", "torch-numpy", "offsets", "float-offsets", "image-ndim"],
+    ids=[
+        *("cls", "values", "backend", "torch-numpy", "offsets", "float-offsets", "image-ndim"),
+        *("odd-bytes", "bytes-offsets"),
+    ],
 )
 def test_forged_pickles_are_refused(args, error, match):
     data = pickle.dumps(ForgedReduce((raggedarray._pickle.restore, args)))
@@ -228,6 +233,31 @@ def test_read_only_numpy_values_pickle(tmp_path):
     assert not mapped.values.flags.writeable
     assert_same(torch_round_trip(mapped), x, segments)
     assert_same(pickle.loads(pickle.dumps(mapped)), x, segments)
+
+
+@pytest.mark.parametrize("place", PLACES)
+@pytest.mark.parametrize("weights_only", [True, False])
+def test_torch_legacy_format_round_trip(place, weights_only):
+    """torch's legacy writer fills the tensors' memory after the pickle is read: offsets
+    that travelled as a tensor were read before they held anything."""
+    segments, x = oracle_and_x(place, "float32", LAYOUTS[1].values[0])
+    buffer = io.BytesIO()
+    torch.save({"x": x, "view": x[1:4]}, buffer, _use_new_zipfile_serialization=False)
+    buffer.seek(0)
+    back = torch.load(buffer, weights_only=weights_only)
+    assert_same(back["x"], x, segments)
+    assert_same(back["view"], x[1:4], segments[1:4])
+
+
+@pytest.mark.parametrize("offsets", [np.array([0, 1, 3]), torch.tensor([0, 1, 3])])
+def test_pickles_with_offsets_as_an_array_still_load(offsets):
+    # offsets used to travel as an array (a tensor once torch was loaded)
+    old = ForgedReduce(
+        (raggedarray._pickle.restore, (ra.RaggedArray, torch.arange(3.0), offsets, "torch"))
+    )
+    y = pickle.loads(pickle.dumps(old))
+    assert type(y) is ra.RaggedArray and y.host_offsets.tolist() == [0, 1, 3]
+    assert y.values.tolist() == [0.0, 1.0, 2.0]
 
 
 def test_pickles_of_raggedarray_0_1_still_load():
