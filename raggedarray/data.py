@@ -79,7 +79,8 @@ def collate(samples: Sequence[Any], *, ragged: Any = None) -> Batch:
         TypeError: tuple or dict samples without ``ragged=``, samples of mixed kinds, or a
             ragged field that is not an array.
         ValueError: no samples, a ``ragged=`` position or key the samples lack, or ragged
-            items of different item shapes (dtypes are promoted, as ``torch.cat`` does).
+            items of different item shapes (dtypes are promoted: by numpy's rules when
+            every item is a numpy array, as ``np.concatenate`` does, else as ``torch.cat``).
 
     Examples:
         >>> import numpy as np
@@ -164,13 +165,16 @@ def _default_field(values: list[Any], where: str, what: str) -> Any:
     """A field not named in ``ragged=``, collated by torch's ``default_collate``.
 
     Its errors (a ``RuntimeError`` from stacking items of different sizes, a ``TypeError``
-    for ``None``) say which field it was and that ``ragged=`` names the ragged ones.
+    for ``None``, a ``KeyError`` or ``IndexError`` from nested dicts and sequences that
+    differ) say which field it was and that ``ragged=`` names the ragged ones.
     """
     try:
         return default_collate(values)
-    except (RuntimeError, TypeError, ValueError) as err:
+    except (RuntimeError, TypeError, ValueError, KeyError, IndexError) as err:
         kind = TypeError if isinstance(err, TypeError) else ValueError
         text = str(err).strip().split("\n")[0]
+        if isinstance(err, KeyError):
+            text = f"a nested dict without the key {text} that the first sample's has"
         raise kind(
             f"{where}: {what} is not named in ragged=, so it must collate with torch's "
             f"default_collate (name it in ragged= if it is ragged); got {text}"

@@ -309,6 +309,10 @@ def test_collate_names_a_field_left_out_of_ragged():
     with pytest.raises(TypeError, match=r"^collate: field 'y' is not named in ragged="):
         ra.collate([{"x": np.ones((1, 2)), "y": None}] * 2, ragged="x")
     assert ra.collate(samples, ragged=[0, 1])[1].lengths.tolist() == [2, 3]
+    x = np.ones((2, 3))
+    mismatched = [{"x": x, "meta": {"a": 1}}, {"x": x, "meta": {"b": 2}}]  # (a KeyError)
+    with pytest.raises(ValueError, match=r"^collate: field 'meta' .* without the key 'a'"):
+        ra.collate(mismatched, ragged="x")
 
 
 def test_collate_converts_big_endian_samples():
