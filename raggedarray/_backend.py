@@ -145,8 +145,20 @@ def canonical_type(a: np.ndarray) -> np.ndarray:
     ``array.array('Q')`` and ``np.frombuffer(b, 'Q')`` give) equals ``np.uint64``
     (``'L'``) but is another type, which ``torch.from_numpy`` refuses.
     """
+    if a.dtype.type in _CANONICAL_TYPES:  # (one attribute read: this runs on every call)
+        return a
     canonical = np.dtype(a.dtype.str)  # (the byte order is kept)
     return a if canonical.type is a.dtype.type else a.view(canonical)
+
+
+# The scalar types numpy names its numeric dtypes by (``np.dtype("uint64").type``, ...).
+_CANONICAL_TYPES = frozenset(
+    np.dtype(name).type
+    for name in (
+        *("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"),
+        *("float16", "float32", "float64", "complex64", "complex128"),
+    )
+)
 
 
 def tensor_from_numpy(a: np.ndarray) -> Any:
