@@ -32,7 +32,7 @@ Torch is imported by this module; import it lazily.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -451,48 +451,72 @@ def _restarted(flat: Any, part: Partition, dtype: Any) -> Any:
 _SCAN = 16
 
 
-def _scan_plan(part: Partition, dtype: Any, device: Any) -> tuple[Any, Any, Any, Any]:
-    """The masks of the blocked floating scan, cached on the partition.
+# Rows from which a level above the items is scanned in blocks rather than by one product
+# with a (rows, rows) mask (512: 2 MiB of float64).
+_DENSE = 512
 
-    ``within`` is kept as bool (``_SCAN`` bytes per item, about what the partition's CSR
-    matrix takes) and made ``dtype`` per call (~0.4 floor at F = 64). The items are
-    cut into blocks of ``_SCAN`` rows (the last may be shorter) without regard to segments.
-    Returns ``(within, carried, lead, after_first)``:
 
-    * ``within``: ``(blocks, _SCAN, _SCAN)`` bool, row ``r`` sums the items of its block up to
-      ``r`` that lie in the segment of ``r`` (lower triangular, same segment);
-    * ``carried``: ``(blocks, _SCAN, 1)``, 1 for the rows whose segment began in an earlier
-      block (they add that segment's sum before the block);
-    * ``lead``, ``after_first``: for each block ``b`` but the last, the run of blocks
-      ``start..b`` that the segment at the end of ``b`` spans: ``lead = max(start - 1, 0)``
-      as an index and ``after_first = (start > 0)`` as ``(blocks - 1, 1)`` float64, so that
-      the carry into block ``b + 1`` is ``total[b] - total[lead] * after_first`` of the
-      running sums ``total`` of the blocks' last rows.
+class _Level(NamedTuple):
+    """One level of the blocked scan, whose rows are cut into blocks of ``_SCAN``.
+
+    The blocks ignore the segments; the last may be shorter.
+
+    * ``within``: ``(blocks, _SCAN, _SCAN)``, row ``r`` sums the rows of its block up to
+      ``r`` that lie in the segment of ``r`` (lower triangular, same segment); bool for the
+      items (made their dtype per call), float64 above them. A last level of at most
+      ``_DENSE`` rows is one ``(rows, rows)`` float64 mask of the same kind over all rows,
+      with ``carried`` and ``last`` None;
+    * ``carried``: ``(blocks, _SCAN, 1)`` in the level's dtype, 1 for the rows whose segment
+      began in an earlier block (they add that segment's sum before the block);
+    * ``last``: ``(blocks,)`` the segment of each block's last row: the segments of the next
+      level, whose rows are the blocks' last rows.
     """
 
-    def build() -> tuple[Any, Any, Any, Any]:
-        n = part.num_items
-        blocks = -(-n // _SCAN)
-        ids = part.ids(device)
-        padded = ids.new_full((blocks * _SCAN,), -1)
-        padded[:n] = ids
-        ids = padded.view(blocks, _SCAN)
-        same = ids.unsqueeze(2) == ids.unsqueeze(1)
-        lower = torch.ones(_SCAN, _SCAN, dtype=torch.bool, device=device).tril()
-        within = same & lower
-        first = ids[:, 0]
-        began_before = torch.zeros(blocks, dtype=torch.bool, device=device)
-        began_before[1:] = first[1:] == ids[:-1, -1]
-        carried = ((ids == first.unsqueeze(1)) & began_before.unsqueeze(1)).to(dtype)
-        index = torch.arange(blocks, device=device)
-        last_row = (n - 1 - index * _SCAN).clamp(max=_SCAN - 1)
-        last = ids.gather(1, last_row.unsqueeze(1)).squeeze(1)
-        keep = began_before & (last == first)
-        start = torch.where(keep, 0, index).cummax(0).values[:-1]
-        after_first = (start > 0).to(torch.float64).unsqueeze(1)
-        return within, carried.unsqueeze(2), (start - 1).clamp(min=0), after_first
+    within: Any
+    carried: Any
+    last: Any
+
+
+def _scan_plan(part: Partition, dtype: Any, device: Any) -> list[_Level]:
+    """The levels of the blocked floating scan, cached on the partition.
+
+    Level 0 scans the items in ``dtype``; level ``k + 1`` scans, in float64, the sums at the
+    ends of level ``k``'s blocks, whose segments are those of the blocks' last rows, up to
+    a level of one block or of at most ``_DENSE`` rows. The items' ``within`` is kept as
+    bool (``_SCAN`` bytes per item, about what the partition's CSR matrix takes) and made
+    ``dtype`` per call (~0.4 floor at F = 64); the levels above take ~1/2 byte per item.
+    """
+
+    def build() -> list[_Level]:
+        levels = [_level(part.ids(device), dtype, device)]
+        while levels[-1].last.shape[0] > 1:
+            ids = levels[-1].last
+            if ids.shape[0] <= _DENSE:
+                same = (ids.unsqueeze(1) == ids.unsqueeze(0)).tril()
+                levels.append(_Level(same.to(torch.float64), None, None))
+                break
+            level = _level(ids, torch.float64, device)
+            levels.append(level._replace(within=level.within.to(torch.float64)))
+        return levels
 
     return part._get(("scan", dtype, str(device)), build)
+
+
+def _level(ids: Any, dtype: Any, device: Any) -> _Level:
+    n = ids.shape[0]
+    blocks = -(-n // _SCAN)
+    padded = ids.new_full((blocks * _SCAN,), -1)
+    padded[:n] = ids
+    ids = padded.view(blocks, _SCAN)
+    same = ids.unsqueeze(2) == ids.unsqueeze(1)
+    within = same & torch.ones(_SCAN, _SCAN, dtype=torch.bool, device=device).tril()
+    first = ids[:, 0]
+    began_before = torch.zeros(blocks, dtype=torch.bool, device=device)
+    began_before[1:] = first[1:] == ids[:-1, -1]
+    carried = ((ids == first.unsqueeze(1)) & began_before.unsqueeze(1)).to(dtype)
+    last_row = (n - 1 - torch.arange(blocks, device=device) * _SCAN).clamp(max=_SCAN - 1)
+    last = ids.gather(1, last_row.unsqueeze(1)).squeeze(1)
+    return _Level(within, carried.unsqueeze(2), last)
 
 
 def _scan(flat: Any, part: Partition) -> tuple[Any, Any]:
@@ -500,24 +524,36 @@ def _scan(flat: Any, part: Partition) -> tuple[Any, Any]:
 
     Blocks of ``_SCAN`` rows are scanned by one batched product with masks that keep each
     sum inside its segment (measured 4x the floor ``values.sum(0)`` on one thread, against
-    5x for ``torch.cumsum`` of the same blocks and 45x for a float64 ``torch.cumsum``); the
-    sum of each segment before a block comes from the blocks' last rows, added up in float64
-    and rounded once. An item's error is then that of summing at most ``_SCAN`` items plus
-    one rounding, at any length.
+    5x for ``torch.cumsum`` of the same blocks and 45x for a float64 ``torch.cumsum``). The
+    sum of each segment before a block is the same scan one level up, in float64, over the
+    sums at the blocks' ends, and so on (``_scan_plan``): every sum adds values of one
+    segment only, so a segment's results do not depend on what other segments hold (a
+    running sum over all blocks, minus its value where the segment began, lost a small
+    segment's digits after a large one). Each result is rounded once.
 
     The second result, ``(F,)``, is the float64 sum of the blocks' last rows. An infinity
     or NaN among the values turns the masks' zeros into NaN in every row of its block, the
     last row included, and so makes that sum non-finite: where it is finite, the values
     were (and the running sums are right).
     """
-    n, features = flat.shape
-    within, carried, lead, after_first = _scan_plan(part, flat.dtype, flat.device)
-    masks = _backend.empty(within.shape, flat.dtype, flat.device)
-    within = masks.copy_(within.view(torch.uint8))  # from bytes: 2x faster than from bool
-    full, split = n // _SCAN, (n // _SCAN) * _SCAN
+    levels = _scan_plan(part, flat.dtype, flat.device)
     out = None  # written in place unless autograd records or torch.func transforms
     if not _backend.out_of_place(flat):
-        out = _backend.empty((n, features), flat.dtype, flat.device)
+        out = _backend.empty(flat.shape, flat.dtype, flat.device)
+    out, ends = _scan_level(flat, levels, 0, out)
+    return out, ends.sum(0, dtype=torch.float64)
+
+
+def _scan_level(flat: Any, levels: list[_Level], k: int, out: Any) -> tuple[Any, Any]:
+    """Level ``k`` of the scan of ``flat`` (into ``out`` when given); also its blocks' ends."""
+    n, features = flat.shape
+    within, carried, _ = levels[k]
+    if carried is None:  # a last level of few rows: one product
+        return within @ flat, None
+    if within.dtype == torch.bool:
+        masks = _backend.empty(within.shape, flat.dtype, flat.device)
+        within = masks.copy_(within.view(torch.uint8))  # from bytes: 2x faster than from bool
+    full, split = n // _SCAN, (n // _SCAN) * _SCAN
     # sums inside each block and segment
     head = flat[:split].view(full, _SCAN, features)
     if out is None:
@@ -525,25 +561,30 @@ def _scan(flat: Any, part: Partition) -> tuple[Any, Any]:
     else:
         head = torch.bmm(within[:full], head, out=out[:split].view(full, _SCAN, features))
     ends = [head[:, -1]]
+    tail = None
     if split < n:  # the last, shorter block
         tail = torch.matmul(within[full:, : n - split, : n - split], flat[split:].unsqueeze(0))
         if out is not None:
             tail = out[split:].unsqueeze(0).copy_(tail)
         ends.append(tail[:, -1])
-    # the carry into each block: the sum of the run of blocks before it in its segment
-    total = _running_sum(torch.cat(ends) if len(ends) > 1 else ends[0], torch.float64)
-    carry = total[:-1] - total.index_select(0, lead).mul_(after_first)
-    carry = torch.nn.functional.pad(carry.to(flat.dtype), (0, 0, 1, 0)).unsqueeze(1)
+    ends_all = torch.cat(ends) if len(ends) > 1 else ends[0]
+    if k + 1 < len(levels):  # the carry into each block: its segment's sum up to there
+        total, _ = _scan_level(ends_all.to(torch.float64), levels, k + 1, None)
+        carry = torch.nn.functional.pad(total[:-1].to(flat.dtype), (0, 0, 1, 0)).unsqueeze(1)
+        if out is not None:
+            head.addcmul_(carried[:full], carry[:full])
+            if tail is not None:
+                tail.addcmul_(carried[full:, : n - split], carry[full:])
+        else:
+            head = head + carried[:full] * carry[:full]
+            if tail is not None:
+                tail = tail + carried[full:, : n - split] * carry[full:]
     if out is not None:
-        head.addcmul_(carried[:full], carry[:full])
-        if split < n:
-            tail.addcmul_(carried[full:, : n - split], carry[full:])
-        return out, total[-1]
-    head = (head + carried[:full] * carry[:full]).reshape(split, features)
-    if split == n:
-        return head, total[-1]
-    tail = tail + carried[full:, : n - split] * carry[full:]
-    return torch.cat([head, tail.reshape(n - split, features)]), total[-1]
+        return out, ends_all
+    head = head.reshape(split, features)
+    if tail is None:
+        return head, ends_all
+    return torch.cat([head, tail.reshape(n - split, features)]), ends_all
 
 
 def cumsum(flat: Any, part: Partition) -> Any:
@@ -577,8 +618,13 @@ def cumsum(flat: Any, part: Partition) -> Any:
             out, check = _scan(flat, part)
             if bool(torch.isfinite(check).all()):
                 return out
-        with torch.no_grad():
-            out = _non_finite_scan(flat.detach(), part)
+            # infinities or NaNs, or finite float32 values whose sums overflowed in a block
+            # (3e38 + 3e38 - 3e38): scanned in float64 and rounded once, as torch.cumsum does
+            with torch.no_grad():
+                out = _non_finite_scan(flat.detach().double(), part).to(flat.dtype)
+        else:
+            with torch.no_grad():
+                out = _non_finite_scan(flat.detach(), part)
     if _backend.needs_grad(flat):
         out = _LinearScan.apply(flat, out, part)
     return out

@@ -10,6 +10,8 @@ compiled one-pass kernels of ``_jit`` (where numba is installed) and with the to
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 import torch
@@ -283,6 +285,43 @@ def test_cumsum_of_a_long_float32_segment_is_accurate(backend):
     # at most _SCAN float32 additions inside a block plus two roundings (carry, result), at
     # every position of the 10^6; a float32 torch.cumsum of the segment drifts to ~1e-3
     assert rel.max() < (_order._SCAN + 1) * 2.0**-24
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("big", [1e3, 1e9, 1e12, 1e30])
+def test_cumsum_of_a_segment_does_not_depend_on_its_neighbours(dtype, big):
+    """Small segments beside long ones of huge values, forward and backward: a running sum
+    over every block, minus its value where a segment began, lost the small one's digits
+    (1e-3 after 1000 items of 1e12 in float32 came back 2x off; in float64 after 1e20,
+    16 came back as 8). Each segment must be as accurate as its own cumsum."""
+    if dtype == "float32" and big > 1e30 / 1000:
+        big = 1e30 / 4000  # (the big segment's own sums stay finite in float32)
+    lengths = [1000, 40, 3, 37, 700, 17]
+    big_rows = np.repeat([True, False, True, False, True, False], lengths)
+    rng = np.random.default_rng(3)
+    values = np.where(big_rows[:, None], big, 1.0) * rng.uniform(0.5, 1.5, (sum(lengths), 2))
+    values = torch.from_numpy(values.astype(dtype)).requires_grad_()
+    weights = torch.from_numpy(np.where(big_rows[:, None], big, 1.0)).to(values.dtype)
+    x = ragged(values, lengths)
+    got = x.cumsum()
+    (got.values * weights).sum().backward()
+    grad, eps = values.grad, np.finfo(dtype).eps
+    exact = np.longdouble  # the truth, in more digits than float64 (as sums of one segment)
+    for i, (a, b) in enumerate(pairwise(x.host_offsets.tolist())):
+        one, w = values.detach()[a:b].numpy().astype(exact), weights[a:b].numpy().astype(exact)
+        want, want_grad = np.cumsum(one, 0), np.cumsum(w[::-1], 0)[::-1]
+        # the bound of a sequential sum of the segment alone (numba's float64 one is)
+        steps = (max(b - a, _order._SCAN) + 2) * eps
+        error = np.abs(got[i].detach().numpy().astype(exact) - want)
+        assert (error <= steps * np.cumsum(np.abs(one), 0)).all(), i
+        error = np.abs(grad[a:b].numpy().astype(exact) - want_grad)
+        assert (error <= steps * np.abs(want_grad)).all(), i
+
+
+def test_cumsum_of_finite_float32_sums_that_overflow_is_torchs():
+    # 3e38 + 3e38 overflows float32 inside a block; torch.cumsum accumulates in float64
+    values = torch.tensor([[3e38], [3e38], [-3e38], [1.0]])
+    torch.testing.assert_close(ragged(values, [4]).cumsum().values, values.cumsum(0))
 
 
 # ---------------------------------------------------------------------------- errors
