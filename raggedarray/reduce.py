@@ -103,8 +103,32 @@ def partition_of(values: Any, offsets: Any, where: str) -> Partition:
         offsets = offsets.detach().to(torch.int64, copy=True)
         return Partition(None, offsets=offsets, num_items=values.shape[0])
     host = _offsets.read_offsets(offsets, where)  # (a copy: the backward reads it again)
-    _offsets.validate(host, values.shape[0], where)
-    return Partition(host)
+    return _host_partition(host, values.shape[0], where)
+
+
+# Partitions of the offsets functional calls saw last, by content: a training loop that
+# calls ``ra.segment_mean(h, offsets)`` with the same offsets every step then skips their
+# validation and the indices the kernels derive (a ragged array's methods build those once
+# too). Few, and only for batches of moderate size: a partition keeps its indices, a few
+# ``N``-long int64 tensors.
+RECENT_PARTITIONS = 4
+RECENT_MAX_ITEMS = 1 << 20
+_recent: dict[bytes, Partition] = {}
+
+
+def _host_partition(host: np.ndarray, num_items: int, where: str) -> Partition:
+    """The partition of validated host offsets, from ``_recent`` when the same were seen."""
+    key = host.tobytes()
+    part = _recent.get(key)
+    if part is not None and part.num_items == num_items:
+        return part
+    _offsets.validate(host, num_items, where)
+    part = Partition(host)
+    if num_items <= RECENT_MAX_ITEMS:
+        while len(_recent) >= RECENT_PARTITIONS:  # the oldest goes
+            _recent.pop(next(iter(_recent), b""), None)
+        _recent[key] = part
+    return part
 
 
 def _graph_partition(values: Any, offsets: Any, where: str) -> Partition:

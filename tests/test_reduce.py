@@ -873,3 +873,50 @@ def test_torch_func_grad_jacrev_and_vmap_equal_autograd_and_the_loop(name):
     )
     batched = vmap(grad(loss))(batch)
     torch.testing.assert_close(batched, torch.stack([grad(loss)(b) for b in batch]))
+
+
+# --------------------------------------------------- functional calls reuse partitions
+
+
+def loop_means(values, offsets):
+    """The oracle: each segment's mean in a loop (zeros for empty segments)."""
+    rows = [
+        values[a:b].mean(0) if b > a else torch.zeros(values.shape[1:], dtype=values.dtype)
+        for a, b in pairwise(np.asarray(offsets).tolist())
+    ]
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("kind", ["tensor", "numpy"])
+def test_offsets_changed_in_place_between_calls_give_their_own_result(kind):
+    """Partitions are remembered by the offsets' content, never by the object."""
+    values = torch.randn(10, 3, dtype=torch.float64)
+    offsets = np.array([0, 4, 4, 10]) if kind == "numpy" else torch.tensor([0, 4, 4, 10])
+    for new in ([0, 4, 4, 10], [0, 1, 7, 10], [0, 10, 10, 10], [0, 4, 4, 10]):
+        offsets[:] = np.array(new) if kind == "numpy" else torch.tensor(new)
+        torch.testing.assert_close(ra.segment_mean(values, offsets), loop_means(values, new))
+        assert ra.reduce._recent[np.array(new, dtype=np.int64).tobytes()].num_items == 10
+    with pytest.raises(ValueError, match=r"offsets\[-1\] must equal the number of items"):
+        ra.segment_mean(values[:9], offsets)  # the same offsets, another N: checked again
+
+
+def test_remembered_partitions_are_few_and_of_moderate_size(monkeypatch):
+    monkeypatch.setattr(ra.reduce, "RECENT_MAX_ITEMS", 100)
+    monkeypatch.setattr(ra.reduce, "_recent", {})
+    for n in range(1, 10):
+        ra.segment_sum(torch.ones(n), [0, n])
+    assert len(ra.reduce._recent) == ra.reduce.RECENT_PARTITIONS
+    assert np.frombuffer(next(reversed(ra.reduce._recent)), np.int64).tolist() == [0, 9]
+    ra.segment_sum(torch.ones(101), [0, 101])
+    assert np.array([0, 101]).tobytes() not in ra.reduce._recent
+
+
+def test_a_partition_first_seen_in_inference_mode_serves_autograd():
+    values = torch.randn(7, 2, dtype=torch.float64, requires_grad=True)
+    offsets = torch.tensor([0, 3, 3, 7])
+    with torch.inference_mode():
+        ra.segment_max(values.detach(), offsets)
+        ra.segment_mean(values.detach(), offsets)
+    for op in ("segment_sum", "segment_mean", "segment_max", "segment_logsumexp"):
+        fn = getattr(ra, op)
+        assert torch.autograd.gradcheck(lambda v, fn=fn: fn(v, offsets), (values,))
