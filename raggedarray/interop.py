@@ -277,7 +277,12 @@ def _from_strided(torch: Any, nt: Any, where: str) -> tuple[Any, np.ndarray]:
         )
     item_shape = tuple(parts[0].shape[1:])
     for i, part in enumerate(parts):
-        if part.ndim == 0 or tuple(part.shape[1:]) != item_shape:
+        if part.ndim == 0:
+            raise ValueError(
+                f"{where}: the ragged dimension must be dim 1, so every tensor must have one "
+                f"(n_i, *item_shape); got tensor {i} of shape () (0-d)"
+            )
+        if tuple(part.shape[1:]) != item_shape:
             raise ValueError(
                 f"{where}: the ragged dimension must be dim 1 (all tensors "
                 f"(n_i, *item_shape) with one item shape); got tensor 0 of shape "

@@ -352,6 +352,9 @@ def test_from_nested_errors():
         ra.RaggedArray.from_nested(strided2)
     with pytest.raises(ValueError, match="at least one tensor"):
         ra.RaggedArray.from_nested(torch.nested.nested_tensor([]))
+    scalars = torch.nested.nested_tensor([torch.tensor(1.0), torch.tensor(2.0)])
+    with pytest.raises(ValueError, match=r"must be dim 1, .*got tensor 0 of shape \(\) \(0-d\)$"):
+        ra.RaggedArray.from_nested(scalars)
     flat = torch.nested.nested_tensor([torch.zeros(3, 2), torch.zeros(1, 2)], layout=torch.jagged)
     with pytest.raises(ValueError, match=r"RaggedImageBatch.from_nested: items must be 3-D"):
         ra.RaggedImageBatch.from_nested(flat)
