@@ -126,6 +126,9 @@ def raw_sum(values: Any, part: Partition) -> Any:
             return out.index_add_(0, extra, rest)
         shape = (part.num_segments, values.shape[1])
         if exact or not part.blocked():
+            if torch.compiler.is_compiling():  # (see _one_more_row)
+                out = _one_more_row(values.new_zeros(shape))
+                return out.index_add(0, part.ids(values.device), values)[:-1]
             out = torch.zeros(shape, dtype=values.dtype, device=values.device)
             return out.index_add(0, part.ids(values.device), values)  # (vmap: out-of-place)
         item_block, block_segment, num_blocks = part.blocks(values.device)
@@ -234,6 +237,9 @@ def raw_broadcast(per_segment: Any, part: Partition) -> Any:
     """``(N, F)``: row ``i`` of ``per_segment`` repeated for every item of segment ``i``."""
     ids = part.ids(per_segment.device)
     out = None
+    if torch.compiler.is_compiling() and _backend.needs_grad(per_segment):
+        # the derivative of index_select is an index_add into per_segment's shape
+        return _one_more_row(per_segment).index_select(0, ids)
     if not _backend.needs_grad(per_segment):
         if _triton.takes(per_segment, part.num_items):  # CUDA: index_select is slow there
             return _triton.broadcast(per_segment, ids)
@@ -242,6 +248,18 @@ def raw_broadcast(per_segment: Any, part: Partition) -> Any:
     if out is None:
         return per_segment.index_select(0, ids)
     return torch.index_select(per_segment, 0, ids, out=out)
+
+
+def _one_more_row(t: Any) -> Any:
+    """``(m, F)`` ``t`` with a row of zeros below: ``(m + 1, F)``, never one element.
+
+    Inductor's CPU code for an ``index_add`` into a tensor of one element fails (torch
+    2.13: ``torch.zeros(1, 1).index_add(0, ids, v)`` compiled raises an ``AssertionError``),
+    and a batch of one location with one value per item makes exactly that: a compiled
+    ``AttentionPool`` over one bag, whose scores are ``(N, 1)``. A graph cannot branch on
+    the shape without a recompile, so every graph takes the extra row.
+    """
+    return torch.cat([t, t.new_zeros((1, *t.shape[1:]))])
 
 
 # ------------------------------------------------------------------------ autograd

@@ -117,6 +117,40 @@ def test_inductor_reduction_forward_and_backward():
         _assert_same(got_grads, grads, atol=1e-6)
 
 
+@needs_recent_torch
+@pytest.mark.parametrize("features", [(), (1,)], ids=["scalars", "one-feature"])
+def test_inductor_one_location_of_one_value_per_item(features):
+    """m = 1 and one value per item: torch's derivative of the broadcast (an ``index_add``
+    into a tensor of one element) failed in inductor's code, so a compiled AttentionPool
+    over one bag (scores of shape (N, 1)) could not train."""
+
+    def fn(values, offsets):
+        return (*_all_reductions(values, offsets), ra.segment_log_softmax(values, offsets))
+
+    compiled = torch.compile(fn, fullgraph=True, dynamic=True)
+    for k, lengths in enumerate([[5], [9]]):
+        values = _leaf((sum(lengths), *features), k)
+        offsets = _offsets(lengths)
+        got, got_grads = _value_and_grads(compiled, (values, offsets), [values])
+        expected, grads = _value_and_grads(fn, (values, offsets), [values])
+        _assert_same(got, expected)
+        _assert_same(got_grads, grads)
+
+
+@needs_recent_torch
+def test_inductor_attention_pool_over_one_bag():
+    torch.manual_seed(0)
+    pool = ra.nn.AttentionPool(4, 8).double()
+    compiled = torch.compile(pool)
+    for lengths in ([5], [3, 6], [7]):
+        x = ra.RaggedArray.from_lengths(_leaf((sum(lengths), 4), len(lengths)), lengths)
+        params = [x.values, *pool.parameters()]
+        got, got_grads = _value_and_grads(compiled, (x,), params)
+        expected, grads = _value_and_grads(pool, (x,), params)
+        _assert_same(got, expected)
+        _assert_same(got_grads, grads)
+
+
 def test_long_segments_stay_accurate_under_compile():
     # one 10^5-item segment of 0.1 in float32: the blocked float64 accumulation holds
     values = torch.full((100_000, 1), 0.1)
