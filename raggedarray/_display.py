@@ -268,11 +268,11 @@ def _host_images(values: Any, starts: np.ndarray, counts: np.ndarray, where: str
     finite = np.isfinite(flat)
     lo = np.where(finite, flat, np.inf).min(axis=1, initial=np.inf)
     hi = np.where(finite, flat, -np.inf).max(axis=1, initial=-np.inf)
-    span = hi - lo
+    span = hi / 2 - lo / 2  # (in halves: hi - lo overflows for values near +-1.8e308)
     varied = span > 0
     safe_lo = np.where(np.isfinite(lo), lo, 0.0)
     scale = np.where(varied, span, 1.0)
-    out = (flat - safe_lo[:, None]) / scale[:, None]
+    out = (flat / 2 - safe_lo[:, None] / 2) / scale[:, None]
     constant = ~varied & np.isfinite(lo)
     out[constant] = np.clip(flat[constant], 0.0, 1.0)
     out = np.where(finite, np.clip(out, 0.0, 1.0), 0.0).reshape(images.shape)

@@ -6,6 +6,8 @@ Structure is checked against a loop over the per-location lengths: a grid draws
 
 from __future__ import annotations
 
+import warnings
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -190,6 +192,16 @@ def test_constant_and_non_finite_images():
     np.testing.assert_array_equal(cells[2], 1.0)
     assert cells[3][0, 0] == 0.0 and cells[3][0, 1] == 0.0
     assert cells[3].max() == 1.0 and np.isfinite(cells[3]).all()
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])
+def test_the_extremes_of_a_dtype_rescale_without_overflow(dtype):
+    top = np.finfo(dtype).max
+    values = np.array([-top, top, 0, 0], dtype=dtype).reshape(1, 1, 2, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (hi - lo overflowed: a RuntimeWarning and a NaN)
+        fig = ra.RaggedImageBatch.from_lengths(values, [1]).show()
+    np.testing.assert_allclose(np.asarray(fig.axes[0].images[0].get_array()), [[0, 1], [0.5, 0.5]])
 
 
 def test_all_true_mask_is_white():
