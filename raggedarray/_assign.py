@@ -10,7 +10,11 @@ value is a number or an array of the segment's backend (and device):
 * a 0-d array (numpy, or a tensor on the CPU) is that number, checked the same way;
 * an array must broadcast to the segment's shape without changing it (its length cannot
   change) and cast to the values' dtype by numpy's ``same_kind`` rule, on both backends
-  (torch's ``can_cast`` allows int64 into uint8, which wraps).
+  (torch's ``can_cast`` allows int64 into uint8, which wraps); where that cast narrows,
+  its values must be representable too, as a number's are (``[1, 300]`` into int8 is
+  refused, where both backends would wrap 300 to 44; 1e10 into float16 would be inf).
+  That check reads the value's smallest and largest elements, so on a GPU a narrowing
+  cast waits for them; a widening one (float32 into float32 or float64) reads nothing.
 
 Everything is checked before anything is written, so a refused assignment leaves the
 array as it was. ``x[i] += v`` works because Python runs it as ``t = x[i]; t += v;
@@ -48,12 +52,8 @@ def assign(segment: Any, value: Any, where: str) -> None:
             f"{where}: the values must be writable; got a read-only numpy buffer (a file "
             "loaded with mmap=True, say: copy it first with x.clone())"
         )
-    if _backend.is_tensor(segment) and _writes_into_a_grad_leaf(segment):
-        raise ValueError(
-            f"{where}: the values must not be a leaf tensor that requires grad (autograd "
-            "refuses writes into it; write under torch.no_grad(), or build the ragged array "
-            "from values.detach()); got values with requires_grad=True"
-        )
+    if _backend.is_tensor(segment):
+        _check_writable_tensor(segment, where)
     if isinstance(value, _NUMBERS):
         _fill(segment, value, where)
     elif _is_host_scalar(value):  # a 0-d array is a number: checked as one, on both backends
@@ -63,6 +63,32 @@ def assign(segment: Any, value: Any, where: str) -> None:
             _copy_tensor(segment, value, where)
         else:
             _copy_array(segment, value, where)
+
+
+def _check_writable_tensor(segment: Any, where: str) -> None:
+    """Refuse the writes torch would refuse after writing, or that would write elsewhere."""
+    torch = _backend.torch_module()
+    if _writes_into_a_grad_leaf(segment):
+        raise ValueError(
+            f"{where}: the values must not be a leaf tensor that requires grad (autograd "
+            "refuses writes into it; write under torch.no_grad(), or build the ragged array "
+            "from values.detach()); got values with requires_grad=True"
+        )
+    if segment.is_inference() and not torch.is_inference_mode_enabled():
+        raise ValueError(
+            f"{where}: the values must not be an inference tensor outside inference mode "
+            "(torch refuses writes into one; write inside torch.inference_mode(), or copy "
+            "them first with x.clone()); got values made under torch.inference_mode()"
+        )
+    if any(
+        step == 0 and size > 1 for size, step in zip(segment.shape, segment.stride(), strict=True)
+    ):
+        raise ValueError(
+            f"{where}: the values must not share memory between their elements (an expanded "
+            "tensor: one write would change several items, of other segments too; build "
+            f"the ragged array from values.contiguous()); got strides {segment.stride()} for "
+            f"shape {tuple(segment.shape)}"
+        )
 
 
 def _writes_into_a_grad_leaf(segment: Any) -> bool:
@@ -153,13 +179,67 @@ def _copy_array(segment: np.ndarray, value: Any, where: str) -> None:
     if not isinstance(value, np.ndarray):
         value = _checks.as_numpy(value, where, "the value")
     _check_shape(segment.shape, value.shape, where)
-    try:  # numpy checks the cast before it writes
-        np.copyto(segment, value, casting="same_kind")
-    except TypeError:
+    if not np.can_cast(value.dtype, segment.dtype, casting="same_kind"):
         raise TypeError(
             f"{where}: the value must cast to the values' {segment.dtype} by the same_kind "
             f"rule; got {_backend.describe(value)}"
-        ) from None
+        )
+    if not np.can_cast(value.dtype, segment.dtype, casting="safe"):
+        _check_range(value, segment.dtype, where)
+    np.copyto(segment, value, casting="same_kind")
+
+
+def _check_range(value: Any, dtype: Any, where: str) -> None:
+    """A narrowing cast must keep every value: integers in range, finite values finite.
+
+    Decided by the smallest and largest (finite) elements of ``value``, read on the host.
+    """
+    ends = _ends(value)
+    if ends is None:
+        return
+    lo, hi = ends
+    integer = _kind(dtype) in "iu"
+    if integer:
+        info = np.iinfo(_backend.to_numpy_dtype(dtype))
+        fits = info.min <= lo and hi <= info.max
+    else:
+        fits = _stay_finite(lo, hi, dtype)
+    if not fits:
+        raise ValueError(
+            f"{where}: the value's elements must be representable in the values' dtype "
+            f"{_checks.dtype_name(dtype)} (the cast would {'wrap' if integer else 'give inf'}); "
+            f"got elements from {lo} to {hi}"
+        )
+
+
+def _ends(value: Any) -> tuple[Any, Any] | None:
+    """The smallest and largest (finite) elements of an array as Python numbers, or None."""
+    kind = _kind(value.dtype)
+    if kind == "b":
+        return None
+    if _backend.is_tensor(value):
+        if _checks.dtype_name(value.dtype) in ("uint16", "uint32", "uint64"):
+            value = value.cpu().numpy()  # (torch has no min or max of these)
+        else:
+            finite = value[value.isfinite()] if kind == "f" else value
+            if finite.numel() == 0:
+                return None
+            lo, hi = _backend.torch_module().aminmax(finite)
+            return lo.item(), hi.item()
+    finite = value[np.isfinite(value)] if value.dtype.kind == "f" else value
+    if finite.size == 0:
+        return None
+    return finite.min().item(), finite.max().item()
+
+
+def _stay_finite(lo: Any, hi: Any, dtype: Any) -> bool:
+    """Whether ``lo`` and ``hi`` stay finite in float ``dtype`` (numpy's or torch's)."""
+    ends = np.array([lo, hi], dtype=np.float64)
+    if _backend.is_tensor_dtype(dtype):
+        torch = _backend.torch_module()
+        return bool(torch.from_numpy(ends).to(dtype).isfinite().all())
+    with np.errstate(over="ignore"):
+        return bool(np.isfinite(ends.astype(dtype)).all())
 
 
 def _copy_tensor(segment: Any, value: Any, where: str) -> None:
@@ -180,11 +260,26 @@ def _copy_tensor(segment: Any, value: Any, where: str) -> None:
             f"{where}: the value must cast to the values' {have} by the same_kind rule; "
             f"got dtype {got}"
         )
+    if not _widens(value.dtype, segment.dtype):
+        _check_range(value.detach(), segment.dtype, where)
     if value.device == segment.device and (
         value.untyped_storage().data_ptr() == segment.untyped_storage().data_ptr()
     ):
         value = value.clone()  # a view of the same buffer (x[0] = x.values[1:3]) may overlap
     segment.copy_(value)
+
+
+def _widens(value: Any, target: Any) -> bool:
+    """Whether torch dtype ``value`` casts to ``target`` keeping every value (rounding aside)."""
+    torch = _backend.torch_module()
+    if value == target or value == torch.bool:
+        return True
+    if target == torch.bfloat16:  # (its range is float32's, less a little at the top)
+        return value in (torch.uint8, torch.int8)
+    if value == torch.bfloat16:
+        return target in (torch.float32, torch.float64)
+    source, goal = _backend.to_numpy_dtype(value), _backend.to_numpy_dtype(target)
+    return bool(np.can_cast(source, goal, casting="safe"))
 
 
 def _check_shape(segment: tuple[int, ...], value: tuple[int, ...], where: str) -> None:

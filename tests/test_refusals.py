@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import host
 
 import raggedarray as ra
 
@@ -193,6 +194,65 @@ def test_tensor_assignment_follows_numpys_same_kind_rule():
     halves[1] = torch.tensor([1, 2])
     halves[1] += torch.tensor([0.5, 0.5])
     assert x.values.tolist() == [200, 1, 2] and halves.values.tolist() == [0.0, 1.5, 2.5]
+
+
+NARROWING = [  # (values' dtype, value, whether it fits) for arrays whose cast narrows
+    ("int8", [1, 300], False),
+    ("int8", [1, -129], False),
+    ("int8", [1, 100], True),
+    ("int16", [70000, 1], False),
+    ("int64", np.array([2**64 - 1, 1], dtype=np.uint64), False),
+    ("int64", np.array([2**63 - 1, 1], dtype=np.uint64), True),
+    ("float16", [1e10, 1.0], False),
+    ("float16", [65504.0, -65504.0], True),
+    ("float16", [np.inf, np.nan], True),  # (they are inf and NaN already)
+    ("float32", [1e39, 0.0], False),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("dtype", "value", "fits"), NARROWING)
+def test_array_assignment_that_narrows_keeps_every_value(backend, dtype, value, fits):
+    """A number is range-checked; an array must be too (both backends wrapped 300 to 44)."""
+    x = make(np.zeros(3, dtype=dtype), [2, 1], backend)
+    value = np.asarray(value)
+    if value.dtype == np.float64 and np.dtype(dtype).kind in "iu":
+        value = value.astype(np.int64)
+    value = value if backend == "numpy" else torch.from_numpy(value)
+    if not fits:
+        with pytest.raises(ValueError, match=r"^RaggedArray.__setitem__: the value's elements"):
+            x[0] = value
+        assert host(x.values).tolist() == [0, 0, 0]
+        return
+    x[0] = value
+    want = np.asarray(value if backend == "numpy" else value.numpy()).astype(dtype)
+    np.testing.assert_array_equal(host(x.values)[:2], want)
+
+
+@pytest.mark.parametrize(("source", "target"), [("float32", "bfloat16"), ("bfloat16", "float16")])
+def test_bfloat16_narrowing_is_checked_too(source, target):
+    x = ra.RaggedArray.from_lengths(torch.zeros(2, dtype=getattr(torch, target)), [2])
+    big = torch.tensor([3.4e38 if target == "bfloat16" else 1e30, 1.0]).to(getattr(torch, source))
+    with pytest.raises(ValueError, match="give inf"):
+        x[0] = big
+    assert x.values.float().tolist() == [0.0, 0.0]
+
+
+def test_writes_torch_would_refuse_after_writing_are_refused_before():
+    with torch.inference_mode():
+        made = torch.zeros(3)
+    x = ra.RaggedArray.from_lengths(made, [1, 2])
+    with pytest.raises(ValueError, match=r"^RaggedArray.__setitem__: .* inference tensor"):
+        x[0] = 1.0
+    assert x.values.tolist() == [0.0, 0.0, 0.0]
+    with torch.inference_mode():
+        x[0] = 1.0  # inside inference mode torch takes it
+    assert x.values.tolist() == [1.0, 0.0, 0.0]
+    shared = ra.RaggedArray.from_lengths(torch.zeros(1).expand(4), [2, 2])
+    for value in (1.0, torch.tensor([2.0, 3.0])):
+        with pytest.raises(ValueError, match=r"share memory .* got strides \(0,\)"):
+            shared[0] = value  # (a write into segment 0 wrote into segment 1 too)
+    assert shared.values.tolist() == [0.0] * 4
 
 
 def test_assigning_a_recorded_scalar_tensor_keeps_its_gradient():
