@@ -142,9 +142,7 @@ def concat(
     numpy array. Dtypes are promoted (``dtype`` overrides); items must share one item shape.
     """
     items, lengths, any_tensor, any_numpy = _items(arrays, where, image)
-    host = np.zeros(len(items) + 1, dtype=np.int64)
-    host[1:] = lengths
-    host.cumsum(out=host)
+    host = _checks.offsets_from_lengths(np.asarray(lengths, dtype=np.int64), where, "the lengths")
     to_torch = device is not None or any_tensor
     if device is not None:
         device = _checks.device(device, where)

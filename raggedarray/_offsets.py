@@ -120,7 +120,9 @@ def positions(offsets: np.ndarray) -> np.ndarray:
     return np.arange(offsets[-1], dtype=np.int64) - np.repeat(offsets[:-1], np.diff(offsets))
 
 
-def gather(offsets: np.ndarray, segments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def gather(
+    offsets: np.ndarray, segments: np.ndarray, where: str = "gather"
+) -> tuple[np.ndarray, np.ndarray]:
     """Offsets and item index of the segments ``segments`` taken in that order.
 
     Returns:
@@ -128,17 +130,26 @@ def gather(offsets: np.ndarray, segments: np.ndarray) -> tuple[np.ndarray, np.nd
         ``new_offsets`` holds segment ``segments[k]`` of the input as its segment ``k``.
     """
     starts = offsets[segments]
-    return spans(starts, offsets[segments + 1] - starts)
+    return spans(starts, offsets[segments + 1] - starts, where)
 
 
-def spans(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def gathered_offsets(offsets: np.ndarray, segments: np.ndarray, where: str) -> np.ndarray:
+    """The offsets of ``gather`` alone (items of no size need no index of N entries)."""
+    return _checks.offsets_from_lengths(
+        offsets[segments + 1] - offsets[segments], where, "the selected lengths"
+    )
+
+
+def spans(
+    starts: np.ndarray, counts: np.ndarray, where: str = "gather"
+) -> tuple[np.ndarray, np.ndarray]:
     """Offsets and item index of the runs ``[starts[k], starts[k] + counts[k])`` laid end to end.
 
     Returns:
         ``(new_offsets, item_index)``: ``values[item_index]`` holds run ``k`` as segment ``k``.
+        A total past int64 is a ValueError (possible only for items of no size).
     """
-    new_offsets = np.zeros(counts.shape[0] + 1, dtype=np.int64)
-    np.cumsum(counts, out=new_offsets[1:])
+    new_offsets = _checks.offsets_from_lengths(counts, where, "the selected lengths")
     shift = np.repeat(starts - new_offsets[:-1], counts)
     return new_offsets, shift + np.arange(new_offsets[-1], dtype=np.int64)
 
@@ -183,6 +194,12 @@ def segment_index(key: Any, num_segments: int, where: str) -> np.ndarray:
             raise IndexError(
                 f"{where}: segment indices must be integers or booleans; got dtype "
                 f"{_checks.dtype_name(key.dtype)}"
+            )
+        if _checks.dtype_name(key.dtype) == "uint8":
+            raise TypeError(
+                f"{where}: a uint8 index tensor is ambiguous (torch reads it as a mask, numpy "
+                "as indices); got dtype uint8: pass key.bool() for a mask or key.long() for "
+                "indices"
             )
         key = _backend.host_numpy(key)
     try:

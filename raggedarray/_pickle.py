@@ -66,8 +66,15 @@ class PickleMethods:
         return type(self)._share(self._values, self._part)  # type: ignore[attr-defined]
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Any:
-        """A ragged array with copied values (``copy.deepcopy`` of them, as each backend does)."""
-        values = copy.deepcopy(self._values, memo)  # type: ignore[attr-defined]
+        """A ragged array with copied values (``copy.deepcopy`` of them, as each backend does).
+
+        Values that autograd computed (a view of a leaf, ``x * 2``), which torch's deepcopy
+        refuses, are copied as pickling copies them: detached, still requiring grad.
+        """
+        values = self._values  # type: ignore[attr-defined]
+        if _backend.is_tensor(values) and not values.is_leaf and id(values) not in memo:
+            memo[id(values)] = values.detach().clone().requires_grad_(values.requires_grad)
+        values = copy.deepcopy(values, memo)
         return type(self)._make(values, None, self._host.copy())  # type: ignore[attr-defined]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast, overload
 
@@ -478,16 +479,28 @@ class RaggedArray(
                 f"{where}: index with an int, a slice, an index array or a boolean mask; "
                 f"got {type(key).__name__} (for item j of segment i use x[i][j])"
             )
-        return self._take(_offsets.segment_index(key, m, where))
+        return self._take(_offsets.segment_index(key, m, where), where)
 
     def _slice(self, a: int, b: int) -> Self:
         host = self._host[a : b + 1] - self._host[a]
         values = self._values[int(self._host[a]) : int(self._host[b])]
         return cast("Self", self._like(values, None, host))  # same item shape, same class
 
-    def _take(self, segments: np.ndarray) -> Self:
-        host, index = _offsets.gather(self._host, segments)
-        return cast("Self", self._like(_backend.index_rows(self._values, index), None, host))
+    def _take(self, segments: np.ndarray, where: str) -> Self:
+        if math.prod(self.item_shape) == 0:  # items of no size need no index of N entries
+            host = _offsets.gathered_offsets(self._host, segments, where)
+            try:
+                values = self._values[:0].reshape(int(host[-1]), *self.item_shape)  # no memory
+            except (ValueError, RuntimeError):  # numpy: N times the item size must fit int64
+                raise ValueError(
+                    f"{where}: the selection must have a shape its backend can hold; got "
+                    f"{int(host[-1])} items of shape {self.item_shape} and dtype "
+                    f"{_checks.dtype_name(self.dtype)}"
+                ) from None
+        else:
+            host, index = _offsets.gather(self._host, segments, where)
+            values = _backend.index_rows(self._values, index)
+        return cast("Self", self._like(values, None, host))
 
     def __iter__(self) -> Iterator[ValuesT]:
         return iter(self.unbind())

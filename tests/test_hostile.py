@@ -1199,3 +1199,42 @@ def test_every_c_type_of_a_dtype_works_as_its_canonical_type(code):
     )
     np.testing.assert_array_equal(ra.segment_sum(raw, [0, 2, 5]), want.sum()[[0, 2]])
     np.testing.assert_array_equal(x.values, np.arange(1, 6))  # nothing written
+
+
+def test_deepcopy_of_values_autograd_computed():
+    """torch's deepcopy refuses tensors that are not leaves: a slice of a leaf, ``x * 2``."""
+    leaf = torch.arange(6.0, requires_grad=True)
+    x = R.from_lengths(leaf, [2, 0, 3, 1])
+    for y in (x[1:3], x * 2, x):
+        z = copy.deepcopy(y)
+        ra.testing.assert_ragged_equal(z, y)
+        assert z.values.requires_grad and z.values.data_ptr() != y.values.data_ptr()
+    computed = (x * 2).values
+    shared = copy.deepcopy([R.from_lengths(computed, [6]), R.from_lengths(computed, [3, 3])])
+    assert shared[0].values.data_ptr() == shared[1].values.data_ptr()  # still one buffer
+
+
+def test_a_uint8_index_tensor_is_refused_as_ambiguous():
+    # torch reads a uint8 index tensor as a mask, numpy (and this package) read uint8 as indices
+    x = R.from_lengths(torch.arange(4.0), [1, 1, 1, 1])
+    with pytest.raises(TypeError, match=r"^RaggedArray.__getitem__: a uint8 index tensor is"):
+        x[torch.tensor([1, 0, 1, 1], dtype=torch.uint8)]
+    assert x[torch.tensor([1, 0, 1, 1]).bool()].values.tolist() == [0.0, 2.0, 3.0]
+    assert x[np.array([1, 0], dtype=np.uint8)].values.tolist() == [1.0, 0.0]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_totals_past_int64_of_items_of_no_size_are_refused(backend):
+    empty = (
+        (lambda n: np.empty((n, 0), np.uint8))
+        if backend == "numpy"
+        else (lambda n: torch.empty(n, 0))
+    )
+    with pytest.raises(ValueError, match=r"^RaggedArray.from_list: the lengths must sum to at"):
+        R.from_list([empty(2**62)] * 4)  # (the offsets wrapped: [0, 2**62, -2**63, ...])
+    x = R.from_lengths(empty(2**59), [2**58, 2**58])
+    for picks in ([0] * 64, [0] * 32):  # (np.repeat of the wrapped total crashed the process)
+        with pytest.raises(ValueError, match=r"^RaggedArray.__getitem__: the selected lengths"):
+            x[picks]
+    assert x[[1, 0, 1]].host_offsets.tolist() == [0, 2**58, 2**59, 3 * 2**58]  # no N index
+    assert x[::-1].values.shape == (2**59, 0)
