@@ -621,7 +621,10 @@ class ElementwiseMethods(RaggedFields[ValuesT]):
             >>> x.astype(np.float32).dtype, x.float().dtype, x.torch().int().dtype
             (dtype('float32'), dtype('float32'), torch.int32)
         """
-        return self.to(dtype=dtype)
+        where = f"{type(self).__name__}.astype"
+        if dtype is None:  # (numpy's astype(None) means float64; x.to(dtype=None) no change)
+            raise TypeError(f"{where}: dtype must be a numpy or torch dtype; got None")
+        return self._to(None, dtype, False, where)  # type: ignore[attr-defined]
 
     def _cast(self, name: str) -> Self:
         if _backend.is_tensor(self._values):
