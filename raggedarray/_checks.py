@@ -472,6 +472,8 @@ def check_fill(fill: Any, dtype: Any, where: str, what: str = "fill") -> bool | 
     else:
         floating = np.dtype(dtype).kind == "f"
     if floating:
+        if _backend.compiling():  # a module's float fill is symbolic under dynamic=True:
+            return fill  # (reading it breaks the graph; modules check theirs when built)
         finfo = _backend.torch_module().finfo if _backend.is_tensor_dtype(dtype) else np.finfo
         largest = float(finfo(dtype).max)
         if isinstance(fill, (float, np.floating)):

@@ -212,6 +212,32 @@ def test_compiled_modules_equal_eager_and_recompile_at_most_twice(name):
     assert counter.frame_count - 1 <= MAX_RECOMPILES
 
 
+DYNAMIC_MODELS = {  # a module's float fill is a symbolic float under dynamic=True
+    "SegmentPool-mean": lambda: ra.nn.SegmentPool("mean", fill=0.5),
+    "SegmentPool-sum": lambda: ra.nn.SegmentPool("sum", fill=-2.0),
+    "DeepSet-mean": lambda: ra.nn.DeepSet(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2)),
+}
+
+
+@pytest.mark.parametrize("name", list(DYNAMIC_MODELS))
+def test_modules_compile_with_dynamic_shapes_into_one_graph(name):
+    """``dynamic=True`` (what docs/compute.md suggests): reading the fill to check it broke
+    the graph, so fullgraph=True failed and each call ran ~10 graphs."""
+    torch.manual_seed(0)
+    model = DYNAMIC_MODELS[name]().double()
+    counter = testing.CompileCounterWithBackend("aot_eager")
+    compiled = torch.compile(model, backend=counter, fullgraph=True, dynamic=True)
+    params = list(model.parameters())
+    for k, lengths in enumerate(BATCHES):
+        values = _leaf((sum(lengths), 3), k)
+        x = ra.RaggedArray.from_lengths(values, lengths)
+        got, got_grads = _value_and_grads(compiled, (x,), [values, *params])
+        expected, grads = _value_and_grads(model, (x,), [values, *params])
+        _assert_same(got, expected)
+        _assert_same(got_grads, grads)
+    assert counter.frame_count - 1 <= MAX_RECOMPILES
+
+
 class _Recording(torch.nn.Module):
     """psi that records the largest number of items it was called on."""
 
