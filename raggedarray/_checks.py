@@ -473,7 +473,7 @@ def check_fill(fill: Any, dtype: Any, where: str, what: str = "fill") -> bool | 
         floating = np.dtype(dtype).kind == "f"
     if floating:
         if _backend.compiling():  # a module's float fill is symbolic under dynamic=True:
-            return fill  # (reading it breaks the graph; modules check theirs when built)
+            return fill  # type: ignore[return-value]  # (reading it breaks the graph)
         finfo = _backend.torch_module().finfo if _backend.is_tensor_dtype(dtype) else np.finfo
         largest = float(finfo(dtype).max)
         if isinstance(fill, (float, np.floating)):
