@@ -203,8 +203,7 @@ def reference_reduce(
         ...     ra.segment_mean(values, offsets, fill=-1.0).tolist())
         True
     """
-    if op not in _NUMPY_OPS:
-        raise ValueError(f"reference_reduce: op must be one of {sorted(_NUMPY_OPS)}; got {op!r}")
+    _check_op(op, sorted(_NUMPY_OPS), "reference_reduce")
     spans = _spans(values, offsets, "reference_reduce")
     if op in ("mean", "logsumexp", "var", "std"):
         values = _as_floats(values)
@@ -324,6 +323,13 @@ def reference_broadcast(per_segment: Any, offsets: IntArrayLike) -> Any:
 # ------------------------------------------------- reference loops: order-based operations
 
 
+def _check_op(op: Any, ops: list[str], where: str) -> None:
+    if not isinstance(op, str):  # (an array first: the arguments in another order)
+        raise TypeError(f"{where}: op must be a str, the first argument; got {type(op).__name__}")
+    if op not in ops:
+        raise ValueError(f"{where}: op must be one of {ops}; got {op!r}")
+
+
 def _spans(values: Any, offsets: Any, where: str) -> list[tuple[int, int]]:
     """The ``(start, stop)`` of each segment, with the inputs checked as ``ra`` checks them.
 
@@ -407,9 +413,7 @@ def reference_segment_op(
         >>> ra.testing.reference_segment_op("argmax", np.array([1, 5, 5, 2]), [0, 3, 3, 4])
         array([ 1, -1,  0])
     """
-    ops = ("argmax", "argmin", "median", "any", "all")
-    if op not in ops:
-        raise ValueError(f"reference_segment_op: op must be one of {ops}; got {op!r}")
+    _check_op(op, ["argmax", "argmin", "median", "any", "all"], "reference_segment_op")
     if fill is None:
         fill = {"argmax": -1, "argmin": -1, "median": 0}.get(op, _EMPTY_RESULT.get(op))
     spans = _spans(values, offsets, "reference_segment_op")

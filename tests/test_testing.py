@@ -137,6 +137,9 @@ def test_reference_reduce_takes_integers_as_the_operation_does(op):
 
 
 def test_reference_inputs_of_the_wrong_kind_are_refused():
+    for fn in (ra.testing.reference_reduce, ra.testing.reference_segment_op):
+        with pytest.raises(TypeError, match=r"op must be a str, the first argument; got ndarray"):
+            fn(np.arange(3.0), [0, 3], "sum")  # (the order of the functional reductions)
     with pytest.raises(TypeError, match="reference_reduce: values must be a numpy array"):
         ra.testing.reference_reduce("sum", [1.0, 2.0], [0, 2])
     with pytest.raises(TypeError, match="reference_reduce: values must hold real numbers"):
