@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import host
+from conftest import host, requires_cuda
 
 import raggedarray as ra
 
@@ -227,6 +227,23 @@ def test_array_assignment_that_narrows_keeps_every_value(backend, dtype, value, 
     x[0] = value
     want = np.asarray(value if backend == "numpy" else value.numpy()).astype(dtype)
     np.testing.assert_array_equal(host(x.values)[:2], want)
+
+
+@requires_cuda
+@pytest.mark.parametrize(("dtype", "value", "fits"), NARROWING)
+def test_array_assignment_that_narrows_keeps_every_value_on_cuda(dtype, value, fits):
+    x = make(np.zeros(3, dtype=dtype), [2, 1], "torch").cuda()
+    value = np.asarray(value)
+    if value.dtype == np.float64 and np.dtype(dtype).kind in "iu":
+        value = value.astype(np.int64)
+    value = torch.from_numpy(value).cuda()
+    if not fits:
+        with pytest.raises(ValueError, match=r"^RaggedArray.__setitem__: the value's elements"):
+            x[0] = value
+        assert host(x.values).tolist() == [0, 0, 0]
+    else:
+        x[0] = value
+        np.testing.assert_array_equal(host(x.values)[:2], host(value).astype(dtype))
 
 
 @pytest.mark.parametrize(("source", "target"), [("float32", "bfloat16"), ("bfloat16", "float16")])

@@ -287,9 +287,10 @@ def test_cumsum_of_a_long_float32_segment_is_accurate(backend):
     assert rel.max() < (_order._SCAN + 1) * 2.0**-24
 
 
+@pytest.mark.parametrize("place", TORCH_PLACES)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("big", [1e3, 1e9, 1e12, 1e30])
-def test_cumsum_of_a_segment_does_not_depend_on_its_neighbours(dtype, big):
+def test_cumsum_of_a_segment_does_not_depend_on_its_neighbours(place, dtype, big):
     """Small segments beside long ones of huge values, forward and backward: a running sum
     over every block, minus its value where a segment began, lost the small one's digits
     (1e-3 after 1000 items of 1e12 in float32 came back 2x off; in float64 after 1e20,
@@ -300,21 +301,22 @@ def test_cumsum_of_a_segment_does_not_depend_on_its_neighbours(dtype, big):
     big_rows = np.repeat([True, False, True, False, True, False], lengths)
     rng = np.random.default_rng(3)
     values = np.where(big_rows[:, None], big, 1.0) * rng.uniform(0.5, 1.5, (sum(lengths), 2))
-    values = torch.from_numpy(values.astype(dtype)).requires_grad_()
-    weights = torch.from_numpy(np.where(big_rows[:, None], big, 1.0)).to(values.dtype)
+    values = on(values.astype(dtype), place).requires_grad_()  # (a GPU: the torch path)
+    weights = torch.from_numpy(np.where(big_rows[:, None], big, 1.0)).to(values)
     x = ragged(values, lengths)
-    got = x.cumsum()
-    (got.values * weights).sum().backward()
-    grad, eps = values.grad, np.finfo(dtype).eps
+    got = ra.RaggedArray.from_lengths(host(x.cumsum().values), lengths)
+    (x.cumsum().values * weights).sum().backward()
+    grad, eps = host(values.grad), np.finfo(dtype).eps
+    values, weights = host(values), host(weights)
     exact = np.longdouble  # the truth, in more digits than float64 (as sums of one segment)
     for i, (a, b) in enumerate(pairwise(x.host_offsets.tolist())):
-        one, w = values.detach()[a:b].numpy().astype(exact), weights[a:b].numpy().astype(exact)
+        one, w = values[a:b].astype(exact), weights[a:b].astype(exact)
         want, want_grad = np.cumsum(one, 0), np.cumsum(w[::-1], 0)[::-1]
         # the bound of a sequential sum of the segment alone (numba's float64 one is)
         steps = (max(b - a, _order._SCAN) + 2) * eps
-        error = np.abs(got[i].detach().numpy().astype(exact) - want)
+        error = np.abs(got[i].astype(exact) - want)
         assert (error <= steps * np.cumsum(np.abs(one), 0)).all(), i
-        error = np.abs(grad[a:b].numpy().astype(exact) - want_grad)
+        error = np.abs(grad[a:b].astype(exact) - want_grad)
         assert (error <= steps * np.abs(want_grad)).all(), i
 
 
