@@ -540,8 +540,11 @@ def _scan(flat: Any, part: Partition) -> tuple[Any, Any]:
     out = None  # written in place unless autograd records or torch.func transforms
     if not _backend.out_of_place(flat):
         out = _backend.empty(flat.shape, flat.dtype, flat.device)
-    out, ends = _scan_level(flat, levels, 0, out)
-    return out, ends.sum(0, dtype=torch.float64)
+    out, _ = _scan_level(flat, levels, 0, out)
+    # every block's last row after its carry: an infinity or NaN inside a block, or a carry
+    # that overflowed the dtype (a location's sum past float32's range) shows there
+    rows = torch.cat([out[_SCAN - 1 :: _SCAN], out[-1:]])
+    return out, rows.sum(0, dtype=torch.float64)
 
 
 def _scan_level(flat: Any, levels: list[_Level], k: int, out: Any) -> tuple[Any, Any]:
@@ -618,13 +621,13 @@ def cumsum(flat: Any, part: Partition) -> Any:
             out, check = _scan(flat, part)
             if bool(torch.isfinite(check).all()):
                 return out
-            # infinities or NaNs, or finite float32 values whose sums overflowed in a block
-            # (3e38 + 3e38 - 3e38): scanned in float64 and rounded once, as torch.cumsum does
-            with torch.no_grad():
-                out = _non_finite_scan(flat.detach().double(), part).to(flat.dtype)
-        else:
-            with torch.no_grad():
-                out = _non_finite_scan(flat.detach(), part)
+        # infinities or NaNs, or finite float32 values whose sums overflow (3e38 + 3e38 -
+        # 3e38 inside a block; a location's sum past float32's range, whose carry would turn
+        # the masks' zeros into NaN for the others): scanned in float64 and rounded once, as
+        # torch.cumsum accumulates. A GPU always takes this way (float64 products there
+        # also keep TF32 out of the masks' products).
+        with torch.no_grad():
+            out = _non_finite_scan(flat.detach().double(), part).to(flat.dtype)
     if _backend.needs_grad(flat):
         out = _LinearScan.apply(flat, out, part)
     return out

@@ -320,6 +320,22 @@ def test_cumsum_of_a_segment_does_not_depend_on_its_neighbours(place, dtype, big
         assert (error <= steps * np.abs(want_grad)).all(), i
 
 
+@pytest.mark.parametrize("place", TORCH_PLACES)
+@pytest.mark.parametrize(
+    ("lengths", "big"), [([16] + [5] * 10, 3e37), ([33, 20], 2e37), ([5, 40, 30, 7], 1e37)]
+)
+def test_cumsum_of_a_location_past_float32s_range_leaves_the_others_alone(place, lengths, big):
+    """The first location's running sum passes float32's largest value: it turns inf, as
+    torch.cumsum's does, and the others stay exact (the carry's inf times the masks' zeros
+    gave them NaN; with N not a multiple of 16 the check did not see it)."""
+    values = np.ones(sum(lengths), dtype=np.float32)
+    values[: lengths[0]] = big
+    got = ragged(on(values, place), lengths).cumsum()
+    for i, (a, b) in enumerate(pairwise(np.cumsum([0, *lengths]).tolist())):
+        want = torch.from_numpy(values[a:b]).cumsum(0)
+        torch.testing.assert_close(torch.from_numpy(host(got[i])), want)
+
+
 def test_cumsum_of_finite_float32_sums_that_overflow_is_torchs():
     # 3e38 + 3e38 overflows float32 inside a block; torch.cumsum accumulates in float64
     values = torch.tensor([[3e38], [3e38], [-3e38], [1.0]])
