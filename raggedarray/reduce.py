@@ -103,14 +103,20 @@ def partition_of(values: Any, offsets: Any, where: str) -> Partition:
         offsets = offsets.detach().to(torch.int64, copy=True)
         return Partition(None, offsets=offsets, num_items=values.shape[0])
     host = _offsets.read_offsets(offsets, where)  # (a copy: the backward reads it again)
+    if values.is_cuda and torch.cuda.is_current_stream_capturing():
+        # a CUDA graph keeps pointers to the partition's tensors: they must come from its
+        # own memory pool and live as long as it does, not be freed when _recent moves on
+        _offsets.validate(host, values.shape[0], where)
+        return Partition(host)
     return _host_partition(host, values.shape[0], where)
 
 
 # Partitions of the offsets functional calls saw last, by content: a training loop that
 # calls ``ra.segment_mean(h, offsets)`` with the same offsets every step then skips their
 # validation and the indices the kernels derive (a ragged array's methods build those once
-# too). Few, and only for batches of moderate size: a partition keeps its indices, a few
-# ``N``-long int64 tensors.
+# too). Few, and only for batches of moderate size: a partition keeps its indices on each
+# device it ran on (8-40 bytes per item, more with a cumsum's scan masks). Not used while
+# a CUDA graph is captured.
 RECENT_PARTITIONS = 4
 RECENT_MAX_ITEMS = 1 << 20
 _recent: dict[bytes, Partition] = {}
