@@ -50,8 +50,10 @@ import numpy as np
 from . import _backend, _checks
 from ._pointwise import (
     BACKEND_ERRORS,
+    COMPARE,
     TorchWhere,
     backend_refusal,
+    comparable,
     numpy_scalar_on_the_left,
     refuse_ufunc_outputs,
     torch_elementwise,
@@ -361,16 +363,16 @@ def _binary(
     # arrays (and a plain RaggedArray result may be an image batch, a subclass); only a
     # ragged partner with more item dims turns an image batch's result into a RaggedArray.
     name = f"__r{stem}__" if reflected else f"__{stem}__"
+    compare = stem in COMPARE
 
     def method(self: E, other: object) -> E:
         if isinstance(other, _SCALARS):  # the common case, kept short
             values = self._values
-            if (
-                type(other) is int
-                and not _SMALL_INT <= other <= _BIG_INT
-                and type(values) is not np.ndarray
-            ):
-                other = torch_scalar(other, values, f"{type(self).__name__}.{name}")
+            if type(other) is int and type(values) is not np.ndarray:
+                if not _SMALL_INT <= other <= _BIG_INT:
+                    other = torch_scalar(other, values, f"{type(self).__name__}.{name}")
+                if compare:
+                    values = comparable(values, other)
             try:
                 out = op(other, values) if reflected else op(values, other)
             except BACKEND_ERRORS as err:

@@ -271,6 +271,30 @@ def backend_refusal(err: Exception, ref: Any, where: object) -> Exception | None
     return None
 
 
+def comparable(values: Any, other: Any) -> Any:
+    """Torch integer ``values`` a comparison with the Python int ``other`` reads correctly.
+
+    torch wraps an int outside the values' dtype to it (``x < 300`` on uint8 compared with
+    44, all False; numpy answers True); such a comparison runs on the values as int64.
+    """
+    bounds = _narrow_bounds().get(values.dtype)
+    if bounds is None or bounds[0] <= other <= bounds[1]:
+        return values
+    return values.long()
+
+
+@functools.cache
+def _narrow_bounds() -> dict[Any, tuple[int, int]]:
+    """Torch integer dtypes narrower than int64 -> their (min, max)."""
+    torch = _backend.torch_module()
+    names = ("int8", "int16", "int32", "uint8")  # (torch compares no uint16 or uint32)
+    return {
+        getattr(torch, n): (int(np.iinfo(n).min), int(np.iinfo(n).max))
+        for n in names
+        if hasattr(torch, n)
+    }
+
+
 def torch_scalar(other: int, values: Any, where: str) -> Any:
     """A Python int for torch values: torch wraps one beyond int64 silently.
 

@@ -6,6 +6,8 @@ plain backend (or Python's integers) on the same data.
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 import pytest
 import torch
@@ -281,6 +283,19 @@ def test_assigning_a_recorded_scalar_tensor_keeps_its_gradient():
 
 
 # ------------------------------------------------------------------ operand ranges
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "int16", "int32"])
+@pytest.mark.parametrize("other", [-1, 300, -(2**15) - 1, 2**40, 2**32 + 5, -(2**62)])
+def test_comparisons_with_ints_outside_the_dtype_answer_as_numpy(dtype, other):
+    """torch wraps an int outside the values' dtype (x < 300 on uint8 compared with 44)."""
+    values = np.array([0, 5, 100, np.iinfo(dtype).max], dtype=dtype)
+    x = make(values, [1, 3], "torch")
+    for op in (operator.lt, operator.le, operator.gt, operator.ge, operator.eq, operator.ne):
+        want = op(values.astype(object), other).astype(bool)  # Python's exact answer
+        assert host(op(x, other).values).tolist() == want.tolist(), op
+        assert host(op(other, x).values).tolist() == op(other, values.astype(object)).tolist()
+    assert x.dtype == getattr(torch, dtype)
 
 
 def test_ints_beyond_int64_against_torch_values():
