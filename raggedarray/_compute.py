@@ -112,7 +112,8 @@ class ComputeMethods(RaggedFields[ValuesT]):
         and a batch within that is one call whose output becomes the result's values as it
         is (no copy); on a GPU, one call unless it would not fit in memory. The first call
         of a function also runs it on a copy of the first 16 items to measure it, then puts
-        the global random state (torch's, numpy's legacy one) back; that output is not kept,
+        the global random state (torch's, numpy's legacy one) and a module's buffers
+        (running statistics, spectral norm's vectors) back; that output is not kept,
         so every call splits a batch the same way, a function that writes into its input
         changes each item once, and dropout draws as on any later call. Pass the same
         function object again to reuse its plan (a new lambda is measured anew). A module

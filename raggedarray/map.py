@@ -30,6 +30,7 @@ batch within it then costs one call of the function plus a few µs.
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 import weakref
 from collections.abc import Callable, Iterator
@@ -190,7 +191,8 @@ def _chunks(
             else:
                 output, costs = _probe_aside(fn, values[:stop], target)
             plan = _choose(costs, key[2], grad=key[-1])  # key: (shape, dtype, device, grad)
-            _remember(fn, key, plan)
+            if num_items:  # (no items measured nothing: a plan from them would be one call)
+                _remember(fn, key, plan)
             if stop == num_items:  # the probe was the whole batch
                 assembler.add(output, stop, start)
                 start, called = stop, True
@@ -219,23 +221,32 @@ def _probe_aside(fn: Callable[[Any], Any], head: Any, target: Any) -> tuple[Any,
 
     Its output is dropped and the batch then runs from its first item, so the probe must
     not be a second application of ``fn`` to those items: a function that writes into its
-    input (``torch.relu_``, ``nn.ReLU(inplace=True)``) gets a copy, and the global random
+    input (``torch.relu_``, ``nn.ReLU(inplace=True)``) gets a copy, the global random
     state (torch's CPU generator and that of the CUDA device the call runs on, numpy's
     legacy global generator) is put back, so a function that draws (dropout) draws for the
-    batch exactly as it would on a later call.
+    batch exactly as it would on a later call, and so are the buffers of a module (or of
+    its bound method or a ``functools.partial`` of either): running statistics, spectral
+    norm's vectors. A plain function that changes state elsewhere sees one more call.
     """
     head = head.clone() if _backend.is_tensor(head) else np.array(head, copy=True)
     torch = sys.modules.get("torch")  # not loaded: numpy values and a numpy function
     kept: Any = contextlib.nullcontext()
+    module, buffers = _module_of(fn), []
     if torch is not None:
         device = target if target is not None else getattr(head, "device", None)
         kept = torch.random.fork_rng(devices=[device] if _is_cuda(device) else [])
+        if module is not None:  # running statistics, spectral norm's vectors, counters
+            buffers = [(b, b.detach().clone()) for b in module.buffers()]
     numpy_state = np.random.get_state()
     try:
         with kept:
             return probe(fn, _move(head, target))
     finally:
         np.random.set_state(numpy_state)
+        if buffers:
+            with _backend.torch_module().no_grad():
+                for buffer, before in buffers:
+                    buffer.copy_(before)
 
 
 def _is_cuda(device: Any) -> bool:
@@ -360,13 +371,21 @@ def _batch_coupled(fn: Any) -> bool:
     That is one holding a batch norm that normalises with the batch's statistics: in training
     mode, or in evaluation mode without running statistics (``track_running_stats=False``).
     """
-    module: Any = fn if _is_module(fn) else getattr(fn, "__self__", None)
-    if not _is_module(module):
+    module = _module_of(fn)
+    if module is None:
         return False
     norm = _backend.torch_module().nn.modules.batchnorm._BatchNorm
     return any(
         isinstance(m, norm) and (m.training or not m.track_running_stats) for m in module.modules()
     )
+
+
+def _module_of(fn: Any) -> Any:
+    """The module ``fn`` is, or is a bound method or ``functools.partial`` of; else None."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    module = fn if _is_module(fn) else getattr(fn, "__self__", None)
+    return module if _is_module(module) else None
 
 
 # ---------------------------------------------------------------------- chunk choice
@@ -469,6 +488,7 @@ class _Assembler:
         self.num_items = num_items
         self.where = where
         self.parts: list[Any] = []
+        self.versions: list[int] = []  # each kept tensor part's version when it came
         self.out: Any = None
         self.first: Any = None
 
@@ -484,6 +504,8 @@ class _Assembler:
                 self.out = _allocate(output, self.num_items)
         if self.out is None:
             self.parts.append(output)
+            if _backend.is_tensor(output):
+                self.versions.append(output._version)
         elif _backend.is_tensor(self.out):
             self.out[start : start + items].copy_(output)
         else:
@@ -518,6 +540,13 @@ class _Assembler:
             return self.out
         if len(self.parts) == 1:
             return self.parts[0]
+        if any(p._version != v for p, v in zip(self.parts, self.versions, strict=False)):
+            # kept until the end under autograd: one written again since came back wrong
+            raise ValueError(
+                f"{self.where}: fn must return a new array for each chunk; got an output "
+                "that was written again after it was returned (a buffer fn reuses): return "
+                "a new tensor, or a clone"
+            )
         if _backend.is_tensor(self.parts[0]):
             return _backend.torch_module().cat(self.parts, dim=0)
         return np.concatenate(self.parts, axis=0)

@@ -600,6 +600,61 @@ def test_the_probe_leaves_numpys_global_random_state_as_it_was():
     np.testing.assert_array_equal(draws[0], draws[1])
 
 
+@pytest.mark.parametrize("wrap", ["module", "partial"])
+def test_the_probe_leaves_a_modules_buffers_as_they_were(wrap):
+    """Spectral norm's power iteration and a batch norm's counters ran once more in the probe."""
+    torch.manual_seed(0)
+    net = nn.utils.spectral_norm(nn.Linear(3, 3))
+    twin = copy.deepcopy(net)
+    fn = net if wrap == "module" else functools.partial(net)
+    x = ra.RaggedArray.from_lengths(torch.randn(40, 3), [25, 15])
+    with torch.no_grad():
+        y = x.map(fn)
+        want = twin(x.values)  # the same one call, without a probe before it
+    torch.testing.assert_close(y.values, want)
+    for (name, a), (_, b) in zip(net.named_buffers(), twin.named_buffers(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+def test_a_partial_of_a_training_batch_norm_sees_the_whole_batch(tiny_chunks):
+    norm = nn.BatchNorm1d(3)
+    sizes = count_calls(norm)
+    x = ra.RaggedArray.from_lengths(torch.randn(40, 3), [25, 15])
+    x.map(functools.partial(norm))
+    assert sizes == [40] and norm.num_batches_tracked.item() == 1
+
+
+def test_an_empty_first_batch_leaves_no_plan():
+    """A probe of no items measures nothing: its plan made every later batch one call."""
+    conv = nn.Conv2d(1, 4, 3)
+    with torch.no_grad():
+        y = ra.RaggedImageBatch.from_lengths(torch.zeros(0, 1, 8, 8), [0, 0]).map(conv)
+        assert y.item_shape == (4, 6, 6) and y.lengths.tolist() == [0, 0]
+        assert conv not in mapping._chosen
+        ra.RaggedImageBatch.from_lengths(torch.zeros(20, 1, 8, 8), [20]).map(conv)
+    plan = next(iter(mapping._chosen[conv].values()))
+    assert plan.whole < 10**6  # measured on real items
+
+
+def test_a_buffer_fn_reuses_under_autograd_is_refused():
+    """Kept until the end under autograd, every chunk came back as the last one."""
+    values = torch.arange(12.0).reshape(6, 2).requires_grad_()
+    buffer = torch.zeros(2, 2)
+
+    def into_the_buffer(chunk):
+        out = buffer[: chunk.shape[0]]
+        out.copy_(chunk * 2)
+        return out
+
+    x = ra.RaggedArray.from_lengths(values, [2, 4])
+    with pytest.raises(ValueError, match=r"map: fn must return a new array for each chunk"):
+        x.map(into_the_buffer, chunk_size=2)
+    with torch.no_grad():  # each chunk is copied out as it comes: right
+        torch.testing.assert_close(x.map(into_the_buffer, chunk_size=2).values, values * 2)
+    views = x.map(lambda c: c[:, :1], chunk_size=4)  # views of the input: distinct, kept
+    torch.testing.assert_close(views.values, values[:, :1])
+
+
 # ----------------------------------------------------------------------- devices
 
 
