@@ -104,6 +104,8 @@ def map_lean(values: Any, fn: Callable[[Any], Any], owner: type) -> Any:
     else:
         plan = _remembered(fn, values, grad)
     num_items = values.shape[0]
+    if not plan.covers(num_items):
+        return None  # (measured on fewer items: map_values probes again)
     if 0 < num_items <= plan.whole:
         output = fn(values)
         if not _usual_rows(output, num_items):
@@ -163,6 +165,8 @@ def map_values(
         chunk_size = max(num_items, 1)
     key = _cache_key(values, target)
     plan = _cached_choice(fn, key) if chunk_size is None else _Plan(chunk_size, chunk_size, False)
+    if plan is not None and not plan.covers(num_items):
+        plan = None  # measured on fewer items than this batch has: probe again
     if plan is not None and 0 < num_items <= plan.whole and not progress:
         return _whole(values, fn, target, where)  # one call: no slicing, no assembling
     return _chunks(values, fn, plan, where=where, target=target, key=key, progress=progress)
@@ -190,7 +194,8 @@ def _chunks(
                 output, costs = probe(fn, _move(values, target))
             else:
                 output, costs = _probe_aside(fn, values[:stop], target)
-            plan = _choose(costs, key[2], grad=key[-1])  # key: (shape, dtype, device, grad)
+            # key: (item shape, dtype, device, grad)
+            plan = _choose(costs, key[2], grad=key[-1])._replace(measured=stop)
             if num_items:  # (no items measured nothing: a plan from them would be one call)
                 _remember(fn, key, plan)
             if stop == num_items:  # the probe was the whole batch
@@ -293,12 +298,20 @@ class _Plan(NamedTuple):
 
     An explicit ``chunk_size`` is taken literally (chunks of exactly that size, the last one
     smaller); a chosen plan splits into equal chunks (sizes differ by at most one), so no call
-    is a small remainder.
+    is a small remainder. ``measured``: the items its probe saw. A probe of fewer than
+    ``PROBE_ITEMS`` (a first batch that small) counts a function's fixed temporaries (a
+    weight it builds per call) as the cost of those few items, so a larger batch probes
+    again rather than run in the tiny chunks that plan gives.
     """
 
     whole: int
     chunk: int
     equal: bool
+    measured: int = PROBE_ITEMS
+
+    def covers(self, num_items: int) -> bool:
+        """Whether the plan was measured on enough items for a batch of ``num_items``."""
+        return self.measured >= PROBE_ITEMS or num_items <= self.measured
 
 
 _NONE = _Plan(0, 0, False)  # nothing remembered: no batch is whole

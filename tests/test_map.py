@@ -369,9 +369,10 @@ def test_cached_choice_is_not_capped_by_a_small_first_batch(tiny_chunks):
     y = big.map(rec)
     torch.testing.assert_close(y.values, sin2(big.values), rtol=0, atol=0)
     # The choice is per function, item shape, dtype and device, not per batch size: a
-    # 4-item first batch must not make every later call use 4-item chunks.
+    # 4-item first batch must not make every later call use 4-item chunks. (Measured on
+    # fewer than PROBE_ITEMS items, it is measured again on the larger batch.)
     assert list(mapping._chosen[rec].values()) == list(mapping._chosen[fresh].values())
-    assert rec.sizes == equal_chunks(300, max(fresh.sizes[1:]))
+    assert [len(c) for c in after_probe(rec, 300)] == equal_chunks(300, max(fresh.sizes[1:]))
 
 
 # ---------------------------------------------------------------------- autograd
@@ -622,6 +623,30 @@ def test_a_partial_of_a_training_batch_norm_sees_the_whole_batch(tiny_chunks):
     x = ra.RaggedArray.from_lengths(torch.randn(40, 3), [25, 15])
     x.map(functools.partial(norm))
     assert sizes == [40] and norm.num_batches_tracked.item() == 1
+
+
+def test_a_plan_measured_on_a_few_items_is_measured_again_on_more():
+    """A first batch of one item counted a per-call temporary (a weight built each call) as
+    that item's cost: a later batch of 8 192 items ran in chunks of 2 (2.6 s, not 0.3 s)."""
+    torch.manual_seed(0)
+    weight, low = torch.randn(64, 64), torch.randn(64, 64)
+    calls = []
+
+    def adapted(v):
+        calls.append(v.shape[0])
+        return v @ (weight + low @ low)  # a (64, 64) temporary per call, whatever the batch
+
+    with torch.no_grad():
+        ra.RaggedArray.from_lengths(torch.randn(1, 64), [1]).map(adapted)
+        (first,) = mapping._chosen[adapted].values()
+        assert first.measured == 1
+        calls.clear()
+        x = ra.RaggedArray.from_lengths(torch.randn(4096, 64), [4096])
+        y = x.map(adapted)
+        (plan,) = mapping._chosen[adapted].values()
+    assert plan.measured == mapping.PROBE_ITEMS and plan.chunk > first.chunk
+    assert calls[0] == mapping.PROBE_ITEMS and min(calls[1:]) > first.chunk
+    torch.testing.assert_close(y.values, x.values @ (weight + low @ low))
 
 
 def test_an_empty_first_batch_leaves_no_plan():
