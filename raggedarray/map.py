@@ -104,8 +104,8 @@ def map_lean(values: Any, fn: Callable[[Any], Any], owner: type) -> Any:
     else:
         plan = _remembered(fn, values, grad)
     num_items = values.shape[0]
-    if not plan.covers(num_items):
-        return None  # (measured on fewer items: map_values probes again)
+    if num_items > plan.measured < PROBE_ITEMS:  # (plan.covers, inline: measured on fewer
+        return None  # items than this batch has, so map_values probes again)
     if 0 < num_items <= plan.whole:
         output = fn(values)
         if not _usual_rows(output, num_items):
