@@ -540,19 +540,19 @@ def _scan(flat: Any, part: Partition) -> tuple[Any, Any]:
     out = None  # written in place unless autograd records or torch.func transforms
     if not _backend.out_of_place(flat):
         out = _backend.empty(flat.shape, flat.dtype, flat.device)
-    out, _ = _scan_level(flat, levels, 0, out)
+    out = _scan_level(flat, levels, 0, out)
     # every block's last row after its carry: an infinity or NaN inside a block, or a carry
     # that overflowed the dtype (a location's sum past float32's range) shows there
     rows = torch.cat([out[_SCAN - 1 :: _SCAN], out[-1:]])
     return out, rows.sum(0, dtype=torch.float64)
 
 
-def _scan_level(flat: Any, levels: list[_Level], k: int, out: Any) -> tuple[Any, Any]:
-    """Level ``k`` of the scan of ``flat`` (into ``out`` when given); also its blocks' ends."""
+def _scan_level(flat: Any, levels: list[_Level], k: int, out: Any) -> Any:
+    """Level ``k`` of the scan of ``flat``, written into ``out`` when given."""
     n, features = flat.shape
     within, carried, _ = levels[k]
     if carried is None:  # a last level of few rows: one product
-        return within @ flat, None
+        return within @ flat
     if within.dtype == torch.bool:
         masks = _backend.empty(within.shape, flat.dtype, flat.device)
         within = masks.copy_(within.view(torch.uint8))  # from bytes: 2x faster than from bool
@@ -563,16 +563,16 @@ def _scan_level(flat: Any, levels: list[_Level], k: int, out: Any) -> tuple[Any,
         head = torch.bmm(within[:full], head)
     else:
         head = torch.bmm(within[:full], head, out=out[:split].view(full, _SCAN, features))
-    ends = [head[:, -1]]
+    ends = [head[:, -1]]  # each block's sums: the rows of the level above
     tail = None
     if split < n:  # the last, shorter block
         tail = torch.matmul(within[full:, : n - split, : n - split], flat[split:].unsqueeze(0))
         if out is not None:
             tail = out[split:].unsqueeze(0).copy_(tail)
         ends.append(tail[:, -1])
-    ends_all = torch.cat(ends) if len(ends) > 1 else ends[0]
     if k + 1 < len(levels):  # the carry into each block: its segment's sum up to there
-        total, _ = _scan_level(ends_all.to(torch.float64), levels, k + 1, None)
+        above = torch.cat(ends) if len(ends) > 1 else ends[0]
+        total = _scan_level(above.to(torch.float64), levels, k + 1, None)
         carry = torch.nn.functional.pad(total[:-1].to(flat.dtype), (0, 0, 1, 0)).unsqueeze(1)
         if out is not None:
             head.addcmul_(carried[:full], carry[:full])
@@ -583,11 +583,11 @@ def _scan_level(flat: Any, levels: list[_Level], k: int, out: Any) -> tuple[Any,
             if tail is not None:
                 tail = tail + carried[full:, : n - split] * carry[full:]
     if out is not None:
-        return out, ends_all
+        return out
     head = head.reshape(split, features)
     if tail is None:
-        return head, ends_all
-    return torch.cat([head, tail.reshape(n - split, features)]), ends_all
+        return head
+    return torch.cat([head, tail.reshape(n - split, features)])
 
 
 def cumsum(flat: Any, part: Partition) -> Any:
@@ -627,15 +627,20 @@ def cumsum(flat: Any, part: Partition) -> Any:
         # torch.cumsum accumulates. A GPU always takes this way (float64 products there
         # also keep TF32 out of the masks' products).
         with torch.no_grad():
-            out = _non_finite_scan(flat.detach().double(), part).to(flat.dtype)
+            out = _non_finite_scan(flat.detach(), part)
     if _backend.needs_grad(flat):
         out = _LinearScan.apply(flat, out, part)
     return out
 
 
 def _non_finite_scan(flat: Any, part: Partition) -> Any:
-    """Running sums of values with infinities or NaNs, as ``torch.cumsum`` gives them."""
-    out, _ = _scan(torch.where(torch.isfinite(flat), flat, 0.0), part)
+    """Running sums of values with infinities or NaNs, as ``torch.cumsum`` gives them.
+
+    The finite values are scanned in float64, so no sum of them overflows the way one in
+    float32 does, and each result is rounded once to ``flat``'s dtype.
+    """
+    wide = flat.double()
+    out, _ = _scan(torch.where(torch.isfinite(wide), wide, 0.0), part)
     seen = [
         _restarted(hit, part, torch.int64) > 0
         for hit in (flat.isnan(), flat == torch.inf, flat == -torch.inf)
@@ -643,7 +648,7 @@ def _non_finite_scan(flat: Any, part: Partition) -> Any:
     nan, plus, minus = seen
     out = torch.where(plus, torch.inf, out)
     out = torch.where(minus, -torch.inf, out)
-    return torch.where(nan | (plus & minus), torch.nan, out)
+    return torch.where(nan | (plus & minus), torch.nan, out).to(flat.dtype)
 
 
 class _LinearScan(torch.autograd.Function):

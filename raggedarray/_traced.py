@@ -113,7 +113,7 @@ class TransformedScan(torch.autograd.Function):
 
     @staticmethod
     def forward(flat: Any, offsets: Any) -> Any:
-        return _order._non_finite_scan(flat.double(), _partition(flat, offsets)).to(flat.dtype)
+        return _order._non_finite_scan(flat, _partition(flat, offsets))
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, Any], output: Any) -> None:
