@@ -184,17 +184,9 @@ def _copy_array(segment: np.ndarray, value: Any, where: str) -> None:
             f"{where}: the value must cast to the values' {segment.dtype} by the same_kind "
             f"rule; got {_backend.describe(value)}"
         )
-    if not _fits_every_value(value.dtype, segment.dtype):
+    if not _widens(value.dtype, segment.dtype):
         _check_range(value, segment.dtype, where)
     np.copyto(segment, value, casting="same_kind")
-
-
-def _fits_every_value(value: np.dtype, target: np.dtype) -> bool:
-    """``_widens`` for numpy dtypes: no value of ``value`` overflows ``target``."""
-    if target.kind == "f" and value.kind in "iuf":
-        info = np.finfo if value.kind == "f" else np.iinfo
-        return float(info(value).max) <= float(np.finfo(target).max)
-    return bool(np.can_cast(value, target, casting="safe"))
 
 
 def _check_range(value: Any, dtype: Any, where: str) -> None:
@@ -278,22 +270,30 @@ def _copy_tensor(segment: Any, value: Any, where: str) -> None:
 
 
 def _widens(value: Any, target: Any) -> bool:
-    """Whether no value of torch dtype ``value`` overflows ``target`` (rounding aside).
+    """Whether no value of dtype ``value`` overflows ``target`` (rounding aside).
 
-    Integers into floats overflow only past the float's largest value: int64 into float32
-    never does (9.2e18 < 3.4e38), int32 into float16 can (65 504), so no value is read for
-    the first (on a GPU that read would wait for the device).
+    Numpy or torch dtypes, both of one backend. Integers into floats overflow only past the
+    float's largest value: int64 into float32 never does (9.2e18 < 3.4e38), int32 into
+    float16 can (65 504), so no value is read for the first (on a GPU that read would wait
+    for the device).
     """
-    torch = _backend.torch_module()
-    if value == target or value == torch.bool:
+    have, want = _kind(value), _kind(target)
+    if value == target or have == "b":
         return True
-    if target.is_floating_point:
-        info = torch.finfo if value.is_floating_point else torch.iinfo
-        return float(info(value).max) <= float(torch.finfo(target).max)
-    if value.is_floating_point:
+    if want == "f":
+        return _largest(value) <= _largest(target)
+    if have == "f":
         return False
     source, goal = _backend.to_numpy_dtype(value), _backend.to_numpy_dtype(target)
     return bool(np.can_cast(source, goal, casting="safe"))
+
+
+def _largest(dtype: Any) -> float:
+    """The largest value of a numpy or torch dtype (bfloat16's is torch's)."""
+    if _backend.is_tensor_dtype(dtype):
+        torch = _backend.torch_module()
+        return float((torch.finfo if dtype.is_floating_point else torch.iinfo)(dtype).max)
+    return float((np.finfo if dtype.kind == "f" else np.iinfo)(dtype).max)
 
 
 def _check_shape(segment: tuple[int, ...], value: tuple[int, ...], where: str) -> None:
