@@ -103,12 +103,10 @@ def partition_of(values: Any, offsets: Any, where: str) -> Partition:
         offsets = offsets.detach().to(torch.int64, copy=True)
         return Partition(None, offsets=offsets, num_items=values.shape[0])
     host = _offsets.read_offsets(offsets, where)  # (a copy: the backward reads it again)
-    if values.is_cuda and torch.cuda.is_current_stream_capturing():
-        # a CUDA graph keeps pointers to the partition's tensors: they must come from its
-        # own memory pool and live as long as it does, not be freed when _recent moves on
-        _offsets.validate(host, values.shape[0], where)
-        return Partition(host)
-    return _host_partition(host, values.shape[0], where)
+    # a CUDA graph keeps pointers to the partition's tensors: they must come from its own
+    # memory pool and live as long as it does, not be freed when _recent moves on
+    capturing = values.is_cuda and torch.cuda.is_current_stream_capturing()
+    return _host_partition(host, values.shape[0], where, remember=not capturing)
 
 
 # Partitions of the offsets functional calls saw last, by content: a training loop that
@@ -122,15 +120,18 @@ RECENT_MAX_ITEMS = 1 << 20
 _recent: dict[bytes, Partition] = {}
 
 
-def _host_partition(host: np.ndarray, num_items: int, where: str) -> Partition:
-    """The partition of validated host offsets, from ``_recent`` when the same were seen."""
+def _host_partition(host: np.ndarray, num_items: int, where: str, *, remember: bool) -> Partition:
+    """The partition of validated host offsets, from ``_recent`` when the same were seen.
+
+    ``remember``: look in ``_recent`` and keep this partition there.
+    """
     key = host.tobytes()
-    part = _recent.get(key)
+    part = _recent.get(key) if remember else None
     if part is not None and part.num_items == num_items:
         return part
     _offsets.validate(host, num_items, where)
     part = Partition(host)
-    if num_items <= RECENT_MAX_ITEMS:
+    if remember and num_items <= RECENT_MAX_ITEMS:
         while len(_recent) >= RECENT_PARTITIONS:  # the oldest goes
             _recent.pop(next(iter(_recent), b""), None)
         _recent[key] = part
