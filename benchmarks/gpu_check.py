@@ -60,7 +60,14 @@ CAPS = {
     "transfer": (25, 8),
     "training": (80, 25),
 }
-QUICK_TEST_FILES = ["test_reduce.py", "test_map.py", "test_movement.py", "test_construct.py"]
+QUICK_TEST_FILES = [
+    "test_reduce.py",
+    "test_segment_ops.py",
+    "test_map.py",
+    "test_movement.py",
+    "test_construct.py",
+    "test_refusals.py",
+]
 
 
 # ----------------------------------------------------------------------------- timing

@@ -69,3 +69,14 @@ def test_cpu_dry_run_writes_every_section(tmp_path):
         "| Conv2d(1,4,5)",
     ):
         assert row in report, row
+
+
+def test_quick_run_lists_existing_files_with_the_new_cuda_paths():
+    # Read from the script's source: importing it would import the benchmarks' helpers.
+    listed = SCRIPT.read_text().split("QUICK_TEST_FILES = [")[1].split("]")[0]
+    quick = {name.strip().strip('"') for name in listed.split(",") if name.strip()}
+    for name in quick:
+        assert (ROOT / "tests" / name).is_file(), name
+    # The refusals and segment operations hold CUDA cases of paths added since the last GPU
+    # run (the float64 scan on a GPU, writes refused before they reach the device).
+    assert {"test_refusals.py", "test_segment_ops.py"} <= quick
