@@ -368,7 +368,10 @@ def _binary(
     def method(self: E, other: object) -> E:
         if isinstance(other, _SCALARS):  # the common case, kept short
             values = self._values
-            if type(other) is int and type(values) is not np.ndarray:
+            if type(values) is not np.ndarray and (
+                type(other) is int or isinstance(other, np.integer)
+            ):  # torch reads a numpy int as a Python int, and wraps one out of range
+                other = int(other)
                 if not _SMALL_INT <= other <= _BIG_INT:
                     other = torch_scalar(other, values, f"{type(self).__name__}.{name}")
                 if compare:

@@ -291,21 +291,32 @@ def test_comparisons_with_ints_outside_the_dtype_answer_as_numpy(dtype, other):
     """torch wraps an int outside the values' dtype (x < 300 on uint8 compared with 44)."""
     values = np.array([0, 5, 100, np.iinfo(dtype).max], dtype=dtype)
     x = make(values, [1, 3], "torch")
+    kinds = [other, np.int64(other)] + ([np.uint64(other)] if other >= 0 else [])
     for op in (operator.lt, operator.le, operator.gt, operator.ge, operator.eq, operator.ne):
         want = op(values.astype(object), other).astype(bool)  # Python's exact answer
-        assert host(op(x, other).values).tolist() == want.tolist(), op
+        for kind in kinds:  # torch reads a numpy int as a Python int
+            assert host(op(x, kind).values).tolist() == want.tolist(), (op, type(kind))
         assert host(op(other, x).values).tolist() == op(other, values.astype(object)).tolist()
     assert x.dtype == getattr(torch, dtype)
 
 
 def test_ints_beyond_int64_against_torch_values():
     ints = ra.RaggedArray.from_lengths(torch.arange(3), [1, 2])
-    for op in (lambda x: x < 2**63, lambda x: x + 2**63, lambda x: x * -(2**64)):
+    big = np.uint64(2**64 - 1)
+    for op in (
+        lambda x: x < 2**63,
+        lambda x: x + 2**63,
+        lambda x: x * -(2**64),
+        lambda x: x == big,  # torch answered one Python bool
+        lambda x: x + big,  # torch handed the sum to numpy
+        lambda x: x >= big,
+    ):
         with pytest.raises(ValueError, match="fit in int64"):
             op(ints)
     floats = ints.float()
     np.testing.assert_array_equal((floats + 2**70).values.numpy(), np.arange(3.0) + 2.0**70)
     assert (floats < 2**70).values.all()
+    assert (floats < big).values.all() and not (floats == big).values.any()
 
 
 def test_backend_refusals_name_the_operation_and_dtype():
