@@ -205,9 +205,11 @@ def torch_name(func: Any) -> str:
 def refuse_ufunc_outputs(where: str, kwargs: dict[str, Any]) -> None:
     """Refuse ``out=`` and ``where=``: results are new ragged arrays, fully written."""
     if "out" in kwargs:
+        out = kwargs["out"]  # numpy passes out= as a tuple, one per output
+        seen = ", ".join(_backend.describe(o) for o in out) if type(out) is tuple else out
         raise TypeError(
             f"{where}: out= is not supported with ragged arrays (results are new ragged "
-            f"arrays); got out={type(kwargs['out']).__name__}"
+            f"arrays); got out={seen}"
         )
     if "where" in kwargs:
         raise TypeError(

@@ -634,6 +634,17 @@ def test_ufunc_where_is_refused_like_out():
     np.testing.assert_array_equal(x.values, np.arange(3.0))
 
 
+def test_ufunc_out_is_refused_naming_what_was_passed():
+    x = ra.RaggedArray.from_lengths(np.arange(3.0), [1, 2])
+    out = np.zeros(3)
+    with pytest.raises(TypeError, match=r"got out=numpy array of shape \(3,\) and dtype float64$"):
+        np.add(x, 1, out=out)
+    with pytest.raises(TypeError, match=r"numpy\.divmod: .*got out=RaggedArray, NoneType$"):
+        np.divmod(x, 2, out=(x, None))
+    np.testing.assert_array_equal(x.values, np.arange(3.0))
+    assert not out.any()
+
+
 @pytest.mark.parametrize("place", PLACES)
 def test_augmented_assignment_to_a_segment_writes_through(place):
     x = ra.RaggedArray.from_lengths(on(np.arange(5.0), place), [2, 0, 3])
