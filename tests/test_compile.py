@@ -161,6 +161,29 @@ def test_long_segments_stay_accurate_under_compile():
     assert abs(got[1, 0].double() - expected) / expected < 1e-6
 
 
+def test_compiled_cumsum_equals_eager_over_several_scan_levels():
+    """``cumsum``'s scan levels follow N: the graphs may break there, the results may not."""
+
+    def fn(values, offsets):
+        return ra.RaggedArray(values, offsets).cumsum().values
+
+    compiled = torch.compile(fn, backend="aot_eager")
+    # The last location's float32 sum overflows; its neighbours stay finite, as eagerly.
+    cases = [([5, 0, 30], torch.float64), ([1, 20_000, 3, 2], torch.float32)]
+    for k, (lengths, dtype) in enumerate(cases):
+        values = _leaf((sum(lengths), 2), k).to(dtype).detach()
+        values[-2:] = 3e38 if dtype == torch.float32 else values[-2:]
+        values.requires_grad_()
+        offsets = _offsets(lengths)
+        got, got_grads = _value_and_grads(compiled, (values, offsets), [values])
+        expected, grads = _value_and_grads(fn, (values, offsets), [values])
+        atol = 1e-10 if dtype == torch.float64 else 1e-3
+        _assert_same(got, expected, atol=atol)
+        _assert_same(got_grads, grads, atol=atol)
+        (out,) = got
+        assert out[:-1].isfinite().all() and out[-1].isinf().all() == (dtype == torch.float32)
+
+
 class _UserModel(torch.nn.Module):
     """A model written against the ragged API: ``map`` and several reductions."""
 
