@@ -500,8 +500,8 @@ class _Assembler:
     def __init__(self, num_items: int, where: str) -> None:
         self.num_items = num_items
         self.where = where
-        self.parts: list[Any] = []
-        self.versions: list[int] = []  # each kept tensor part's version when it came
+        # the kept outputs, each with its version when it came (None: not a tensor)
+        self.parts: list[tuple[Any, int | None]] = []
         self.out: Any = None
         self.first: Any = None
 
@@ -510,15 +510,13 @@ class _Assembler:
         if self.first is None:
             self.first = output
             if output.shape[0] == self.num_items:
-                self.parts.append(output)
+                self.parts.append((output, None))  # the only part: nothing can rewrite it
                 return
             recorded = _backend.is_tensor(output) and _backend.needs_grad(output)
             if not recorded:
                 self.out = _allocate(output, self.num_items)
-        if self.out is None:
-            self.parts.append(output)
-            if _backend.is_tensor(output):
-                self.versions.append(output._version)
+        if self.out is None:  # (a recorded tensor: untracked ones go into self.out)
+            self.parts.append((output, output._version))
         elif _backend.is_tensor(self.out):
             self.out[start : start + items].copy_(output)
         else:
@@ -552,17 +550,15 @@ class _Assembler:
         if self.out is not None:
             return self.out
         if len(self.parts) == 1:
-            return self.parts[0]
-        if any(p._version != v for p, v in zip(self.parts, self.versions, strict=False)):
+            return self.parts[0][0]
+        if any(p._version != v for p, v in self.parts):
             # kept until the end under autograd: one written again since came back wrong
             raise ValueError(
                 f"{self.where}: fn must return a new array for each chunk; got an output "
                 "that was written again after it was returned (a buffer fn reuses): return "
                 "a new tensor, or a clone"
             )
-        if _backend.is_tensor(self.parts[0]):
-            return _backend.torch_module().cat(self.parts, dim=0)
-        return np.concatenate(self.parts, axis=0)
+        return _backend.torch_module().cat([p for p, _ in self.parts], dim=0)
 
 
 def _usual_rows(output: Any, items: int) -> bool:
