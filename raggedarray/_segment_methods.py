@@ -26,7 +26,9 @@ class SegmentMethods(RaggedFields[ValuesT]):
     def _segment_op(self, op: str, fill: Any) -> ValuesT:
         where = f"{type(self).__name__}.{op}"
         values = reduce.as_tensor(self._values, where)
-        result = segment_ops.segment_op(op, values, self._part, fill=fill, where=where)
+        result = segment_ops.segment_op(
+            op, values, self._part, fill=fill, where=where, source=self._values
+        )
         return reduce.like_input(result, self._values)
 
     def argmax(self, *, fill: int = -1) -> ValuesT:

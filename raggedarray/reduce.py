@@ -8,7 +8,8 @@ over these functions.
 Rules shared by every function:
 
 * Empty segments (and, for ``var``/``std``, segments with ``n_i <= correction``) give
-  ``fill`` (default ``0``), never NaN, and receive zero gradient.
+  ``fill`` (default ``0``), never NaN, and receive zero gradient. A 0-d tensor ``fill``
+  that autograd records (a learned value for empty sets) gets the gradient of those rows.
 * float16 and bfloat16 values are accumulated in float32 and returned in their own dtype.
   Integer and boolean sums and products return int64; ``max``/``min`` keep the dtype.
   ``mean``, ``var``, ``std``, ``logsumexp``, ``softmax`` and ``log_softmax`` of integers and
@@ -212,6 +213,7 @@ def reduce(
     dtype = values.dtype
     integer = not dtype.is_floating_point
     result_dtype = _torch().int64 if integer and spec.integers == "int64" else dtype
+    learned = learned_fill(fill, result_dtype, source)
     if type(fill) is not int or fill != 0:  # the default fill holds in every dtype
         fill = _checks.check_fill(fill, result_dtype, where)
     if "correction" in options:
@@ -231,7 +233,11 @@ def reduce(
         fill_value = encode(_torch().tensor([fill], dtype=dtype)).item()
     # a fill equal to what the kernel leaves costs nothing, unless it is -0.0 (== 0.0)
     negative_zero = fill_value == 0 and math.copysign(1.0, fill_value) < 0
-    if rows is not None and (empty_value is None or fill_value != empty_value or negative_zero):
+    if rows is None:
+        pass
+    elif learned is not None:  # a 0-d tensor fill autograd records gets its gradient
+        out = out.masked_fill(rows.unsqueeze(1), learned.to(out.device, out.dtype))
+    elif empty_value is None or fill_value != empty_value or negative_zero:
         mask = rows.unsqueeze(1)
         # in place when autograd does not record ``out`` (a fresh result of ours)
         if out.requires_grad:
@@ -239,6 +245,20 @@ def reduce(
         else:
             out.masked_fill_(mask, fill_value)
     return decode(out).reshape(part.num_segments, *values.shape[1:])
+
+
+def learned_fill(fill: Any, dtype: Any, source: Any) -> Any:
+    """``fill`` when it is a tensor autograd records into a floating torch result, else None.
+
+    Such a fill (a learned value for empty segments, or ``fill=h.min()``) is put in with
+    ``masked_fill`` of the tensor, which sends it the gradient of the rows it fills. Results
+    for numpy ``source`` values are numpy arrays, which hold no gradient.
+    """
+    if not (_backend.is_tensor(fill) and fill.requires_grad and dtype.is_floating_point):
+        return None
+    if isinstance(source, np.ndarray):
+        return None
+    return fill if _torch().is_grad_enabled() else None
 
 
 def softmax(values: Any, part: Partition, *, log: bool, where: str, source: Any = None) -> Any:

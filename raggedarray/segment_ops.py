@@ -43,7 +43,7 @@ from . import _backend, _checks, _offsets
 from ._partition import Partition
 from ._reductions import compute_dtype, integer_codec
 from ._types import Array, IntArrayLike, Scalar
-from .reduce import _flat, as_tensor, like_input, partition_of
+from .reduce import _flat, as_tensor, learned_fill, like_input, partition_of
 
 if TYPE_CHECKING:
     import torch
@@ -117,10 +117,16 @@ def _result_dtype(spec: SegmentOp, dtype: Any) -> Any:
     return {"int64": torch.int64, "bool": torch.bool}.get(spec.result, dtype)
 
 
-def segment_op(op: str, values: Any, part: Partition, *, fill: Any, where: str) -> Any:
-    """Run ``op`` of ``SEGMENT_OPS`` on tensor ``values``; returns ``(m, *item_shape)``."""
+def segment_op(
+    op: str, values: Any, part: Partition, *, fill: Any, where: str, source: Any = None
+) -> Any:
+    """Run ``op`` of ``SEGMENT_OPS`` on tensor ``values``; returns ``(m, *item_shape)``.
+
+    ``source`` is the user's values (None: torch's), as for ``reduce.reduce``.
+    """
     spec = SEGMENT_OPS[op]
     dtype = _result_dtype(spec, values.dtype)
+    learned = learned_fill(fill, dtype, source)
     if spec.default_fill is not None:
         fill = _checks.check_fill(fill, dtype, where)
     flat = _flat(values)
@@ -129,14 +135,18 @@ def segment_op(op: str, values: Any, part: Partition, *, fill: Any, where: str) 
         torch = _torch()
         empty_result = spec.default_fill is None and op == "all"
         out = torch.full(shape, empty_result, dtype=torch.bool, device=values.device)
-        if spec.default_fill is not None:
+        if learned is not None:  # every result is the fill
+            out = learned.to(values.device, dtype).expand(shape).clone()
+        elif spec.default_fill is not None:
             out = torch.full(shape, fill, dtype=dtype, device=values.device)
-            if _backend.needs_grad(flat):
-                out = out + flat.sum() * 0
+        if spec.default_fill is not None and _backend.needs_grad(flat):
+            out = out + flat.sum() * 0
         return out
     out = spec.kernel(flat, part)
     empty = part.empty(flat.device)
-    if spec.default_fill is not None and empty is not None:
+    if learned is not None and empty is not None:  # its gradient, as in reduce.reduce
+        out = out.masked_fill(empty.unsqueeze(1), learned.to(out.device, out.dtype))
+    elif spec.default_fill is not None and empty is not None:
         fill_value = _backend.torch_module().tensor(fill, dtype=dtype)
         out = _backend.signed_view(out).masked_fill(
             empty.unsqueeze(1), _backend.signed_view(fill_value.reshape(1)).item()
@@ -222,7 +232,8 @@ def topk_rows(host: np.ndarray, k: int, where: str) -> tuple[np.ndarray, np.ndar
 def _public(op: str, values: Any, offsets: Any, fill: Any, where: str) -> Any:
     tensor = as_tensor(values, where)
     part = partition_of(tensor, offsets, where)
-    return like_input(segment_op(op, tensor, part, fill=fill, where=where), values)
+    result = segment_op(op, tensor, part, fill=fill, where=where, source=values)
+    return like_input(result, values)
 
 
 @overload

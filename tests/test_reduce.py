@@ -396,6 +396,44 @@ def test_a_0_d_fill_is_its_number(fill):
         ra.segment_sum(values.numpy(), [0, 0, 3], fill=np.array([1.0]))
 
 
+@pytest.mark.parametrize("op", [*REDUCTIONS, "median"])
+@pytest.mark.parametrize("lengths", [[2, 0, 3, 0], [0, 0], [1, 1]], ids=["some", "all", "none"])
+@pytest.mark.parametrize("api", ["method", "function"])
+def test_a_fill_tensor_autograd_records_gets_the_gradient_of_its_rows(op, lengths, api):
+    """A learned value for empty locations (or ``fill=h.min()``) is trained like any other
+    input: the oracle puts the fill tensor in the empty rows with torch.where."""
+    values = torch.randn(sum(lengths), 2, dtype=torch.float64, requires_grad=True)
+    fill = torch.tensor(0.0 if op == "sum" else -1.5, dtype=torch.float64, requires_grad=True)
+    offsets = [0, *np.cumsum(lengths).tolist()]
+    if api == "method":
+        got = getattr(ra.RaggedArray(values, offsets), op)(fill=fill)
+    else:
+        got = getattr(ra, f"segment_{op}")(values, offsets, fill=fill)
+    empty = torch.tensor(lengths)[:, None] <= (1 if op in VARIANCES else 0)
+    loop = torch.stack(
+        [
+            getattr(torch, op)(seg, 0).values
+            if op in ("median", "max", "min")
+            else getattr(torch, op)(seg, 0)
+            for seg in values.split(lengths)
+            if len(seg) > (1 if op in VARIANCES else 0)
+        ]
+        or [values.new_zeros(2)]
+    )
+    want = fill.expand(len(lengths), 2).clone()
+    want = want.masked_scatter(~empty, loop[: int((~empty).sum())]) if (~empty).any() else want
+    weights = torch.linspace(-1, 2, got.numel(), dtype=got.dtype).reshape(got.shape)
+    got_grads = torch.autograd.grad((got * weights).sum(), [values, fill], allow_unused=True)
+    want_grads = torch.autograd.grad((want * weights).sum(), [values, fill], allow_unused=True)
+    torch.testing.assert_close(got, want)
+    for g, w in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(g if g is not None else 0 * w, w if w is not None else 0 * g)
+    assert want_grads[1] is not None and (want_grads[1] != 0) == bool(empty.any())
+    # numpy values give numpy results, which hold no gradient
+    got_numpy = getattr(ra, f"segment_{op}")(values.detach().numpy(), offsets, fill=fill)
+    np.testing.assert_allclose(got_numpy, want.detach().numpy())
+
+
 @pytest.mark.parametrize("fill", ["0", None, [0.0]], ids=["str", "none", "list"])
 @pytest.mark.parametrize("op", REDUCTIONS)
 def test_fill_must_be_a_number(op, fill):
