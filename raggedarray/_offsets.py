@@ -30,7 +30,12 @@ def read_offsets(offsets: Any, where: str) -> np.ndarray:
     host = _as_host_integer_vector(offsets, where, "offsets")
     if host.shape[0] == 0:
         raise ValueError(f"{where}: offsets must have at least one entry (offsets[0] == 0); got []")
-    return host.copy() if _backend.backend_of(offsets) is not None else host
+    # Only a Python sequence surely gave a new array: memoryviews, array.array and objects
+    # with __array__ (a pandas Series) may lend theirs, as numpy arrays and tensors do.
+    return host if type(offsets) in _FRESH else host.copy()
+
+
+_FRESH = (list, tuple, range)
 
 
 def validate(offsets: np.ndarray, num_items: int, where: str) -> None:

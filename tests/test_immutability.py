@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import pickle
 
 import numpy as np
@@ -69,11 +70,46 @@ def test_segment_broadcast_owns_its_offsets():
     assert grad.tolist() == [[2.0], [3.0]]
 
 
-def test_numpy_metadata_is_read_only():
-    x = ra.RaggedArray.from_lengths(np.arange(5.0), [2, 3])
-    for array in (x.offsets, x.host_offsets, x.lengths, x.host_lengths, x.segment_ids):
+class _Lends:
+    """An object whose ``__array__`` hands out its own array (as a pandas Series does)."""
+
+    def __init__(self, array):
+        self.array = array
+
+    def __array__(self, dtype=None, copy=None):
+        return self.array
+
+
+@pytest.mark.parametrize("kind", ["array.array", "memoryview", "__array__"])
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_offsets_lent_through_the_buffer_protocol_are_copied(kind, backend):
+    """Before, these offsets were kept as views: a later edit by the caller moved the
+    segments, or crashed the process in a reduction."""
+    storage = array.array("q", [0, 2, 6]) if kind == "array.array" else np.array([0, 2, 6])
+    offsets = {"memoryview": memoryview, "__array__": _Lends}.get(kind, lambda a: a)(storage)
+    values = np.arange(6.0) if backend == "numpy" else torch.arange(6.0)
+    x = ra.RaggedArray(values, offsets)
+    part = ra.segment_sum(values, offsets)
+    storage[2] = 10_000_000
+    assert x.host_offsets.tolist() == [0, 2, 6] and x.host_lengths.tolist() == [2, 4]
+    assert host(x.sum()).tolist() == [1.0, 14.0] == host(part).tolist()
+    assert host(ra.segment_sum(values, [0, 2, 6])).tolist() == [1.0, 14.0]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_numpy_metadata_is_read_only(backend):
+    values = np.arange(5.0) if backend == "numpy" else torch.arange(5.0)
+    x = ra.RaggedArray.from_lengths(values, [2, 3])
+    arrays = [x.host_offsets, x.host_lengths, x[1:].host_offsets, x[[1, 0]].host_lengths]
+    if backend == "numpy":
+        arrays += [x.offsets, x.lengths, x.segment_ids]
+    for a in arrays:
         with pytest.raises(ValueError, match="read-only"):
-            array[0] = 1
+            a[0] = 1
+        # and cannot be made writable again (a write there crashed a later reduction)
+        with pytest.raises(ValueError, match="WRITEABLE"):
+            a.flags.writeable = True
+    assert host(x.sum()).tolist() == [1.0, 9.0]
 
 
 @pytest.mark.parametrize("place", TORCH_PLACES)
