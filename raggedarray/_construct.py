@@ -319,8 +319,19 @@ def promoted_dtype(tensors: list[Any], where: str) -> Any:
 
 
 def copy_pieces(tensors: list[Any], values: Any) -> Any:
-    """Copy (and cast) each tensor into its rows of ``values``; returns ``values``."""
+    """Copy (and cast) each tensor into its rows of ``values``; returns ``values``.
+
+    Raises:
+        ValueError: when item shapes differ (``copy_`` would broadcast them; callers turn
+            this into ``_check_item_shapes``'s message).
+    """
+    item_shape = values.shape[1:]
     for t, piece in zip(tensors, values.split([t.shape[0] for t in tensors]), strict=True):
+        if t.shape[1:] != item_shape:
+            raise ValueError(
+                f"arrays must have the same item shape; got {tuple(t.shape[1:])} beside "
+                f"{tuple(item_shape)}"
+            )
         piece.copy_(t)
     return values
 

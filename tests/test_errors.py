@@ -319,6 +319,29 @@ def test_from_list_different_item_shapes_with_dtype(place):
         R.from_list(items, dtype=np.float32)
 
 
+@pytest.mark.parametrize(
+    ("dtypes", "dtype"),
+    [
+        (("float32", "float32"), "int8"),  # a narrowing cast: copied piece by piece
+        (("uint16", "int16"), None),  # torch has no promotion: copied piece by piece
+        (("float32", "uint8"), "uint8"),
+    ],
+)
+@pytest.mark.parametrize("api", ["from_list", "collate", "image"])
+def test_items_that_would_broadcast_are_refused_on_every_copy_path(dtypes, dtype, api):
+    """(3,) items beside (1,) items, each copied into its rows: torch's copy_ broadcasts,
+    which filled every column with the one (and a grayscale image into every channel)."""
+    shapes = [(2, 3, 2, 2), (1, 1, 2, 2)] if api == "image" else [(2, 3), (2, 1)]
+    items = [torch.ones(s).to(getattr(torch, d)) for s, d in zip(shapes, dtypes, strict=True)]
+    want = r"all arrays must have the same item shape; got item shape \(3(,|, 2, 2)\) for "
+    with pytest.raises(ValueError, match=want):
+        if api == "collate":
+            ra.collate(items)
+        else:
+            cls = ra.RaggedImageBatch if api == "image" else R
+            cls.from_list(items, dtype=None if dtype is None else getattr(torch, dtype))
+
+
 def test_from_list_item_shape_keyword_mismatch(place):
     with pytest.raises(
         ValueError,
