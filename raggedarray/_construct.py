@@ -148,6 +148,7 @@ def concat(
         device = _checks.device(device, where)
     if dtype is not None:
         dtype = _requested_dtype(dtype, to_torch, where)
+        _check_numbers(items, where)
     if not items:
         if item_shape is None:
             item_shape = (1, 0, 0) if image else ()
@@ -173,6 +174,28 @@ def concat(
         raise
     _checks.check_dtype(values.dtype, where, "arrays")
     return values, host
+
+
+def _check_numbers(items: list[Any], where: str) -> None:
+    """``dtype=`` casts numbers: items refused without it stay refused with it.
+
+    (A cast would read None as NaN, parse strings, count days or drop imaginary parts.)
+    Real numbers of any width or byte order cast, as ``astype`` does.
+    """
+    seen = set()
+    for k, a in enumerate(items):
+        if a.dtype in seen:
+            continue
+        seen.add(a.dtype)
+        if _backend.is_tensor_dtype(a.dtype):
+            real = not a.dtype.is_complex
+        else:
+            real = np.dtype(a.dtype).kind in "biuf"
+        if not real:
+            raise TypeError(
+                f"{where}: arrays[{k}] must hold real numbers or booleans (dtype= casts "
+                f"numbers); got dtype {_checks.dtype_name(a.dtype)}"
+            )
 
 
 def _requested_dtype(dtype: Any, to_torch: bool, where: str) -> Any:

@@ -220,7 +220,9 @@ class RaggedArray(
         One output allocation; numpy arrays, torch tensors and nested lists may be mixed.
         The result is a torch tensor when any input is one or ``device`` is given, else a
         numpy array. Dtypes are promoted as the backend promotes them; ``dtype`` overrides,
-        converting as ``astype`` does (out-of-range integers wrap, as in numpy and torch).
+        converting as ``astype`` does (out-of-range integers wrap, as in numpy and torch);
+        it casts real numbers, so items refused without it (objects, strings, dates, complex
+        numbers) are refused with it.
         Inputs that require grad give a differentiable result.
 
         Args:

@@ -6,6 +6,7 @@ the function name and the rule (and, where it is stable, what was seen).
 
 from __future__ import annotations
 
+import copy
 import functools
 import re
 
@@ -340,6 +341,34 @@ def test_items_that_would_broadcast_are_refused_on_every_copy_path(dtypes, dtype
         else:
             cls = ra.RaggedImageBatch if api == "image" else R
             cls.from_list(items, dtype=None if dtype is None else getattr(torch, dtype))
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        pytest.param(lambda: np.array([None]), id="None"),
+        pytest.param(lambda: [["1.5", "2"]], id="strings"),
+        pytest.param(lambda: np.array(["2020-01-01"], "M8[D]"), id="dates"),
+        pytest.param(lambda: np.ones(2, np.complex64), id="numpy-complex"),
+        pytest.param(lambda: torch.ones(2, dtype=torch.complex64), id="torch-complex"),
+    ],
+)
+@pytest.mark.parametrize("dtype", [None, "float32", torch.float32, np.int64])
+def test_from_list_refuses_what_is_not_numbers_with_or_without_dtype(item, dtype):
+    """dtype= casts numbers: before, it read None as NaN, parsed strings, counted days and
+    dropped imaginary parts, where the same items without dtype= were refused."""
+    source = item()
+    before = copy.deepcopy(source)
+    cast = r"arrays\[1\] must hold real numbers or booleans( \(dtype= casts numbers\))?; got "
+    with pytest.raises(TypeError, match=prefix(R, "from_list") + (cast if dtype else "")):
+        R.from_list([np.ones(1), source], dtype=dtype)
+    assert type(source) is type(before) and np.array_equal(np.asarray(source), before)
+
+
+def test_from_list_with_dtype_casts_real_numbers_of_any_width_or_byte_order():
+    items = [np.array([1.5, 2.5], ">f8"), np.array([3.0], np.longdouble), [4]]
+    x = R.from_list(items, dtype="float32")
+    assert x.dtype == np.float32 and x.values.tolist() == [1.5, 2.5, 3.0, 4.0]
 
 
 def test_from_list_item_shape_keyword_mismatch(place):
