@@ -72,6 +72,7 @@ def _items(arrays: Any, where: str, image: bool) -> tuple[list[Any], list[int], 
     lengths = [0] * len(items)
     any_tensor = any_numpy = False
     ndim = None
+    untyped = []  # empty Python lists: np.asarray gives them float64, a dtype nobody chose
     for k, a in enumerate(items):
         if isinstance(a, tensor_type):
             any_tensor = True
@@ -86,6 +87,8 @@ def _items(arrays: Any, where: str, image: bool) -> tuple[list[Any], list[int], 
                 )
             if not isinstance(a, np.ndarray):
                 a = items[k] = _checks.as_numpy(a, where, f"arrays[{k}]")
+                if a.size == 0:
+                    untyped.append(k)
             elif isinstance(a, np.ma.MaskedArray):
                 raise TypeError(_checks.masked_refusal(where, f"arrays[{k}]"))
         shape = a.shape
@@ -102,7 +105,26 @@ def _items(arrays: Any, where: str, image: bool) -> tuple[list[Any], list[int], 
                 _check_item_shapes(items[: k + 1], where)
             ndim = len(shape)
         lengths[k] = shape[0]
+    if untyped and len(untyped) < len(items):
+        any_numpy = _type_empty_lists(items, untyped)
     return items, lengths, any_tensor, any_numpy
+
+
+def _type_empty_lists(items: list[Any], untyped: list[int]) -> bool:
+    """Give empty Python lists the dtype (and device) of the first typed item.
+
+    One of the dtypes promoted anyway adds nothing to the promotion, so ``[int32 tensor,
+    []]`` stays int32, as ``torch.cat`` with an empty int32 tensor does. Returns whether a
+    numpy array is left among the items.
+    """
+    skip = set(untyped)
+    typed = next(a for k, a in enumerate(items) if k not in skip)
+    for k in untyped:
+        if isinstance(typed, np.ndarray):
+            items[k] = np.empty(items[k].shape, dtype=typed.dtype)
+        else:
+            items[k] = typed.new_empty(items[k].shape)
+    return any(isinstance(a, np.ndarray) for a in items)
 
 
 _shape_of = operator.attrgetter("shape")

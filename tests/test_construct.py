@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import (
+    PLACES,
     TORCH_PLACES,
     assert_same_segments,
     flat,
@@ -412,6 +413,23 @@ def test_from_list_promotes_mixed_items_like_torch(first, second, torch_first):
     assert x.dtype == expected
     oracle = [seg.astype(numpy_dtype(expected)) for seg in segments]
     check_ragged(x, oracle, ("torch", "cpu"), (2,))
+
+
+@pytest.mark.parametrize("dtype", ["int32", "uint8", "float16", "bool", "int64"])
+@pytest.mark.parametrize("place", [*PLACES, "lists"])
+def test_empty_python_lists_take_no_part_in_promotion(place, dtype):
+    """np.asarray([]) is float64, a dtype nobody chose: [int32 tensor, []] was float64
+    (torch.cat with an empty int32 tensor stays int32)."""
+    typed = np.arange(3).astype(dtype)
+    first = typed.tolist() if place == "lists" else on(typed, place)
+    for items in ([first, []], [[], first, []]):
+        x = ra.RaggedArray.from_list(items)
+        want = np.asarray(typed.tolist()).dtype if place == "lists" else first.dtype
+        assert x.dtype == want
+        assert [host(s).tolist() for s in x] == [host(np.asarray(a)).tolist() for a in items]
+        assert x.backend == ("numpy" if place == "lists" else place[0])
+    x = ra.RaggedArray.from_list([[], []])  # nothing to follow: numpy's default
+    assert x.dtype == np.float64 and x.num_items == 0
 
 
 @pytest.mark.parametrize("source", ["float64", "float16", "int64", "bool"])
