@@ -104,9 +104,14 @@ def to_numpy_dtype(dtype: Any) -> np.dtype:
 
 
 def is_dtype(obj: Any) -> bool:
-    """Whether ``obj`` names a dtype (a torch dtype, a numpy dtype or a scalar type)."""
+    """Whether ``obj`` names a dtype (a torch dtype, a numpy dtype or a scalar type).
+
+    Python's ``float``, ``int`` and ``bool`` count, as in ``Tensor.to(float)``.
+    """
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(obj, torch.dtype):
+        return True
+    if obj is float or obj is int or obj is bool:
         return True
     return isinstance(obj, np.dtype) or (isinstance(obj, type) and issubclass(obj, np.generic))
 

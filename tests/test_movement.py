@@ -183,6 +183,9 @@ TARGET_DTYPES = [
     pytest.param(torch.int64, id="torch.int64"),
     pytest.param(torch.bool, id="torch.bool"),
     pytest.param(torch.float16, id="torch.float16"),
+    pytest.param(float, id="python-float"),  # as Tensor.to(float): float64
+    pytest.param(int, id="python-int"),
+    pytest.param(bool, id="python-bool"),
 ]
 
 
