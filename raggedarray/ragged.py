@@ -575,7 +575,14 @@ def _item_shape(item_shape: Any, where: str) -> tuple[int, ...]:
         raise TypeError(
             f"{where}: item_shape must be a tuple of ints; got {type(item_shape).__name__}"
         )
-    return tuple(_checks.read_int(n, "item_shape entries", where) for n in item_shape)
+    shape = tuple(_checks.read_int(n, "item_shape entries", where) for n in item_shape)
+    # an item's bytes at the widest dtype, zero-size axes counted as 1 (as strides are)
+    if math.prod(max(n, 1) for n in shape) * 16 > _checks.INT64_MAX:
+        raise ValueError(
+            f"{where}: item_shape must describe items small enough for an array (their "
+            f"bytes must fit in int64); got item_shape={shape}"
+        )
+    return shape
 
 
 def _rebuild(cls: type[R], values: Any, host: np.ndarray) -> R:

@@ -284,6 +284,17 @@ if not CUDA:
     case("fl-device-cuda1", ValueError, FL, R.from_list, lambda: [torch.zeros(2)], device="cuda:1")
 case("fl-item-shape-int", TypeError, FL, R.from_list, lambda: [np.zeros(2)], item_shape=5)
 case("fl-item-shape-neg", ValueError, FL, R.from_list, lambda: [], item_shape=(-1,))
+for _device in (None, "cpu"):  # numpy's and torch's own errors, before
+    for _shape in [(2**62, 2**62), (0, 2**62, 2**62), (2**60,)]:
+        case(
+            f"fl-item-shape-huge-{_shape}-{_device}",
+            ValueError,
+            FL,
+            R.from_list,
+            lambda: [],
+            item_shape=_shape,
+            device=_device,
+        )
 case(
     "fl-item-shape-other", ValueError, FL, R.from_list, lambda: [np.zeros((2, 3))], item_shape=(4,)
 )
