@@ -34,15 +34,12 @@ BLOCK = 64
 
 
 def _read_only(a: np.ndarray) -> np.ndarray:
-    """A read-only view of ``a``; an array of ours that owns its memory is frozen too.
+    """A read-only view of ``a``.
 
-    numpy lets ``flags.writeable = True`` back onto an array that owns its memory, or a view
-    of a writable one (and a write there moved the offsets under the cached indices: a
-    crash), but not onto a view of a read-only owner. A tensor made from ``a`` before still
-    writes, for the graphs that take it.
+    Its memory owner stays writable: torch's dynamo sets ``flags.writeable = True`` on the
+    read-only arrays a compiled function reads (and fails where numpy refuses), so a user
+    can do so too, deliberately, as with any numpy view of writable memory.
     """
-    if a.base is None:  # (every caller passes its own new arrays here)
-        a.flags.writeable = False  # and the view below can then never be made writable
     view = a.view()
     view.flags.writeable = False
     return view
