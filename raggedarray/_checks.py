@@ -462,19 +462,19 @@ def check_fill(fill: Any, dtype: Any, where: str, what: str = "fill") -> bool | 
     tensor is read as its number.
     """
     if _backend.backend_of(fill) is not None and fill.ndim == 0:  # fill=x.min(), say
+        if _backend.compiling() and _backend.is_tensor(fill):
+            return fill  # read in the graph, not on the host
         fill = fill.item()  # (a CUDA tensor's value is read once, here)
     if isinstance(fill, (complex, np.complexfloating)):
         raise TypeError(f"{where}: {what} must be a real number; got complex {fill!r}")
     if not isinstance(fill, (bool, int, float, np.bool_, np.integer, np.floating)):
         raise TypeError(f"{where}: {what} must be a number; got {type(fill).__name__}")
-    if _backend.is_tensor_dtype(dtype):
-        floating = dtype.is_floating_point
-    else:
-        floating = np.dtype(dtype).kind == "f"
+    tensor_dtype = _backend.is_tensor_dtype(dtype)
+    floating = dtype.is_floating_point if tensor_dtype else np.dtype(dtype).kind == "f"
     if floating:
         if _backend.compiling():  # a module's float fill is symbolic under dynamic=True:
             return fill  # type: ignore[return-value]  # (reading it breaks the graph)
-        finfo = _backend.torch_module().finfo if _backend.is_tensor_dtype(dtype) else np.finfo
+        finfo = _backend.torch_module().finfo if tensor_dtype else np.finfo
         largest = float(finfo(dtype).max)
         if isinstance(fill, (float, np.floating)):
             ok = not math.isfinite(fill) or abs(float(fill)) <= largest
@@ -486,22 +486,22 @@ def check_fill(fill: Any, dtype: Any, where: str, what: str = "fill") -> bool | 
                 f"{largest:.4g} in size, or inf/nan); got {fill!r}"
             )
         return float(fill)
-    np_dtype = _backend.to_numpy_dtype(dtype)
     ok, real = True, fill
     if isinstance(real, (float, np.floating)):
         ok = math.isfinite(real) and float(real).is_integer()
+    boolean = dtype == _backend.torch_module().bool if tensor_dtype else np.dtype(dtype).kind == "b"
     if ok:
         value = int(real)
-        if np_dtype.kind == "b":
+        if boolean:
             ok = value in (0, 1)
-        else:
-            limits = np.iinfo(np_dtype)
+        else:  # torch's iinfo for torch dtypes: a compiled graph traces it, not numpy's
+            limits = _backend.torch_module().iinfo(dtype) if tensor_dtype else np.iinfo(dtype)
             ok = int(limits.min) <= value <= int(limits.max)
     if not ok:
         raise ValueError(
             f"{where}: {what} must be representable in dtype {dtype_name(dtype)}; got {fill!r}"
         )
-    return bool(value) if np_dtype.kind == "b" else value
+    return bool(value) if boolean else value
 
 
 def check_correction(correction: Any, where: str) -> float | int:

@@ -228,23 +228,31 @@ def reduce(
             rows = part.lengths(flat.device) <= options["correction"]
     else:
         (out, rows), empty_value = spec.kernel(flat, part, options), spec.empty_value
-    fill_value = fill
-    if integer and spec.integers == "same":  # the fill as the kernels' dtype holds it
-        fill_value = encode(_torch().tensor([fill], dtype=dtype)).item()
-    # a fill equal to what the kernel leaves costs nothing, unless it is -0.0 (== 0.0)
-    negative_zero = fill_value == 0 and math.copysign(1.0, fill_value) < 0
-    if rows is None:
-        pass
-    elif learned is not None:  # a 0-d tensor fill autograd records gets its gradient
-        out = out.masked_fill(rows.unsqueeze(1), learned.to(out.device, out.dtype))
-    elif empty_value is None or fill_value != empty_value or negative_zero:
-        mask = rows.unsqueeze(1)
-        # in place when autograd does not record ``out`` (a fresh result of ours)
-        if out.requires_grad:
-            out = out.masked_fill(mask, fill_value)
-        else:
-            out.masked_fill_(mask, fill_value)
+    if integer and spec.integers == "same" and not _backend.is_tensor(fill):
+        fill = encode(_torch().tensor([fill], dtype=dtype)).item()  # as the kernels hold it
+    if rows is not None:
+        out = _fill_rows(out, rows, fill, learned, empty_value)
     return decode(out).reshape(part.num_segments, *values.shape[1:])
+
+
+def _fill_rows(out: Any, rows: Any, fill: Any, learned: Any, empty_value: float | None) -> Any:
+    """``out`` with ``fill`` in the ``rows`` the kernel leaves empty (``empty_value`` there)."""
+    mask = rows.unsqueeze(1)
+    if learned is not None:  # a 0-d tensor fill autograd records gets its gradient
+        return out.masked_fill(mask, learned.to(out.device, out.dtype))
+    if _backend.is_tensor(fill):  # compiling: a 0-d tensor, read inside the graph
+        return out.masked_fill(mask, fill.to(out.device, out.dtype))
+    fill_value = fill
+    # Compiling, the fill may be symbolic (a module's float under dynamic=True, a numpy
+    # scalar): comparing it would be a guard, or a break; one masked_fill more costs little.
+    if not _backend.compiling():
+        # a fill equal to what the kernel leaves costs nothing, unless it is -0.0 (== 0.0)
+        negative_zero = fill_value == 0 and math.copysign(1.0, fill_value) < 0
+        if empty_value is not None and fill_value == empty_value and not negative_zero:
+            return out
+        if not out.requires_grad:  # in place: a fresh result of ours autograd does not record
+            return out.masked_fill_(mask, fill_value)
+    return out.masked_fill(mask, fill_value)
 
 
 def learned_fill(fill: Any, dtype: Any, source: Any) -> Any:

@@ -85,6 +85,41 @@ def test_functional_reductions_compile_into_one_graph_equal_to_eager():
     assert counter.frame_count - 1 <= MAX_RECOMPILES
 
 
+_NUMPY_FILL = np.float32(3.0)  # a numpy scalar from outside: dynamo makes it symbolic
+
+
+def _fills(ints, floats, offsets, fill):
+    return (
+        ra.segment_sum(ints, offsets, fill=-1),
+        ra.segment_max(ints, offsets, fill=-7),
+        ra.segment_min(ints.to(torch.uint8), offsets, fill=200),
+        ra.segment_prod(ints, offsets, fill=5),
+        ra.segment_max(ints > 0, offsets, fill=True).long(),  # (weights need numbers)
+        ra.segment_sum(floats, offsets, fill=_NUMPY_FILL),
+        ra.segment_mean(floats, offsets, fill=fill),  # a 0-d tensor, read in the graph
+        ra.segment_max(floats, offsets, fill=-0.0),
+    )
+
+
+def test_fills_of_every_kind_compile_into_one_graph_equal_to_eager():
+    """Integer fills were checked through numpy (a break), and a symbolic fill was compared
+    with what the kernel leaves (a data-dependent guard)."""
+    counter = testing.CompileCounterWithBackend("aot_eager")
+    compiled = torch.compile(_fills, backend=counter, fullgraph=True)
+    for k, lengths in enumerate(BATCHES[:3]):
+        floats = _leaf((sum(lengths), 2), k)
+        ints = (floats.detach() * 3).round().long()
+        inputs = (ints, floats, _offsets(lengths), torch.tensor(-2.5, dtype=torch.float64))
+        got, got_grads = _value_and_grads(compiled, inputs, [floats])
+        expected, grads = _value_and_grads(_fills, inputs, [floats])
+        for g, e in zip(got, expected, strict=True):
+            assert g.dtype == e.dtype
+            torch.testing.assert_close(g, e, rtol=0, atol=0)
+            assert torch.equal(g.signbit(), e.signbit())
+        _assert_same(got_grads, grads)
+    assert counter.frame_count - 1 <= MAX_RECOMPILES
+
+
 def test_the_gpu_broadcast_threshold_is_no_guard(monkeypatch):
     """Whether a broadcast is large enough for the Triton kernel is never asked in a graph:
     under dynamic shapes ``N >= MIN_ROWS`` would be a guard, one more compile per side."""
