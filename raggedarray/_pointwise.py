@@ -87,6 +87,9 @@ _TORCH_UNTAGGED = (
     "nn.functional.softsign",
     "nn.functional.tanhshrink",
     "Tensor.floor_divide",
+    "special.ndtr",  # compositions of tagged ops
+    "isclose",
+    "isreal",
 )
 
 # torch function -> whether it is elementwise; filled on first use of each function.
@@ -111,12 +114,50 @@ def _classify(func: Any) -> bool:
     name = getattr(func, "__name__", "")
     if name.startswith("__") or name.endswith("_"):  # other dunders; in-place variants
         return False
-    packet: Any = getattr(torch.ops.aten, name.lstrip("_"), None)
+    name = name.lstrip("_")
+    if _pointwise_op(name, torch):
+        return True
+    # Aliases (torch.subtract, torch.special.erf) carry no tags: their canonical op does.
+    canonical = _ALIASES.get(name, name.removeprefix("special_"))
+    return canonical != name and _pointwise_op(canonical, torch)
+
+
+def _pointwise_op(name: str, torch: Any) -> bool:
+    """Whether ATen's ``name`` is tagged pointwise, returns tensors and does not reduce."""
+    packet: Any = getattr(torch.ops.aten, name, None)
     if not hasattr(packet, "overloads"):
         return False
     overloads = [getattr(packet, o) for o in packet.overloads()]
     pointwise = any(torch.Tag.pointwise in o.tags and _returns_tensors(o) for o in overloads)
     return pointwise and not any(_reduces(o, torch) for o in overloads)
+
+
+# torch's aliases whose canonical ATen op has another name (``special_x`` -> ``x`` besides)
+_ALIASES = {
+    "absolute": "abs",
+    "negative": "neg",
+    "subtract": "sub",
+    "multiply": "mul",
+    "divide": "div",
+    "arccos": "acos",
+    "arccosh": "acosh",
+    "arcsin": "asin",
+    "arcsinh": "asinh",
+    "arctan": "atan",
+    "arctanh": "atanh",
+    "arctan2": "atan2",
+    "greater": "gt",
+    "greater_equal": "ge",
+    "less": "lt",
+    "less_equal": "le",
+    "not_equal": "ne",
+    "fix": "trunc",
+    "special_psi": "digamma",
+    "special_gammaln": "lgamma",
+    "special_gammainc": "igamma",
+    "special_gammaincc": "igammac",
+    "special_multigammaln": "mvlgamma",
+}
 
 
 def _reduces(overload: Any, torch: Any) -> bool:

@@ -295,6 +295,54 @@ TORCH_FUNCTIONS = {
 INT_FUNCTIONS = ["abs", "clamp", "maximum", "where", "add-alpha"]
 
 
+# torch's aliases and torch.special's twins, beside the function they name (ATen tags
+# only the canonical op as pointwise): (alias, canonical)
+ALIASES = {
+    "absolute": (torch.absolute, torch.abs),
+    "negative": (torch.negative, torch.neg),
+    "subtract": (lambda t: torch.subtract(t, 1.5), lambda t: t - 1.5),
+    "multiply": (lambda t: torch.multiply(t, 2), lambda t: t * 2),
+    "divide": (lambda t: torch.divide(t, 3), lambda t: t / 3),
+    "arcsin": (torch.arcsin, torch.asin),
+    "arctan2": (lambda t: torch.arctan2(t, t + 2), lambda t: torch.atan2(t, t + 2)),
+    "greater_equal": (lambda t: torch.greater_equal(t, 0.5), lambda t: t >= 0.5),
+    "not_equal": (lambda t: torch.not_equal(t, 0.5), lambda t: t != 0.5),
+    "fix": (lambda t: torch.fix(t * 3), lambda t: torch.trunc(t * 3)),
+    "special.erf": (torch.special.erf, torch.erf),
+    "special.expm1": (torch.special.expm1, torch.expm1),
+    "special.logit": (lambda t: torch.special.logit(t, eps=1e-3), lambda t: torch.logit(t, 1e-3)),
+    "special.psi": (torch.special.psi, torch.digamma),
+    "special.gammaln": (torch.special.gammaln, torch.lgamma),
+    "special.gammainc": (
+        lambda t: torch.special.gammainc(t.detach(), t),  # (torch has no grad for the first)
+        lambda t: torch.igamma(t.detach(), t),
+    ),
+    "special.ndtr": (torch.special.ndtr, lambda t: 0.5 * (1 + torch.erf(t / 2**0.5))),
+    "special.round": (torch.special.round, torch.round),
+    "special.multigammaln": (
+        lambda t: torch.special.multigammaln(t + 2, 2),
+        lambda t: torch.mvlgamma(t + 2, 2),
+    ),
+    "isclose": (lambda t: torch.isclose(t, t + 1e-9), lambda t: torch.ones_like(t, dtype=bool)),
+}
+
+
+@pytest.mark.parametrize("name", ALIASES)
+def test_torch_aliases_are_elementwise_as_what_they_name(name):
+    """They were refused as not elementwise: ATen tags only the canonical operators."""
+    alias, canonical = ALIASES[name]
+    values = torch.rand(6, 2, dtype=torch.float64).mul(0.8).add(0.1).requires_grad_()
+    x = ra.RaggedArray.from_lengths(values, [2, 0, 4, 0])
+    got = alias(x)
+    want = canonical(values)
+    assert type(got) is ra.RaggedArray and got.host_offsets.tolist() == [0, 2, 2, 6, 6]
+    torch.testing.assert_close(got.values, want)
+    if want.requires_grad:
+        (g,) = torch.autograd.grad(got.values.sum(), values)
+        (w,) = torch.autograd.grad(want.sum(), values)
+        torch.testing.assert_close(g, w)
+
+
 @pytest.mark.parametrize("place", TORCH_PLACES)
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("lengths", LENGTH_CASES)
