@@ -371,6 +371,11 @@ def _binary(
             if type(values) is not np.ndarray and (
                 type(other) is int or isinstance(other, np.integer)
             ):  # torch reads a numpy int as a Python int, and wraps one out of range
+                if isinstance(other, np.timedelta64):  # (a numpy int subclass)
+                    raise TypeError(
+                        f"{type(self).__name__}.{name}: number operands must be Python or "
+                        f"numpy ints, floats or bools; got {other!r}"
+                    )
                 other = int(other)
                 if not _SMALL_INT <= other <= _BIG_INT:
                     other = torch_scalar(other, values, f"{type(self).__name__}.{name}")

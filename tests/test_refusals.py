@@ -300,6 +300,22 @@ def test_comparisons_with_ints_outside_the_dtype_answer_as_numpy(dtype, other):
     assert x.dtype == getattr(torch, dtype)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_timedeltas_are_no_numbers(backend):
+    """np.timedelta64 subclasses numpy's int: torch values added it as a plain int.
+
+    (numpy compares ints with it, and numpy values follow numpy there.)
+    """
+    x = make(np.array([1, 2, 3]), [1, 2], backend)
+    ops = (operator.add, operator.mul) + ((operator.lt,) if backend == "torch" else ())
+    for other in (np.timedelta64(5), np.timedelta64(5, "ns"), np.timedelta64(5, "D")):
+        for op in ops:
+            for args in ((x, other), (other, x)):
+                with pytest.raises(TypeError, match=r"^(RaggedArray\.__\w+__|numpy\.\w+): "):
+                    op(*args)
+    assert host(x.values).tolist() == [1, 2, 3]
+
+
 def test_ints_beyond_int64_against_torch_values():
     ints = ra.RaggedArray.from_lengths(torch.arange(3), [1, 2])
     big = np.uint64(2**64 - 1)
