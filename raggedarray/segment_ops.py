@@ -139,8 +139,8 @@ def segment_op(
             out = learned.to(values.device, dtype).expand(shape).clone()
         elif spec.default_fill is not None:
             out = torch.full(shape, fill, dtype=dtype, device=values.device)
-        if spec.default_fill is not None and _backend.needs_grad(flat):
-            out = out + flat.sum() * 0
+        if spec.result == "same" and _backend.needs_grad(flat):  # (median: linked to autograd;
+            out = out - flat.sum() * 0  # positions are int64; minus keeps a fill of -0.0)
         return out
     out = spec.kernel(flat, part)
     empty = part.empty(flat.device)

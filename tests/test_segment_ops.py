@@ -161,6 +161,29 @@ def test_zero_size_items(place, item_shape):
     assert tuple(x.topk(2)[0].values.shape) == (sum(min(n, 2) for n in LENGTHS), *item_shape)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize(
+    "shape", [(0,), (0, 2), (3, 2, 0)], ids=["no-items", "no-items-2", "0-size"]
+)
+def test_results_without_values_that_need_grad_keep_their_kind(dtype, shape):
+    """Positions came back in the values' float dtype (bfloat16 read fill=257 as 256), and a
+    median fill of -0.0 as +0.0, when the values needed grad and held none."""
+    values = torch.zeros(shape, dtype=dtype, requires_grad=True)
+    lengths = [0, 0] if shape[0] == 0 else [1, 2]
+    x = ra.RaggedArray.from_lengths(values, lengths)
+    want = (len(lengths), *shape[1:])
+    for op in ("argmax", "argmin"):
+        for got in (
+            getattr(x, op)(fill=257),
+            getattr(ra, f"segment_{op}")(values, x.offsets, fill=257),
+        ):
+            assert got.dtype == torch.int64 and not got.requires_grad and got.shape == want
+            assert (got == 257).all()  # (every segment is empty, or its items have no size)
+    median = x.median(fill=-0.0)
+    assert median.dtype == dtype and median.requires_grad and median.shape == want
+    assert torch.signbit(median).all()
+
+
 def test_empty_segment_results():
     x = ragged(np.array([1.0, 0.0]), [0, 2, 0])
     np.testing.assert_array_equal(x.any(), [False, True, False])
