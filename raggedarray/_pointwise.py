@@ -160,6 +160,12 @@ _ALIASES = {
 }
 
 
+# What torch.compiler.assume_constant_result(_classify) does, without importing torch: a
+# graph asks for a verdict not cached yet (the first torch.mul of a process, say) and takes
+# it as a constant, where tracing the ATen lookups broke the graph.
+_classify._dynamo_marked_constant = True  # type: ignore[attr-defined]
+
+
 def _reduces(overload: Any, torch: Any) -> bool:
     """Whether an ATen overload reduces: its ``reduction`` tag (torch >= 2.7).
 
@@ -238,6 +244,11 @@ def torch_name(func: Any) -> str:
         return f"torch.Tensor.{name}"
     module = getattr(func, "__module__", None) or "torch"
     return f"{'torch' if module.startswith('torch._') else module}.{name}"
+
+
+# A graph reads a name only to check a dtype it has not seen (dynamo cannot trace the
+# attribute reads): a constant, as the verdicts of _classify are.
+torch_name._dynamo_marked_constant = True  # type: ignore[attr-defined]
 
 
 # -------------------------------------------------------------------------- numpy ufuncs

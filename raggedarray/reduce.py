@@ -182,6 +182,17 @@ def _as_floats(values: Any, source: Any) -> Any:
     return values.to(torch.float64 if isinstance(source, np.ndarray) else torch.get_default_dtype())
 
 
+def _graph_view(part: Partition, values: Any) -> Partition:
+    """The partition as a compiled graph must see it (see ``Partition.in_graph``).
+
+    A method picks it, but after a graph break the method may have run eagerly and handed
+    its host partition to a frame dynamo traces again: host reads there break every call.
+    """
+    if part.host is not None and _backend.compiling():
+        return part.in_graph(values)
+    return part
+
+
 def _zero_rows(flat: Any, part: Partition) -> Any:
     """``(m, F)`` zeros for a buffer with no values, still linked to autograd."""
     out = flat.new_zeros((part.num_segments, flat.shape[1]))
@@ -208,6 +219,7 @@ def reduce(
     ``source``'s backend (the user's values; None: torch's).
     """
     spec = REDUCTIONS[op]
+    part = _graph_view(part, values)
     if spec.integers is None:
         values = _as_floats(values, source)
     dtype = values.dtype
@@ -275,6 +287,7 @@ def softmax(values: Any, part: Partition, *, log: bool, where: str, source: Any 
     Integer and boolean values become floats first, as in ``reduce``.
     """
     kernels = _kernels()
+    part = _graph_view(part, values)
     values = _as_floats(values, source)
     flat = _flat(values)
     if flat.numel() == 0:
@@ -294,6 +307,7 @@ def softmax(values: Any, part: Partition, *, log: bool, where: str, source: Any 
 
 def broadcast(per_segment: Any, part: Partition, *, where: str) -> Any:
     """``(m, ...)`` rows repeated to ``(N, ...)`` over ``part``."""
+    part = _graph_view(part, per_segment)
     if per_segment.ndim == 0 or per_segment.shape[0] != part.num_segments:
         raise ValueError(
             f"{where}: per_segment must have one row per segment, shape "

@@ -357,6 +357,58 @@ def test_compiling_before_any_eager_call_works():
     assert int(done.stdout.split()[-1]) - 1 <= MAX_RECOMPILES
 
 
+COLD_OPERAND_PROCESS = """
+import torch, raggedarray as ra
+import torch.nn.functional as F
+torch.manual_seed(0)
+w = torch.linspace(-1, 1, 4)
+cases = {
+    "tensor operand": lambda x: (x * w).sum(),
+    "softmax": lambda x: (x * w).softmax().values.sum(),
+    "where": lambda x: torch.where(x > 0, F.silu(x) * w, torch.exp(x) - 1).mean(),
+    "row operand": lambda x: (x + x.values[0]).max(),
+}
+for name, fn in cases.items():
+    torch._dynamo.reset()
+    x = ra.RaggedArray.from_lengths(torch.randn(10, 4), [3, 0, 7])
+    explained = torch._dynamo.explain(fn)(x)
+    assert torch.allclose(torch.compile(fn, backend="aot_eager")(x), fn(x)), name
+    print(name, explained.graph_count, explained.graph_break_count)
+"""
+
+
+def test_the_first_operations_of_a_process_compile_into_one_graph():
+    """In a fresh process every verdict and dtype check is cold: dynamo traced torch's
+    elementwise classification (ATen tags) and the names of functions for messages, broke
+    inside __torch_function__ and fell back to eager, and the reductions after it then
+    read the host offsets in a graph: 5 to 18 breaks on every call."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", COLD_OPERAND_PROCESS], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for line in done.stdout.strip().splitlines():
+        *_, graphs, breaks = line.split()
+        assert (int(graphs), int(breaks)) == (1, 0), line
+
+
+def test_verdicts_are_constants_as_torch_marks_them():
+    """The package marks two pure functions as torch.compiler.assume_constant_result would,
+    without importing torch; this pins the attribute torch reads."""
+    from raggedarray import _pointwise
+
+    def probe():
+        return True
+
+    marked = torch.compiler.assume_constant_result(probe)
+    flags = {k for k, v in vars(marked).items() if v is True}
+    assert flags  # (torch marks the function itself)
+    for fn in (_pointwise._classify, _pointwise.torch_name):
+        assert flags <= {k for k, v in vars(fn).items() if v is True}, flags
+
+
 WARNINGS_PROCESS = """
 import warnings
 import torch
