@@ -152,6 +152,11 @@ def from_awkward(array: Any, *, item_ndim: int | None, where: str) -> tuple[np.n
         array = ak.Array(array)
     if not isinstance(array, ak.Array):
         raise TypeError(f"{where}: array must be an awkward Array; got {_backend.describe(array)}")
+    if ak.backend(array) == "typetracer":  # (a dask-awkward graph's stand-in: types only)
+        raise TypeError(
+            f"{where}: array must hold data; got an awkward typetracer array of type "
+            f"{array.type} (compute it first, e.g. with dask's .compute())"
+        )
     if ak.backend(array) != "cpu":
         array = ak.to_backend(array, "cpu")
     if _check_awkward_type(ak, array, where):

@@ -168,9 +168,15 @@ def test_awkward_images_round_trip_through_regular_arrays():
         (ak.Array([[1], None]), ValueError, r"no missing values .*; got 1 at axis=0"),
         (ak.Array([[[1, 2], [3]], []]), ValueError, "axis=2 have different lengths"),
         (ak.Array([[np.datetime64("2020-01-01")]]), TypeError, "numbers or booleans"),
+        (ak.Array(ak.Array([[1.0], []]).layout.to_typetracer()), TypeError, "must hold data"),
+        (
+            ak.Array(ak.Array([[1.0], []]).layout.to_typetracer(forget_length=True)),
+            TypeError,
+            r"must hold data; got an awkward typetracer array of type ## \* var",
+        ),
     ],
     ids=["record", "union", "strings", "flat-strings", "flat", "regular", "missing-inner",
-         "missing-outer", "second-ragged-dim", "datetime"],
+         "missing-outer", "second-ragged-dim", "datetime", "typetracer", "typetracer-no-length"],
 )  # fmt: skip
 def test_from_awkward_errors(array, error, match):
     with pytest.raises(error, match=match) as info:
