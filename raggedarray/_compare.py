@@ -9,6 +9,9 @@ dtypes compare as ``np.isclose`` does.
 
 from __future__ import annotations
 
+import math
+import warnings
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -104,10 +107,57 @@ def close_mask(
     wide = _wide_integers_and_floats(a, b)
     if wide is not None:
         exact = _equal_integer_float(*wide)
-        if rtol or atol:  # a tolerance this loose is not below float64's rounding
-            exact |= np.isclose(a, b, rtol=rtol, atol=atol)
+        if rtol or atol:
+            exact |= _isclose(a, b, rtol, atol, equal_nan=False)
+            _recheck_beyond_float64(exact, a, b, wide[0], rtol, atol)
         return exact
+    return _isclose(a, b, rtol, atol, equal_nan)
+
+
+def _isclose(a: np.ndarray, b: np.ndarray, rtol: Any, atol: Any, equal_nan: bool) -> np.ndarray:
+    """``np.isclose`` with the tolerances as floats, quiet about infinite ones.
+
+    (A Python int past 2**64 is an object to numpy; numpy warns about an infinite
+    tolerance, then answers as the formula does.)
+    """
+    rtol, atol = _as_float(rtol), _as_float(atol)
+    if math.isinf(rtol) or math.isinf(atol):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan)
     return np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan)
+
+
+def _as_float(tolerance: Any) -> float:
+    """A tolerance as a float; an int too large for one is infinite."""
+    try:
+        return float(tolerance)
+    except OverflowError:
+        return math.inf
+
+
+def _recheck_beyond_float64(
+    close: np.ndarray, a: np.ndarray, b: np.ndarray, ints: np.ndarray, rtol: Any, atol: Any
+) -> None:
+    """Redo ``close`` exactly where the integers exceed float64's 53 bits (in place).
+
+    There ``np.isclose`` rounds them first, which both admits (2**60 + 100 within 1 of
+    2.0**60) and refuses (2**60 + 200 not within 200) pairs wrongly. Such integers are few;
+    each pair is compared as exact fractions.
+    """
+    if math.isinf(_as_float(rtol)) or math.isinf(_as_float(atol)):
+        return  # (every finite pair is close, as isclose said)
+    beyond = np.flatnonzero(np.abs(ints.reshape(-1).astype(np.float64)) >= 2.0**53)
+    if not beyond.size:
+        return
+    rtol_f, atol_f = Fraction(rtol), Fraction(atol)
+    flat_a, flat_b, flat_close = a.reshape(-1), b.reshape(-1), close.reshape(-1)
+    for k in beyond:
+        x, y = flat_a[k].item(), flat_b[k].item()
+        if not (math.isfinite(x) and math.isfinite(y)):
+            continue  # (a float NaN or inf: isclose's answer holds)
+        fx, fy = Fraction(x), Fraction(y)
+        flat_close[k] = abs(fx - fy) <= atol_f + rtol_f * abs(fy)
 
 
 def _close_integers(a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> np.ndarray:

@@ -5,6 +5,8 @@ The oracle is a loop over the items with Python ints (exact at any size) or floa
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -97,6 +99,63 @@ def test_tolerances_must_be_real_numbers(check):
                 check(x, **{name: bad})
         for good in (0, 1e-3, np.float32(0.5), np.int64(1), 1e300):
             check(x, **{name: good})
+
+
+def _exact_close(p, q, rtol, atol):
+    """|p - q| <= atol + rtol * |q| with exact fractions (floats read exactly)."""
+    from fractions import Fraction
+
+    p, q = Fraction(p), Fraction(q)
+    return abs(p - q) <= Fraction(atol) + Fraction(rtol) * abs(q)
+
+
+@pytest.mark.parametrize("place", PLACES)
+@pytest.mark.parametrize("dtype", ["int64", "uint64"])
+def test_64_bit_integers_against_floats_within_a_tolerance_exactly(place, dtype):
+    """numpy's isclose rounds the integers to float64 first: 2**60 + 100 was within 1 of
+    2.0**60, and 2**60 + 200 not within 200."""
+    rng = np.random.default_rng(0)
+    tolerances = [(0, 1), (0, 0.5), (0, 100), (0, 200), (1e-17, 0), (1e-16, 0), (0, 2**11)]
+    for _ in range(30):
+        base = int(rng.integers(2**53, 2**62))
+        ints = [base + int(d) for d in rng.integers(0, 400, 3)]
+        floats = [float(base), float(ints[1]), float(base + 2**10)]
+        for i, f in zip(ints, floats, strict=True):  # one pair per array: each one counts
+            a = ra.RaggedArray.from_lengths(on(np.array([i], dtype=dtype), place), [1])
+            b = ra.RaggedArray.from_lengths(on(np.array([f]), place), [1])
+            for (p, q), (x, y) in (((i, f), (a, b)), ((f, i), (b, a))):
+                for rtol, atol in tolerances:
+                    want = _exact_close(p, q, rtol, atol)
+                    assert ra.allclose(x, y, rtol=rtol, atol=atol) is want, (p, q, rtol, atol)
+
+
+def test_infinite_and_huge_tolerances_answer_without_warnings():
+    x = ra.RaggedArray.from_lengths(np.array([1.0, 2.0, np.nan]), [1, 2])
+    y = ra.RaggedArray.from_lengths(np.array([1.0, 5.0, np.nan]), [1, 2])
+    big = ra.RaggedArray.from_lengths(np.array([2**60, 1, 2], dtype=np.int64), [1, 2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for atol in (float("inf"), 2**64, 10**400):
+            assert ra.allclose(x, y, atol=atol, equal_nan=True)
+            assert not ra.allclose(x, y, atol=atol)  # (NaN is never close unless equal_nan)
+            assert ra.allclose(big, x, atol=atol, equal_nan=True) is False  # NaN
+            assert ra.allclose(big, big.double(), atol=atol)
+        assert ra.allclose(x, y, rtol=float("inf"), equal_nan=True)
+
+
+def test_failures_name_the_element_the_first_and_the_largest():
+    values = np.zeros((2, 3, 64, 64), np.float32)
+    other = values.copy()
+    other[1, 2, 40, 7] = 1.0
+    other[0, 0, 0, 1] = 0.5
+    a = ra.RaggedImageBatch.from_lengths(values, [0, 2])
+    with pytest.raises(AssertionError) as info:
+        ra.testing.assert_ragged_equal(a, ra.RaggedImageBatch.from_lengths(other, [0, 2]))
+    message = str(info.value)
+    assert len(message) < 400  # (it printed both whole items: 1.5 MB for 224 x 224 images)
+    assert "2 of 24576 values are not close" in message
+    assert "first at segment 1, item 0, element (0, 0, 1): 0.0 != 0.5" in message
+    assert "largest difference at segment 1, item 1, element (2, 40, 7): 0.0 != 1.0" in message
 
 
 REFERENCES = {
