@@ -49,9 +49,9 @@ def assert_ragged_equal(
 
     Raises:
         AssertionError: with the first difference found: segment count, item shape, offsets,
-            or the segment and item of the largest value difference.
-        TypeError: ``a`` or ``b`` is not a ragged array, a tolerance not a real number, or
-            ``equal_nan`` not a bool.
+            or the values: how many are not close, the segment, item and element of the
+            first, and of the largest difference.
+        TypeError: ``a`` or ``b`` is not a ragged array, or a tolerance not a real number.
         ValueError: a tolerance is negative or NaN.
 
     Examples:
@@ -75,14 +75,33 @@ def assert_ragged_equal(
     close = _compare.close_mask(va, vb, rtol, atol, equal_nan=True)
     if close.all():
         return
-    item = int(np.flatnonzero(~close.reshape(close.shape[0], -1).all(axis=1))[0])
-    segment = int(np.searchsorted(a.host_offsets, item, side="right") - 1)
-    start = int(a.host_offsets[segment])
-    raise AssertionError(
-        f"ragged arrays differ: {int((~close).sum())} of {close.size} values are not close "
-        f"(rtol={rtol}, atol={atol}); first in segment {segment}, item {item - start}: "
-        f"{va[item].tolist()!r} != {vb[item].tolist()!r}"
+    far = np.flatnonzero(~close.reshape(-1))
+    first = np.unravel_index(int(far[0]), close.shape)
+    message = (
+        f"ragged arrays differ: {far.size} of {close.size} values are not close "
+        f"(rtol={rtol}, atol={atol}); first at {_place(a, first)}: "
+        f"{va[first].item()!r} != {vb[first].item()!r}"
     )
+    with np.errstate(all="ignore"):  # (inf - inf, overflow: no largest difference there)
+        gaps = np.abs(va.reshape(-1)[far].astype(np.float64) - vb.reshape(-1)[far])
+    finite = np.where(np.isfinite(gaps), gaps, -1.0)  # (NaN and inf gaps: the first says it)
+    widest = np.unravel_index(int(far[int(np.argmax(finite))]), close.shape)
+    if finite.max() >= 0 and widest != first:
+        message += (
+            f"; largest difference at {_place(a, widest)}: {va[widest].item()!r} != "
+            f"{vb[widest].item()!r}"
+        )
+    raise AssertionError(message)
+
+
+def _place(x: RaggedArray, index: tuple[Any, ...]) -> str:
+    """``segment s, item i[, element (j, k)]`` of a position in the values."""
+    item = int(index[0])
+    segment = int(np.searchsorted(x.host_offsets, item, side="right") - 1)
+    place = f"segment {segment}, item {item - int(x.host_offsets[segment])}"
+    if len(index) > 1:
+        place += f", element {tuple(int(i) for i in index[1:])}"
+    return place
 
 
 def allclose(
