@@ -45,8 +45,8 @@ def segment_key(key: Any, where: str) -> int:
     )
 
 
-def assign(segment: Any, value: Any, where: str) -> None:
-    """Write ``value`` into the ``segment`` view, after every check."""
+def assign(segment: Any, value: Any, where: str, *, values: Any) -> None:
+    """Write ``value`` into the ``segment`` view of ``values``, after every check."""
     if _backend.backend_of(segment) == _backend.NUMPY and not segment.flags.writeable:
         raise ValueError(
             f"{where}: the values must be writable; got a read-only numpy buffer (a file "
@@ -54,6 +54,7 @@ def assign(segment: Any, value: Any, where: str) -> None:
         )
     if _backend.is_tensor(segment):
         _check_writable_tensor(segment, where)
+    _check_no_overlap(values, where)
     if isinstance(value, _NUMBERS):
         _fill(segment, value, where)
     elif _is_host_scalar(value):  # a 0-d array is a number: checked as one, on both backends
@@ -80,15 +81,34 @@ def _check_writable_tensor(segment: Any, where: str) -> None:
             "(torch refuses writes into one; write inside torch.inference_mode(), or copy "
             "them first with x.clone()); got values made under torch.inference_mode()"
         )
-    if any(
-        step == 0 and size > 1 for size, step in zip(segment.shape, segment.stride(), strict=True)
-    ):
-        raise ValueError(
-            f"{where}: the values must not share memory between their elements (an expanded "
-            "tensor: one write would change several items, of other segments too; build "
-            f"the ragged array from values.contiguous()); got strides {segment.stride()} for "
-            f"shape {tuple(segment.shape)}"
-        )
+
+
+def _check_no_overlap(values: Any, where: str) -> None:
+    """Refuse values whose elements may share memory: a write would change several items.
+
+    The whole buffer is read, not the segment: a one-item segment of expanded values has no
+    stride 0 of its own. Strides sorted by size must each pass the span of the ones below
+    (expanded tensors, ``as_strided`` overlaps); contiguous values pass at once.
+    """
+    if _backend.is_tensor(values):
+        if values.is_contiguous():
+            return
+        shape, strides, unit = tuple(values.shape), values.stride(), 1
+    else:
+        if values.flags.c_contiguous:
+            return
+        shape, strides, unit = values.shape, values.strides, values.itemsize
+    span = unit
+    for step, size in sorted((abs(st), n) for n, st in zip(shape, strides, strict=True) if n > 1):
+        if step < span:
+            raise ValueError(
+                f"{where}: the values must not share memory between their elements (an "
+                "expanded or overlapping array: one write would change several items, of "
+                "other segments too; build the ragged array from a contiguous copy, "
+                f"values.contiguous() or np.ascontiguousarray(values)); got strides "
+                f"{tuple(strides)} for shape {tuple(shape)}"
+            )
+        span = step * size
 
 
 def _writes_into_a_grad_leaf(segment: Any) -> bool:

@@ -456,7 +456,7 @@ class RaggedArray(
         """
         where = f"{type(self).__name__}.__setitem__"
         segment = self._getitem(_assign.segment_key(key, where), where)
-        _assign.assign(segment, value, where)
+        _assign.assign(segment, value, where, values=self._values)
 
     def _getitem(self, key: Any, where: str) -> Any:
         m = len(self)

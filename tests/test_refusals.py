@@ -274,6 +274,37 @@ def test_writes_torch_would_refuse_after_writing_are_refused_before():
     assert shared.values.tolist() == [0.0] * 4
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("layout", ["expanded", "overlapping"])
+def test_writes_into_any_segment_of_values_sharing_memory_are_refused(backend, layout):
+    """A one-item segment of expanded values has no stride 0 of its own: the check read the
+    segment, and x[0] = 5 wrote into every segment."""
+    memory = np.zeros(20)
+    if layout == "expanded":
+        values = np.lib.stride_tricks.as_strided(memory, (4, 3), (0, 8))
+    else:  # rows one element apart: rows 0 to 2 all hold element 2
+        values = np.lib.stride_tricks.as_strided(memory, (4, 3), (8, 8))
+    if backend == "torch":
+        memory = torch.zeros(20)
+        values = memory.as_strided((4, 3), (0, 1) if layout == "expanded" else (1, 1))
+    x = ra.RaggedArray(values, [0, 1, 2, 4])
+    for key in (0, 1, 2):
+        with pytest.raises(ValueError, match=r"share memory between their elements.*strides"):
+            x[key] = 5.0
+    assert not host(memory).any()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_writes_into_strided_values_that_do_not_overlap_go_through(backend):
+    rows = np.zeros((12, 3))
+    for values in (rows[::2], rows[::-1], np.asfortranarray(rows), rows.T.copy().T):
+        values = values if backend == "numpy" else torch.from_numpy(values.copy())
+        x = ra.RaggedArray(values, [0, 1, values.shape[0]])
+        x[0] = 5.0
+        x[1] = 7.0
+        assert host(x.values)[0].tolist() == [5.0] * 3 and (host(x.values)[1:] == 7).all()
+
+
 def test_assigning_a_recorded_scalar_tensor_keeps_its_gradient():
     leaf = torch.tensor(2.0, requires_grad=True)
     x = ra.RaggedArray.from_lengths(torch.zeros(3) * leaf, [1, 2])
