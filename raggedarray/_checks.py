@@ -476,8 +476,10 @@ def check_fill(fill: Any, dtype: Any, where: str, what: str = "fill") -> bool | 
             return fill  # type: ignore[return-value]  # (reading it breaks the graph)
         finfo = _backend.torch_module().finfo if tensor_dtype else np.finfo
         largest = float(finfo(dtype).max)
-        if isinstance(fill, (float, np.floating)):
-            ok = not math.isfinite(fill) or abs(float(fill)) <= largest
+        if isinstance(fill, np.floating):  # in its own precision: a longdouble past float64
+            ok = not np.isfinite(fill) or bool(abs(fill) <= largest)  # reads as inf in one
+        elif isinstance(fill, float):
+            ok = not math.isfinite(fill) or abs(fill) <= largest
         else:  # ints and bools, compared exactly
             ok = abs(int(fill)) <= largest
         if not ok:

@@ -305,6 +305,27 @@ def test_writes_into_strided_values_that_do_not_overlap_go_through(backend):
         assert host(x.values)[0].tolist() == [5.0] * 3 and (host(x.values)[1:] == 7).all()
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_longdouble_numbers_past_float64_are_not_read_as_inf(backend, dtype):
+    """math.isfinite reads a longdouble as a float64: 1e4000 was an infinity, and taken."""
+    if np.finfo(np.longdouble).max <= np.finfo(np.float64).max:
+        pytest.skip("this platform's longdouble is float64")  # (x86-64 Linux: 80 bits)
+    x = make(np.zeros(3, dtype=dtype), [1, 2], backend)
+    for big in (
+        np.longdouble("1e4000"),
+        np.longdouble("-1e400"),
+        np.array(np.longdouble("1e4000")),
+    ):
+        with pytest.raises(ValueError, match="must be representable"):
+            x[0] = big
+        with pytest.raises(ValueError, match="fill must be representable"):
+            x.sum(fill=big)
+    assert not host(x.values).any()
+    x[0] = np.longdouble("inf")
+    assert np.isinf(host(x.values)[0])
+
+
 def test_assigning_a_recorded_scalar_tensor_keeps_its_gradient():
     leaf = torch.tensor(2.0, requires_grad=True)
     x = ra.RaggedArray.from_lengths(torch.zeros(3) * leaf, [1, 2])
