@@ -186,6 +186,7 @@ def _chunks(
     num_items = values.shape[0]
     bar = _progress_bar(num_items, where) if progress else None
     assembler = _Assembler(num_items, where)
+    recast = _recasts_per_chunk(values, target)
     start, called = 0, False
     try:
         if plan is None:  # probe on the first items, then size the chunks
@@ -211,8 +212,16 @@ def _chunks(
             # (v - v.mean(0), a batch norm that map cannot see).
             del output
         for a, b in _spans(start, num_items, plan, call_empty=not called):
+            if recast:
+                _backend.torch_module().clear_autocast_cache()
             chunk = _move(values[a:b], target)
-            assembler.add(fn(chunk), b - a, a)
+            # (a view of the buffer; a chunk moved to another device is a copy of its own)
+            view = _backend.is_tensor(chunk) and chunk._base is not None
+            version = chunk._version if view else None
+            output = fn(chunk)
+            if version is not None and chunk._version != version and (a, b) != (0, num_items):
+                _refuse_writes_across_chunks(output, where)
+            assembler.add(output, b - a, a)
             if bar is not None:
                 bar.update(b - a)
     finally:
@@ -259,6 +268,39 @@ def _is_cuda(device: Any) -> bool:
 
 
 _outside_graph: list[Callable[..., Any]] = []  # built once (dynamo warns of functools.cache)
+
+
+def _refuse_writes_across_chunks(output: Any, where: str) -> None:
+    """Refuse ``fn`` writing into its chunk when autograd records the chunks.
+
+    The chunks are views of one buffer and share its version counter: a write into one
+    invalidates what autograd saved for the others (``relu_`` saves its output), and
+    backward would fail.
+    """
+    if _backend.is_tensor(output) and _backend.needs_grad(output):
+        raise ValueError(
+            f"{where}: fn must not write into its input when autograd records it in chunks "
+            "(the chunks share the buffer's version counter: each write invalidates what "
+            "autograd saved for the others); got a function that writes into its input, "
+            "such as nn.ReLU(inplace=True) or torch.relu_ (use the out-of-place form, or "
+            "chunk_size=x.num_items for one call). Items of the chunks run so far were "
+            "written"
+        )
+
+
+def _recasts_per_chunk(values: Any, target: Any) -> bool:
+    """Whether each chunk must cast the weights afresh: autocast on, autograd recording.
+
+    Autocast casts a weight to bfloat16 once and keeps the copy; every chunk's gradient
+    then adds into that copy's in bfloat16 before one cast back (683 % off for a Linear
+    over chunks of 7 rows). With the cache cleared, each chunk's gradient comes back to
+    float32 on its own and the chunks add in float32, as one call's would.
+    """
+    if not _backend.is_tensor(values):
+        return False
+    torch = _backend.torch_module()
+    device = (target if target is not None else values.device).type
+    return torch.is_grad_enabled() and torch.is_autocast_enabled(device)
 
 
 def _chunks_outside_graph() -> Callable[..., Any]:
@@ -500,7 +542,7 @@ class _Assembler:
     def __init__(self, num_items: int, where: str) -> None:
         self.num_items = num_items
         self.where = where
-        # the kept outputs, each with its version when it came (None: not a tensor)
+        # the kept outputs, each with its version when it came (None: the only part)
         self.parts: list[tuple[Any, int | None]] = []
         self.out: Any = None
         self.first: Any = None
@@ -551,7 +593,7 @@ class _Assembler:
             return self.out
         if len(self.parts) == 1:
             return self.parts[0][0]
-        if any(p._version != v for p, v in self.parts):
+        if any(v is not None and p._version != v for p, v in self.parts):
             # kept until the end under autograd: one written again since came back wrong
             raise ValueError(
                 f"{self.where}: fn must return a new array for each chunk; got an output "

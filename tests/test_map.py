@@ -680,6 +680,47 @@ def test_a_buffer_fn_reuses_under_autograd_is_refused():
     torch.testing.assert_close(views.values, values[:, :1])
 
 
+@pytest.mark.parametrize(
+    "fn",
+    [torch.nn.ReLU(inplace=True), torch.relu_, lambda v: v.mul_(2)],
+    ids=["ReLU-inplace", "relu_", "mul_"],
+)
+def test_a_fn_writing_into_its_chunks_under_autograd_is_refused_clearly(fn):
+    """The chunks share the buffer's version counter: each write invalidates what autograd
+    saved for the others. The refusal said a buffer was reused; one call and no-grad work."""
+    leaf = torch.randn(40, 3, requires_grad=True)
+    with pytest.raises(ValueError, match=r"map: fn must not write into its input when autograd"):
+        ra.RaggedArray.from_lengths(leaf * 1, [10, 30]).map(fn, chunk_size=7)
+    dense = fn(leaf * 1)
+    whole = ra.RaggedArray.from_lengths(leaf * 1, [10, 30]).map(fn, chunk_size=40)
+    torch.testing.assert_close(whole.values, dense)
+    (got,) = torch.autograd.grad(whole.values.sum(), leaf)
+    (want,) = torch.autograd.grad(dense.sum(), leaf)
+    torch.testing.assert_close(got, want)
+    with torch.no_grad():  # each item written once, as by one call
+        values = leaf.detach().clone()
+        ra.RaggedArray.from_lengths(values, [10, 30]).map(fn, chunk_size=7)
+        torch.testing.assert_close(values, fn(leaf.detach().clone()))
+
+
+@pytest.mark.parametrize("chunk_size", [7, 1000, None])
+def test_chunked_gradients_under_autocast_add_in_float32(chunk_size):
+    """Autocast casts a weight once and keeps the copy: every chunk's gradient added into
+    it in bfloat16 (683 % off over chunks of 7 rows). Each chunk now casts afresh."""
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(16, 8)
+    values = torch.randn(20_000, 16)
+    x = ra.RaggedArray.from_lengths(values, [8_000, 0, 12_000])
+    truth = values.double().sum(0)  # each row of the weight's gradient
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = x.map(linear, chunk_size=chunk_size).values
+        (got,) = torch.autograd.grad(out.float().sum(), linear.weight)
+        (dense,) = torch.autograd.grad(linear(values).float().sum(), linear.weight)
+    error = ((got.double() - truth).abs().max() / truth.abs().max()).item()
+    dense_error = ((dense.double() - truth).abs().max() / truth.abs().max()).item()
+    assert error <= 3 * dense_error + 1e-3, (error, dense_error)
+
+
 # ----------------------------------------------------------------------- devices
 
 
