@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast, overload
@@ -519,9 +520,15 @@ class RaggedArray(
         """
         if len(self) == 0:
             return ()
-        if _backend.is_tensor(self._values):
-            return self._values.split(self.host_lengths.tolist())
-        parts: list[Any] = np.split(self._values, self._host[1:-1])
+        values = self._values
+        if _backend.is_tensor(values):
+            if not values.requires_grad:
+                return values.split(self.host_lengths.tolist())
+            # split's views are one multi-output view, which autograd lets no one write into
+            # (and a write through x[i] breaks): slices, as x[i] gives
+            bounds = self._host.tolist()
+            return tuple(values[a:b] for a, b in itertools.pairwise(bounds))
+        parts: list[Any] = np.split(values, self._host[1:-1])
         return tuple(parts)
 
     def to_list(self) -> list[ValuesT]:

@@ -336,6 +336,30 @@ def test_len_iter_unbind_to_list(place, lengths):
         np.testing.assert_array_equal(host(x.values), np.concatenate(expected))
 
 
+@pytest.mark.parametrize("lengths", [[2, 0, 3], [1], [0, 0]])
+def test_views_of_values_autograd_records_take_writes_as_x_i_does(lengths):
+    """split's views are one multi-output view: autograd refused writes into them, and a
+    write through x[i] broke every one of them."""
+    leaf = torch.arange(2.0 * sum(lengths)).reshape(-1, 2).requires_grad_()
+    for views in ("unbind", "to_list", "iter"):
+        x = ra.RaggedArray.from_lengths(leaf * 1, lengths)
+        got = {"unbind": x.unbind, "to_list": x.to_list, "iter": lambda x=x: list(x)}[views]()
+        assert [tuple(v.shape) for v in got] == [(n, 2) for n in lengths]
+        if lengths[0]:
+            x[0] = 5.0
+        total = sum((v * 1).sum() for v in got)  # (after the write: read the new values)
+        for v in got:
+            v.mul_(2)  # writes through, as into x[i]
+        want = leaf.detach() * 1
+        want[: lengths[0]] = 5.0
+        torch.testing.assert_close(x.values.detach(), want * 2)
+        if sum(lengths):
+            (grad,) = torch.autograd.grad(x.values.sum() + total, leaf)
+            mask = torch.ones_like(leaf)
+            mask[: lengths[0]] = 0
+            torch.testing.assert_close(grad, 3 * mask)  # (1 from total, 2 from the values)
+
+
 def test_unbind_views_of_image_batch(place):
     segments, x = oracle_and_x(place, "float32", (ra.RaggedImageBatch, (1, 4, 5)))
     for view, seg in zip(x.unbind(), segments, strict=True):
