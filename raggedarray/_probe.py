@@ -62,8 +62,8 @@ class _Counts:
 
 def _measure(func: Any, args: Any, result: Any, counts: _Counts) -> None:
     torch = _backend.torch_module()
-    if not isinstance(result, torch.Tensor):
-        return
+    if not isinstance(result, torch.Tensor) or torch.nn.parameter.is_lazy(result):
+        return  # (a lazy module's uninitialised buffer, made in the call: no data yet)
     size = result.element_size() * result.numel()
     counts.total += size
     counts.largest = max(counts.largest, size)

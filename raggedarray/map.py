@@ -250,7 +250,7 @@ def _probe_aside(fn: Callable[[Any], Any], head: Any, target: Any) -> tuple[Any,
         device = target if target is not None else getattr(head, "device", None)
         kept = torch.random.fork_rng(devices=[device] if _is_cuda(device) else [])
         if module is not None:  # running statistics, spectral norm's vectors, counters
-            buffers = [(b, b.detach().clone()) for b in module.buffers()]
+            buffers = _buffers_of(module, torch)
     numpy_state = np.random.get_state()
     try:
         with kept:
@@ -259,8 +259,24 @@ def _probe_aside(fn: Callable[[Any], Any], head: Any, target: Any) -> tuple[Any,
         np.random.set_state(numpy_state)
         if buffers:
             with _backend.torch_module().no_grad():
-                for buffer, before in buffers:
+                for owner, name, buffer, before in buffers:
+                    setattr(owner, name, buffer)  # (fn may have assigned a new tensor)
                     buffer.copy_(before)
+
+
+def _buffers_of(module: Any, torch: Any) -> list[tuple[Any, str, Any, Any]]:
+    """``(owner, name, buffer, copy)`` of a module's buffers, to put back after the probe.
+
+    Uninitialised (lazy) buffers hold no values to keep: the probe's call initialises them,
+    as the first call of the batch would.
+    """
+    lazy = torch.nn.parameter.is_lazy
+    return [
+        (owner, name, b, b.detach().clone())
+        for owner in module.modules()
+        for name, b in owner.named_buffers(recurse=False)
+        if not lazy(b)
+    ]
 
 
 def _is_cuda(device: Any) -> bool:

@@ -617,6 +617,33 @@ def test_the_probe_leaves_a_modules_buffers_as_they_were(wrap):
         torch.testing.assert_close(a, b, msg=name)
 
 
+class _Counter(nn.Module):
+    """Counts its calls in a buffer it assigns anew, as ``self.n = self.n + 1``."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("n", torch.tensor(0))
+
+    def forward(self, v):
+        self.n = self.n + 1
+        return v * 2
+
+
+@pytest.mark.parametrize("items", [10, 100])
+def test_the_probe_puts_back_reassigned_buffers_and_skips_lazy_ones(items):
+    """A buffer assigned anew was left with the probe's call counted; a lazy module's
+    uninitialised buffers failed the probe (it copied them, and measured their sizes)."""
+    values = torch.randn(items, 3)
+    x = ra.RaggedArray.from_lengths(values, [items])
+    counter = _Counter()
+    x.map(counter)
+    assert counter.n.item() == 1  # as after one call
+    torch.manual_seed(0)
+    lazy, twin = nn.LazyBatchNorm1d().eval(), nn.LazyBatchNorm1d().eval()
+    torch.testing.assert_close(x.map(lazy).values, twin(values))
+    torch.testing.assert_close(lazy.running_var, twin.running_var)
+
+
 def test_a_partial_of_a_training_batch_norm_sees_the_whole_batch(tiny_chunks):
     norm = nn.BatchNorm1d(3)
     sizes = count_calls(norm)
