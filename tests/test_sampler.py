@@ -369,3 +369,20 @@ def test_pickles_to_an_equal_plan():
     sampler.set_epoch(4)
     assert list(copy) == list(sampler) != plan
     assert "500 segments" in repr(copy) and "rank=1/2" in repr(copy)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("max_items", 3), ("max_segments", 1), ("shuffle", True), ("seed", 7), ("drop_last", True),
+     ("strict", True), ("num_replicas", 2), ("rank", 5)],
+)  # fmt: skip
+def test_options_are_fixed_when_the_sampler_is_made(name, value):
+    """An assignment kept the plan made before it: max_items = 3 still gave batches of 8
+    items, and rank = 5 of one replica gave no batch at all, without a word."""
+    sampler = ra.data.BudgetBatchSampler([3, 5, 2, 6, 1], max_items=8, shuffle=False)
+    before = list(sampler)
+    with pytest.raises(AttributeError, match=rf"^BudgetBatchSampler: {name} is fixed when"):
+        setattr(sampler, name, value)
+    assert list(sampler) == before and len(sampler) == len(before)
+    sampler.set_epoch(3)  # the epoch is meant to change
+    assert sampler.epoch == 3
