@@ -372,7 +372,18 @@ def bool_among_ints(x: Any) -> int | None:
     """
     if not isinstance(x, (list, tuple)):
         return None
-    return next((i for i, v in enumerate(x) if isinstance(v, (bool, np.bool_))), None)
+    return next((i for i, v in enumerate(x) if _is_bool(v)), None)
+
+
+def _is_bool(v: Any) -> bool:
+    """A Python or numpy bool, or a 0-d boolean array or tensor (numpy reads it as 1)."""
+    if isinstance(v, (bool, np.bool_)):
+        return True
+    dtype = getattr(v, "dtype", None)
+    return dtype is not None and getattr(v, "ndim", None) == 0 and str(dtype) in _BOOL_NAMES
+
+
+_BOOL_NAMES = frozenset(("bool", "torch.bool"))
 
 
 def as_int64(arr: np.ndarray, where: str, what: str) -> np.ndarray:
