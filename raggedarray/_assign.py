@@ -185,6 +185,8 @@ def _is_the_view(segment: Any, value: Any) -> bool:
     if value.dtype != segment.dtype:
         return False
     if _backend.is_tensor(segment):
+        if value.layout != segment.layout or value.is_nested:  # (sparse: no data pointer)
+            return False
         return value.data_ptr() == segment.data_ptr() and value.stride() == segment.stride()
     same = value.__array_interface__["data"][0] == segment.__array_interface__["data"][0]
     return same and value.strides == segment.strides
@@ -196,6 +198,8 @@ def _copy_array(segment: np.ndarray, value: Any, where: str) -> None:
             f"{where}: the value must be a numpy array or a number like the values; got "
             f"{_backend.describe(value)}"
         )
+    if isinstance(value, np.ma.MaskedArray):  # its mask would be dropped
+        raise TypeError(_checks.masked_refusal(where, "the value"))
     if not isinstance(value, np.ndarray):
         value = _checks.as_numpy(value, where, "the value")
     _check_shape(segment.shape, value.shape, where)
@@ -268,6 +272,8 @@ def _copy_tensor(segment: Any, value: Any, where: str) -> None:
             f"{where}: the value must be a tensor or a number like the values; got "
             f"{_backend.describe(value)}"
         )
+    _checks.dense_tensor(value, where, "the value")  # (nested, sparse: no strided data)
+    _checks.check_dtype(value.dtype, where, "the value")  # (float8: no numpy twin to check)
     if value.device != segment.device and not (value.ndim == 0 and value.device.type == "cpu"):
         raise ValueError(
             f"{where}: the value must be on the values' device ({segment.device}); got "

@@ -445,6 +445,11 @@ case("set-float-into-int-t", TypeError, SI, assign, lambda: xi().torch(), 0, 1.5
 case("set-int-into-bool-t", TypeError, SI, assign, lambda: xi().torch().bool(), 0, 1)
 case("set-f16-huge", ValueError, SI, assign, lambda: xt().half(), 0, 1e40)
 case("set-read-only", ValueError, SI, assign, lambda: R(readonly(np.zeros(3)), [0, 3]), 0, 1.0)
+# values that are not plain arrays: torch's own errors came through, a mask was dropped
+case("set-sparse", TypeError, SI, assign, xt, 0, lambda: torch.zeros(2, 2).to_sparse())
+case("set-nested", TypeError, SI, assign, xt, 0, nested)
+case("set-float8", TypeError, SI, assign, xt, 0, lambda: torch.zeros(2, 2).to(torch.float8_e4m3fn))
+case("set-masked", TypeError, SI, assign, xf, 0, lambda: np.ma.masked_array(np.ones((2, 2)), True))
 case("idx-high", IndexError, GI, index, xf, 3)
 case("idx-bfloat16", IndexError, GI, index, xt, lambda: torch.tensor([1], dtype=torch.bfloat16))
 case("idx-low", IndexError, GI, index, xf, -4)
