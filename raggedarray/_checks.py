@@ -365,6 +365,13 @@ def int_vector(x: Any, where: str, what: str, *, allow_empty_float: bool = True)
     return as_int64(arr, where, what)
 
 
+def index_range(where: str, m: int, i: int) -> str:
+    """The message refusing segment index ``i`` of ``m`` segments."""
+    if m == 0:
+        return f"{where}: segment index must index a segment; got {i} with no segments"
+    return f"{where}: segment index must be in [-{m}, {m}); got {i}"
+
+
 def bool_among_ints(x: Any) -> int | None:
     """The position of the first boolean in a flat list or tuple, else None.
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _backend, _compare, _offsets
+from . import _backend, _checks, _compare, _offsets
 from ._types import IndexLike, RaggedFields, ValuesT
 
 if TYPE_CHECKING:
@@ -240,7 +240,7 @@ def _select(segments: Any, m: int, where: str) -> np.ndarray:
     if isinstance(segments, (int, np.integer)):
         i = int(segments)
         if not -m <= i < m:
-            raise IndexError(f"{where}: segment index must be in [-{m}, {m}); got {i}")
+            raise IndexError(_checks.index_range(where, m, i))
         return np.array([i + m if i < 0 else i], dtype=np.int64)
     if isinstance(segments, slice) and segments.step == 0:
         raise ValueError(f"{where}: slice step must not be zero; got {segments}")

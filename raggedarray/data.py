@@ -444,6 +444,13 @@ def _check_targets(targets: Any, m: int, where: str) -> None:
         raise ValueError(
             f"{where}: targets must have one entry per segment ({m}); got {len(targets)}"
         )
+    if isinstance(targets, Mapping):  # keyed by segment index: every one must be there
+        missing = next((i for i in range(m) if i not in targets), None)
+        if missing is not None:
+            raise ValueError(
+                f"{where}: targets as a mapping must have the segment indices 0..{m - 1} as "
+                f"keys; got no key {missing} (keys such as {next(iter(targets))!r})"
+            )
 
 
 def _segment_index(i: Any, where: str) -> int:

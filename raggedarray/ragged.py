@@ -464,7 +464,7 @@ class RaggedArray(
         if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
             i = int(key)
             if not -m <= i < m:
-                raise IndexError(f"{where}: segment index must be in [-{m}, {m}); got {i}")
+                raise IndexError(_checks.index_range(where, m, i))
             return self._segment(i + m if i < 0 else i)
         if isinstance(key, slice) and key.step == 0:
             raise ValueError(f"{where}: slice step must not be zero; got {key}")

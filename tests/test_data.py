@@ -507,3 +507,18 @@ def test_subsample_takes_a_0d_integer_count_as_an_int():
     for bad in (np.array(1.0), np.array(True), torch.tensor(1.5)):
         with pytest.raises(TypeError, match=r"RaggedArray\.subsample: k must"):
             x.subsample(bad)
+
+
+def test_dataset_targets_as_a_mapping_need_every_segment_index():
+    """A dict keyed by labels was taken, then ds[2] raised a bare KeyError."""
+    x = ra.RaggedArray.from_lengths(np.arange(6.0), [1, 2, 3])
+    with pytest.raises(
+        ValueError, match=r"mapping must have the segment indices 0\.\.2 .*no key 0"
+    ):
+        ra.data.RaggedDataset(x, targets={"a": 1, "b": 2, "c": 3})
+    with pytest.raises(ValueError, match=r"no key 2"):
+        ra.data.RaggedDataset(x, targets={0: 1, 1: 2, 3: 3})
+    assert ra.data.RaggedDataset(x, targets={0: "a", 1: "b", 2: "c"})[-1][1] == "c"
+    empty = ra.data.RaggedDataset(ra.RaggedArray.from_lengths(np.arange(0.0), []))
+    with pytest.raises(IndexError, match=r"must index a segment; got 0 with no segments"):
+        empty[0]
