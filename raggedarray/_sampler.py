@@ -135,7 +135,7 @@ class BudgetBatchSampler:
         self.epoch = 0
         self._cache: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None
 
-    def __setattr__(self, name: str, value: Any) -> None:
+    def __setattr__(self, name: str, value: object) -> None:
         if name in _FIXED:
             raise AttributeError(
                 f"{type(self).__name__}: {name} is fixed when the sampler is made (its plans "
