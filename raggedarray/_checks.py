@@ -267,6 +267,11 @@ def device(device: Any, where: str) -> Any:
     try:
         dev = torch.device(int(device) if isinstance(device, np.integer) else device)
     except (RuntimeError, TypeError, ValueError):
+        if isinstance(device, (int, np.integer)) and device >= 0:  # an accelerator's index
+            raise ValueError(
+                f"{where}: device {int(device)} (a GPU's index) needs a CUDA GPU; got a torch "
+                "without one (torch.cuda.is_available() is False)"
+            ) from None
         hint = " (pass a dtype as dtype=...)" if _names_a_dtype(device) else ""
         raise ValueError(
             f"{where}: device must be a torch device such as 'cpu', 'cuda' or 'cuda:1'; "
@@ -294,6 +299,8 @@ def device(device: Any, where: str) -> Any:
 
 
 def _names_a_dtype(text: Any) -> bool:
+    if not isinstance(text, str):  # (np.dtype reads a numpy int as its type)
+        return False
     try:
         np.dtype(text)
     except TypeError:

@@ -962,6 +962,10 @@ def test_unavailable_cuda_is_a_value_error():
     _, x = oracle_and_x(("torch", "cpu"))
     with pytest.raises(ValueError, match="needs a CUDA GPU"):
         x.map(sin2, device="cuda")
+    # a GPU's index, a numpy one too (it was called a dtype: np.dtype reads np.int64(0))
+    for index in (0, np.int64(0), np.int32(1)):
+        with pytest.raises(ValueError, match=r"device \d \(a GPU's index\) needs a CUDA GPU"):
+            x.map(sin2, device=index)
 
 
 # ----------------------------------------------------------------- one buffer
