@@ -539,6 +539,12 @@ class ElementwiseMethods(RaggedFields[ValuesT]):
                 "inplace=True (nn.ReLU(inplace=True), say); call it with inplace=False for a "
                 "new ragged array, or work in place on x.values"
             )
+        if len(args) == 1 and not kwargs and func is _backend.torch_module().where:
+            raise TypeError(
+                "torch.where: with one argument (the condition) it gives the positions of the "
+                f"True items, which is not elementwise; {_HINT} (torch.where(cond, x, y) "
+                "selects elementwise)"
+            )
         return elementwise(func, args, kwargs, TorchWhere(func), backend=_backend.TORCH)
 
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:

@@ -562,6 +562,9 @@ def test_not_elementwise_message_names_map_and_the_reductions():
     t = ra.RaggedArray.from_lengths(torch.arange(3.0), [1, 2])
     with pytest.raises(TypeError, match=r"torch\.sum: .*x\.map\(fn\).*x\.sum\(\)"):
         torch.sum(t)
+    # one-argument where gives positions (it said an elementwise call must return rows)
+    with pytest.raises(TypeError, match=r"torch\.where: with one argument .*x\.map\(fn\)"):
+        torch.where(t > 0)
 
 
 def test_the_elementwise_verdicts_come_from_torch_tags():
