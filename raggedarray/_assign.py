@@ -200,9 +200,16 @@ def _copy_array(segment: np.ndarray, value: Any, where: str) -> None:
         )
     if isinstance(value, np.ma.MaskedArray):  # its mask would be dropped
         raise TypeError(_checks.masked_refusal(where, "the value"))
-    if not isinstance(value, np.ndarray):
+    # Python ints (a list) are numbers of no dtype, as a Python int is: [1, 2] into uint8
+    # values casts with a range check, where numpy's int64 for them is no same_kind cast
+    numbers = not isinstance(value, np.ndarray)
+    if numbers:
         value = _checks.as_numpy(value, where, "the value")
     _check_shape(segment.shape, value.shape, where)
+    if numbers and value.dtype.kind == "i" and segment.dtype.kind in "iu":
+        _check_range(value, segment.dtype, where)
+        np.copyto(segment, value, casting="unsafe")
+        return
     if not np.can_cast(value.dtype, segment.dtype, casting="same_kind"):
         raise TypeError(
             f"{where}: the value must cast to the values' {segment.dtype} by the same_kind "

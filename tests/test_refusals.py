@@ -326,6 +326,25 @@ def test_longdouble_numbers_past_float64_are_not_read_as_inf(backend, dtype):
     assert np.isinf(host(x.values)[0])
 
 
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "uint16", "int32"])
+def test_python_int_lists_go_into_narrow_integer_values_within_range(dtype):
+    """numpy reads [1, 2] as int64, which no same_kind rule casts to uint8: an image segment
+    took no Python list. Lists are numbers, range-checked as a Python int is."""
+    info = np.iinfo(dtype)
+    x = ra.RaggedArray.from_lengths(np.zeros((3, 2), dtype=dtype), [1, 2])
+    x[1] = [[int(info.min), int(info.max)], [0, 7]]
+    assert x.values.tolist() == [[0, 0], [int(info.min), int(info.max)], [0, 7]]
+    for bad in ([[int(info.max) + 1, 0]], [[int(info.min) - 1, 0]]):
+        with pytest.raises(ValueError, match="must be representable"):
+            x[0] = bad
+    if info.min == 0:
+        with pytest.raises(TypeError, match="same_kind"):  # an int64 array: numpy's rule
+            x[0] = np.array([[1, 2]])
+    with pytest.raises(TypeError, match="same_kind"):  # floats are no integers
+        x[0] = [[1.5, 2]]
+    assert x.values[0].tolist() == [0, 0]
+
+
 def test_assigning_a_recorded_scalar_tensor_keeps_its_gradient():
     leaf = torch.tensor(2.0, requires_grad=True)
     x = ra.RaggedArray.from_lengths(torch.zeros(3) * leaf, [1, 2])
