@@ -84,6 +84,14 @@ def order_view(t: Any) -> Any:
     return t.to(wider[t.dtype]) if t.dtype in wider else t
 
 
+def order_value(number: Any, dtype: Any) -> int:
+    """The int ``number`` of ``dtype`` as ``order_view`` holds it: uint64's shifted by 2**63.
+
+    Python arithmetic (not a tensor and ``.item()``), so a compiled graph takes it as is.
+    """
+    return int(number) - 2**63 if dtype == torch.uint64 else int(number)
+
+
 def from_order_view(t: Any, dtype: Any) -> Any:
     """The inverse of ``order_view``: ``t`` back in ``dtype``."""
     if dtype == torch.uint64:

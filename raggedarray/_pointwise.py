@@ -224,6 +224,11 @@ def _inplace_slot(func: Any) -> int:
     return names.index("inplace") if "inplace" in names else -1
 
 
+# A constant to a graph, as _classify's verdicts are (torch 2.6's dynamo failed inside
+# inspect.signature of a builtin, ending the compile with an internal error).
+_inplace_slot._dynamo_marked_constant = True  # type: ignore[attr-defined]
+
+
 class TorchWhere:
     """The name of a torch function for messages, formatted only when one is raised."""
 

@@ -241,7 +241,9 @@ def reduce(
     else:
         (out, rows), empty_value = spec.kernel(flat, part, options), spec.empty_value
     if integer and spec.integers == "same" and not _backend.is_tensor(fill):
-        fill = encode(_torch().tensor([fill], dtype=dtype)).item()  # as the kernels hold it
+        from ._order import order_value  # (imports torch)
+
+        fill = order_value(fill, dtype)  # as the kernels hold it
     if rows is not None:
         out = _fill_rows(out, rows, fill, learned, empty_value)
     return decode(out).reshape(part.num_segments, *values.shape[1:])
