@@ -300,9 +300,6 @@ def pad_positions(
     return dest, src, mask
 
 
-_NO_LIMIT = 2**1024  # past every count a Python int can mean here
-
-
 def subsample(
     offsets: np.ndarray, k: Any, draw: Callable[[], np.ndarray], where: str
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -320,8 +317,7 @@ def subsample(
     if integer_0d(k):
         k = k.item()  # one count, as an int would be
     if isinstance(k, (int, np.integer, bool, np.bool_)):
-        count = _checks.read_int(k, "k", where, high=_NO_LIMIT)  # (any size keeps it all)
-        keep = np.minimum(lengths, min(count, _checks.INT64_MAX))
+        keep = np.minimum(lengths, _checks.read_int(k, "k", where))
     else:
         per_segment = _as_host_integer_vector(k, where, "k")
         if per_segment.shape[0] != lengths.shape[0]:
