@@ -87,8 +87,9 @@ def _check_no_overlap(values: Any, where: str) -> None:
     """Refuse values whose elements may share memory: a write would change several items.
 
     The whole buffer is read, not the segment: a one-item segment of expanded values has no
-    stride 0 of its own. Strides sorted by size must each pass the span of the ones below
-    (expanded tensors, ``as_strided`` overlaps); contiguous values pass at once.
+    stride 0 of its own. Strides sorted by size must each pass what the axes below reach
+    (expanded tensors and ``as_strided`` overlaps fail; slices such as ``[:, ::2]`` pass);
+    contiguous values pass at once.
     """
     if _backend.is_tensor(values):
         if values.is_contiguous():
@@ -98,9 +99,9 @@ def _check_no_overlap(values: Any, where: str) -> None:
         if values.flags.c_contiguous:
             return
         shape, strides, unit = values.shape, values.strides, values.itemsize
-    span = unit
+    reach = unit  # past the last byte (element) the axes with smaller strides can reach
     for step, size in sorted((abs(st), n) for n, st in zip(shape, strides, strict=True) if n > 1):
-        if step < span:
+        if step < reach:
             raise ValueError(
                 f"{where}: the values must not share memory between their elements (an "
                 "expanded or overlapping array: one write would change several items, of "
@@ -108,7 +109,7 @@ def _check_no_overlap(values: Any, where: str) -> None:
                 f"values.contiguous() or np.ascontiguousarray(values)); got strides "
                 f"{tuple(strides)} for shape {tuple(shape)}"
             )
-        span = step * size
+        reach += step * (size - 1)
 
 
 def _writes_into_a_grad_leaf(segment: Any) -> bool:
