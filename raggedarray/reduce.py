@@ -240,10 +240,13 @@ def reduce(
             rows = part.lengths(flat.device) <= options["correction"]
     else:
         (out, rows), empty_value = spec.kernel(flat, part, options), spec.empty_value
-    if integer and spec.integers == "same" and not _backend.is_tensor(fill):
-        from ._order import order_value  # (imports torch)
+    if integer and spec.integers == "same":  # the fill as the kernels hold it
+        if _backend.is_tensor(fill):  # (compiling: a 0-d tensor, encoded as the values are)
+            fill = encode(fill.reshape(1).to(dtype)).reshape(())
+        else:
+            from ._order import order_value  # (imports torch)
 
-        fill = order_value(fill, dtype)  # as the kernels hold it
+            fill = order_value(fill, dtype)
     if rows is not None:
         out = _fill_rows(out, rows, fill, learned, empty_value)
     return decode(out).reshape(part.num_segments, *values.shape[1:])

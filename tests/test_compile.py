@@ -122,6 +122,26 @@ def test_fills_of_every_kind_compile_into_one_graph_equal_to_eager():
     assert counter.frame_count - 1 <= MAX_RECOMPILES
 
 
+def test_a_tensor_fill_of_wide_unsigned_values_compiles_as_eager():
+    """uint64 values reduce as int64 shifted by 2**63; a 0-d tensor fill read in the graph
+    skipped that shift: 7 came back as 9223372036854775815."""
+
+    def fn(values, offsets, fill):
+        return ra.segment_max(values, offsets, fill=fill), ra.segment_min(
+            values, offsets, fill=fill
+        )
+
+    values = torch.from_numpy(np.array([1, 9, 3, 4, 2**63 + 5], dtype=np.uint64))
+    offsets = _offsets([2, 0, 3])
+    compiled = torch.compile(fn, backend="aot_eager")
+    for fill in (torch.tensor(7, dtype=torch.uint64), torch.tensor(2**62, dtype=torch.int64)):
+        for got, want in zip(
+            compiled(values, offsets, fill), fn(values, offsets, fill), strict=True
+        ):
+            assert got.dtype == want.dtype == torch.uint64
+            assert got.tolist() == want.tolist()
+
+
 def test_the_gpu_broadcast_threshold_is_no_guard(monkeypatch):
     """Whether a broadcast is large enough for the Triton kernel is never asked in a graph:
     under dynamic shapes ``N >= MIN_ROWS`` would be a guard, one more compile per side."""
