@@ -128,6 +128,13 @@ def _isclose(a: np.ndarray, b: np.ndarray, rtol: Any, atol: Any, equal_nan: bool
     return np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan)
 
 
+def _exact(tolerance: Any) -> Fraction:
+    """A tolerance as an exact fraction (numpy floats read through float, exactly)."""
+    if isinstance(tolerance, (int, np.integer)):
+        return Fraction(int(tolerance))
+    return Fraction(float(tolerance))
+
+
 def _as_float(tolerance: Any) -> float:
     """A tolerance as a float; an int too large for one is infinite."""
     try:
@@ -145,13 +152,20 @@ def _recheck_beyond_float64(
     2.0**60) and refuses (2**60 + 200 not within 200) pairs wrongly. Such integers are few;
     each pair is compared as exact fractions.
     """
-    if math.isinf(_as_float(rtol)) or math.isinf(_as_float(atol)):
+    rtol_x, atol_x = _as_float(rtol), _as_float(atol)
+    if math.isinf(rtol_x) or math.isinf(atol_x):
         return  # (every finite pair is close, as isclose said)
+    flat_a, flat_b, flat_close = a.reshape(-1), b.reshape(-1), close.reshape(-1)
     beyond = np.flatnonzero(np.abs(ints.reshape(-1).astype(np.float64)) >= 2.0**53)
+    if beyond.size:  # only pairs whose float64 answer rounding could flip: near the bound
+        fa, fb = flat_a[beyond].astype(np.float64), flat_b[beyond].astype(np.float64)
+        with np.errstate(all="ignore"):
+            margin = np.abs(np.abs(fa - fb) - (atol_x + rtol_x * np.abs(fb)))
+            near = ~(margin > np.maximum(np.abs(fa), np.abs(fb)) * 2.0**-48)
+        beyond = beyond[near]
     if not beyond.size:
         return
-    rtol_f, atol_f = Fraction(rtol), Fraction(atol)
-    flat_a, flat_b, flat_close = a.reshape(-1), b.reshape(-1), close.reshape(-1)
+    rtol_f, atol_f = _exact(rtol), _exact(atol)
     for k in beyond:
         x, y = flat_a[k].item(), flat_b[k].item()
         if not (math.isfinite(x) and math.isfinite(y)):
