@@ -106,82 +106,50 @@ class BudgetBatchSampler:
     ) -> None:
         where = type(self).__name__
         self._lengths = _read_lengths(lengths, where)
-        self._max_items = _int(max_items, "max_items", 1, where)
-        self._max_segments = (
+        self.max_items = _int(max_items, "max_items", 1, where)
+        self.max_segments = (
             None if max_segments is None else _int(max_segments, "max_segments", 1, where)
         )
-        self._shuffle = _checks.read_bool(shuffle, "shuffle", where)
-        self._seed = _int(seed, "seed", 0, where)
-        self._drop_last = _checks.read_bool(drop_last, "drop_last", where)
-        self._strict = _checks.read_bool(strict, "strict", where)
+        self.shuffle = _checks.read_bool(shuffle, "shuffle", where)
+        self.seed = _int(seed, "seed", 0, where)
+        self.drop_last = _checks.read_bool(drop_last, "drop_last", where)
+        self.strict = _checks.read_bool(strict, "strict", where)
         if num_replicas is None or rank is None:
             world, me = _distributed_defaults()
             num_replicas = world if num_replicas is None else num_replicas
             rank = me if rank is None else rank
-        self._num_replicas = _int(num_replicas, "num_replicas", 1, where)
-        self._rank = _int(rank, "rank", 0, where)
-        if self._rank >= self._num_replicas:
+        self.num_replicas = _int(num_replicas, "num_replicas", 1, where)
+        self.rank = _int(rank, "rank", 0, where)
+        if self.rank >= self.num_replicas:
             raise ValueError(
-                f"{where}: rank must be < num_replicas={self._num_replicas}; got rank={self._rank}"
+                f"{where}: rank must be < num_replicas={self.num_replicas}; got rank={self.rank}"
             )
-        if self._strict:
-            over = np.flatnonzero(self._lengths > self._max_items)
+        if self.strict:
+            over = np.flatnonzero(self._lengths > self.max_items)
             if over.size:
                 i = int(over[0])
                 raise ValueError(
                     f"{where}: with strict=True every segment must fit in "
-                    f"max_items={self._max_items}; got lengths[{i}]={self._lengths[i]}"
+                    f"max_items={self.max_items}; got lengths[{i}]={self._lengths[i]}"
                 )
         self.epoch = 0
         self._cache: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def __setattr__(self, name: str, value: object) -> None:
-        if name in _FIXED:
-            raise AttributeError(
-                f"{type(self).__name__}: {name} is fixed when the sampler is made (its plans "
-                f"depend on it); got an assignment of {value!r} (make a new sampler)"
-            )
+        if name in _FIXED and name in self.__dict__:  # (set once, by __init__)
+            raise self._fixed(name, f"an assignment of {value!r}")
         object.__setattr__(self, name, value)
 
-    @property
-    def max_items(self) -> int:
-        """The item budget of a batch."""
-        return self._max_items
+    def __delattr__(self, name: str) -> None:
+        if name in _FIXED:
+            raise self._fixed(name, "a deletion")
+        object.__delattr__(self, name)
 
-    @property
-    def max_segments(self) -> int | None:
-        """The most segments in a batch (None: no limit)."""
-        return self._max_segments
-
-    @property
-    def shuffle(self) -> bool:
-        """Whether batches are shuffled."""
-        return self._shuffle
-
-    @property
-    def seed(self) -> int:
-        """The seed of the shuffles."""
-        return self._seed
-
-    @property
-    def drop_last(self) -> bool:
-        """Whether batches that would be uneven across ranks are dropped."""
-        return self._drop_last
-
-    @property
-    def strict(self) -> bool:
-        """Whether a segment longer than max_items is refused."""
-        return self._strict
-
-    @property
-    def num_replicas(self) -> int:
-        """The number of ranks."""
-        return self._num_replicas
-
-    @property
-    def rank(self) -> int:
-        """This rank."""
-        return self._rank
+    def _fixed(self, name: str, seen: str) -> AttributeError:
+        return AttributeError(
+            f"{type(self).__name__}: {name} is fixed when the sampler is made (its plans "
+            f"depend on it); got {seen} (make a new sampler)"
+        )
 
     @property
     def lengths(self) -> np.ndarray:
@@ -208,9 +176,9 @@ class BudgetBatchSampler:
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}({self._lengths.shape[0]} segments, "
-            f"max_items={self._max_items}, max_segments={self._max_segments}, "
-            f"shuffle={self._shuffle}, seed={self._seed}, epoch={self.epoch}, "
-            f"rank={self._rank}/{self._num_replicas})"
+            f"max_items={self.max_items}, max_segments={self.max_segments}, "
+            f"shuffle={self.shuffle}, seed={self.seed}, epoch={self.epoch}, "
+            f"rank={self.rank}/{self.num_replicas})"
         )
 
     def _plan(self) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
@@ -218,23 +186,23 @@ class BudgetBatchSampler:
         if self._cache is not None and self._cache[0] == self.epoch:
             return self._cache
         lengths, n = self._lengths, self._lengths.shape[0]
-        most = n if self._max_segments is None else self._max_segments
-        if self._shuffle and n:
-            rng = np.random.default_rng((self._seed, self.epoch))
+        most = n if self.max_segments is None else self.max_segments
+        if self.shuffle and n:
+            rng = np.random.default_rng((self.seed, self.epoch))
             perm = rng.permutation(n)
-            clipped = float(np.minimum(lengths, self._max_items).mean())
-            per_batch = min(max(self._max_items / max(clipped, 1.0), 1.0), most)
+            clipped = float(np.minimum(lengths, self.max_items).mean())
+            per_batch = min(max(self.max_items / max(clipped, 1.0), 1.0), most)
             window = max(int(_WINDOW_BATCHES * per_batch), 1)
-            order, counts = _pack_windows(lengths, perm, self._max_items, most, window)
+            order, counts = _pack_windows(lengths, perm, self.max_items, most, window)
             bounds = _offsets.from_lengths(counts, "BudgetBatchSampler")
             bounds, item = _offsets.gather(bounds, rng.permutation(counts.shape[0]))
             order = order[item]
         else:
-            bounds = _next_fit(np.cumsum(lengths).tolist(), self._max_items, most)
+            bounds = _next_fit(np.cumsum(lengths).tolist(), self.max_items, most)
             order = np.arange(n, dtype=np.int64)
-        num, r = bounds.shape[0] - 1, self._num_replicas
-        total = (num // r) * r if self._drop_last else -(-num // r) * r
-        mine = (np.arange(self._rank, total, r) % max(num, 1)).astype(np.int64)
+        num, r = bounds.shape[0] - 1, self.num_replicas
+        total = (num // r) * r if self.drop_last else -(-num // r) * r
+        mine = (np.arange(self.rank, total, r) % max(num, 1)).astype(np.int64)
         self._cache = (self.epoch, order, bounds, mine)
         return self._cache
 
