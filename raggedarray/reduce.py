@@ -228,6 +228,8 @@ def reduce(
     learned = learned_fill(fill, result_dtype, source)
     if type(fill) is not int or fill != 0:  # the default fill holds in every dtype
         fill = _checks.check_fill(fill, result_dtype, where)
+    if learned is not None:  # checked as a number; put in as the tensor, for its gradient
+        fill = learned
     if "correction" in options:
         options["correction"] = _checks.check_correction(options["correction"], where)
     encode, decode = integer_codec(dtype, spec.integers, where)
@@ -248,16 +250,18 @@ def reduce(
 
             fill = order_value(fill, dtype)
     if rows is not None:
-        out = _fill_rows(out, rows, fill, learned, empty_value)
+        out = _fill_rows(out, rows, fill, empty_value)
     return decode(out).reshape(part.num_segments, *values.shape[1:])
 
 
-def _fill_rows(out: Any, rows: Any, fill: Any, learned: Any, empty_value: float | None) -> Any:
-    """``out`` with ``fill`` in the ``rows`` the kernel leaves empty (``empty_value`` there)."""
+def _fill_rows(out: Any, rows: Any, fill: Any, empty_value: float | None) -> Any:
+    """``out`` with ``fill`` in the ``rows`` the kernel leaves empty (``empty_value`` there).
+
+    A 0-d tensor ``fill`` (one autograd records, which gets the gradient of those rows, or
+    any while compiling, read inside the graph) goes in as the tensor.
+    """
     mask = rows.unsqueeze(1)
-    if learned is not None:  # a 0-d tensor fill autograd records gets its gradient
-        return out.masked_fill(mask, learned.to(out.device, out.dtype))
-    if _backend.is_tensor(fill):  # compiling: a 0-d tensor, read inside the graph
+    if _backend.is_tensor(fill):
         return out.masked_fill(mask, fill.to(out.device, out.dtype))
     fill_value = fill
     # Compiling, the fill may be symbolic (a module's float under dynamic=True, a numpy
