@@ -372,10 +372,7 @@ def _binary(
                 type(other) is int or isinstance(other, np.integer)
             ):  # torch reads a numpy int as a Python int, and wraps one out of range
                 if isinstance(other, np.timedelta64):  # (a numpy int subclass)
-                    raise TypeError(
-                        f"{type(self).__name__}.{name}: number operands must be Python or "
-                        f"numpy ints, floats or bools; got {other!r}"
-                    )
+                    raise _not_a_number(f"{type(self).__name__}.{name}", other)
                 other = int(other)
                 if not _SMALL_INT <= other <= _BIG_INT:
                     other = torch_scalar(other, values, f"{type(self).__name__}.{name}")
@@ -389,10 +386,7 @@ def _binary(
         where = f"{type(self).__name__}.{name}"
         if not _is_ragged(other) and _backend.backend_of(other) is None:
             if isinstance(other, numbers.Number):  # Fraction, Decimal: no backend reads them
-                raise TypeError(
-                    f"{where}: number operands must be Python or numpy ints, floats or bools; "
-                    f"got {type(other).__name__} {other!r:.40} (convert it, e.g. float(v))"
-                )
+                raise _not_a_number(where, other)
             if not isinstance(other, _SEQUENCES):
                 return NotImplemented
             other = _sequence_operand(other, self, where)
@@ -401,6 +395,14 @@ def _binary(
     method.__name__ = method.__qualname__ = name
     method.__doc__ = f"Elementwise ``{op.__name__}``, computed on the values (see module doc)."
     return method
+
+
+def _not_a_number(where: str, other: Any) -> TypeError:
+    """The refusal of a number operand no backend reads as a number (Fraction, timedelta)."""
+    return TypeError(
+        f"{where}: number operands must be Python or numpy ints, floats or bools; "
+        f"got {type(other).__name__} {other!r:.40} (convert it, e.g. float(v))"
+    )
 
 
 def _unary(stem: str, op: Callable[[Any], Any]) -> Callable[[E], E]:
