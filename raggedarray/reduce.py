@@ -182,14 +182,15 @@ def _as_floats(values: Any, source: Any) -> Any:
     return values.to(torch.float64 if isinstance(source, np.ndarray) else torch.get_default_dtype())
 
 
-def _graph_view(part: Partition, values: Any) -> Partition:
+def _graph_view(part: Partition, values: Any, num_items: Any = None) -> Partition:
     """The partition as a compiled graph must see it (see ``Partition.in_graph``).
 
     A method picks it, but after a graph break the method may have run eagerly and handed
     its host partition to a frame dynamo traces again: host reads there break every call.
+    ``num_items``: N when ``values`` are not the items (a broadcast's per-segment rows).
     """
     if part.host is not None and _backend.compiling():
-        return part.in_graph(values)
+        return part.in_graph(values, num_items)
     return part
 
 
@@ -316,7 +317,7 @@ def softmax(values: Any, part: Partition, *, log: bool, where: str, source: Any 
 
 def broadcast(per_segment: Any, part: Partition, *, where: str) -> Any:
     """``(m, ...)`` rows repeated to ``(N, ...)`` over ``part``."""
-    part = _graph_view(part, per_segment)
+    part = _graph_view(part, per_segment, part.num_items)
     if per_segment.ndim == 0 or per_segment.shape[0] != part.num_segments:
         raise ValueError(
             f"{where}: per_segment must have one row per segment, shape "

@@ -218,6 +218,20 @@ def test_long_segments_stay_accurate_under_compile():
     assert abs(got[1, 0].double() - expected) / expected < 1e-6
 
 
+def test_compiled_functional_broadcast_gives_every_item_its_row():
+    """``segment_broadcast`` reads N from the offsets, not from its ``(m, ...)`` rows: it
+    may break the graph there (N is data), but a compiled call returns eager's rows and
+    gradients (it once gave m rows, then failed on the next batch)."""
+    compiled = torch.compile(ra.segment_broadcast, backend="aot_eager")
+    for seed, lengths in enumerate(BATCHES):
+        rows = _leaf((len(lengths), 2), seed)
+        for offsets in (_offsets(lengths), _offsets(lengths).tolist()):
+            got = _value_and_grads(compiled, (rows, offsets), [rows])
+            expected = _value_and_grads(ra.segment_broadcast, (rows, offsets), [rows])
+            assert got[0][0].shape == (sum(lengths), 2)
+            _assert_same(got[0] + list(got[1]), expected[0] + list(expected[1]))
+
+
 def test_compiled_cumsum_equals_eager_over_several_scan_levels():
     """``cumsum``'s scan levels follow N: the graphs may break there, the results may not."""
 
