@@ -45,6 +45,14 @@ def _read_only(a: np.ndarray) -> np.ndarray:
     return view
 
 
+def _unchanged(kept: Any, index: Any) -> bool:
+    """Whether a handed-out CPU copy still equals ``index`` (a GPU one is trusted)."""
+    if kept.device.type != "cpu":
+        return True
+    torch = _backend.torch_module()
+    return kept.shape == index.shape and kept.dtype == index.dtype and torch.equal(kept, index)
+
+
 class Partition:
     """The segments of one offsets vector, with derived indices cached lazily.
 
@@ -157,6 +165,11 @@ class Partition:
         one ragged size) until an in-place write bumps its version counter, after which the
         next access makes a fresh one. Writing into what was handed out changes nothing
         here. Inside a compiled graph it is a plain copy.
+
+        Writes that bypass the version counter (through ``.numpy()``, DLPack or ``.data``)
+        are caught on the CPU by comparing the kept copy with the partition's own (O(m),
+        O(N) for segment ids); on a GPU that comparison would wait for the device, so
+        there only torch's in-place operations are seen.
         """
         if not _backend.is_tensor(index):
             return index
@@ -164,7 +177,7 @@ class Partition:
             return index.clone()
         key = ("handed out", name, index.device)
         kept = self._cache.get(key)
-        if kept is not None and kept[0]._version == kept[1]:
+        if kept is not None and kept[0]._version == kept[1] and _unchanged(kept[0], index):
             return kept[0]
         copy = _outside_inference(index.clone)
         self._cache[key] = (copy, copy._version)

@@ -131,6 +131,42 @@ def test_writing_torch_metadata_changes_nothing(place):
     assert [host(s).tolist() for s in x] == [[0.0, 1.0], [], [2.0, 3.0, 4.0]]
 
 
+def test_writes_past_the_version_counter_change_nothing_on_the_cpu():
+    # numpy's in-place calls on .numpy() and writes through .data leave torch's version
+    # counter alone: the kept copy is compared, so x, arrays sharing its offsets and the
+    # nested tensors built from them keep the boundaries
+    x = ra.RaggedArray.from_lengths(torch.arange(6.0), [2, 0, 4])
+    y = x * 2
+    x.lengths.numpy().sort()
+    x.offsets.numpy()[1] = 1
+    y.segment_ids.data.zero_()
+    for z in (x, y):
+        assert z.lengths.tolist() == [2, 0, 4]
+        assert z.offsets.tolist() == [0, 2, 2, 6]
+        assert z.segment_ids.tolist() == [0, 0, 2, 2, 2, 2]
+        assert [s.tolist() for s in z.to_nested().unbind()] == [s.tolist() for s in z]
+
+
+def test_torch_still_warns_the_user_about_read_only_numpy_metadata():
+    # torch warns once per process: the package's own reads of its read-only metadata must
+    # not spend that warning, so a user's torch.as_tensor(x.lengths) is still told
+    import subprocess
+    import sys
+
+    script = (
+        "import warnings, numpy as np, torch, raggedarray as ra\n"
+        "x = ra.RaggedArray.from_lengths(np.arange(6.0), [2, 0, 4])\n"
+        "x.sum(), x.mean(), x.max(), x.torch().sum()\n"
+        "with warnings.catch_warnings(record=True) as seen:\n"
+        "    warnings.simplefilter('always')\n"
+        "    torch.as_tensor(x.lengths)\n"
+        "print(sum('not writable' in str(w.message) for w in seen))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "1"
+
+
 @pytest.mark.parametrize("place", PLACES)
 def test_metadata_handed_out_is_kept_until_written(place):
     # cached as the contract asks: the same copy each time (and for every array over the
