@@ -82,6 +82,8 @@ def to_torch_dtype(dtype: Any) -> Any:
     torch = torch_module()
     if isinstance(dtype, torch.dtype):
         return dtype
+    if isinstance(dtype, str) and dtype == "bfloat16":  # the one torch dtype numpy lacks
+        return torch.bfloat16
     np_dtype = to_numpy_dtype(dtype)
     try:
         return torch.from_numpy(np.empty(0, dtype=np.dtype(np_dtype.str))).dtype
@@ -106,12 +108,12 @@ def to_numpy_dtype(dtype: Any) -> np.dtype:
 def is_dtype(obj: Any) -> bool:
     """Whether ``obj`` names a dtype (a torch dtype, a numpy dtype or a scalar type).
 
-    Python's ``float``, ``int`` and ``bool`` count, as in ``Tensor.to(float)``.
+    Python's ``float``, ``int``, ``bool`` and ``complex`` count, as in ``Tensor.to(float)``.
     """
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(obj, torch.dtype):
         return True
-    if obj is float or obj is int or obj is bool:
+    if obj is float or obj is int or obj is bool or obj is complex:
         return True
     return isinstance(obj, np.dtype) or (isinstance(obj, type) and issubclass(obj, np.generic))
 

@@ -86,7 +86,10 @@ class MovementMethods(RaggedFields[ValuesT]):
     ) -> RaggedArray[Tensor]:
         """Values on a CUDA device (``"cuda"`` when ``device`` is None)."""
         where = f"{type(self).__name__}.cuda"
-        moved: Any = self._to("cuda" if device is None else device, None, non_blocking, where)
+        target = _checks.device("cuda" if device is None else device, where)
+        if target.type != "cuda":  # (as Tensor.cuda("cpu") refuses)
+            raise ValueError(f"{where}: device must be a CUDA device; got {device!r}")
+        moved: Any = self._to(target, None, non_blocking, where)
         return moved
 
     def pin_memory(self) -> RaggedArray[Tensor]:

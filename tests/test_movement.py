@@ -293,6 +293,34 @@ def test_pin_memory(place, layout):
     assert_same_segments(y, segments)
 
 
+def test_cuda_needs_a_cuda_device_and_devices_torch_lacks_are_named():
+    # Tensor.cuda("cpu") refuses; x.cuda("cpu") returned x on the CPU. A device torch
+    # knows by name but has no module for ('hpu') failed inside torch with an ImportError
+    x = ra.RaggedArray.from_lengths(np.arange(3.0), [1, 2])
+    for target in ("cpu", torch.device("cpu")):
+        for z in (x, x.torch()):
+            with pytest.raises(ValueError, match=r"^RaggedArray\.cuda: device must be a CUDA"):
+                z.cuda(target)
+    calls = {
+        "RaggedArray.to": lambda: x.to("hpu"),
+        "RaggedArray.cuda": lambda: x.cuda("hpu"),
+        "RaggedArray.from_list": lambda: ra.RaggedArray.from_list([np.zeros(2)], device="hpu"),
+        "RaggedArray.map": lambda: x.map(np.exp, device="hpu"),
+    }
+    for where, call in calls.items():
+        with pytest.raises(ValueError, match=rf"^{where}: device must be available; got 'hpu'"):
+            call()
+
+
+def test_bfloat16_and_complex_are_named_as_dtypes():
+    t = ra.RaggedArray.from_lengths(torch.arange(3.0), [1, 2])
+    assert t.to(dtype="bfloat16").dtype == t.astype("bfloat16").dtype == torch.bfloat16
+    with pytest.raises(ValueError, match=r"got 'bfloat16' \(pass a dtype as dtype=\.\.\.\)"):
+        t.to("bfloat16")
+    with pytest.raises(TypeError, match=r"^RaggedArray\.to: dtype must hold real numbers"):
+        t.to(complex)
+
+
 @requires_cuda
 def test_cuda_values_refuse_pinning_and_copy_to_numpy():
     segments, x = oracle_and_x(("torch", "cuda"), "float32")
