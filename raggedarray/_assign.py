@@ -55,6 +55,11 @@ def assign(segment: Any, value: Any, where: str, *, values: Any) -> None:
     if _backend.is_tensor(segment):
         _check_writable_tensor(segment, where)
     _check_no_overlap(values, where)
+    if isinstance(value, np.timedelta64):  # an integer type to numpy, but not a number
+        raise TypeError(
+            f"{where}: the value must be a number or an array; got timedelta64 {value!r} "
+            "(convert it, e.g. value / np.timedelta64(1, 's'))"
+        )
     if isinstance(value, _NUMBERS):
         _fill(segment, value, where)
     elif _is_host_scalar(value):  # a 0-d array is a number: checked as one, on both backends

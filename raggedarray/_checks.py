@@ -259,7 +259,9 @@ def result_dtype(dtype: Any, to_torch: bool, where: str, *, hint: str | None = N
 def device(device: Any, where: str) -> Any:
     """A ``device=`` argument as an available ``torch.device`` (``"cuda"`` gets its index)."""
     torch = _backend.torch_module()
-    if isinstance(device, bool) or not isinstance(device, (str, int, np.integer, torch.device)):
+    if isinstance(device, (bool, np.timedelta64)) or not isinstance(
+        device, (str, int, np.integer, torch.device)
+    ):
         raise TypeError(
             f"{where}: device must be a torch.device, a str such as 'cuda:0' or an int; "
             f"got {type(device).__name__}"
@@ -293,7 +295,7 @@ def device(device: Any, where: str) -> Any:
     if dev.type != "cpu":
         try:
             torch.empty(0, device=dev)
-        except (RuntimeError, AssertionError):
+        except (RuntimeError, AssertionError, ImportError):  # ('hpu': no torch.hpu module)
             raise ValueError(f"{where}: device must be available; got {str(dev)!r}") from None
     return dev
 
@@ -301,6 +303,8 @@ def device(device: Any, where: str) -> Any:
 def _names_a_dtype(text: Any) -> bool:
     if not isinstance(text, str):  # (np.dtype reads a numpy int as its type)
         return False
+    if text == "bfloat16":
+        return True
     try:
         np.dtype(text)
     except TypeError:
@@ -313,7 +317,7 @@ def _names_a_dtype(text: Any) -> bool:
 
 def read_int(value: Any, name: str, where: str, *, low: int = 0, high: int = INT64_MAX) -> int:
     """An int argument (not a bool) in ``[low, high]`` (int64 by default), as a Python int."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+    if not is_int(value):
         raise TypeError(f"{where}: {name} must be an int; got {type(value).__name__}")
     value = int(value)
     if value < low:
@@ -442,7 +446,7 @@ def big_python_int(x: Any) -> int | None:
         flat = np.array(x, dtype=object).ravel().tolist()
     except (ValueError, TypeError):
         return None
-    if not all(_is_integer(v) for v in flat):
+    if not all(is_int(v) for v in flat):
         return None
     return next((int(v) for v in flat if not INT64_MIN <= v <= INT64_MAX), None)
 
@@ -453,13 +457,17 @@ def int_list(x: Any) -> list[int] | None:
     numpy reads ``[np.int64(0), np.uint64(5)]`` as float64 (no integer dtype holds both),
     though every entry is an integer: callers read such lists exactly instead.
     """
-    if not isinstance(x, (list, tuple)) or not all(_is_integer(v) for v in x):
+    if not isinstance(x, (list, tuple)) or not all(is_int(v) for v in x):
         return None
     return [int(v) for v in x]
 
 
-def _is_integer(v: Any) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+def is_int(v: Any) -> bool:
+    """Whether ``v`` is a Python or numpy int: not a bool, and not a ``np.timedelta64``.
+
+    (numpy makes a timedelta an integer type, but no index or count means a span of time.)
+    """
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.timedelta64))
 
 
 def offsets_from_lengths(lengths: np.ndarray, where: str, what: str = "lengths") -> np.ndarray:
@@ -492,7 +500,9 @@ def check_fill(fill: Any, dtype: Any, where: str, what: str = "fill") -> bool | 
         fill = fill.item()  # (a CUDA tensor's value is read once, here)
     if isinstance(fill, (complex, np.complexfloating)):
         raise TypeError(f"{where}: {what} must be a real number; got complex {fill!r}")
-    if not isinstance(fill, (bool, int, float, np.bool_, np.integer, np.floating)):
+    if isinstance(fill, np.timedelta64) or not isinstance(
+        fill, (bool, int, float, np.bool_, np.integer, np.floating)
+    ):
         raise TypeError(f"{where}: {what} must be a number; got {type(fill).__name__}")
     tensor_dtype = _backend.is_tensor_dtype(dtype)
     floating = dtype.is_floating_point if tensor_dtype else np.dtype(dtype).kind == "f"
@@ -533,7 +543,7 @@ def check_fill(fill: Any, dtype: Any, where: str, what: str = "fill") -> bool | 
 
 def check_correction(correction: Any, where: str) -> float | int:
     """``correction`` of var/std: a non-negative, finite real number within int64."""
-    if isinstance(correction, (bool, np.bool_)) or not isinstance(
+    if isinstance(correction, (bool, np.bool_, np.timedelta64)) or not isinstance(
         correction, (int, float, np.integer, np.floating)
     ):
         raise TypeError(

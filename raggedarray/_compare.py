@@ -198,7 +198,7 @@ def _equal_integers(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def check_tolerances(rtol: Any, atol: Any, where: str) -> None:
     """``rtol`` and ``atol``: real numbers, not negative (inf allowed, NaN refused)."""
     for name, value in (("rtol", rtol), ("atol", atol)):
-        if isinstance(value, (bool, np.bool_)) or not isinstance(
+        if isinstance(value, (bool, np.bool_, np.timedelta64)) or not isinstance(
             value, (int, float, np.integer, np.floating)
         ):
             raise TypeError(f"{where}: {name} must be a real number; got {type(value).__name__}")

@@ -113,7 +113,7 @@ class DisplayMethods(RaggedFields[ValuesT]):
                 f"{type(self).__name__} with item_shape {self.item_shape} (3-D items can be "
                 "wrapped with ra.RaggedImageBatch(x.values, x.offsets))"
             )
-        if isinstance(max_items, (bool, np.bool_)) or not isinstance(max_items, (int, np.integer)):
+        if not _checks.is_int(max_items):
             raise TypeError(f"{where}: max_items must be an int; got {type(max_items).__name__}")
         if max_items < 1:
             raise ValueError(f"{where}: max_items must be >= 1; got {max_items}")
@@ -232,7 +232,9 @@ def _select(segments: Any, m: int, where: str) -> np.ndarray:
         return np.arange(min(m, DEFAULT_SHOWN), dtype=np.int64)
     if _backend.backend_of(segments) is not None and segments.ndim == 0:
         segments = segments.item()
-    if isinstance(segments, (bool, np.bool_, float, complex, str, bytes, dict, set)):
+    if isinstance(
+        segments, (bool, np.bool_, np.timedelta64, float, complex, str, bytes, dict, set)
+    ):
         raise TypeError(
             f"{where}: segments must be None, an int, a slice, or a list or array of indices; "
             f"got {type(segments).__name__}"

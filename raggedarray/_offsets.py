@@ -166,7 +166,7 @@ def one_index(key: Any) -> int | None:
     """
     if integer_0d(key):
         key = key.item()
-    if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
+    if _checks.is_int(key):
         return int(key)
     return None
 
@@ -316,7 +316,7 @@ def subsample(
     lengths = np.diff(offsets)
     if integer_0d(k):
         k = k.item()  # one count, as an int would be
-    if isinstance(k, (int, np.integer, bool, np.bool_)):
+    if isinstance(k, (int, np.integer, np.bool_)):  # (read_int refuses bools and timedeltas)
         keep = np.minimum(lengths, _checks.read_int(k, "k", where))
     else:
         per_segment = _as_host_integer_vector(k, where, "k")

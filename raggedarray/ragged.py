@@ -461,7 +461,7 @@ class RaggedArray(
 
     def _getitem(self, key: Any, where: str) -> Any:
         m = len(self)
-        if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
+        if _checks.is_int(key):
             i = int(key)
             if not -m <= i < m:
                 raise IndexError(_checks.index_range(where, m, i))

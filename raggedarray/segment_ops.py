@@ -214,7 +214,7 @@ def topk_rows(host: np.ndarray, k: int, where: str) -> tuple[np.ndarray, np.ndar
 
     Also returns ``k`` capped at the longest length: any larger ``k`` keeps the same items.
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+    if not _checks.is_int(k):
         raise TypeError(f"{where}: k must be an int; got {type(k).__name__}")
     if k < 0:
         raise ValueError(f"{where}: k must be >= 0; got {k}")

@@ -390,6 +390,35 @@ def test_timedeltas_are_no_numbers(backend):
     assert host(x.values).tolist() == [1, 2, 3]
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_timedeltas_are_no_indices_counts_or_options(backend):
+    """Nor a segment index, a count, a fill or a tolerance: x[np.timedelta64(1)] selected
+    segment 1, x[np.timedelta64(0)] = 9 wrote segment 0 and subsample(np.timedelta64(1))
+    kept one item."""
+    x = make(np.array([1.0, 2.0, 3.0]), [1, 2], backend)
+    span = np.timedelta64(1)
+    calls = {
+        "index": lambda: x[span],
+        "index a day": lambda: x[np.timedelta64(1, "D")],
+        "assign into": lambda: x.__setitem__(span, 9.0),
+        "assign a span": lambda: x.__setitem__(0, np.timedelta64(4)),
+        "max_length": lambda: x.to_padded(max_length=span),
+        "subsample": lambda: x.subsample(span),
+        "topk": lambda: x.topk(span),
+        "fill": lambda: x.mean(fill=span),
+        "correction": lambda: x.var(correction=span),
+        "rtol": lambda: ra.allclose(x, x, rtol=span),
+        "device": lambda: x.to(np.timedelta64(0)),
+        "max_items": lambda: ra.data.BudgetBatchSampler([1, 2], max_items=span),
+    }
+    for name, call in calls.items():
+        with pytest.raises((TypeError, IndexError), match=r"^[\w.]+: .*timedelta64"):
+            call()
+            pytest.fail(f"{name}: a timedelta was taken as an int")
+    assert host(x.values).tolist() == [1.0, 2.0, 3.0]
+    assert host(x[np.int8(1)]).tolist() == [2.0, 3.0]  # numpy's own ints still index
+
+
 def test_ints_beyond_int64_against_torch_values():
     ints = ra.RaggedArray.from_lengths(torch.arange(3), [1, 2])
     big = np.uint64(2**64 - 1)
