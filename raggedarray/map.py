@@ -89,12 +89,15 @@ def map_lean(values: Any, fn: Callable[[Any], Any], owner: type) -> Any:
     ``fn`` has flushed the caches every line here costs 0.2-1 µs (torch's functions and
     types are bound once, below). ``owner`` names the class in error messages.
     """
+    # Whether a graph is traced is asked first, before any global bound below is read: a
+    # graph guards on the globals it reads, and binding them later (an eager call after a
+    # compiled one) would recompile every graph traced before.
+    torch = sys.modules.get("torch")
+    if torch is None or torch.compiler.is_compiling():
+        return None  # torch is not loaded (values is not a tensor), or a graph is traced
     if _Tensor is None:  # torch's objects are bound once, eagerly (never while tracing:
-        torch = sys.modules.get("torch")  # torch 2.6's dynamo fails on the new globals)
-        if torch is None or torch.compiler.is_compiling():
-            return None  # torch is not loaded (values is not a tensor), or a graph is traced
-        _bind_torch()
-    if type(values) is not _Tensor or _is_compiling():
+        _bind_torch()  # torch 2.6's dynamo fails on the new globals)
+    if type(values) is not _Tensor:
         return None
     last = _last
     grad = _grad_enabled()
@@ -120,18 +123,17 @@ def map_lean(values: Any, fn: Callable[[Any], Any], owner: type) -> Any:
 _Tensor: Any = None
 _strided: Any = None
 _real: Any = frozenset()  # the torch dtypes a ragged array may hold
-_is_compiling: Any = None
 _grad_enabled: Any = None
 
 
 def _bind_torch() -> bool:
     """Bind the torch objects ``map_lean`` reads; False while torch is not loaded."""
-    global _Tensor, _strided, _is_compiling, _grad_enabled, _real
+    global _Tensor, _strided, _grad_enabled, _real
     torch = sys.modules.get("torch")
     if torch is None:
         return False
     _real = _checks.torch_real_dtypes()
-    _strided, _is_compiling = torch.strided, torch.compiler.is_compiling
+    _strided = torch.strided
     _grad_enabled, _Tensor = torch.is_grad_enabled, torch.Tensor
     return True
 
@@ -638,7 +640,9 @@ def _usual_rows(output: Any, items: int) -> bool:
 
 def _check_rows(output: Any, items: int, where: str) -> None:
     """Refuse an output that is not a dense array of real numbers with one row per item."""
-    if _usual_rows(output, items):  # (always False before map_lean bound torch's objects)
+    # (always False before map_lean bound torch's objects; never read by a graph, which
+    # would guard on them)
+    if not _backend.compiling() and _usual_rows(output, items):
         return
     if _backend.backend_of(output) is None:
         raise TypeError(
