@@ -512,7 +512,8 @@ def check_fill(fill: Any, dtype: Any, where: str, what: str = "fill") -> bool | 
         finfo = _backend.torch_module().finfo if tensor_dtype else np.finfo
         largest = float(finfo(dtype).max)
         if isinstance(fill, np.floating):  # in its own precision: a longdouble past float64
-            ok = not np.isfinite(fill) or bool(abs(fill) <= largest)  # reads as inf in one
+            # reads as inf in one (the bound too, so numpy does not cast it to float16)
+            ok = not np.isfinite(fill) or bool(abs(fill) <= np.longdouble(largest))
         elif isinstance(fill, float):
             ok = not math.isfinite(fill) or abs(fill) <= largest
         else:  # ints and bools, compared exactly

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import _checks
 from ._backend import describe
 from ._checks import check_fill, dtype_name, read_bool, read_int
 from ._reductions import POOLS as _OPS
@@ -77,7 +78,9 @@ class SegmentPool(nn.Module):
             raise ValueError(f"SegmentPool: op must be one of {', '.join(_OPS)}; got {op!r}")
         check_fill(fill, torch.float64, "SegmentPool")
         self.op = op
-        self.fill = fill
+        # a numpy scalar as the Python number it holds: a compiled graph reads numpy
+        # scalars as arrays, and their value on the host (a graph break on every call)
+        self.fill = fill.item() if isinstance(fill, np.generic) else fill
 
     def forward(self, x: RaggedArray) -> torch.Tensor:
         """Pool ``x``: ``(m, *item_shape)``."""
@@ -224,6 +227,7 @@ class DeepSet(nn.Module):
                 raise TypeError(
                     f"DeepSet: {name} must be callable (a module or a function); got {describe(fn)}"
                 )
+            _refuse_class(fn, name)
         self.psi = psi
         self.phi = phi
         if isinstance(pool, str):
@@ -234,6 +238,7 @@ class DeepSet(nn.Module):
             raise TypeError(
                 f"DeepSet: pool must be one of {', '.join(_OPS)} or a module; got {describe(pool)}"
             )
+        _refuse_class(pool, "pool")
         self.pool = pool
         self.chunk_size = _check_chunk_size(chunk_size, "DeepSet")
 
@@ -257,21 +262,39 @@ class DeepSet(nn.Module):
         """
         _check_ragged(x, "DeepSet")
         features = _as_torch(x).map(self.psi, chunk_size=self.chunk_size)
-        pooled = _pooled(self.pool(features), len(x))
+        pooled = _pooled(self.pool(features), len(x), features.item_shape)
         if covariates is not None:
             covariates = _covariates(covariates, pooled)
             pooled = torch.cat([pooled, covariates.to(pooled.dtype)], dim=1)
         return self.phi(pooled)
 
 
-def _pooled(pooled: Any, m: int) -> torch.Tensor:
-    """The pool's output as ``(m, F)``: a tensor with one row per segment is required."""
+def _refuse_class(fn: Any, name: str) -> None:
+    """Refuse a class where a module is wanted (``pool=AttentionPool``, without its sizes)."""
+    if isinstance(fn, type):
+        raise TypeError(
+            f"DeepSet: {name} must be a module or a function, not a class; got the class "
+            f"{fn.__name__} (pass an instance, e.g. {fn.__name__}(...))"
+        )
+
+
+def _pooled(pooled: Any, m: int, item_shape: tuple[int, ...]) -> torch.Tensor:
+    """The pool's output as ``(m, F)``: a tensor with one row per segment is required.
+
+    ``item_shape``: that of ``psi``'s outputs, named when they have no feature dim.
+    """
     if not isinstance(pooled, torch.Tensor):
         raise TypeError(
             f"DeepSet: pool must return a tensor, (m, ...) with one row per segment; got "
             f"{describe(pooled)}"
         )
     if pooled.ndim < 2 or pooled.shape[0] != m:
+        if item_shape == ():
+            raise ValueError(
+                "DeepSet: psi must return (k, ...) with at least one feature dim per item; "
+                f"got one number per item, so the pool gave shape {tuple(pooled.shape)} (add "
+                "a feature dim, e.g. end psi with .unsqueeze(1))"
+            )
         raise ValueError(
             f"DeepSet: pool must return (m, ...) with one row per segment (m={m}) and at least "
             f"one feature dim; got shape {tuple(pooled.shape)}"
@@ -281,13 +304,20 @@ def _pooled(pooled: Any, m: int) -> torch.Tensor:
 
 def _covariates(covariates: Any, pooled: torch.Tensor) -> torch.Tensor:
     """``covariates`` as an ``(m, k)`` tensor (numpy arrays go to ``pooled``'s device)."""
-    if isinstance(covariates, np.ndarray) and covariates.dtype.kind in "biuf":
-        covariates = torch.as_tensor(covariates, device=pooled.device)
+    readable = isinstance(covariates, np.ndarray) and covariates.dtype.kind in "biuf"
+    if readable:  # (a masked array would lose its mask, a longdouble its precision)
+        _checks.plain_ndarray(covariates, "DeepSet", "covariates")
+        readable = covariates.dtype.itemsize <= 8
+    if readable:  # in the machine's byte order, strides positive: what torch reads
+        native = covariates.astype(covariates.dtype.newbyteorder("="), copy=False)
+        covariates = torch.as_tensor(np.ascontiguousarray(native), device=pooled.device)
     elif not isinstance(covariates, torch.Tensor) or covariates.dtype.is_complex:
         raise TypeError(
-            "DeepSet: covariates must be a tensor or a numpy array of real numbers, (m, k) or "
-            f"(m,); got {describe(covariates)}"
+            "DeepSet: covariates must be a tensor or a numpy array of real numbers torch "
+            f"holds, (m, k) or (m,); got {describe(covariates)}"
         )
+    else:
+        _checks.dense_tensor(covariates, "DeepSet", "covariates")
     if covariates.device != pooled.device:
         raise ValueError(
             f"DeepSet: covariates must be on the device of the pooled features "

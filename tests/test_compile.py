@@ -122,6 +122,48 @@ def test_fills_of_every_kind_compile_into_one_graph_equal_to_eager():
     assert counter.frame_count - 1 <= MAX_RECOMPILES
 
 
+@pytest.mark.parametrize("fill", [np.float32(0.0), np.float16(0.0), np.int32(0), np.bool_(0)])
+def test_a_module_holding_a_numpy_fill_compiles_into_one_graph(fill):
+    """dynamo reads a numpy scalar a module holds as an array, and its value on the host:
+    a graph break on every call (3 per call in a DeepSet over five batches)."""
+    x = ra.RaggedArray.from_lengths(torch.randn(8, 3), [3, 0, 5])
+    explained = torch._dynamo.explain(ra.nn.SegmentPool("max", fill=fill))(x)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0)
+
+
+EAGER_AFTER_COMPILED_PROCESS = """
+import torch, raggedarray as ra
+from torch._dynamo.utils import counters
+pool = ra.nn.AttentionPool(4, 3)
+model = ra.nn.DeepSet(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2), pool=pool)
+compiled = torch.compile(model, dynamic=True, backend="aot_eager")
+x = ra.RaggedArray.from_lengths(torch.randn(8, 3), [3, 0, 5])
+y = ra.RaggedArray.from_lengths(torch.randn(13, 3), [2, 4, 1, 6])
+compiled(x), compiled(y)
+before = counters["stats"]["unique_graphs"]
+model(x)  # the process's first eager map, as a validation pass after training
+compiled(y)
+print(before, counters["stats"]["unique_graphs"])
+"""
+
+
+def test_an_eager_call_after_compiled_ones_recompiles_nothing():
+    """``map`` bound torch's objects at its first eager call, and a graph traced before
+    guarded on them: the next compiled call recompiled (two graphs under dynamic=True)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", EAGER_AFTER_COMPILED_PROCESS],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    before, after = done.stdout.split()[-2:]
+    assert before == after
+
+
 def test_a_tensor_fill_of_wide_unsigned_values_compiles_as_eager():
     """uint64 values reduce as int64 shifted by 2**63; a 0-d tensor fill read in the graph
     skipped that shift: 7 came back as 9223372036854775815."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -209,6 +211,48 @@ def test_deepset_refuses_covariates_of_the_wrong_length_and_bad_pools():
         ra.nn.DeepSet(nn.Identity(), nn.Identity(), pool="median")
     with pytest.raises(TypeError, match="RaggedArray"):
         model(torch.zeros(3, 3))
+
+
+def test_deepset_reads_numpy_covariates_of_any_layout_and_refuses_what_it_cannot():
+    model = make_deepset("mean", covariates=1)
+    x = ragged([2, 1, 0])
+    plain = np.array([3.0, 0.0, 4.0])
+    want = model(x, covariates=torch.from_numpy(plain[::-1].copy()))
+    for cov in (plain[::-1], plain[::-1].astype(">f8"), np.asfortranarray(plain[::-1])):
+        torch.testing.assert_close(model(x, covariates=cov), want)
+    refused = {  # (a masked array's mask was dropped: the masked 1e6 was used)
+        "mask": np.ma.masked_array([1e6, 0.0, 4.0], mask=[True, False, False]),
+        "np.matrix": np.asmatrix(plain),
+        "float128": plain.astype(np.longdouble) if np.longdouble().itemsize > 8 else None,
+        "dense": torch.zeros(3).to_sparse(),
+    }
+    for what, cov in refused.items():
+        if cov is None:  # (a platform whose longdouble is float64)
+            continue
+        with pytest.raises(TypeError, match=rf"^DeepSet: covariates must .*{what}"):
+            model(x, covariates=cov)
+
+
+def test_deepset_names_psi_when_it_gives_one_number_per_item_and_refuses_classes():
+    x = ragged([2, 1, 0])
+    with pytest.raises(ValueError, match=r"^DeepSet: psi must return \(k, \.\.\.\) with at"):
+        ra.nn.DeepSet(lambda t: t.sum(1), nn.Identity())(x)
+    for kwargs in ({"pool": ra.nn.AttentionPool}, {"psi": nn.ReLU}, {"phi": nn.Tanh}):
+        args = {"psi": nn.Identity(), "phi": nn.Identity(), **kwargs}
+        with pytest.raises(TypeError, match=r"^DeepSet: \w+ must be a module .*not a class"):
+            ra.nn.DeepSet(**args)
+
+
+@pytest.mark.parametrize("fill", [np.float32(2.0), np.float16(2.0), np.int32(2), np.bool_(True)])
+def test_a_numpy_fill_is_held_as_its_python_number_quietly(fill):
+    # numpy's rules cast the float64 bound to float16 (an overflow warning); a compiled
+    # graph reads a numpy scalar held by a module as an array, on the host
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pool = ra.nn.SegmentPool("max", fill=fill)
+        got = ragged([2, 0, 1]).mean(fill=fill)
+    assert type(pool.fill) is type(fill.item()) and pool.fill == fill.item()
+    assert got[1].tolist() == [float(fill)] * 3
 
 
 @pytest.mark.parametrize("psi_is_bad", [True, False])
