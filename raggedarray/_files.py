@@ -129,6 +129,11 @@ def read_header(f: BinaryIO, size: int, where: str) -> tuple[dict[str, Any], int
     raw = f.read(length)
     try:
         header = json.loads(raw.decode("utf-8"))
+    except RecursionError:  # arrays nested past Python's stack
+        raise ValueError(
+            f"{where}: the header must be safetensors' JSON; got one nested too deep to read "
+            "(corrupt, or not a safetensors file)"
+        ) from None
     except ValueError as err:  # UnicodeDecodeError, JSONDecodeError
         raise ValueError(
             f"{where}: the header must be UTF-8 JSON; got undecodable bytes ({err}) "

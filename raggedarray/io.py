@@ -346,14 +346,14 @@ def _read_entries(header: dict[str, Any], where: str) -> list[_Entry]:
 def _json(text: Any) -> Any:
     try:
         return json.loads(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):  # (nested past Python's stack)
         return None
 
 
 def _dict_entries(text: Any, where: str) -> list[_Entry]:
     specs = _json(text)
     if not isinstance(specs, list) or not all(isinstance(s, dict) for s in specs):
-        raise ValueError(f"{where}: entries must be a JSON list of objects; got {text!r}")
+        raise ValueError(f"{where}: entries must be a JSON list of objects; got {text!r:.80}")
     entries, keys = [], set()
     for spec in specs:
         key = spec.get("key")

@@ -380,6 +380,23 @@ def test_not_a_safetensors_file(tmp_path, content, match, mmap):
 
 
 @MMAP
+@pytest.mark.parametrize("where", ["header", "entries", "item_shape"])
+def test_json_nested_past_the_stack_is_a_corrupt_file(tmp_path, where, mmap):
+    """json raised RecursionError, which is no ValueError; a message echoed all of it."""
+    path = tmp_path / "x.safetensors"
+    deep = "[" * 100_000 + "]" * 100_000
+    if where == "header":
+        raw = ('{"a":' + deep + "}").encode()
+        path.write_bytes(struct.pack("<Q", len(raw)) + raw)
+    else:
+        meta = {"format": "raggedarray", "format_version": "2", where: deep}
+        safetensors.numpy.save_file({}, str(path), metadata=meta)
+    with pytest.raises(ValueError, match=r"^load\(") as refused:
+        ra.load(path, mmap=mmap)
+    assert len(str(refused.value)) < 400
+
+
+@MMAP
 def test_header_that_safetensors_rejects(tmp_path, mmap):
     path = tmp_path / "x.safetensors"
     header = {
