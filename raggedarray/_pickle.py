@@ -5,7 +5,8 @@ values travel as a CPU tensor even for numpy-backed arrays (sharing their memory
 ``torch.save`` then stores them as raw storage beside the pickle, and torch's ``weights_only``
 unpickler, which refuses numpy arrays, accepts them. Without torch they travel as a numpy
 array. Either way they come back on the backend they left. The offsets travel as bytes
-(little-endian int64), which every unpickler reads in place: ``restore`` checks them while
+(little-endian int64), which every unpickler reads in place (as Python ints at protocol 3,
+where bytes are an opcode torch's unpickler does not read): ``restore`` checks them while
 unpickling, and torch's legacy format (``_use_new_zipfile_serialization=False``) fills the
 tensors' memory only after the whole pickle is read. Pickles that carry the offsets as a
 tensor or an array still load.
@@ -50,6 +51,9 @@ class PickleMethods:
             _send_between_processes(cls)
 
     def __reduce__(self) -> tuple[Any, ...]:
+        return self.__reduce_ex__(2)
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
         values, host = self._values, self._host  # type: ignore[attr-defined]
         backend = self.backend  # type: ignore[attr-defined]
         if backend == TORCH:
@@ -58,7 +62,10 @@ class PickleMethods:
                 values = values.clone()
         elif "torch" in sys.modules:  # every dtype a ragged array holds, torch holds too
             values = _backend.tensor_from_numpy(np.ascontiguousarray(values))
-        offsets = np.asarray(host, dtype="<i8").tobytes()  # (see the module docstring)
+        if protocol == 3:  # bytes are an opcode torch's weights_only unpickler lacks there
+            offsets: Any = host.tolist()
+        else:
+            offsets = np.asarray(host, dtype="<i8").tobytes()  # (see the module docstring)
         return _restore_call(type(self), values, offsets, backend)
 
     def __copy__(self) -> Any:
@@ -131,7 +138,7 @@ def restore(cls: type, values: Any, offsets: Any, backend: str, unsigned: str | 
     if unsigned is not None:
         values = _unsigned_view(values, unsigned, where)
     if backend == NUMPY and _backend.is_tensor(values):
-        values = values.cpu().numpy()
+        values = _numpy_of(values, where)
     elif backend == TORCH and not _backend.is_tensor(values):
         raise TypeError(f"{where}: torch values must be a tensor; got {_backend.describe(values)}")
     _checks.check_values(values, where, cls._item_ndim)  # type: ignore[attr-defined]
@@ -140,6 +147,18 @@ def restore(cls: type, values: Any, offsets: Any, backend: str, unsigned: str | 
     host = _offsets.read_offsets(offsets, where)
     _offsets.validate(host, values.shape[0], where)
     return cls._make(values, None, host)  # type: ignore[attr-defined]
+
+
+def _numpy_of(values: Any, where: str) -> np.ndarray:
+    """The numpy values that travelled as a tensor (a CPU tensor of a dtype numpy holds)."""
+    _checks.dense_tensor(values, where, "values")  # (a meta tensor: map_location="meta")
+    try:
+        return values.detach().cpu().numpy()
+    except TypeError:  # bfloat16
+        raise TypeError(
+            f"{where}: numpy values must travel as a tensor of a dtype numpy holds; got "
+            f"{_backend.describe(values)}"
+        ) from None
 
 
 def _offsets_from_bytes(raw: bytes, where: str) -> np.ndarray:

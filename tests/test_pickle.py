@@ -14,6 +14,7 @@ import pickle
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -199,6 +200,41 @@ def test_forged_pickles_are_refused(args, error, match):
 def test_pickle_protocols(place, layout, protocol):
     segments, x = oracle_and_x(place, "float64", layout)
     assert_same(pickle.loads(pickle.dumps(x, protocol=protocol)), x, segments)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_torch_save_at_pickle_protocol_3_loads(backend):
+    """Protocol 3 writes bytes with an opcode torch's weights_only unpickler lacks: the
+    offsets travel as ints there (past 2**31 too), as a plain tensor saved so loads."""
+    x = ra.RaggedArray.from_lengths(torch.arange(6.0), [2, 0, 4])
+    x = x if backend == "torch" else x.numpy()
+    huge = ra.RaggedArray.from_lengths(torch.zeros(3_000_000_000, 0), [1, 2_999_999_999])
+    for obj in (x, {"x": x, "huge": huge}):
+        buffer = io.BytesIO()
+        torch.save(obj, buffer, pickle_protocol=3)
+        buffer.seek(0)
+        with warnings.catch_warnings():  # torch's note that 2 is its default protocol
+            warnings.simplefilter("ignore", UserWarning)
+            back = torch.load(buffer)
+        if isinstance(obj, dict):
+            assert back["huge"].equal(huge)
+            back = back["x"]
+        assert back.equal(x) and back.backend == backend
+        assert pickle.loads(pickle.dumps(x, protocol=3)).equal(x)
+
+
+def test_numpy_values_that_travelled_as_an_unreadable_tensor_are_refused():
+    """map_location="meta", a bfloat16 or a grad-requiring tensor failed inside torch."""
+    buffer = io.BytesIO()
+    torch.save({"x": ra.RaggedArray.from_lengths(np.arange(6.0), [2, 4])}, buffer)
+    buffer.seek(0)
+    with pytest.raises(ValueError, match=r"^raggedarray: unpickling: values must hold data"):
+        torch.load(buffer, map_location="meta")
+    restore = raggedarray._pickle.restore
+    with pytest.raises(TypeError, match=r"^raggedarray: unpickling: numpy values must travel"):
+        restore(ra.RaggedArray, torch.zeros(3, dtype=torch.bfloat16), [0, 3], "numpy")
+    grad = restore(ra.RaggedArray, torch.ones(3, requires_grad=True), [0, 3], "numpy")
+    assert grad.backend == "numpy" and grad.values.tolist() == [1.0, 1.0, 1.0]
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
