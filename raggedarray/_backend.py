@@ -52,6 +52,8 @@ def describe(x: Any) -> str:
     if backend == NUMPY:
         return f"numpy array of shape {x.shape} and dtype {x.dtype}"
     if backend == TORCH:
+        if x.is_nested:  # (a strided nested tensor has no shape to read)
+            return f"nested tensor of {x.size(0)} tensors, dtype {x.dtype} on {x.device}"
         return f"torch tensor of shape {tuple(x.shape)}, dtype {x.dtype} on {x.device}"
     return f"{type(x).__name__}"
 

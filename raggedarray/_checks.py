@@ -14,7 +14,7 @@ import math
 import operator
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence, Set
 from typing import Any
 
 import numpy as np
@@ -460,6 +460,22 @@ def int_list(x: Any) -> list[int] | None:
     if not isinstance(x, (list, tuple)) or not all(is_int(v) for v in x):
         return None
     return [int(v) for v in x]
+
+
+def listed(items: Any, where: str, what: str) -> list[Any]:
+    """``items``, an iterable in order, as a list: ``arrays`` of ``from_list`` and ``cat``.
+
+    Strings, mappings and sets are refused (iterable, but not of arrays in order: a set's
+    order changes between runs). Only a non-iterable is reported as such: an error raised
+    by a generator while it runs is the caller's own, and passes through.
+    """
+    if isinstance(items, (str, bytes, Mapping, Set)):
+        raise TypeError(f"{where}: arrays must be {what}, in order; got a {type(items).__name__}")
+    try:
+        iterator = iter(items)
+    except TypeError:
+        raise TypeError(f"{where}: arrays must be {what}; got {_backend.describe(items)}") from None
+    return list(iterator)
 
 
 def is_int(v: Any) -> bool:

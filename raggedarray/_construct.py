@@ -42,20 +42,12 @@ def _items(arrays: Any, where: str, image: bool) -> tuple[list[Any], list[int], 
     checks the rest, and a failure there is explained by ``_check_item_shapes``.
     """
     if _backend.backend_of(arrays) is not None:
+        way = "from_nested" if _backend.is_tensor(arrays) and arrays.is_nested else "from_lengths"
         raise TypeError(
             f"{where}: arrays must be a list of per-segment arrays; got one "
-            f"{_backend.describe(arrays)} (for one buffer use from_lengths or the constructor)"
+            f"{_backend.describe(arrays)} (for one buffer use {way} or the constructor)"
         )
-    if isinstance(arrays, (str, bytes, Mapping, Set)):  # iterable, but not of arrays in order
-        raise TypeError(
-            f"{where}: arrays must be a list of per-segment arrays; got a {type(arrays).__name__}"
-        )
-    try:
-        items = list(arrays)
-    except TypeError:
-        raise TypeError(
-            f"{where}: arrays must be a list of per-segment arrays; got {type(arrays).__name__}"
-        ) from None
+    items = _checks.listed(arrays, where, "a list of per-segment arrays")
     torch = sys.modules.get("torch")
     tensor_type = torch.Tensor if torch is not None else ()
     kinds = set(map(type, items))
@@ -452,9 +444,9 @@ def _bool_matrix(lengths: Any, where: str) -> np.ndarray | None:
     than as lengths that are not 1-D.
     """
     if _backend.is_tensor(lengths):
+        _checks.dense_tensor(lengths, where, "lengths (or a mask in place of them)")
         if lengths.dtype != _backend.torch_module().bool:
             return _not_a_mask(lengths, where)
-        _checks.dense_tensor(lengths, where, "a mask in place of lengths")
         return _backend.host_numpy(lengths)
     if isinstance(lengths, np.ndarray):
         return lengths if lengths.dtype == np.bool_ else _not_a_mask(lengths, where)
@@ -463,6 +455,8 @@ def _bool_matrix(lengths: Any, where: str) -> np.ndarray | None:
             mask = np.asarray(lengths)
         except ValueError:  # rows of different lengths: not a mask
             return None
+        if mask.size == 0 and mask.ndim == 2:  # [[], []]: numpy's float64 of no values
+            return mask.astype(np.bool_)
         return mask if mask.dtype == np.bool_ else _not_a_mask(mask, where)
     return None
 

@@ -28,13 +28,11 @@ def cat(arrays: Sequence[R]) -> R:
         array([1, 2, 2])
     """
     where = "cat"
-    seen = _backend.describe(arrays)
-    try:
-        if isinstance(arrays, RaggedArray) or _backend.backend_of(arrays) is not None:
-            raise TypeError  # one ragged array or one plain array, not a list of them
-        arrays = list(arrays)
-    except TypeError:
-        raise TypeError(f"{where}: arrays must be a list of ragged arrays; got {seen}") from None
+    if isinstance(arrays, RaggedArray) or _backend.backend_of(arrays) is not None:
+        # one ragged array or one plain array, not a list of them
+        seen = _backend.describe(arrays)
+        raise TypeError(f"{where}: arrays must be a list of ragged arrays; got {seen}")
+    arrays = _checks.listed(arrays, where, "a list of ragged arrays")
     if not arrays:
         raise ValueError(f"{where}: needs at least one ragged array; got an empty list")
     for k, x in enumerate(arrays):

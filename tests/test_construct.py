@@ -9,6 +9,7 @@ segments, zero segments and zero items throughout.
 from __future__ import annotations
 
 import functools
+import warnings
 
 import numpy as np
 import pytest
@@ -272,6 +273,46 @@ def test_from_list_accepts_a_tuple_and_a_generator(place):
     b = ra.RaggedArray.from_list(on(s, place) for s in segments)
     check_ragged(a, segments, place, (2,))
     check_ragged(b, segments, place, (2,))
+
+
+def test_cat_and_from_list_take_arrays_in_order_and_let_a_generators_errors_through():
+    xs = [ra.RaggedArray.from_lengths(np.full(1, float(i)), [1]) for i in range(6)]
+    # a set's order changes between runs; a dict was read as its keys
+    for arrays in (set(xs), {"a": xs[0]}, frozenset(xs)):
+        with pytest.raises(TypeError, match=r"^cat: arrays must be .*, in order; got a "):
+            ra.cat(arrays)
+    with pytest.raises(TypeError, match=r"^RaggedArray\.from_list: arrays must .*, in order"):
+        ra.RaggedArray.from_list({np.zeros(1).tobytes(): np.zeros(1)})
+
+    def failing(first):
+        yield first
+        raise TypeError("the user's own bug")
+
+    # was "arrays must be a list ...; got generator", the user's error dropped
+    with pytest.raises(TypeError, match=r"^the user's own bug$"):
+        ra.cat(failing(xs[0]))
+    with pytest.raises(TypeError, match=r"^the user's own bug$"):
+        ra.RaggedArray.from_list(failing(np.zeros(2)))
+
+
+def test_a_strided_nested_tensor_is_refused_by_the_package():
+    """Writing the refusal read the shape of a strided nested tensor, which torch refuses
+    ("Internal error: NestedTensorImpl doesn't support sizes")."""
+    with warnings.catch_warnings():  # torch's note that its strided layout is a prototype
+        warnings.simplefilter("ignore", UserWarning)
+        nested = torch.nested.nested_tensor([torch.tensor([1.0, 2.0]), torch.tensor([3.0])])
+    calls = {
+        "RaggedArray.from_list": lambda: ra.RaggedArray.from_list(nested),
+        "RaggedImageBatch.from_list": lambda: ra.RaggedImageBatch.from_list(nested),
+        "cat": lambda: ra.cat(nested),
+        "RaggedArray.from_awkward": lambda: ra.RaggedArray.from_awkward(nested),
+        "RaggedArray.from_padded": lambda: ra.RaggedArray.from_padded(np.zeros((2, 2)), nested),
+        "RaggedDataset": lambda: ra.data.RaggedDataset(nested),
+        "SegmentPool": lambda: ra.nn.SegmentPool("sum")(nested),
+    }
+    for where, call in calls.items():
+        with pytest.raises(TypeError, match=rf"^{where}: .*nested"):
+            call()
 
 
 def test_from_list_mixed_numpy_and_torch_gives_torch(dtype, kind):

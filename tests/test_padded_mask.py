@@ -102,6 +102,13 @@ def test_mask_of_the_wrong_shape():
         ra.RaggedArray.from_padded(torch.zeros(2, 3), torch.ones(2, dtype=torch.bool))
 
 
+def test_a_mask_of_lists_without_columns_is_a_mask():
+    # np.asarray([[]]) is float64: it was refused as a mask that must be boolean
+    for rows in ([[]], [[], []], ((), ())):
+        x = ra.RaggedArray.from_padded(np.zeros((len(rows), 0)), rows)
+        assert x.lengths.tolist() == [0] * len(rows) and x.num_items == 0
+
+
 def test_integer_lengths_still_work_and_bool_vectors_still_fail():
     x = ra.RaggedArray.from_padded(np.arange(6).reshape(2, 3), np.array([1, 3]))
     assert x.values.tolist() == [0, 3, 4, 5]
