@@ -144,8 +144,9 @@ class DisplayMethods(RaggedFields[ValuesT]):
 
         ``repr(x)`` describes the array without its values (and never reads them); ``str``
         shows them, segment by segment in numpy's format and print options. Past numpy's
-        ``threshold`` of elements, only the first and last ``edgeitems`` segments are shown,
-        and only those are read (copied to the host from another device).
+        ``threshold`` of elements (or of segments: a million empty ones), only the first and
+        last ``edgeitems`` segments are shown, and only those are read (copied to the host
+        from another device).
 
         Examples:
             >>> import numpy as np
@@ -159,7 +160,8 @@ class DisplayMethods(RaggedFields[ValuesT]):
         m = len(host) - 1
         options = np.get_printoptions()
         rows: list[int | None] = list(range(m))
-        edge, summarise = options["edgeitems"], _size(self) > options["threshold"]
+        edge = options["edgeitems"]
+        summarise = max(_size(self), m) > options["threshold"]
         if summarise and m > 2 * edge:
             rows = [*range(edge), None, *range(m - edge, m)]
         # past the threshold every segment is summarised, as numpy summarises the whole

@@ -498,6 +498,17 @@ def test_str_of_many_segments_shows_the_first_and_last_few():
     assert str(x) == "[" + "\n ".join([*texts[:edge], "...", *texts[edge:]]) + "]"
 
 
+@pytest.mark.parametrize("item_shape", [(), (0,)], ids=["empty-segments", "no-elements"])
+def test_str_of_many_segments_without_elements_is_summarised_too(item_shape):
+    # nothing counted toward numpy's threshold: all million "[]" were printed (4 MB, 4 s)
+    lengths = np.zeros(3_000, dtype=np.int64) if item_shape == () else np.ones(3_000, int)
+    x = ra.RaggedArray.from_lengths(np.zeros((lengths.sum(), *item_shape)), lengths)
+    edge = np.get_printoptions()["edgeitems"]
+    assert str(x).count("\n") == 2 * edge and "..." in str(x)
+    with np.printoptions(threshold=10_000):
+        assert str(x).count("\n") == 3_000 - 1
+
+
 def test_str_summarises_long_segments_and_follows_print_options():
     x = ra.RaggedArray.from_lengths(np.arange(4_000) / 3, [1_000, 3_000])
     text = str(x)
