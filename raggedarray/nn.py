@@ -316,13 +316,12 @@ def _covariates(covariates: Any, pooled: torch.Tensor) -> torch.Tensor:
             "DeepSet: covariates must be a tensor or a numpy array of real numbers torch "
             f"holds, (m, k) or (m,); got {describe(covariates)}"
         )
-    else:
-        _checks.dense_tensor(covariates, "DeepSet", "covariates")
     if covariates.device != pooled.device:
         raise ValueError(
             f"DeepSet: covariates must be on the device of the pooled features "
             f"({pooled.device}); got {describe(covariates)}"
         )
+    _checks.dense_tensor(covariates, "DeepSet", "covariates")
     if covariates.ndim == 1:
         covariates = covariates.unsqueeze(1)
     if covariates.ndim != 2 or covariates.shape[0] != pooled.shape[0]:
