@@ -142,8 +142,8 @@ def test_zero_lengths_cost_nothing(shuffle):
 # ---------------------------------------------------------------------------- fill
 
 
-# measured 0.984, 0.991 and 0.894 for these 30 000 segments
-FILL_FLOORS = [("uniform", 0.98), ("lognormal", 0.985), ("wide", 0.88)]
+# measured 0.984, 0.991 and 0.873 for these 30 000 segments (0.894 sorted without jitter)
+FILL_FLOORS = [("uniform", 0.98), ("lognormal", 0.985), ("wide", 0.865)]
 
 
 @pytest.mark.parametrize(("kind", "floor"), FILL_FLOORS)
@@ -158,6 +158,24 @@ def test_mean_fill_on_realistic_lengths(kind, floor):
         assert np.all((items <= max_items) | (np.array([len(b) for b in plan]) == 1))
     in_order = batches(lengths, max_items=max_items, shuffle=False)
     assert fill(lengths, plan, max_items) > fill(lengths, in_order, max_items) + 0.02
+
+
+@pytest.mark.parametrize(
+    ("lengths", "max_items"),
+    [(np.arange(1, 65), 300), (np.random.default_rng(3).integers(20, 41, 64), 256)],
+    ids=["distinct", "20..40"],
+)
+def test_batches_hold_other_segments_each_epoch_when_one_window_holds_all(lengths, max_items):
+    """Sorted exactly, a window holding all segments was packed the same way whatever the
+    permutation: every pair sharing a batch shared one again in the next epoch (distinct
+    lengths), 0.59 of them for lengths 20..40; random batches repeat about 0.12."""
+    shared = []
+    for epoch in range(10):
+        plan = batches(lengths, epoch, max_items=max_items)
+        shared.append({(i, j) for b in plan for i in b for j in b if i < j})
+    repeats = [len(a & b) / len(a) for a, b in zip(shared, shared[1:], strict=False)]
+    assert np.mean(repeats) < 0.4
+    assert fill(lengths, plan, max_items) >= 0.85
 
 
 def test_fill_with_max_segments():
