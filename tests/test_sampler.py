@@ -173,7 +173,7 @@ def test_batches_hold_other_segments_each_epoch_when_one_window_holds_all(length
     for epoch in range(10):
         plan = batches(lengths, epoch, max_items=max_items)
         shared.append({(i, j) for b in plan for i in b for j in b if i < j})
-    repeats = [len(a & b) / len(a) for a, b in zip(shared, shared[1:], strict=False)]
+    repeats = [len(a & b) / len(a) for a, b in itertools.pairwise(shared)]
     assert np.mean(repeats) < 0.4
     assert fill(lengths, plan, max_items) >= 0.85
 
