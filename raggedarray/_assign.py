@@ -193,6 +193,8 @@ def _is_the_view(segment: Any, value: Any) -> bool:
     if _backend.is_tensor(segment):
         if value.layout != segment.layout or value.is_nested:  # (sparse: no data pointer)
             return False
+        if value.is_neg() != segment.is_neg():  # the same memory, read with the other sign
+            return False
         return value.data_ptr() == segment.data_ptr() and value.stride() == segment.stride()
     same = value.__array_interface__["data"][0] == segment.__array_interface__["data"][0]
     return same and value.strides == segment.strides
@@ -301,11 +303,25 @@ def _copy_tensor(segment: Any, value: Any, where: str) -> None:
         )
     if not _widens(value.dtype, segment.dtype):
         _check_range(value.detach(), segment.dtype, where)
-    if value.device == segment.device and (
-        value.untyped_storage().data_ptr() == segment.untyped_storage().data_ptr()
-    ):
+    if value.device == segment.device and _overlap(value, segment):
         value = value.clone()  # a view of the same buffer (x[0] = x.values[1:3]) may overlap
     segment.copy_(value)
+
+
+def _overlap(a: Any, b: Any) -> bool:
+    """Whether the bytes two tensors of one device span intersect.
+
+    By address, not by storage: two storages may hold the same memory (``torch.frombuffer``
+    or ``torch.from_numpy`` twice over one buffer), and a storage may start inside another.
+    """
+    spans = []
+    for t in (a, b):
+        if t.numel() == 0:
+            return False
+        reach = sum((n - 1) * s for n, s in zip(t.shape, t.stride(), strict=True))
+        spans.append((t.data_ptr(), t.data_ptr() + (reach + 1) * t.element_size()))
+    (lo_a, hi_a), (lo_b, hi_b) = spans
+    return lo_a < hi_b and lo_b < hi_a
 
 
 def _widens(value: Any, target: Any) -> bool:

@@ -719,6 +719,20 @@ def test_augmented_assignment_to_a_segment_writes_through(place):
     check_untouched(before, x)
 
 
+def test_assigning_a_value_over_the_same_memory_from_another_storage():
+    """Overlap was read from the storages' first addresses: two tensors made over one
+    buffer (torch.frombuffer, torch.from_numpy twice) have storages starting apart, and
+    copy_ read what it had written ([3, 3, 3, 3])."""
+    raw = bytearray(np.arange(8.0).tobytes())
+    x = ra.RaggedArray(torch.frombuffer(raw, dtype=torch.float64), torch.tensor([0, 4, 8]))
+    x[1] = torch.frombuffer(raw, dtype=torch.float64, offset=24, count=4)
+    assert x.values.tolist() == [0.0, 1.0, 2.0, 3.0, 3.0, 4.0, 5.0, 6.0]
+    array = np.arange(8.0)
+    y = ra.RaggedArray(torch.from_numpy(array), torch.tensor([0, 4, 8]))
+    y[1] = torch.from_numpy(array[3:7])
+    assert array.tolist() == [0.0, 1.0, 2.0, 3.0, 3.0, 4.0, 5.0, 6.0]
+
+
 @pytest.mark.parametrize("place", PLACES)
 def test_assigning_numbers_and_overlapping_views_to_a_segment(place):
     # numbers fill the segment on both backends alike: numpy scalars, 0-d keys, and a
