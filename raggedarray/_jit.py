@@ -146,8 +146,16 @@ class _Scan(torch.autograd.Function):
         return _Scan.apply(grad, ctx.part, not ctx.reverse), None, None
 
 
+def _readable(t: Any) -> Any:
+    """``t`` as numpy may read it: detached, contiguous, its negative bit resolved.
+
+    (A contiguous ``torch._neg_view`` stays contiguous, and ``.numpy()`` refuses the bit.)
+    """
+    return t.detach().resolve_neg().contiguous()
+
+
 def _scan(flat: Any, part: Partition, *, reverse: bool) -> Any:
-    x = flat.detach().contiguous()
+    x = _readable(flat)
     out = _backend.empty(tuple(x.shape), x.dtype, x.device)
     acc_like = np.zeros(1, _SCAN_DTYPES[x.dtype])
     _run("scan", part, x.numpy(), out.numpy(), acc_like, reverse)
@@ -160,7 +168,7 @@ def arg_extremum(flat: Any, part: Partition, op: str) -> Any:
     A NaN is the extremum where there is one (the first NaN), ties give the first item, and
     empty segments give 0, as [`_order.arg_extremum`][raggedarray._order.arg_extremum].
     """
-    x = flat.detach().contiguous()
+    x = _readable(flat)
     out = torch.empty((part.num_segments, x.shape[1]), dtype=torch.int64)
     _run("arg", part, x.numpy(), out.numpy(), op == "amax")
     return out
@@ -182,10 +190,9 @@ def extremum_grad(flat: Any, top: Any, grad: Any, part: Partition) -> Any:
     get ``0 * share``). The same bits as the torch path's ``mask * broadcast(grad /
     ties)``, in one pass over the buffer where that took six.
     """
-    x = flat.detach().contiguous()
+    x = _readable(flat)
     out = _backend.empty(tuple(x.shape), x.dtype, x.device)
-    top = top.detach().to(x.dtype).contiguous()
-    grad = grad.detach().to(x.dtype).contiguous()
+    top, grad = _readable(top.to(x.dtype)), _readable(grad.to(x.dtype))
     _run("share", part, x.numpy(), out.numpy(), top.numpy(), grad.numpy())
     return out
 

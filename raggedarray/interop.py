@@ -204,6 +204,8 @@ def to_nested(values: Any, offsets: Any, *, min_length: int, max_length: int) ->
     torch = _backend.torch_module()
     if not _backend.is_tensor(values):
         values = _backend.writable_tensor(values)
+    # torch's jagged operations drop a negative bit (nt + 0, relu): resolved, so a copy
+    values = values.resolve_neg()
     return torch.nested.nested_tensor_from_jagged(
         values, offsets, min_seqlen=min_length, max_seqlen=max_length
     )
@@ -374,7 +376,8 @@ class InteropMethods(RaggedFields[ValuesT]):
         """A jagged-layout ``torch.nested`` tensor sharing the values buffer.
 
         Shape ``(m, j, *item_shape)``; numpy values become CPU tensors without a copy (a
-        read-only buffer, such as a memory-mapped file's, is copied, as ``torch()`` does), and
+        read-only buffer, such as a memory-mapped file's, is copied, as ``torch()`` does, and so
+        are values with torch's negative bit, whose sign jagged operations would drop), and
         values that require grad stay in the autograd graph. The min and max segment lengths
         are always passed (``min_seqlen``, ``max_seqlen``), so that padding the result pads
         to the longest segment rather than to ``N``, and never syncs the device.

@@ -637,6 +637,45 @@ def test_values_with_the_negative_bit_leave_torch():
     assert values.is_neg()  # the input is left as it was
 
 
+def test_assignment_reads_the_sign_a_negative_view_gives():
+    """A value over the segment's own memory with the other sign was taken for the segment
+    itself (the x[i] += v shortcut): the write was dropped, both ways round."""
+    z = torch.complex(torch.zeros(4), torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    x = ra.RaggedArray(z.conj().imag, torch.tensor([0, 2, 4]))  # reads -1, -2, -3, -4
+    x[0] = z.imag[:2]
+    assert x[0].tolist() == [1.0, 2.0] and x[1].tolist() == [-3.0, -4.0]
+    pairs = torch.tensor([[0.0, 1.0], [0.0, 2.0], [0.0, 3.0], [0.0, 4.0]])
+    y = ra.RaggedArray(pairs[:, 1], torch.tensor([0, 2, 4]))
+    y[0] = torch.view_as_complex(pairs).conj().imag[:2]  # reads -1, -2
+    assert y[0].tolist() == [-1.0, -2.0]
+
+
+def test_nested_tensors_of_negative_views_keep_their_sign():
+    """torch's jagged operations drop the bit of their buffer: (nt + 0) read +0..+5."""
+    z = torch.complex(torch.zeros(6, 1), torch.arange(6.0).reshape(6, 1))
+    x = ra.RaggedArray(z.conj().imag, torch.tensor([0, 2, 6]))
+    nested = x.to_nested()
+    assert (nested + 0).values().ravel().tolist() == (x.values + 0).ravel().tolist()
+    assert torch.relu(nested).values().ravel().tolist() == [0.0] * 6
+
+
+def test_compiled_kernels_read_contiguous_negative_views():
+    """numba's kernels (from 2**18 values) called .numpy() on a contiguous negative view."""
+    jit = pytest.importorskip("raggedarray._jit")
+    if not jit.available():
+        pytest.skip("numba is not installed")
+    n = jit.MIN_VALUES
+    base = torch.randn(n, 1, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    offsets = torch.tensor([0, 100, n])
+    x = ra.RaggedArray(torch._neg_view(base), offsets)
+    plain = ra.RaggedArray(-base, offsets)
+    assert torch.equal(x.cumsum().values, plain.cumsum().values)
+    assert torch.equal(x.argmax(), plain.argmax()) and torch.equal(x.argmin(), plain.argmin())
+    (grad,) = torch.autograd.grad(x.max().sum(), base)
+    (want,) = torch.autograd.grad(plain.max().sum(), base)
+    assert torch.equal(grad, want)
+
+
 # --------------------------------------------------------------- operand kinds
 
 
