@@ -14,7 +14,7 @@ import math
 import operator
 import sys
 import warnings
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Iterator, Mapping, Sequence, Set
 from typing import Any
 
 import numpy as np
@@ -355,6 +355,8 @@ def int_vector(x: Any, where: str, what: str, *, allow_empty_float: bool = True)
     else:
         if isinstance(x, np.ndarray):
             plain_ndarray(x, where, what)
+        else:
+            _refuse_non_arrays(x, where, what)
         arr = as_numpy(x, where, what)
         if arr.dtype.kind not in "iu" and not (
             allow_empty_float and arr.size == 0 and arr.dtype.kind == "f"
@@ -374,6 +376,28 @@ def int_vector(x: Any, where: str, what: str, *, allow_empty_float: bool = True)
     if arr.ndim != 1:
         raise ValueError(f"{where}: {what} must be 1-D; got shape {tuple(arr.shape)}")
     return as_int64(arr, where, what)
+
+
+def _refuse_non_arrays(x: Any, where: str, what: str) -> None:
+    """Refuse what numpy would read as an object array, or by loading a dataset's items.
+
+    Generators, mappings, sets, strings and None became object arrays ("must have an
+    integer dtype; got object"); a torch ``Dataset`` (a ``Subset`` of a ``RaggedDataset``,
+    which has no ``lengths``) was read item by item, loading every sample first.
+    """
+    data = sys.modules.get("torch.utils.data")
+    dataset = data is not None and isinstance(x, data.Dataset)
+    if dataset or x is None or isinstance(x, (str, bytes, Mapping, Set, Iterator)):
+        hint = (
+            " (a dataset without lengths: pass them, e.g. "
+            "subset.dataset.lengths[subset.indices] for a Subset)"
+            if dataset
+            else ""
+        )
+        raise TypeError(
+            f"{where}: {what} must be a 1-D list, array or tensor of ints; got "
+            f"{type(x).__name__}{hint}"
+        )
 
 
 def index_range(where: str, m: int, i: int) -> str:

@@ -178,6 +178,22 @@ def test_batches_hold_other_segments_each_epoch_when_one_window_holds_all(length
     assert fill(lengths, plan, max_items) >= 0.85
 
 
+def test_a_dataset_without_lengths_is_refused_before_any_sample_is_read():
+    """numpy read a Subset item by item (every sample loaded), then called it ragged."""
+    read = []
+    x = ra.RaggedArray.from_lengths(np.ones((60, 3)), [1, 2, 3] * 10)
+    dataset = ra.data.RaggedDataset(x, transform=lambda v: read.append(1) or v)
+    train, _ = torch.utils.data.random_split(dataset, [20, 10])
+    with pytest.raises(TypeError, match=r"got Subset \(.*subset\.dataset\.lengths\[subset"):
+        BudgetBatchSampler(train, max_items=8)
+    assert read == []
+    for kind in ((n for n in [1, 2]), None, {0: 1}, "12"):
+        with pytest.raises(TypeError, match=r"lengths must be a 1-D list, array or tensor"):
+            BudgetBatchSampler(kind, max_items=8)
+    sampler = BudgetBatchSampler(dataset.lengths[train.indices], max_items=8)
+    assert sorted(i for b in sampler for i in b) == list(range(20))
+
+
 def test_fill_with_max_segments():
     lengths, _ = realistic("uniform", 10_000)
     plan = batches(lengths, max_items=128, max_segments=8)
