@@ -111,32 +111,42 @@ def _collate(samples: Sequence[Any], ragged: Any, where: str) -> Any:
                 "for bare array samples (which are ragged already)"
             )
         return _ragged_field(samples, where, None)
-    if isinstance(first, dict):
+    if isinstance(first, Mapping):
         return _collate_dicts(samples, _names(ragged, where, "keys"), where)
     if isinstance(first, tuple | list):
         return _collate_sequences(samples, _names(ragged, where, "positions"), where)
     raise TypeError(f"{where}: samples must be arrays, tuples or dicts; got {type(first).__name__}")
 
 
-def _collate_dicts(samples: Sequence[Any], keys: list[Any], where: str) -> dict[Any, Any]:
-    """Dict samples: one entry per key, in the first sample's key order (as default_collate)."""
+def _collate_dicts(samples: Sequence[Any], keys: list[Any], where: str) -> Mapping[Any, Any]:
+    """Dict samples: one entry per key, in the first sample's key order (as default_collate).
+
+    Other mappings too (an ``OrderedDict``, a ``MappingProxyType``): the batch is of the first
+    sample's type where it can be built from a dict, else a dict, as ``default_collate`` does.
+    """
     first = samples[0]
     missing = [k for k in keys if k not in first]
     if missing:
         raise ValueError(f"{where}: ragged keys must be keys of the samples; got {missing}")
-    _same_kind(samples, dict, where)
+    _same_kind(samples, Mapping, where)
     for i, sample in enumerate(samples):
         if sample.keys() != first.keys():  # the same set of keys, in any order
             raise ValueError(
                 f"{where}: every sample must have the keys of the first ({list(first)}); "
                 f"got {list(sample)} in sample {i}"
             )
-    return {
+    batch = {
         key: _ragged_field([s[key] for s in samples], where, f"field {key!r}")
         if key in keys
         else _default_field([s[key] for s in samples], where, f"field {key!r}")
         for key in first
     }
+    if type(first) is dict:
+        return batch
+    try:
+        return type(first)(batch)
+    except TypeError:  # a mapping that is not built from a dict
+        return batch
 
 
 def _collate_sequences(samples: Sequence[Any], names: list[Any], where: str) -> Any:

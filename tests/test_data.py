@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pickle
-from collections import namedtuple
+import types
+from collections import OrderedDict, namedtuple
 
 import numpy as np
 import pytest
@@ -164,6 +165,17 @@ def test_collate_dicts_with_keys_in_any_order_follow_the_first_like_default_coll
         ra.collate([{"a": a[0], "b": 1}, {"a": a[1]}], ragged="a")
     with pytest.raises(ValueError, match=r"got \['b', 'a', 'z'\] in sample 1"):
         ra.collate([{"a": a[0], "b": 1}, {"b": 2, "a": a[1], "z": 0}], ragged="a")
+
+
+def test_collate_keeps_the_mapping_type_as_default_collate_does():
+    # OrderedDict samples came back as a plain dict; a mappingproxy was refused
+    a = bags([2, 1], (3,))
+    for kind in (OrderedDict, types.MappingProxyType):
+        samples = [kind({"a": a[0], "b": 1}), kind({"a": a[1], "b": 2})]
+        out = ra.collate(samples, ragged="a")
+        want = default_collate([kind({"a": 0, "b": 1}), kind({"a": 0, "b": 2})])
+        assert type(out) is type(want) is kind
+        assert_same_segments(out["a"], a) and torch.equal(out["b"], want["b"])
 
 
 Pair = namedtuple("Pair", "bag label")
