@@ -36,6 +36,7 @@ PROTOCOL = {
     "__array_ufunc__",
     "__array_function__",
     "__reduce__",
+    "__reduce_ex__",
     "__deepcopy__",
     "__copy__",
 }
