@@ -169,17 +169,22 @@ def like_input(result: Any, values: Any) -> Any:
     return result if _backend.is_tensor(values) else result.numpy()
 
 
-def _as_floats(values: Any, source: Any) -> Any:
-    """Integer and boolean values as floats (uint8 images, say); floating ones as they are.
+def _as_floats(values: Any, source: Any) -> tuple[Any, Any]:
+    """Integer and boolean values as floats to compute in, and the dtype of the result.
 
-    The float dtype follows the backend of ``source``, the user's values before
-    ``as_tensor``: numpy's float64 (``np.mean`` of integers), or torch's default dtype
-    (float32 unless set, as torch divides integers).
+    Floating values are as they are. The result's float dtype follows the backend of
+    ``source``, the user's values before ``as_tensor``: numpy's float64 (``np.mean`` of
+    integers), or torch's default dtype (float32 unless set, as torch divides integers).
+    Integers that dtype holds exactly (8 and 16 bits, uint8 images, into float32) are
+    computed in it; wider ones in float64, then rounded once: int32 or int64 values past
+    2**24 lost their spread in float32 (a variance 6x too large).
     """
     if values.dtype.is_floating_point:
-        return values
+        return values, values.dtype
     torch = _torch()
-    return values.to(torch.float64 if isinstance(source, np.ndarray) else torch.get_default_dtype())
+    target = torch.float64 if isinstance(source, np.ndarray) else torch.get_default_dtype()
+    exact = target == torch.float64 or (values.element_size() <= 2 and target == torch.float32)
+    return values.to(target if exact else torch.float64), target
 
 
 def _graph_view(part: Partition, values: Any, num_items: Any = None) -> Partition:
@@ -221,11 +226,12 @@ def reduce(
     """
     spec = REDUCTIONS[op]
     part = _graph_view(part, values)
+    target = None
     if spec.integers is None:
-        values = _as_floats(values, source)
+        values, target = _as_floats(values, source)
     dtype = values.dtype
     integer = not dtype.is_floating_point
-    result_dtype = _torch().int64 if integer and spec.integers == "int64" else dtype
+    result_dtype = _torch().int64 if integer and spec.integers == "int64" else (target or dtype)
     learned = learned_fill(fill, result_dtype, source)
     if type(fill) is not int or fill != 0:  # the default fill holds in every dtype
         fill = _checks.check_fill(fill, result_dtype, where)
@@ -252,7 +258,8 @@ def reduce(
             fill = order_value(fill, dtype)
     if rows is not None:
         out = _fill_rows(out, rows, fill, empty_value)
-    return decode(out).reshape(part.num_segments, *values.shape[1:])
+    out = decode(out).reshape(part.num_segments, *values.shape[1:])
+    return out if target is None or out.dtype == target else out.to(target)
 
 
 def _fill_rows(out: Any, rows: Any, fill: Any, empty_value: float | None) -> Any:
@@ -298,10 +305,10 @@ def softmax(values: Any, part: Partition, *, log: bool, where: str, source: Any 
     """
     kernels = _kernels()
     part = _graph_view(part, values)
-    values = _as_floats(values, source)
+    values, target = _as_floats(values, source)
     flat = _flat(values)
     if flat.numel() == 0:
-        return values.clone() if not _backend.needs_grad(values) else values * 1
+        return values.to(target, copy=True) if not _backend.needs_grad(values) else values * 1
     flat = flat.to(compute_dtype(values.dtype))
     # the raw maxima, infinities included: an infinite maximum gives NaN, as torch.softmax
     top = kernels.raw_extremum(flat.detach(), part, "amax")
@@ -312,7 +319,7 @@ def softmax(values: Any, part: Partition, *, log: bool, where: str, source: Any 
     else:
         exp = shifted.exp()
         out = exp / kernels.broadcast(kernels.segment_sum(exp, part), part)
-    return out.to(values.dtype).reshape(values.shape)
+    return out.to(target).reshape(values.shape)
 
 
 def broadcast(per_segment: Any, part: Partition, *, where: str) -> Any:

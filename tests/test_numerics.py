@@ -333,16 +333,34 @@ def test_every_integer_dtype_reduces_like_the_loop(dtype, backend):
         got = getattr(ra, f"segment_{op}")(data, offsets)
         want = ra.testing.reference_reduce(op, small.astype(np.int64), offsets)
         assert np.asarray(got).tolist() == want.tolist()
-    # reductions that need floats take integers as numpy's mean does (float64), or in
-    # torch's default dtype for torch values, as torch divides integers
+    # reductions that need floats take integers as numpy's mean does (float64), or give
+    # torch's default dtype for torch values, as torch divides integers: the float64
+    # result rounded once
     for op in ("mean", "var", "logsumexp"):
         got = getattr(ra, f"segment_{op}")(data, offsets)
         floats = np.float64 if backend == "numpy" else np.float32
-        want = ra.testing.reference_reduce(op, small.astype(floats), offsets)
+        want = ra.testing.reference_reduce(op, small.astype(np.float64), offsets).astype(floats)
         assert got.dtype == (floats if backend == "numpy" else torch.float32)
         np.testing.assert_allclose(
-            np.asarray(got), want, rtol=1e-5 if backend == "torch" else 1e-12
+            np.asarray(got), want, rtol=1e-6 if backend == "torch" else 1e-12
         )
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64", "uint32", "uint64"])
+def test_wide_integers_keep_their_spread_in_float_reductions(dtype):
+    """Cast to float32 first, 100_000_001..100_000_007 lost their spread: var 42.7 for 6.67,
+    softmax [0.5, 0.5] for [0.12, 0.88]. Computed in float64, rounded once."""
+    base = 100_000_001 if dtype != "int32" else 2**30 + 1
+    values = (base + 2 * np.arange(4)).astype(dtype).reshape(4, 1)
+    exact = values.astype(np.float64)
+    tensor = torch.from_numpy(values)
+    for op in ("var", "std", "mean", "logsumexp"):
+        got = getattr(ra, f"segment_{op}")(tensor, [0, 4])
+        want = ra.testing.reference_reduce(op, exact, [0, 4]).astype(np.float32)
+        assert got.dtype == torch.float32 and got.numpy().tolist() == want.tolist(), op
+    got = ra.segment_softmax(tensor[:2], [0, 2])
+    want = torch.softmax(torch.from_numpy(exact[:2]), dim=0).float()
+    assert torch.equal(got, want)
 
 
 @pytest.mark.parametrize("dtype", INTEGER_DTYPES + FLOAT_DTYPES)
