@@ -176,21 +176,12 @@ def tensor_from_numpy(a: np.ndarray) -> Any:
     Views with negative strides (``a[::-1]``) are copied first, since torch cannot view them.
 
     Torch warns once per process about non-writable arrays; the tensors made here are only
-    read (sources of a copy), so the warning would be noise, and it must not be spent here:
-    a user's own ``torch.as_tensor`` of a read-only array later would warn no more. A
-    read-only view of writable memory (the package's metadata) is viewed writable instead;
-    only memory that is read-only itself (a read-only memory map) still costs the warning.
+    read (sources of a copy), so the warning would be noise.
     """
     torch = torch_module()
     a = positive_strides(canonical_type(a))
     if a.flags.writeable:
         return torch.from_numpy(a)
-    try:
-        view = a.view()
-        view.flags.writeable = True  # allowed when the memory's owner is writable
-        return torch.from_numpy(view)
-    except ValueError:
-        pass
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return torch.from_numpy(a)
