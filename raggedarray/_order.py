@@ -626,9 +626,15 @@ def cumsum(flat: Any, part: Partition) -> Any:
         if _backend.transformed(flat):  # torch.func: no branch on the data
             return traced().TransformedScan.apply(flat, part.offsets(flat.device))
         if flat.device.type == "cpu":  # (a GPU would wait for the check: it takes the safe way)
-            out, check = _scan(flat, part)
+            # detached, the gradient being _LinearScan's: a backward run under autocast
+            # does not go through the scan's matrix products, nor inductor through their
+            # reshapes (which it fails to lower with symbolic shapes). torch 2.6's dynamo
+            # fails on that function after the check's graph break: it keeps the products.
+            linear = not _backend.compiling() or _LINEAR_SCAN_IN_GRAPHS
+            out, check = _scan(flat.detach() if linear else flat, part)
             if bool(torch.isfinite(check).all()):
-                return out
+                grad = linear and _backend.needs_grad(flat)
+                return _LinearScan.apply(flat, out, part) if grad else out
         # infinities or NaNs, or finite float32 values whose sums overflow (3e38 + 3e38 -
         # 3e38 inside a block; a location's sum past float32's range, whose carry would turn
         # the masks' zeros into NaN for the others): scanned in float64 and rounded once, as
@@ -657,6 +663,9 @@ def _non_finite_scan(flat: Any, part: Partition) -> Any:
     out = torch.where(plus, torch.inf, out)
     out = torch.where(minus, -torch.inf, out)
     return torch.where(nan | (plus & minus), torch.nan, out).to(flat.dtype)
+
+
+_LINEAR_SCAN_IN_GRAPHS = tuple(map(int, torch.__version__.split("+")[0].split(".")[:2])) >= (2, 13)
 
 
 class _LinearScan(torch.autograd.Function):
