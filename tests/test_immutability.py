@@ -131,6 +131,16 @@ def test_writing_torch_metadata_changes_nothing(place):
     assert [host(s).tolist() for s in x] == [[0.0, 1.0], [], [2.0, 3.0, 4.0]]
 
 
+def test_handed_out_metadata_under_a_fake_tensor_mode():
+    # comparing the kept copy read data a FakeTensorMode does not have
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    x = ra.RaggedArray.from_lengths(torch.arange(6.0), [2, 0, 4])
+    kept = x.offsets
+    with FakeTensorMode():
+        assert x.offsets is kept
+
+
 def test_writes_past_the_version_counter_change_nothing_on_the_cpu():
     # numpy's in-place calls on .numpy() and writes through .data leave torch's version
     # counter alone: the kept copy is compared, so x, arrays sharing its offsets and the
@@ -139,11 +149,9 @@ def test_writes_past_the_version_counter_change_nothing_on_the_cpu():
     y = x * 2
     x.lengths.numpy().sort()
     x.offsets.numpy()[1] = 1
-    y.segment_ids.data.zero_()
-    for z in (x, y):
+    for z in (x, y):  # (segment ids, N values, are trusted to torch's version counter)
         assert z.lengths.tolist() == [2, 0, 4]
         assert z.offsets.tolist() == [0, 2, 2, 6]
-        assert z.segment_ids.tolist() == [0, 0, 2, 2, 2, 2]
         assert [s.tolist() for s in z.to_nested().unbind()] == [s.tolist() for s in z]
 
 
