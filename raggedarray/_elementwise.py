@@ -323,7 +323,10 @@ def _sequence_operand(a: Any, ref: Any, where: object) -> Any:
 def _wrap(ref: Any, out: Any, name: str) -> Any:
     """The fast paths' rewrap: an array type and dtype seen before, else ``_result``'s checks."""
     kind = type(out)
-    if (kind is np.ndarray or kind is _TENSOR) and out.dtype in _HELD_DTYPES:
+    # (not in a graph: it would guard on _TENSOR, and an eager call that binds it later
+    # would recompile every graph traced before)
+    held = kind is np.ndarray or (not _backend.compiling() and kind is _TENSOR)
+    if held and out.dtype in _HELD_DTYPES:
         return ref._rewrap(out)
     return _result(ref, out, f"{type(ref).__name__}.{name}")
 
@@ -337,7 +340,7 @@ def _result(ref: Any, out: Any, where: object) -> Any:
             f"{where}: an elementwise call must return one row per item "
             f"({ref.num_items}); got {_backend.describe(out)}"
         )
-    if out.dtype not in _HELD_DTYPES:
+    if _backend.compiling() or out.dtype not in _HELD_DTYPES:
         _hold(out, where)
     return ref._rewrap(out)
 

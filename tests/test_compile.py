@@ -139,10 +139,15 @@ model = ra.nn.DeepSet(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2), pool=pool)
 compiled = torch.compile(model, dynamic=True, backend="aot_eager")
 x = ra.RaggedArray.from_lengths(torch.randn(8, 3), [3, 0, 5])
 y = ra.RaggedArray.from_lengths(torch.randn(13, 3), [2, 4, 1, 6])
-compiled(x), compiled(y)
+def affine(x):
+    return (x * 2 + 1).sum()
+
+
+compiled_affine = torch.compile(affine, dynamic=True, backend="aot_eager")
+compiled(x), compiled(y), compiled_affine(x), compiled_affine(y)
 before = counters["stats"]["unique_graphs"]
-model(x)  # the process's first eager map, as a validation pass after training
-compiled(y)
+model(x), affine(x)  # the process's first eager map and operator, a validation pass
+compiled(y), compiled_affine(y)
 print(before, counters["stats"]["unique_graphs"])
 """
 
