@@ -224,8 +224,9 @@ def reference_reduce(
     """
     _check_op(op, sorted(_NUMPY_OPS), "reference_reduce")
     spans = _spans(values, offsets, "reference_reduce")
+    target = None
     if op in ("mean", "logsumexp", "var", "std"):
-        values = _as_floats(values)
+        values, target = _as_floats(values)
     item_shape = tuple(values.shape[1:])
     short = (lambda n: n <= correction) if op in ("var", "std") else (lambda n: n == 0)
     if _backend.is_tensor(values):
@@ -240,8 +241,8 @@ def reference_reduce(
             for a, b in spans
         ]
         if not rows:
-            return torch.zeros((0, *item_shape), dtype=out, device=values.device)
-        return torch.stack(rows)
+            return torch.zeros((0, *item_shape), dtype=target or out, device=values.device)
+        return torch.stack(rows).to(target or out)
     out = _result_dtype(op, values.dtype, np.dtype(np.int64), values.dtype.kind == "f")
     work = np.float32 if values.dtype == np.float16 else out
     rows = []
@@ -280,7 +281,7 @@ def reference_softmax(values: Any, offsets: IntArrayLike, *, log: bool = False) 
         array([0.25, 0.75, 1.  ])
     """
     spans = _spans(values, offsets, "reference_softmax")
-    values = _as_floats(values)
+    values, target = _as_floats(values)
     if _backend.is_tensor(values):
         torch = _backend.torch_module()
         fn = torch.log_softmax if log else torch.softmax
@@ -293,7 +294,8 @@ def reference_softmax(values: Any, offsets: IntArrayLike, *, log: bool = False) 
             ).to(values.dtype)
             for a, b in spans
         ]
-        return torch.cat([values[:0], *rows])
+        result = torch.cat([values[:0], *rows])
+        return result if target is None else result.to(target)
     rows = []
     for a, b in spans:
         seg = values[a:b].astype(np.float32 if values.dtype == np.float16 else values.dtype)
@@ -362,16 +364,21 @@ def _spans(values: Any, offsets: Any, where: str) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in itertools.pairwise(host)]
 
 
-def _as_floats(values: Any) -> Any:
+def _as_floats(values: Any) -> tuple[Any, Any]:
     """Integers and booleans as the operations take them where they need floats.
 
-    float64 for numpy values (``np.mean``'s rule), torch's default dtype for tensors.
+    Returns them with the dtype of the result (None: the values'): float64 for numpy
+    values (``np.mean``'s rule); for tensors, torch's default dtype, computed in float64
+    for 32- and 64-bit integers (which float32 does not hold exactly) and rounded once.
     """
     if _is_floating(values):
-        return values
+        return values, None
     if _backend.is_tensor(values):
-        return values.to(_backend.torch_module().get_default_dtype())
-    return values.astype(np.float64)
+        torch = _backend.torch_module()
+        target = torch.get_default_dtype()
+        exact = target == torch.float64 or (values.element_size() <= 2 and target == torch.float32)
+        return values.to(target if exact else torch.float64), target
+    return values.astype(np.float64), None
 
 
 def _is_floating(values: Any) -> bool:

@@ -248,3 +248,14 @@ def test_reference_inputs_of_the_wrong_kind_are_refused():
     for rows in (np.array([10, 20]), np.array([10, 20, 30, 40])):
         with pytest.raises(ValueError, match="reference_broadcast: per_segment must have one"):
             ra.testing.reference_broadcast(rows, [0, 2, 2, 3])
+
+
+def test_the_oracle_takes_wide_torch_integers_as_the_reductions_do():
+    # it cast them to float32 first: var 42.7 where the library gives the true 6.67
+    values = torch.tensor([[100_000_001], [100_000_003], [100_000_005], [100_000_007]])
+    for op in ("var", "std", "mean", "logsumexp"):
+        want = getattr(ra, f"segment_{op}")(values, [0, 4])
+        got = ra.testing.reference_reduce(op, values, [0, 4])
+        assert got.dtype == want.dtype == torch.float32 and torch.equal(got, want), op
+    got = ra.testing.reference_softmax(values[:2], [0, 2])
+    assert torch.equal(got, ra.segment_softmax(values[:2], [0, 2]))
