@@ -17,7 +17,8 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping, Sequence
+import copy
+from collections.abc import Callable, Hashable, Mapping, MutableMapping, Sequence
 from typing import Any, TypeAlias, overload
 
 import numpy as np
@@ -121,8 +122,9 @@ def _collate(samples: Sequence[Any], ragged: Any, where: str) -> Any:
 def _collate_dicts(samples: Sequence[Any], keys: list[Any], where: str) -> Mapping[Any, Any]:
     """Dict samples: one entry per key, in the first sample's key order (as default_collate).
 
-    Other mappings too (an ``OrderedDict``, a ``MappingProxyType``): the batch is of the first
-    sample's type where it can be built from a dict, else a dict, as ``default_collate`` does.
+    Other mappings too (an ``OrderedDict``, a ``defaultdict``, a ``MappingProxyType``): the
+    batch is of the first sample's type, a copy of it updated for a mutable mapping, else
+    built from a dict where it can be, else a dict, as ``default_collate`` does.
     """
     first = samples[0]
     missing = [k for k in keys if k not in first]
@@ -143,6 +145,10 @@ def _collate_dicts(samples: Sequence[Any], keys: list[Any], where: str) -> Mappi
     }
     if type(first) is dict:
         return batch
+    if isinstance(first, MutableMapping):  # (a defaultdict keeps its factory)
+        clone = copy.copy(first)
+        clone.update(batch)
+        return clone
     try:
         return type(first)(batch)
     except TypeError:  # a mapping that is not built from a dict
