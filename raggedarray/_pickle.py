@@ -54,6 +54,8 @@ class PickleMethods:
         return self.__reduce_ex__(2)
 
     def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        if type(self).__reduce__ is not PickleMethods.__reduce__:  # a subclass's own
+            return self.__reduce__()  # (as object.__reduce_ex__ honours it)
         values, host = self._values, self._host  # type: ignore[attr-defined]
         backend = self.backend  # type: ignore[attr-defined]
         if backend == TORCH:

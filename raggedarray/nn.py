@@ -306,7 +306,9 @@ def _covariates(covariates: Any, pooled: torch.Tensor) -> torch.Tensor:
     """``covariates`` as an ``(m, k)`` tensor (numpy arrays go to ``pooled``'s device)."""
     readable = isinstance(covariates, np.ndarray) and covariates.dtype.kind in "biuf"
     if readable:  # (a masked array would lose its mask, a longdouble its precision)
-        _checks.plain_ndarray(covariates, "DeepSet", "covariates")
+        if isinstance(covariates, np.ma.MaskedArray):
+            raise TypeError(_checks.masked_refusal("DeepSet", "covariates"))
+        covariates = np.asarray(covariates)  # (an np.matrix is only read)
         readable = covariates.dtype.itemsize <= 8
     if readable:  # in the machine's byte order, strides positive: what torch reads
         native = covariates.astype(covariates.dtype.newbyteorder("="), copy=False)

@@ -218,11 +218,16 @@ def test_deepset_reads_numpy_covariates_of_any_layout_and_refuses_what_it_cannot
     x = ragged([2, 1, 0])
     plain = np.array([3.0, 0.0, 4.0])
     want = model(x, covariates=torch.from_numpy(plain[::-1].copy()))
-    for cov in (plain[::-1], plain[::-1].astype(">f8"), np.asfortranarray(plain[::-1])):
+    reversed_ = plain[::-1]
+    for cov in (
+        reversed_,
+        reversed_.astype(">f8"),
+        np.asfortranarray(reversed_),
+        np.asmatrix(reversed_).T,
+    ):
         torch.testing.assert_close(model(x, covariates=cov), want)
     refused = {  # (a masked array's mask was dropped: the masked 1e6 was used)
         "mask": np.ma.masked_array([1e6, 0.0, 4.0], mask=[True, False, False]),
-        "np.matrix": np.asmatrix(plain),
         "float128": plain.astype(np.longdouble) if np.longdouble().itemsize > 8 else None,
         "dense": torch.zeros(3).to_sparse(),
     }

@@ -223,6 +223,21 @@ def test_torch_save_at_pickle_protocol_3_loads(backend):
         assert pickle.loads(pickle.dumps(x, protocol=3)).equal(x)
 
 
+class _OwnReduce(ra.RaggedArray):
+    def __reduce__(self):
+        return (_rebuilt, (self.values, self.offsets))
+
+
+def _rebuilt(values, offsets):
+    return ("rebuilt", values.shape[0], offsets.shape[0])
+
+
+def test_a_subclass_reduce_is_honoured():
+    # __reduce_ex__ (which pickle calls first) ignored a subclass's own __reduce__
+    x = _OwnReduce.from_lengths(torch.arange(6.0), [2, 4])
+    assert pickle.loads(pickle.dumps(x)) == ("rebuilt", 6, 3)
+
+
 def test_numpy_values_that_travelled_as_an_unreadable_tensor_are_refused():
     """map_location="meta", a bfloat16 or a grad-requiring tensor failed inside torch."""
     buffer = io.BytesIO()
