@@ -259,9 +259,7 @@ def result_dtype(dtype: Any, to_torch: bool, where: str, *, hint: str | None = N
 def device(device: Any, where: str) -> Any:
     """A ``device=`` argument as an available ``torch.device`` (``"cuda"`` gets its index)."""
     torch = _backend.torch_module()
-    if isinstance(device, (bool, np.timedelta64)) or not isinstance(
-        device, (str, int, np.integer, torch.device)
-    ):
+    if not (isinstance(device, (str, torch.device)) or is_int(device)):
         raise TypeError(
             f"{where}: device must be a torch.device, a str such as 'cuda:0' or an int; "
             f"got {type(device).__name__}"
@@ -510,6 +508,11 @@ def is_int(v: Any) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.timedelta64))
 
 
+def is_real(v: Any) -> bool:
+    """Whether ``v`` is a Python or numpy int or float: no bool, no ``np.timedelta64``."""
+    return is_int(v) or isinstance(v, (float, np.floating))
+
+
 def offsets_from_lengths(lengths: np.ndarray, where: str, what: str = "lengths") -> np.ndarray:
     """``[0, l0, l0 + l1, ...]`` from non-negative int64 lengths, refusing a total past int64."""
     offsets = np.zeros(lengths.shape[0] + 1, dtype=np.int64)
@@ -540,15 +543,13 @@ def check_fill(fill: Any, dtype: Any, where: str, what: str = "fill") -> bool | 
         fill = fill.item()  # (a CUDA tensor's value is read once, here)
     if isinstance(fill, (complex, np.complexfloating)):
         raise TypeError(f"{where}: {what} must be a real number; got complex {fill!r}")
-    if isinstance(fill, np.timedelta64) or not isinstance(
-        fill, (bool, int, float, np.bool_, np.integer, np.floating)
-    ):
+    if not (is_real(fill) or isinstance(fill, (bool, np.bool_))):
         raise TypeError(f"{where}: {what} must be a number; got {type(fill).__name__}")
     tensor_dtype = _backend.is_tensor_dtype(dtype)
     floating = dtype.is_floating_point if tensor_dtype else np.dtype(dtype).kind == "f"
     if floating:
         if _backend.compiling():  # a module's float fill is symbolic under dynamic=True:
-            return fill  # type: ignore[return-value]  # (reading it breaks the graph)
+            return fill  # (reading it breaks the graph)
         finfo = _backend.torch_module().finfo if tensor_dtype else np.finfo
         largest = float(finfo(dtype).max)
         if isinstance(fill, np.floating):  # in its own precision: a longdouble past float64
@@ -584,9 +585,7 @@ def check_fill(fill: Any, dtype: Any, where: str, what: str = "fill") -> bool | 
 
 def check_correction(correction: Any, where: str) -> float | int:
     """``correction`` of var/std: a non-negative, finite real number within int64."""
-    if isinstance(correction, (bool, np.bool_, np.timedelta64)) or not isinstance(
-        correction, (int, float, np.integer, np.floating)
-    ):
+    if not is_real(correction):
         raise TypeError(
             f"{where}: correction must be an int or float; got {type(correction).__name__}"
         )

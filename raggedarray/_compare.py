@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _backend
+from . import _backend, _checks
 
 
 def host_values(x: Any) -> np.ndarray:
@@ -198,9 +198,7 @@ def _equal_integers(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def check_tolerances(rtol: Any, atol: Any, where: str) -> None:
     """``rtol`` and ``atol``: real numbers, not negative (inf allowed, NaN refused)."""
     for name, value in (("rtol", rtol), ("atol", atol)):
-        if isinstance(value, (bool, np.bool_, np.timedelta64)) or not isinstance(
-            value, (int, float, np.integer, np.floating)
-        ):
+        if not _checks.is_real(value):
             raise TypeError(f"{where}: {name} must be a real number; got {type(value).__name__}")
         if not value >= 0:  # also refuses NaN
             raise ValueError(f"{where}: {name} must be >= 0; got {value!r}")
