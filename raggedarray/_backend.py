@@ -31,6 +31,12 @@ def compiling() -> bool:
     return torch is not None and torch.compiler.is_compiling()
 
 
+def is_sym_int(x: Any) -> bool:
+    """Whether ``x`` is a symbolic int of a ``torch.compile`` trace (a dynamic size)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.SymInt)
+
+
 def is_tensor(x: Any) -> bool:
     """Whether ``x`` is a ``torch.Tensor`` (without importing torch)."""
     torch = sys.modules.get("torch")

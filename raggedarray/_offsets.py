@@ -38,8 +38,12 @@ def read_offsets(offsets: Any, where: str) -> np.ndarray:
 _FRESH = (list, tuple, range)
 
 
-def validate(offsets: np.ndarray, num_items: int, where: str) -> None:
+def validate(
+    offsets: np.ndarray, num_items: int, where: str, items: str = "values.shape[0]"
+) -> None:
     """Check the offsets invariants against a buffer of ``num_items`` items.
+
+    ``items``: what the message calls ``num_items``.
 
     Raises:
         ValueError: unless ``offsets[0] == 0``, offsets are non-decreasing and
@@ -57,7 +61,7 @@ def validate(offsets: np.ndarray, num_items: int, where: str) -> None:
         )
     if offsets[-1] != num_items:
         raise ValueError(
-            f"{where}: offsets[-1] must equal the number of items values.shape[0]={num_items}; "
+            f"{where}: offsets[-1] must equal the number of items {items}={num_items}; "
             f"got offsets[-1]={offsets[-1]}"
         )
 

@@ -84,11 +84,15 @@ def as_tensor(values: Any, where: str, what: str = "values") -> Any:
     return values
 
 
-def partition_of(values: Any, offsets: Any, where: str) -> Partition:
-    """A partition for tensor ``values`` from user offsets (validated unless on a GPU)."""
+def partition_of(values: Any, offsets: Any, where: str, *, num_items: Any = None) -> Partition:
+    """A partition for tensor ``values`` from user offsets (validated unless on a GPU).
+
+    ``num_items``: N when ``values`` are not the items (a broadcast's per-segment rows).
+    """
     torch = _torch()
+    count = values.shape[0] if num_items is None else num_items
     if _backend.compiling():
-        return _graph_partition(values, offsets, where)
+        return _graph_partition(values, offsets, where, count)
     if _backend.is_tensor(offsets) and offsets.device.type != "cpu":
         if offsets.device != values.device:
             raise ValueError(
@@ -102,12 +106,13 @@ def partition_of(values: Any, offsets: Any, where: str) -> Partition:
             )
         # a copy: the backward reads the offsets again, after the caller may have reused them
         offsets = offsets.detach().to(torch.int64, copy=True)
-        return Partition(None, offsets=offsets, num_items=values.shape[0])
+        return Partition(None, offsets=offsets, num_items=count)
     host = _offsets.read_offsets(offsets, where)  # (a copy: the backward reads it again)
     # a CUDA graph keeps pointers to the partition's tensors: they must come from its own
     # memory pool and live as long as it does, not be freed when _recent moves on
     capturing = values.is_cuda and torch.cuda.is_current_stream_capturing()
-    return _host_partition(host, values.shape[0], where, remember=not capturing)
+    items = "values.shape[0]" if num_items is None else "num_items"
+    return _host_partition(host, count, where, remember=not capturing, items=items)
 
 
 # Partitions of the offsets functional calls saw last, by content: a training loop that
@@ -121,16 +126,19 @@ RECENT_MAX_ITEMS = 1 << 20
 _recent: dict[bytes, Partition] = {}
 
 
-def _host_partition(host: np.ndarray, num_items: int, where: str, *, remember: bool) -> Partition:
+def _host_partition(
+    host: np.ndarray, num_items: int, where: str, *, remember: bool, items: str = "values.shape[0]"
+) -> Partition:
     """The partition of validated host offsets, from ``_recent`` when the same were seen.
 
-    ``remember``: look in ``_recent`` and keep this partition there.
+    ``remember``: look in ``_recent`` and keep this partition there. ``items``: what an
+    error calls ``num_items``.
     """
     key = host.tobytes()
     part = _recent.get(key) if remember else None
     if part is not None and part.num_items == num_items:
         return part
-    _offsets.validate(host, num_items, where)
+    _offsets.validate(host, num_items, where, items)
     part = Partition(host)
     if remember and num_items <= RECENT_MAX_ITEMS:
         while len(_recent) >= RECENT_PARTITIONS:  # the oldest goes
@@ -139,7 +147,7 @@ def _host_partition(host: np.ndarray, num_items: int, where: str, *, remember: b
     return part
 
 
-def _graph_partition(values: Any, offsets: Any, where: str) -> Partition:
+def _graph_partition(values: Any, offsets: Any, where: str, num_items: Any) -> Partition:
     """The partition inside a ``torch.compile`` graph: offsets are trusted, as on a GPU.
 
     Their kind and shape are checked; their values are not, since that would read them on
@@ -155,7 +163,7 @@ def _graph_partition(values: Any, offsets: Any, where: str) -> Partition:
             f"got {_backend.describe(offsets)}"
         )
     offsets = offsets.to(device=values.device, dtype=torch.int64)
-    return Partition(None, offsets=offsets, num_items=values.shape[0])
+    return Partition(None, offsets=offsets, num_items=num_items)
 
 
 def _flat(values: Any) -> Any:
@@ -561,10 +569,14 @@ def _public_items(values: Any, offsets: Any, where: str, *, log: bool) -> Any:
 
 
 @overload
-def segment_broadcast(per_segment: np.ndarray, offsets: IntArrayLike) -> np.ndarray: ...
+def segment_broadcast(
+    per_segment: np.ndarray, offsets: IntArrayLike, *, num_items: int | None = None
+) -> np.ndarray: ...
 @overload
-def segment_broadcast(per_segment: torch.Tensor, offsets: IntArrayLike) -> torch.Tensor: ...
-def segment_broadcast(per_segment: Array, offsets: Any) -> Array:
+def segment_broadcast(
+    per_segment: torch.Tensor, offsets: IntArrayLike, *, num_items: int | None = None
+) -> torch.Tensor: ...
+def segment_broadcast(per_segment: Array, offsets: Any, *, num_items: Any = None) -> Array:
     """Repeat row ``i`` of ``per_segment`` for every item of segment ``i``.
 
     The inverse of a reduction: ``segment_broadcast(segment_mean(v, o), o)`` has ``v``'s
@@ -573,6 +585,11 @@ def segment_broadcast(per_segment: Array, offsets: Any) -> Array:
     Args:
         per_segment: ``(m, ...)`` numpy array or torch tensor.
         offsets: ``(m + 1,)`` integer offsets.
+        num_items: ``N``, when known (``values.shape[0]`` of the items the rows go back
+            to). Without it ``N`` is read from the offsets, which must then be on the host;
+            with it, offsets on a GPU are used where they are (trusted, as by the
+            reductions) and a compiled call keeps ``N`` in the graph instead of reading
+            it (no graph break under ``torch.compile``).
 
     Returns:
         ``(N, ...)`` array of ``per_segment``'s backend.
@@ -582,13 +599,20 @@ def segment_broadcast(per_segment: Array, offsets: Any) -> Array:
         >>> import raggedarray as ra
         >>> ra.segment_broadcast(np.array([10, 20, 30]), [0, 2, 2, 3])
         array([10, 10, 30])
+        >>> ra.segment_broadcast(np.array([10, 20, 30]), [0, 2, 2, 3], num_items=3)
+        array([10, 10, 30])
     """
     where = "segment_broadcast"
     tensor = as_tensor(per_segment, where, "per_segment")
+    if num_items is not None:
+        if not _backend.is_sym_int(num_items):
+            num_items = _checks.read_int(num_items, "num_items", where)
+        part = partition_of(tensor, offsets, where, num_items=num_items)
+        return like_input(broadcast(tensor, part, where=where), per_segment)
     if _backend.is_tensor(offsets) and offsets.device.type != "cpu":
         raise ValueError(
-            f"{where}: offsets must be on the host (the number of items is read from them); "
-            f"got offsets on {offsets.device}"
+            f"{where}: offsets must be on the host (the number of items is read from them), "
+            f"or num_items given; got offsets on {offsets.device}"
         )
     host = _offsets.read_offsets(offsets, where)
     _offsets.validate(host, int(host[-1]), where)

@@ -72,14 +72,23 @@ def _assert_same(got, expected, *, atol=1e-10):
         torch.testing.assert_close(g, e, atol=atol, rtol=1e-7)
 
 
-def test_functional_reductions_compile_into_one_graph_equal_to_eager():
+def _centred(values, offsets):
+    """A user's centring: per-segment means back to their items, with N given."""
+    means = ra.segment_mean(values, offsets)
+    return values - ra.segment_broadcast(means, offsets, num_items=values.shape[0])
+
+
+@pytest.mark.parametrize("fn", [_all_reductions, _centred], ids=["reductions", "broadcast"])
+def test_functions_compile_into_one_graph_equal_to_eager(fn):
+    """The functional reductions, and ``segment_broadcast`` given ``num_items`` (it reads
+    nothing on the host then), in one full graph with eager's results and gradients."""
     counter = testing.CompileCounterWithBackend("aot_eager")
-    compiled = torch.compile(_all_reductions, backend=counter, fullgraph=True)
+    compiled = torch.compile(fn, backend=counter, fullgraph=True)
     for k, lengths in enumerate(BATCHES):
         values = _leaf((sum(lengths), 3), k)
         offsets = _offsets(lengths)
         got, got_grads = _value_and_grads(compiled, (values, offsets), [values])
-        expected, grads = _value_and_grads(_all_reductions, (values, offsets), [values])
+        expected, grads = _value_and_grads(fn, (values, offsets), [values])
         _assert_same(got, expected)
         _assert_same(got_grads, grads)
     assert counter.frame_count - 1 <= MAX_RECOMPILES

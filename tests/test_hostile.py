@@ -613,6 +613,25 @@ case(
     a(1),
     lambda: np.array([0, 2**64 - 1], np.uint64),
 )
+for bad_items, kind in ((True, TypeError), (3.0, TypeError), ("3", TypeError), (-1, ValueError)):
+    case(
+        f"sbroadcast-num-items-{bad_items!r}",
+        kind,
+        "segment_broadcast",
+        ra.segment_broadcast,
+        a(1),
+        lambda: [0, 3],
+        num_items=bad_items,
+    )
+case(
+    "sbroadcast-num-items-mismatch",
+    ValueError,
+    "segment_broadcast",
+    ra.segment_broadcast,
+    a(1),
+    lambda: [0, 3],
+    num_items=4,
+)
 
 # ------------------------------------------------------------- softmax, broadcast
 case("broadcast-rows", ValueError, "RaggedArray.broadcast", call("broadcast"), xf, a(2))

@@ -491,6 +491,10 @@ def check_broadcast(x, place, lengths, dtype, shape):
     got = ra.segment_broadcast(on(per_segment, place), x.host_offsets)
     assert_on_place(got, x)
     assert_matches(got, want)
+    # N given: offsets on the values' device are used where they are
+    got = ra.segment_broadcast(on(per_segment, place), x.offsets, num_items=x.num_items)
+    assert_on_place(got, x)
+    assert_matches(got, want)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -519,6 +523,8 @@ def test_broadcast_errors(place):
         x.broadcast(other)
     with pytest.raises(ValueError, match="non-decreasing"):
         ra.segment_broadcast(on(np.zeros(3), place), [0, 2, 1, 4])
+    with pytest.raises(ValueError, match=r"number of items num_items=5; got offsets\[-1\]=4"):
+        ra.segment_broadcast(on(np.zeros(3), place), [0, 2, 2, 4], num_items=5)
     with pytest.raises(TypeError, match="per_segment must be a numpy array or a torch"):
         ra.segment_broadcast([1.0, 2.0], [0, 1, 2])
     with pytest.raises(TypeError, match="real numbers or booleans"):
