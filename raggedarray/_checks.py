@@ -538,8 +538,9 @@ def check_fill(fill: Any, dtype: Any, where: str, what: str = "fill") -> bool | 
     tensor is read as its number.
     """
     if _backend.backend_of(fill) is not None and fill.ndim == 0:  # fill=x.min(), say
-        if _backend.compiling() and _backend.is_tensor(fill):
-            return fill  # read in the graph, not on the host
+        if _backend.compiling():  # read in the graph, not on the host: dynamo holds a
+            # numpy scalar a module keeps (np.float32(0.0)) as a 0-d array, a tensor inside
+            return fill if _backend.is_tensor(fill) else _backend.torch_module().as_tensor(fill)
         fill = fill.item()  # (a CUDA tensor's value is read once, here)
     if isinstance(fill, (complex, np.complexfloating)):
         raise TypeError(f"{where}: {what} must be a real number; got complex {fill!r}")

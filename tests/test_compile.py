@@ -131,6 +131,38 @@ def test_fills_of_every_kind_compile_into_one_graph_equal_to_eager():
     assert counter.frame_count - 1 <= MAX_RECOMPILES
 
 
+class _NumpyFills(torch.nn.Module):
+    """A user's module holding numpy fills of its own (not a ``SegmentPool``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.low, self.count, self.flag = np.float32(-1.5), np.int32(-3), np.bool_(True)
+
+    def forward(self, x):
+        ints = (x.values.detach() * 3).round().long()
+        return (
+            x.max(fill=self.low),
+            ra.segment_sum(ints, x.offsets, fill=self.count).double(),
+            ra.segment_max(ints > 0, x.offsets, fill=self.flag).double(),
+        )
+
+
+def test_a_user_module_holding_numpy_fills_compiles_as_eager():
+    """dynamo holds a module's numpy scalar as a 0-d array: reading it on the host broke
+    the graph on every call (6 graphs over four batches where a Python float gave 3)."""
+    model = _NumpyFills()
+    counter = testing.CompileCounterWithBackend("aot_eager")
+    compiled = torch.compile(model, backend=counter, fullgraph=True)
+    for k, lengths in enumerate(BATCHES):
+        values = _leaf((sum(lengths), 2), k)
+        x = ra.RaggedArray(values, _offsets(lengths))
+        got, got_grads = _value_and_grads(compiled, (x,), [values])
+        expected, grads = _value_and_grads(model, (x,), [values])
+        _assert_same(got, expected)
+        _assert_same(got_grads, grads)
+    assert counter.frame_count - 1 <= MAX_RECOMPILES
+
+
 @pytest.mark.parametrize("fill", [np.float32(0.0), np.float16(0.0), np.int32(0), np.bool_(0)])
 def test_a_module_holding_a_numpy_fill_compiles_into_one_graph(fill):
     """dynamo reads a numpy scalar a module holds as an array, and its value on the host:
