@@ -290,6 +290,8 @@ def device(device: Any, where: str) -> Any:
         if index >= count:
             raise ValueError(f"{where}: device index must be < {count} GPUs; got {str(dev)!r}")
         return torch.device("cuda", index)
+    if dev.type == "cpu":  # one host: "cpu:0" is "cpu" (torch's .to("cpu:0") copies)
+        return torch.device("cpu")
     if dev.type != "cpu":
         try:
             torch.empty(0, device=dev)

@@ -224,6 +224,8 @@ def test_cpu_moves_nothing_on_the_cpu(place):
     _, x = oracle_and_x(place, "float32")
     assert x.to("cpu") is x
     assert x.to(torch.device("cpu")) is x
+    assert x.to("cpu:0") is x  # (torch's own .to("cpu:0") copies; numpy's never did)
+    assert x.to(torch.device("cpu", 0)) is x
     assert x.cpu() is x
     assert x.to("cpu").backend == place[0]
 
