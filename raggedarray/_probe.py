@@ -4,6 +4,8 @@
 operation: it records the largest tensor (a convolution counts its unfolded input, which is
 ``kernel size`` times larger than its output), the bytes of all outputs, and the
 multiply-adds of convolutions and matrix products. ``map`` sizes its calls from these.
+A compiled function is measured through the one it compiles, and the buffers of a module
+the probe changed are put back afterwards.
 """
 
 from __future__ import annotations
@@ -34,6 +36,46 @@ def probe(fn: Any, chunk: Any) -> tuple[Any, Costs]:
     with Measure():
         output = fn(chunk)
     return output, Costs(counts.largest / items, counts.total / items, counts.macs / items)
+
+
+def uncompiled(fn: Any) -> Any:
+    """The function ``torch.compile`` made ``fn`` from (``fn`` itself if it is not compiled)."""
+    module = getattr(fn, "_orig_mod", None)  # an OptimizedModule
+    if module is not None and isinstance(fn, _backend.torch_module().nn.Module):
+        return module
+    return getattr(fn, "_torchdynamo_orig_callable", fn)
+
+
+def buffers_of(module: Any, torch: Any) -> list[tuple[Any, str, Any, int | None, Any]]:
+    """``(owner, name, buffer, version, copy)`` of a module's buffers, to put back.
+
+    Uninitialised (lazy) buffers hold no values to keep: the probe's call initialises them,
+    as the first call of the batch would. An inference tensor has no version (and cannot
+    be written outside inference mode): only a new tensor in its place is undone.
+    """
+    lazy = torch.nn.parameter.is_lazy
+    kept: list[tuple[Any, str, Any, int | None, Any]] = []
+    for owner in module.modules():
+        for name, b in owner.named_buffers(recurse=False):
+            if lazy(b):
+                continue
+            if b.is_inference():
+                kept.append((owner, name, b, None, None))
+            else:
+                kept.append((owner, name, b, b._version, b.detach().clone()))
+    return kept
+
+
+def put_back(buffers: list[tuple[Any, str, Any, int | None, Any]]) -> None:
+    """Undo what the probe did to a module's buffers: only those it changed are touched."""
+    if not buffers:
+        return
+    with _backend.torch_module().no_grad():
+        for owner, name, buffer, version, before in buffers:
+            if getattr(owner, name, None) is not buffer:  # fn assigned a new tensor
+                setattr(owner, name, buffer)
+            if version is not None and buffer._version != version:
+                buffer.copy_(before)
 
 
 class Costs(NamedTuple):

@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _allocator, _backend, _checks
-from ._probe import Costs, probe
+from ._probe import Costs, buffers_of, probe, put_back, uncompiled
 
 # The largest tensor of one call on a CPU (see the module docstring and docs/benchmarks.md).
 # benchmarks/bench_chunks.py, torch 2.13, a quiet machine, no grad, the copy into the result
@@ -189,31 +189,23 @@ def _chunks(
     bar = _progress_bar(num_items, where) if progress else None
     assembler = _Assembler(num_items, where)
     recast = _recasts_per_chunk(values, target)
-    start, called = 0, False
     try:
         if plan is None:  # probe on the first items, then size the chunks
             stop = min(num_items, PROBE_ITEMS)
-            if stop == num_items:  # the probe is the whole batch: its output is the result
-                output, costs = probe(fn, _move(values, target))
-            else:
-                output, costs = _probe_aside(fn, values[:stop], target)
+            output, costs = _probe_aside(fn, values[:stop], target)
             # key: (item shape, dtype, device, grad)
             plan = _choose(costs, key[2], grad=key[-1])._replace(measured=stop)
             if num_items:  # (no items measured nothing: a plan from them would be one call)
                 _remember(fn, key, plan)
-            if stop == num_items:  # the probe was the whole batch
-                assembler.add(output, stop, start)
-                start, called = stop, True
-                if bar is not None:
-                    bar.update(stop)
-            else:  # checked (a bad output fails before the batch runs), then dropped
-                _check_rows(output, stop, where)
-            # the batch runs in the plan's calls from its first item, the calls every later
-            # batch of this size makes. Kept, the probe's output made the first call 16 items
-            # plus the rest, which differs for a function that looks across items
-            # (v - v.mean(0), a batch norm that map cannot see).
+            _check_rows(output, stop, where)  # (a bad output fails before the batch runs)
+            # Dropped, even when those items are the whole batch: the batch runs in the
+            # plan's calls from its first item, the calls every later batch of this size
+            # makes, outside the probe's mode (under which a transformer leaves its fast
+            # path) and recorded by autograd as a recomputation (checkpoint) records them.
+            # Kept, the probe's output made the first call 16 items plus the rest, which
+            # differs for a function that looks across items (v - v.mean(0)).
             del output
-        for a, b in _spans(start, num_items, plan, call_empty=not called):
+        for a, b in _spans(num_items, plan):
             if recast:
                 _backend.torch_module().clear_autocast_cache()
             chunk = _move(values[a:b], target)
@@ -243,6 +235,11 @@ def _probe_aside(fn: Callable[[Any], Any], head: Any, target: Any) -> tuple[Any,
     batch exactly as it would on a later call, and so are the buffers of a module (or of
     its bound method or a ``functools.partial`` of either): running statistics, spectral
     norm's vectors. A plain function that changes state elsewhere sees one more call.
+
+    Autograd records nothing (the output is dropped; a checkpoint's recomputation, which
+    finds the plan and skips the probe, must save what the first forward saved), and a
+    compiled function is measured through the function it compiles (dynamo cannot trace
+    the probe's torch function mode).
     """
     head = head.clone() if _backend.is_tensor(head) else np.array(head, copy=True)
     torch = sys.modules.get("torch")  # not loaded: numpy values and a numpy function
@@ -250,35 +247,18 @@ def _probe_aside(fn: Callable[[Any], Any], head: Any, target: Any) -> tuple[Any,
     module, buffers = _module_of(fn), []
     if torch is not None:
         device = target if target is not None else getattr(head, "device", None)
-        kept = torch.random.fork_rng(devices=[device] if _is_cuda(device) else [])
+        kept = contextlib.ExitStack()
+        kept.enter_context(torch.random.fork_rng(devices=[device] if _is_cuda(device) else []))
+        kept.enter_context(torch.no_grad())
         if module is not None:  # running statistics, spectral norm's vectors, counters
-            buffers = _buffers_of(module, torch)
+            buffers = buffers_of(module, torch)
     numpy_state = np.random.get_state()
     try:
         with kept:
-            return probe(fn, _move(head, target))
+            return probe(uncompiled(fn), _move(head, target))
     finally:
         np.random.set_state(numpy_state)
-        if buffers:
-            with _backend.torch_module().no_grad():
-                for owner, name, buffer, before in buffers:
-                    setattr(owner, name, buffer)  # (fn may have assigned a new tensor)
-                    buffer.copy_(before)
-
-
-def _buffers_of(module: Any, torch: Any) -> list[tuple[Any, str, Any, Any]]:
-    """``(owner, name, buffer, copy)`` of a module's buffers, to put back after the probe.
-
-    Uninitialised (lazy) buffers hold no values to keep: the probe's call initialises them,
-    as the first call of the batch would.
-    """
-    lazy = torch.nn.parameter.is_lazy
-    return [
-        (owner, name, b, b.detach().clone())
-        for owner in module.modules()
-        for name, b in owner.named_buffers(recurse=False)
-        if not lazy(b)
-    ]
+        put_back(buffers)
 
 
 def _is_cuda(device: Any) -> bool:
@@ -383,23 +363,18 @@ _NO_MEMO: tuple[Any, ...] = (None, None, None, None, _NONE)
 _last = _NO_MEMO
 
 
-def _spans(start: int, stop: int, plan: _Plan, *, call_empty: bool) -> Iterator[tuple[int, int]]:
+def _spans(stop: int, plan: _Plan) -> Iterator[tuple[int, int]]:
     """Chunk boundaries; zero items still make one (empty) call so the output has a shape."""
-    if call_empty and stop == 0:
-        yield 0, 0
-        return
-    count = stop - start
-    if count <= plan.whole:
-        if count > 0:
-            yield start, stop
+    if stop <= plan.whole:
+        yield 0, stop
         return
     if not plan.equal:
-        for a in range(start, stop, plan.chunk):
+        for a in range(0, stop, plan.chunk):
             yield a, min(a + plan.chunk, stop)
         return
-    parts = -(-count // plan.chunk)
-    size, longer = divmod(count, parts)  # the first ``longer`` chunks take one item more
-    a = start
+    parts = -(-stop // plan.chunk)
+    size, longer = divmod(stop, parts)  # the first ``longer`` chunks take one item more
+    a = 0
     for i in range(parts):
         b = a + size + (i < longer)
         yield a, b
@@ -447,10 +422,29 @@ def _batch_coupled(fn: Any) -> bool:
     module = _module_of(fn)
     if module is None:
         return False
-    norm = _backend.torch_module().nn.modules.batchnorm._BatchNorm
-    return any(
-        isinstance(m, norm) and (m.training or not m.track_running_stats) for m in module.modules()
-    )
+    return any(_couples(m) for m in module.modules())
+
+
+# The layers whose results (or running statistics) follow the batch they are called on,
+# by class name: a scripted or traced module is no instance of torch's class, but keeps
+# its name in ``original_name``.
+_BATCH_NORMS = frozenset(f"{lazy}BatchNorm{d}d" for lazy in ("", "Lazy") for d in (1, 2, 3)) | {
+    "SyncBatchNorm"
+}
+_INSTANCE_NORMS = frozenset(f"{lazy}InstanceNorm{d}d" for lazy in ("", "Lazy") for d in (1, 2, 3))
+
+
+def _couples(layer: Any) -> bool:
+    """Whether ``layer``'s results or statistics follow the batch it is called on.
+
+    A batch norm using its batch's statistics, or an instance norm whose running statistics
+    a call updates once (tracking them, in training mode).
+    """
+    name = getattr(layer, "original_name", None) or type(layer).__name__
+    tracks = getattr(layer, "track_running_stats", True)
+    if name in _BATCH_NORMS:
+        return bool(layer.training or not tracks)
+    return name in _INSTANCE_NORMS and bool(layer.training and tracks)
 
 
 def _module_of(fn: Any) -> Any:
@@ -572,7 +566,10 @@ class _Assembler:
             if output.shape[0] == self.num_items:
                 self.parts.append((output, None))  # the only part: nothing can rewrite it
                 return
-            recorded = _backend.is_tensor(output) and _backend.needs_grad(output)
+            # (a tensor of torch.func's vmap or grad cannot be copied into a plain one)
+            recorded = _backend.is_tensor(output) and (
+                _backend.needs_grad(output) or _backend.transformed(output)
+            )
             if not recorded:
                 self.out = _allocate(output, self.num_items)
         if self.out is None:  # (a recorded tensor: untracked ones go into self.out)

@@ -128,7 +128,7 @@ def assert_covers_in_order(rec, values, *, probed=False):
     """The chunks, end to end, are the values: every item once, in order.
 
     ``probed``: the calls of a first ``map`` of ``rec``, whose probe call on the first
-    ``PROBE_ITEMS`` items is dropped unless it was the whole batch (see ``after_probe``).
+    ``PROBE_ITEMS`` items is dropped (see ``after_probe``).
     """
     chunks = after_probe(rec, len(values)) if probed else rec.chunks
     np.testing.assert_array_equal(np.concatenate(chunks, axis=0), host(values))
@@ -136,11 +136,9 @@ def assert_covers_in_order(rec, values, *, probed=False):
 
 def after_probe(rec, num_items):
     """The calls of a first ``map`` after its probe, which sees the first ``PROBE_ITEMS``
-    items: its output is dropped unless it was the whole batch, and the plan's calls start
-    from the first item (so the first call splits the batch as every later one does)."""
-    if num_items <= mapping.PROBE_ITEMS:
-        return rec.chunks
-    assert len(rec.chunks[0]) == mapping.PROBE_ITEMS
+    items: its output is dropped, even when they are the whole batch, and the plan's calls
+    start from the first item (so the first call splits the batch as every later one does)."""
+    assert len(rec.chunks[0]) == min(num_items, mapping.PROBE_ITEMS)
     return rec.chunks[1:]
 
 
@@ -194,10 +192,8 @@ def test_both_sides_of_the_arithmetic_bound_match_the_oracle(monkeypatch, place,
     assert_mapped(y, x, oracle_map(sin2, segments, place, (2, 3)))
     assert_covers_in_order(rec, x.values, probed=True)
     calls = [len(c) for c in after_probe(rec, x.num_items)]
-    if x.num_items > mapping.PROBE_ITEMS:
-        assert calls == equal_chunks(x.num_items, 3 if bound == 0.0 else 1)
-    else:  # the probe was the whole batch
-        assert calls == [x.num_items]
+    # (a batch no larger than the probe runs as its plan says, too: as the next one will)
+    assert calls == (equal_chunks(x.num_items, 3 if bound == 0.0 else 1) or [0])
 
 
 @pytest.mark.parametrize(
@@ -758,7 +754,8 @@ def test_numpy_values_reach_a_module_as_cpu_tensors(chunk_size):
     module.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
     y = x.map(module, chunk_size=chunk_size)
     assert seen and all(isinstance(t, torch.Tensor) and t.device.type == "cpu" for t in seen)
-    assert seen[0].data_ptr() == x.values.ctypes.data  # zero-copy
+    first = seen[1 if chunk_size is None else 0]  # (the batch's first call, after a probe)
+    assert first.data_ptr() == x.values.ctypes.data  # zero-copy
     assert y.backend == "torch" and y.values.device.type == "cpu"
     np.testing.assert_array_equal(host(y.lengths), x.host_lengths)
     with torch.no_grad():
@@ -888,7 +885,7 @@ def test_bad_outputs_are_refused_when_the_batch_fits_one_call(bad, error, match,
     # The lean path for a batch within the remembered plan checks the output all the same,
     # whether the plan comes from the dictionaries (second call) or the last-call memo (third).
     x = ra.RaggedArray.from_lengths(torch.randn(10, 3), [4, 6])
-    fn = TurnsBad(bad, good_calls=good_calls)
+    fn = TurnsBad(bad, good_calls=good_calls + 1)  # (a first map calls fn twice: its probe)
     for _ in range(good_calls):
         x.map(fn)
     assert len(mapping._chosen[fn]) == 1  # the plan is remembered: the next call is lean
@@ -1039,3 +1036,103 @@ def test_property_map_matches_the_oracle(case, backend, chunk_size):
     if chunk_size is not None:
         assert max(rec.sizes) <= chunk_size
         assert len(rec.sizes) == max(1, math.ceil(x.num_items / chunk_size))
+
+
+# ----------------------------------------------- the probe leaves no trace in the result
+
+
+def test_a_fresh_module_under_checkpoint_trains_from_the_first_step():
+    """The probe ran under autograd: a checkpoint's recomputation, which finds the plan and
+    skips the probe, saved fewer tensors than the first forward and torch refused it."""
+    from torch.utils.checkpoint import checkpoint
+
+    torch.manual_seed(0)
+    psi = nn.Sequential(nn.Linear(3, 4), nn.Tanh())
+    v = torch.randn(40, 3, requires_grad=True)
+
+    def block(u):
+        return ra.RaggedArray.from_lengths(u, [15, 25]).map(psi).mean()
+
+    (want,) = torch.autograd.grad(psi(v)[:15].mean(0).sum() + psi(v)[15:].mean(0).sum(), v)
+    for _ in range(2):
+        (got,) = torch.autograd.grad(checkpoint(block, v, use_reentrant=False).sum(), v)
+        torch.testing.assert_close(got, want)
+
+
+def _mode_sensitive(v):
+    """What a transformer's fast path does: another result under a torch function mode."""
+    return v * (2.0 if torch.overrides._is_torch_function_mode_enabled() else 1.0)
+
+
+@pytest.mark.parametrize("num_items", [0, 5, mapping.PROBE_ITEMS, 40])
+def test_a_first_call_gives_what_fn_gives_outside_the_probe(num_items):
+    """A batch within the probe's items kept the probe's output, computed under its torch
+    function mode (a transformer left its fast path there: 2.1 off on a first call)."""
+    fn = functools.partial(_mode_sensitive)
+    x = ra.RaggedArray.from_lengths(torch.randn(num_items, 3), [num_items])
+    for _ in range(2):
+        torch.testing.assert_close(x.map(fn).values, x.values)
+
+
+def test_a_compiled_fn_is_measured_through_what_it_compiles():
+    """dynamo cannot trace the probe's mode: a fullgraph-compiled fn failed on every call."""
+    torch._dynamo.reset()
+    lin = nn.Linear(3, 3)
+    plain = nn.Sequential(lin, nn.ReLU())
+    compiled = torch.compile(plain, backend="eager", fullgraph=True)
+    function = torch.compile(lambda v: torch.relu(lin(v)), backend="eager", fullgraph=True)
+    x = ra.RaggedArray.from_lengths(torch.randn(100, 3), [40, 60])
+    with torch.no_grad():
+        for fn in (compiled, function):
+            torch.testing.assert_close(x.map(fn).values, plain(x.values))
+    torch._dynamo.reset()
+
+
+def test_a_chunked_map_runs_under_vmap():
+    """Chunks were copied into a plain buffer, which a batched tensor cannot go into."""
+
+    def f(u):
+        return ra.RaggedArray.from_lengths(u, [3, 0, 5]).map(torch.sin, chunk_size=3).values
+
+    batch = torch.randn(4, 8, 2)
+    torch.testing.assert_close(torch.func.vmap(f)(batch), batch.sin())
+
+
+def test_the_probe_leaves_buffers_it_did_not_change_alone():
+    """Every buffer was written back: an inference-mode buffer or an expanded one failed,
+    on every call (no plan was kept), though fn ran fine."""
+    with torch.inference_mode():
+        net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)).eval()
+    wide = nn.Linear(3, 3)
+    wide.register_buffer("shift", torch.ones(1, 3).expand(2, 3))
+    x = ra.RaggedArray.from_lengths(torch.randn(40, 3), [15, 25])
+    with torch.no_grad():
+        for fn in (net, lambda v: wide(v) + wide.shift[0]):
+            for _ in range(2):
+                torch.testing.assert_close(x.map(fn).values, fn(x.values))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+@pytest.mark.parametrize(
+    "norm",
+    [
+        pytest.param(lambda: torch.jit.script(nn.BatchNorm2d(4)), id="scripted-batch-norm"),
+        pytest.param(lambda: nn.InstanceNorm2d(4, track_running_stats=True), id="instance-norm"),
+    ],
+)
+def test_norms_coupled_to_their_batch_are_called_once(norm):
+    """A scripted batch norm is no instance of torch's class (it normalised per chunk), and an
+    instance norm tracking statistics updates them once per call (per chunk, they drifted)."""
+    torch.manual_seed(0)
+    layer = norm().train()
+    net = nn.Sequential(nn.Conv2d(1, 4, 5), layer)
+    twin = copy.deepcopy(net)
+    values = torch.randn(3_000, 1, 16, 16)
+    batch = ra.RaggedImageBatch.from_lengths(values, [1_200, 1_800])
+    sizes = count_calls(net)
+    with torch.no_grad():
+        got = batch.map(net).values
+        want = twin(values)
+    assert sizes[-1] == 3_000  # (after the probe's call of 16)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(layer.running_mean, twin[1].running_mean)
