@@ -292,11 +292,10 @@ def device(device: Any, where: str) -> Any:
         return torch.device("cuda", index)
     if dev.type == "cpu":  # one host: "cpu:0" is "cpu" (torch's .to("cpu:0") copies)
         return torch.device("cpu")
-    if dev.type != "cpu":
-        try:
-            torch.empty(0, device=dev)
-        except (RuntimeError, AssertionError, ImportError):  # ('hpu': no torch.hpu module)
-            raise ValueError(f"{where}: device must be available; got {str(dev)!r}") from None
+    try:  # another accelerator: one torch can reach
+        torch.empty(0, device=dev)
+    except (RuntimeError, AssertionError, ImportError):  # ('hpu': no torch.hpu module)
+        raise ValueError(f"{where}: device must be available; got {str(dev)!r}") from None
     return dev
 
 
