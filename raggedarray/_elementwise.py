@@ -50,15 +50,17 @@ import numpy as np
 from . import _backend, _checks
 from ._pointwise import (
     BACKEND_ERRORS,
+    BINARY,
     COMPARE,
     TorchWhere,
     backend_refusal,
-    comparable,
+    compare_beyond,
     numpy_scalar_on_the_left,
     refuse_ufunc_outputs,
+    torch_comparison,
     torch_elementwise,
     torch_name,
-    torch_scalar,
+    torch_number,
     torch_verdicts,
     writes_in_place,
 )
@@ -75,7 +77,7 @@ E = TypeVar("E", bound="ElementwiseMethods")
 _SCALARS = (int, float, complex, np.number, np.bool_)
 
 # Python ints within these bounds need no look on the torch fast path; larger ones are
-# checked by ``torch_scalar``.
+# checked by ``torch_number``.
 _SMALL_INT, _BIG_INT = -(2**62), 2**62
 
 # Operands that are not arrays yet: read as arrays (numpy), or refused (strings; torch).
@@ -85,6 +87,10 @@ _SEQUENCES = (list, tuple, str, bytes)
 # (identity tests, not a set of types: torch 2.6's dynamo cannot trace that lookup)
 _TENSOR: type | None = None  # torch.Tensor, once a result of that type has been held
 _HELD_DTYPES: set[Any] = set()
+
+# The augmented assignments' dunders (``__iadd__``, ...): torch dispatches some of them
+# under their own name, others as the in-place method (``add_``).
+_AUGMENTED = frozenset(f"__i{stem}__" for stem in (*BINARY, "lshift", "rshift", "matmul"))
 
 _HINT = (
     "for other work use x.map(fn) on the flat values, the segment reductions "
@@ -159,7 +165,7 @@ def elementwise(
         problem: Exception | None = None
         if isinstance(err, (RuntimeError, ValueError)):
             problem = _diagnose(ref, everything, (*args, *kwargs.values()), where)
-        problem = problem or backend_refusal(err, ref, where)
+        problem = problem or backend_refusal(err, ref, where, everything)
         if problem is not None:
             raise problem from None
         raise
@@ -179,6 +185,8 @@ def _operand(a: Any, ref: Any, array: type, depth: int, operands: Any, where: ob
             return _partner_values(a, depth)
         backend = _backend.backend_of(a)
         if backend is None:
+            if isinstance(a, _SCALARS) and ref.backend == _backend.TORCH and not _as_is(a):
+                return torch_number(a, ref._values, str(where))
             return a  # scalars, None, dtypes, strings: the backend's business
         if backend != ref.backend:
             raise TypeError(
@@ -213,6 +221,15 @@ def _operand(a: Any, ref: Any, array: type, depth: int, operands: Any, where: ob
                 f"{tuple(items)}; got an operand of shape {tuple(shape)}"
             )
     return a
+
+
+def _as_is(number: object) -> bool:
+    """Whether torch reads ``number`` right: a float, an int well inside int64.
+
+    Other numbers go through ``torch_number`` on their way to torch values.
+    """
+    kind = type(number)
+    return kind is float or (kind is int and _SMALL_INT <= number <= _BIG_INT)  # type: ignore[operator]
 
 
 def _fits(shape: Any, items: Any) -> bool:
@@ -373,16 +390,13 @@ def _binary(
     def method(self: E, other: object) -> E:
         if isinstance(other, _SCALARS):  # the common case, kept short
             values = self._values
-            if type(values) is not np.ndarray and (
-                type(other) is int or isinstance(other, np.integer)
-            ):  # torch reads a numpy int as a Python int, and wraps one out of range
-                if isinstance(other, np.timedelta64):  # (a numpy int subclass)
-                    raise _not_a_number(f"{type(self).__name__}.{name}", other)
-                other = int(other)
-                if not _SMALL_INT <= other <= _BIG_INT:
-                    other = torch_scalar(other, values, f"{type(self).__name__}.{name}")
-                if compare:
-                    values = comparable(values, other)
+            if type(values) is not np.ndarray and not (_as_is(other) and not compare):
+                where = f"{type(self).__name__}.{name}"
+                other = torch_number(other, values, where, compare=compare)
+                if compare and type(other) is int:
+                    out = _compare_beyond(self, op, other, where)
+                    if out is not None:
+                        return _wrap(self, out, name)
             try:
                 out = op(other, values) if reflected else op(values, other)
             except BACKEND_ERRORS as err:
@@ -400,6 +414,14 @@ def _binary(
     method.__name__ = method.__qualname__ = name
     method.__doc__ = f"Elementwise ``{op.__name__}``, computed on the values (see module doc)."
     return method
+
+
+def _compare_beyond(x: Any, op: Callable[[Any, Any], Any], other: int, where: str) -> Any:
+    """``compare_beyond`` of ``x``'s values, its refusal in the package's form."""
+    try:
+        return compare_beyond(op, x._values, other)
+    except BACKEND_ERRORS as err:
+        raise backend_refusal(err, x, where) or err from None
 
 
 def _not_a_number(where: str, other: Any) -> TypeError:
@@ -525,11 +547,27 @@ class ElementwiseMethods(RaggedFields[ValuesT]):
             verdict = torch_elementwise(func)
         if not verdict:
             name = getattr(func, "__name__", "")
-            if name.endswith("_") and not name.endswith("__"):  # torch.relu_, Tensor.exp_
+            in_place = name.endswith("_") and not name.endswith("__")  # relu_, Tensor.exp_
+            if (in_place or name in _AUGMENTED) and args and not _is_ragged(args[0]):
+                # t += x: torch turns a TypeError from Tensor.__iadd__ into NotImplemented,
+                # and Python then rebinds t to t + x, leaving the tensor unchanged
+                raise ValueError(
+                    f"{torch_name(func)}: a tensor cannot be updated in place with a ragged "
+                    "array (t += x would rebind t to a new ragged array); update the flat "
+                    "buffer with x.values, or write t = t + x for a ragged result"
+                )
+            if in_place:
+                base = name[:-1]
+                new = torch_name(func)[:-1]
+                torch = _backend.torch_module()
+                hint = (
+                    f"call {new}(...) for a new ragged array, or work"
+                    if (hasattr(torch, base) or hasattr(torch.Tensor, base))
+                    else "work"
+                )
                 raise TypeError(
                     f"{torch_name(func)}: in-place torch functions do not take ragged arrays; "
-                    f"call {torch_name(func)[:-1]}(...) for a new ragged array, or work in "
-                    "place on x.values"
+                    f"{hint} in place on x.values"
                 )
             raise TypeError(
                 f"{torch_name(func)}: only elementwise torch functions take ragged arrays "
@@ -552,6 +590,18 @@ class ElementwiseMethods(RaggedFields[ValuesT]):
                 f"True items, which is not elementwise; {_HINT} (torch.where(cond, x, y) "
                 "selects elementwise)"
             )
+        stem = torch_comparison(func)
+        if stem is not None and len(args) == 2 and not kwargs and isinstance(args[1], _SCALARS):
+            x = args[0]  # torch.gt(x, 300): as x > 300, torch's wrapping of 300 caught
+            if _is_ragged(x) and x.backend == _backend.TORCH:
+                where = str(TorchWhere(func))
+                other = torch_number(args[1], x._values, where, compare=True)
+                out = (
+                    _compare_beyond(x, COMPARE[stem], other, where) if type(other) is int else None
+                )
+                if out is not None:
+                    return _result(x, out, where)
+                args = (x, other)
         return elementwise(func, args, kwargs, TorchWhere(func), backend=_backend.TORCH)
 
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:

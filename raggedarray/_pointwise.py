@@ -198,6 +198,31 @@ def _torch_extras(torch: Any) -> frozenset[Any]:
     return frozenset(extras)
 
 
+def torch_comparison(func: Any) -> str | None:
+    """The ``COMPARE`` stem of a torch comparison (``torch.gt``, ``Tensor.__lt__``, ``torch.less``).
+
+    None for every other function.
+    """
+    if not _comparisons:
+        torch = _backend.torch_module()
+        names = {stem: [stem, f"__{stem}__"] for stem in COMPARE}
+        for alias, stem in _ALIASES.items():
+            if stem in COMPARE:
+                names[stem].append(alias)
+        for stem, aliases in names.items():
+            for owner in (torch, torch.Tensor):
+                for name in aliases:
+                    if hasattr(owner, name):
+                        _comparisons[getattr(owner, name)] = stem
+    return _comparisons.get(func)
+
+
+_comparisons: dict[Any, str] = {}
+
+# A constant to a graph, as the verdicts of _classify are.
+torch_comparison._dynamo_marked_constant = True  # type: ignore[attr-defined]
+
+
 def writes_in_place(func: Any, args: Any, kwargs: dict[str, Any]) -> bool:
     """Whether a call asks ``func`` to write into its input: ``F.relu(x, inplace=True)``.
 
@@ -304,22 +329,36 @@ def numpy_scalar_on_the_left(x: Any, ufunc: Any, inputs: tuple[Any, ...]) -> Any
 BACKEND_ERRORS = (RuntimeError, ValueError, TypeError, NotImplementedError, OverflowError)
 
 
-def backend_refusal(err: Exception, ref: Any, where: object) -> Exception | None:
+def backend_refusal(
+    err: Exception, ref: Any, where: object, operands: Any = ()
+) -> Exception | None:
     """The backend's error about the dtype or the numbers, in this package's form; else None.
 
-    None for errors that are about something else (the caller re-raises them as they are).
+    The dtypes named are those of ``ref`` and the other ragged ``operands`` (``torch.where``'s
+    condition is bool, its choices are not). None for errors that are about something else
+    (the caller re-raises them as they are).
     """
     text = str(err).strip().split("\n")[0]
-    dtype = _checks.dtype_name(ref.dtype)
+    names = [_checks.dtype_name(ref.dtype)]
+    for a in operands:
+        name = _checks.dtype_name(a.dtype) if a is not ref and hasattr(a, "_host") else None
+        if name is not None and name not in names:
+            names.append(name)
+    dtype = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
     if isinstance(err, OverflowError) or "ZeroDivisionError" in text:
         return ValueError(
             f"{where}: the operands must give numbers {dtype} values can hold; got "
             f"{type(err).__name__} from {ref.backend}: {text}"
         )
     unsupported = "not implemented" in text or "not supported" in text
-    if isinstance(err, (TypeError, NotImplementedError)) or unsupported:
+    if unsupported or isinstance(err, NotImplementedError) or _no_loop(err):
         return TypeError(
             f"{where}: the operation must be defined for {dtype} values; got "
+            f"{type(err).__name__} from {ref.backend}: {text}"
+        )
+    if isinstance(err, TypeError):  # an argument torch or numpy does not take
+        return TypeError(
+            f"{where}: the arguments must be ones {ref.backend} takes; got "
             f"{type(err).__name__} from {ref.backend}: {text}"
         )
     if isinstance(err, (RuntimeError, ValueError)):  # integers to negative powers, say
@@ -330,28 +369,93 @@ def backend_refusal(err: Exception, ref: Any, where: object) -> Exception | None
     return None
 
 
-def comparable(values: Any, other: Any) -> Any:
-    """Torch integer ``values`` a comparison with the Python int ``other`` reads correctly.
+def _no_loop(err: Exception) -> bool:
+    """Whether numpy said its ufunc has no loop for these dtypes (a ``UFuncTypeError``)."""
+    return any(kind.__name__ == "UFuncTypeError" for kind in type(err).__mro__)
 
-    torch wraps an int outside the values' dtype to it (``x < 300`` on uint8 compared with
-    44, all False; numpy answers True); such a comparison runs on the values as int64.
+
+def compare_beyond(op: Any, values: Any, other: int) -> Any:
+    """``op(values, other)`` for an int ``other`` beyond the range of integer ``values``; else None.
+
+    torch wraps such an int to the values' dtype (``x < 300`` on uint8 compared with 44,
+    ``x == 65537`` on uint16 with 1, ``x == -1`` on uint64 with its maximum), where numpy
+    answers exactly. Beyond the range every item compares the same way, so the answer is a
+    constant; an empty comparison runs first, so a dtype torch cannot compare is refused
+    as it is for numbers in range.
     """
-    bounds = _narrow_bounds().get(values.dtype)
+    bounds = _int_bounds(values.dtype)
     if bounds is None or bounds[0] <= other <= bounds[1]:
-        return values
-    return values.long()
-
-
-@functools.cache
-def _narrow_bounds() -> dict[Any, tuple[int, int]]:
-    """Torch integer dtypes narrower than int64 -> their (min, max)."""
+        return None
+    op(values[:0], 0)  # (torch's refusal for uint16 < 5 also for uint16 < 70000)
+    above = other > bounds[1]
+    truth = {
+        operator.eq: False,
+        operator.ne: True,
+        operator.lt: above,
+        operator.le: above,
+        operator.gt: not above,
+        operator.ge: not above,
+    }[op]
     torch = _backend.torch_module()
-    names = ("int8", "int16", "int32", "uint8")  # (torch compares no uint16 or uint32)
-    return {
-        getattr(torch, n): (int(np.iinfo(n).min), int(np.iinfo(n).max))
-        for n in names
-        if hasattr(torch, n)
-    }
+    return torch.full(values.shape, truth, dtype=torch.bool, device=values.device)
+
+
+def _int_bounds(dtype: Any) -> tuple[int, int] | None:
+    """(min, max) of a torch integer or bool dtype; None for the others."""
+    try:
+        return _bounds[dtype]
+    except KeyError:
+        pass
+    torch = _backend.torch_module()
+    bounds: tuple[int, int] | None = None
+    if dtype is torch.bool:
+        bounds = (0, 1)
+    elif not (dtype.is_floating_point or dtype.is_complex):
+        info = torch.iinfo(dtype)
+        bounds = (int(info.min), int(info.max))
+    _bounds[dtype] = bounds
+    return bounds
+
+
+_bounds: dict[Any, tuple[int, int] | None] = {}
+
+
+# A constant to a graph (dynamo guards on the dtype), as the verdicts of _classify are.
+_int_bounds._dynamo_marked_constant = True  # type: ignore[attr-defined]
+
+
+def torch_number(other: Any, values: Any, where: str, *, compare: bool = False) -> Any:
+    """A number operand of torch ``values`` as the Python number torch reads correctly.
+
+    torch reads numpy scalars by their Python value, but not always right: an ``np.bool_``
+    as a float (an int64 sum rounded, ``mask & np.True_`` refused), an ``np.complex64`` as
+    its real part, an ``np.longdouble`` past float64 as inf. So numpy's numbers become
+    Python ones (a bool, an int, a float or a complex), as do int subclasses (an
+    ``IntEnum``), and ``longdouble``/``clongdouble``, which torch has no dtype for, are
+    refused. Ints are range-checked by ``torch_scalar``, except for a comparison
+    (``compare``), whose ints in int64 are answered exactly by ``compare_beyond``.
+    """
+    if isinstance(other, (bool, np.bool_)):
+        return bool(other)
+    if isinstance(other, np.timedelta64):  # (a numpy int subclass)
+        raise TypeError(
+            f"{where}: number operands must be Python or numpy ints, floats or bools; "
+            f"got {type(other).__name__} {other!r:.40} (convert it, e.g. float(v))"
+        )
+    if isinstance(other, (int, np.integer)):
+        other = int(other)
+        if compare and _checks.INT64_MIN <= other <= _checks.INT64_MAX:
+            return other
+        return torch_scalar(other, values, where)
+    if isinstance(other, np.inexact):
+        if other.dtype.itemsize > (8 if isinstance(other, np.floating) else 16):
+            raise TypeError(
+                f"{where}: torch has no dtype for numpy {other.dtype} operands; got "
+                f"{type(other).__name__} {other!r:.40} (convert it with float(v) or "
+                "complex(v), or use numpy-backed values)"
+            )
+        return complex(other) if isinstance(other, np.complexfloating) else float(other)
+    return other
 
 
 def torch_scalar(other: int, values: Any, where: str) -> Any:

@@ -798,7 +798,8 @@ def test_numpy_scalars_on_the_left_of_torch_values_are_the_reflected_operators(d
     def on_the_left(scalar, a):
         if isinstance(a, ra.RaggedArray):
             return BINARY[op](scalar, a)
-        return getattr(a, TENSOR_REFLECTED[op])(scalar)
+        # the Python number it holds: torch alone reads an np.bool_ as a float
+        return getattr(a, TENSOR_REFLECTED[op])(scalar.item())
 
     for scalar in NUMPY_SCALARS:
         segs = [(scalar, s) for s in x.unbind()]

@@ -6,6 +6,7 @@ plain backend (or Python's integers) on the same data.
 
 from __future__ import annotations
 
+import enum
 import operator
 
 import numpy as np
@@ -372,6 +373,121 @@ def test_comparisons_with_ints_outside_the_dtype_answer_as_numpy(dtype, other):
             assert host(op(x, kind).values).tolist() == want.tolist(), (op, type(kind))
         assert host(op(other, x).values).tolist() == op(other, values.astype(object)).tolist()
     assert x.dtype == getattr(torch, dtype)
+
+
+# Python's own comparisons: exact for every int
+_EXACT = {stem: getattr(operator, stem) for stem in ("eq", "ne", "lt", "le", "gt", "ge")}
+_SWAPPED = {"eq": "eq", "ne": "ne", "lt": "gt", "le": "ge", "gt": "lt", "ge": "le"}
+_TORCH_ALIASES = {"gt": "greater", "ge": "greater_equal", "lt": "less", "le": "less_equal"}
+
+
+def _exact(values, stem, other):
+    return [_EXACT[stem](int(v), int(other)) for v in values.tolist()]
+
+
+@pytest.mark.parametrize(
+    "dtype", ["bool", "uint8", "int8", "int16", "int32", "int64", "uint16", "uint32", "uint64"]
+)
+@pytest.mark.parametrize("other", [-1, 2, 300, 65537, 2**32 + 1, -(2**40), 2**62 + 1])
+def test_comparisons_answer_exactly_in_every_spelling(dtype, other):
+    """torch wraps an int beyond the dtype: uint16 1 == 65537, uint64 2**64-1 == -1, and
+    torch.gt(uint8, 300) / torch.eq(int8, 257) missed the operators' check; an IntEnum, an
+    int subclass, skipped it too."""
+    info = np.iinfo(dtype) if dtype != "bool" else None
+    values = (
+        np.array([True, False, True])
+        if info is None
+        else np.array([0, 1, 2, 100, info.max], dtype=dtype)
+    )
+    x = make(values, [1, values.size - 1], "torch")
+    before = x.values.clone()
+    intenum = enum.IntEnum("E", {"A": other}).A
+
+    def spellings(stem):
+        yield "operator", lambda o: _EXACT[stem](x, o)
+        yield f"torch.{stem}", lambda o: getattr(torch, stem)(x, o)
+        yield "reflected", lambda o: _EXACT[_SWAPPED[stem]](o, x)  # np.int64(300) > x too
+        if stem in _TORCH_ALIASES:
+            yield (
+                f"torch.{_TORCH_ALIASES[stem]}",
+                lambda o: getattr(torch, _TORCH_ALIASES[stem])(x, o),
+            )
+
+    for stem in _EXACT:
+        try:  # the backend's own verdict for a number in range: does it compare this dtype?
+            getattr(torch, stem)(before[:0], 0)
+        except (RuntimeError, NotImplementedError):
+            with pytest.raises(TypeError, match=f"must be defined for {dtype} values"):
+                _EXACT[stem](x, other)
+            continue
+        want = _exact(values, stem, other)
+        for name, call in spellings(stem):
+            for kind in (other, np.int64(other), intenum):
+                got = call(kind)
+                assert type(got) is ra.RaggedArray, name
+                assert got.values.tolist() == want, (name, type(kind))
+    assert torch.equal(x.values, before)
+
+
+def test_numpy_scalars_are_read_as_numpy_reads_them():
+    """torch read an np.bool_ as a float (an int64 sum rounded, mask & np.True_ refused), an
+    np.complex64 as its real part and an np.longdouble past float64 as inf."""
+    big = np.array([2**53 + 1, 2, 3])
+    ints = {b: make(big, [1, 2], b) for b in BACKENDS}
+    masks = {b: make(np.array([True, False, True]), [1, 2], b) for b in BACKENDS}
+    for op in (operator.add, operator.mul, operator.floordiv):
+        for args in ((0, np.True_), (np.True_, 0)):
+            want, got = (op(*(ints[b] if a == 0 else a for a in args)) for b in BACKENDS)
+            assert got.dtype == torch.int64 and host(got.values).tolist() == want.values.tolist()
+    for op in (operator.and_, operator.or_, operator.xor, operator.eq):
+        for flag in (np.True_, np.False_):
+            want, got = (op(masks[b], flag) for b in BACKENDS)
+            assert got.dtype == torch.bool and host(got.values).tolist() == want.values.tolist()
+    t = ints["torch"]
+    with pytest.raises(TypeError, match="with a bool tensor is not supported"):
+        t - np.True_  # as t - True: torch's rule for torch values
+    assert torch.add(t, np.True_).values.tolist() == [2**53 + 2, 3, 4]
+    assert torch.where(masks["torch"], t, np.False_).values.tolist() == [2**53 + 1, 0, 3]
+    floats = make(np.arange(3.0), [1, 2], "torch")
+    for number in (np.complex64(1 + 1j), np.complex128(1j)):  # complex results are refused
+        for call in (operator.add, torch.add):
+            with pytest.raises(TypeError, match="real numbers or booleans; got dtype complex"):
+                call(floats, number)
+    longdouble = np.finfo(np.longdouble).bits > 64  # (on some platforms it is a double)
+    for number in (np.longdouble("1e400"), np.longdouble(1), np.clongdouble(1)) * longdouble:
+        for call in (operator.add, torch.mul):
+            with pytest.raises(TypeError, match="torch has no dtype for numpy"):
+                call(floats, number)
+    assert floats.values.tolist() == [0.0, 1.0, 2.0]
+
+
+def test_updating_a_tensor_in_place_with_a_ragged_array_is_refused():
+    """t += x rebound t to a new ragged array (torch turns the in-place TypeError into
+    NotImplemented, and Python falls back to t + x), leaving the tensor as it was."""
+    x = make(np.arange(3), [1, 2], "torch")
+    statements = ["t += x", "t *= x", "t |= x", "t <<= x", "t.add_(x)", "t.copy_(x)"]
+    for statement in statements:
+        t = torch.zeros((), dtype=torch.int64)
+        scope = {"t": t, "x": x}
+        with pytest.raises(ValueError, match="cannot be updated in place with a ragged array"):
+            exec(statement, scope)
+        assert scope["t"] is t and t.item() == 0, statement
+    with pytest.raises(TypeError, match=r"torch\.zero_: .*; work in place on x\.values"):
+        torch.zero_(x)  # no out-of-place twin to suggest
+    with pytest.raises(TypeError, match=r"call torch\.relu\(\.\.\.\)"):
+        torch.relu_(x)
+    assert x.values.tolist() == [0, 1, 2]
+
+
+def test_backend_refusals_name_every_ragged_dtype_and_bad_arguments():
+    cond = make(np.array([True, False, True]), [1, 2], "torch")
+    a = make(np.arange(3, dtype=np.uint16), [1, 2], "torch")
+    b = make(np.arange(3, dtype=np.uint32), [1, 2], "torch")
+    with pytest.raises(TypeError, match=r"^torch\.where: .* bool, uint16 and uint32 values"):
+        torch.where(cond, a, b)
+    n = make(np.arange(3.0), [1, 2], "numpy")
+    with pytest.raises(TypeError, match=r"^numpy\.add: the arguments must be ones numpy takes"):
+        np.add(n, 1, dtype="bogus")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
