@@ -189,6 +189,8 @@ def _operand(a: Any, ref: Any, array: type, depth: int, operands: Any, where: ob
                 return torch_number(a, ref._values, str(where))
             return a  # scalars, None, dtypes, strings: the backend's business
         if backend != ref.backend:
+            if _backend.compiling() and a.ndim == 0:  # (a numpy number, traced)
+                return _traced_number(a, ref._values)
             raise TypeError(
                 f"{where}: operands must be {ref.backend} arrays like the ragged values; got "
                 f"{_backend.describe(a)} (convert the ragged array with x.{backend}() or the "
@@ -221,6 +223,21 @@ def _operand(a: Any, ref: Any, array: type, depth: int, operands: Any, where: ob
                 f"{tuple(items)}; got an operand of shape {tuple(shape)}"
             )
     return a
+
+
+def _traced_number(a: Any, values: Any) -> Any:
+    """A numpy number inside a compiled function, as the eager call reads it.
+
+    dynamo traces ``np.float32(2)`` as a 0-d array; it is read in the graph as a 0-d
+    tensor. torch's promotion treats that as it treats a Python number, except that a float
+    one keeps its dtype against integer values, where a Python float gives the default
+    dtype: it is cast to that.
+    """
+    torch = _backend.torch_module()
+    number = torch.as_tensor(a, device=values.device)
+    if number.dtype.is_floating_point and not values.dtype.is_floating_point:
+        number = number.to(torch.get_default_dtype())
+    return number
 
 
 def _as_is(number: object) -> bool:

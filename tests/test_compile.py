@@ -172,6 +172,31 @@ def test_a_module_holding_a_numpy_fill_compiles_into_one_graph(fill):
     assert (explained.graph_count, explained.graph_break_count) == (1, 0)
 
 
+_NUMBER = np.float32(1.5)  # a module-level numpy number, read by the graph below
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x: x * np.float64(2.5),
+        lambda x: (x > np.float32(1)) & np.True_,
+        lambda x: x + _NUMBER,
+        lambda x: x.long() + np.float64(2.5),  # a float number gives the default dtype
+        lambda x: x.to(torch.int8) + np.int64(3),
+        lambda x: np.float32(2) - x,
+        lambda x: torch.add(x, np.float32(2), alpha=2),
+    ],
+)
+def test_numpy_numbers_in_a_compiled_function_give_the_eager_result(fn):
+    """dynamo traces a numpy number as a 0-d array, refused as a numpy operand of torch
+    values: the compiled function failed where the eager one ran."""
+    x = ra.RaggedArray.from_lengths(torch.randn(10) * 3, [3, 0, 7])
+    compiled = torch.compile(fn, backend="aot_eager", fullgraph=True)
+    got, want = compiled(x), fn(x)
+    assert type(got) is type(want) and got.dtype == want.dtype
+    assert torch.equal(got.values, want.values) and torch.equal(got.offsets, want.offsets)
+
+
 EAGER_AFTER_COMPILED_PROCESS = """
 import torch, raggedarray as ra
 from torch._dynamo.utils import counters
