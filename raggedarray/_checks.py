@@ -316,9 +316,13 @@ def _names_a_dtype(text: Any) -> bool:
 
 def read_int(value: Any, name: str, where: str, *, low: int = 0, high: int = INT64_MAX) -> int:
     """An int argument (not a bool) in ``[low, high]`` (int64 by default), as a Python int."""
-    if not is_int(value):
-        raise TypeError(f"{where}: {name} must be an int; got {type(value).__name__}")
-    value = int(value)
+    if is_int(value):
+        value = int(value)
+    else:
+        index = index_of(value)
+        if index is None:
+            raise TypeError(f"{where}: {name} must be an int; got {type(value).__name__}")
+        value = index
     if value < low:
         raise ValueError(f"{where}: {name} must be >= {low}; got {value}")
     if value > high:
@@ -507,6 +511,39 @@ def is_int(v: Any) -> bool:
     (numpy makes a timedelta an integer type, but no index or count means a span of time.)
     """
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.timedelta64))
+
+
+def index_of(v: Any) -> int | None:
+    """``v`` as one integer (an index, a count), or None when it is not one.
+
+    A Python or numpy int, a 0-d integer array or tensor, or an object of another kind that
+    is an integer by ``__index__`` (as ``range`` and lists read it); never a bool, a
+    ``np.timedelta64``, or a float or boolean array.
+    """
+    if is_int(v):
+        return int(v)
+    if integer_0d(v):
+        return int(v.item())
+    if isinstance(v, (bool, np.generic)) or _backend.backend_of(v) is not None:
+        return None
+    if not hasattr(type(v), "__index__"):
+        return None
+    try:
+        return operator.index(v)
+    except TypeError:
+        return None
+
+
+def integer_0d(x: Any) -> bool:
+    """Whether ``x`` is a 0-d numpy array or tensor of integers (not booleans)."""
+    if isinstance(x, np.ndarray):
+        return x.ndim == 0 and x.dtype.kind in "iu"
+    if _backend.is_tensor(x):
+        dtype = x.dtype
+        return x.ndim == 0 and not (
+            dtype.is_floating_point or dtype.is_complex or x.dtype == _backend.torch_module().bool
+        )
+    return False
 
 
 def is_real(v: Any) -> bool:

@@ -41,6 +41,8 @@ def _items(arrays: Any, where: str, image: bool) -> tuple[list[Any], list[int], 
     gain a channel axis. Only the number of dimensions is checked here: the concatenation
     checks the rest, and a failure there is explained by ``_check_item_shapes``.
     """
+    if type(arrays) is np.ndarray and arrays.dtype == object and arrays.ndim == 1:
+        arrays = list(arrays)  # per-segment arrays held in a numpy object array
     if _backend.backend_of(arrays) is not None:
         way = "from_nested" if _backend.is_tensor(arrays) and arrays.is_nested else "from_lengths"
         raise TypeError(
@@ -401,13 +403,23 @@ def _choose_hint(where: str, option: str) -> str:
     return f"pass {option}= to choose it"
 
 
-def padded_values(padded: Any, lengths: Any, where: str) -> tuple[Any, np.ndarray]:
-    """Copy the valid part of ``padded`` ``(m, n_max, *item_shape)`` into one buffer."""
+def padded_values(
+    padded: Any, lengths: Any, where: str, item_ndim: int | None = None
+) -> tuple[Any, np.ndarray]:
+    """Copy the valid part of ``padded`` ``(m, n_max, *item_shape)`` into one buffer.
+
+    ``item_ndim``: the dims items must have (3 for images), checked before the copy.
+    """
     _checks.check_array(padded, where, "padded")
     if padded.ndim < 2:
         raise ValueError(
             f"{where}: padded must be (m, n_max, *item_shape), at least 2-D; "
             f"got {_backend.describe(padded)}"
+        )
+    if item_ndim is not None and padded.ndim != item_ndim + 2:
+        raise ValueError(
+            f"{where}: items must be {item_ndim}-D (C, H, W), so padded must be "
+            f"{item_ndim + 2}-D (m, n_max, C, H, W); got {_backend.describe(padded)}"
         )
     m, n_max = padded.shape[0], padded.shape[1]
     mask = _bool_matrix(lengths, where)

@@ -81,9 +81,19 @@ def from_lengths(lengths: Any, where: str) -> np.ndarray:
     return _checks.offsets_from_lengths(read_lengths(lengths, where), where)
 
 
-def from_segment_ids(segment_ids: Any, num_segments: int | None, where: str) -> np.ndarray:
-    """Offsets from sorted, non-negative segment ids (trailing empty segments when asked)."""
+def from_segment_ids(
+    segment_ids: Any, num_segments: int | None, where: str, *, num_items: int | None = None
+) -> np.ndarray:
+    """Offsets from sorted, non-negative segment ids (trailing empty segments when asked).
+
+    ``num_items``, when given, is the number of ids there must be: checked before anything
+    the size of the largest id is allocated.
+    """
     ids = _as_host_integer_vector(segment_ids, where, "segment_ids")
+    if num_items is not None and ids.size != num_items:
+        raise ValueError(
+            f"{where}: segment_ids must have one entry per item ({num_items}); got {ids.size}"
+        )
     if ids.size:
         if ids[0] < 0:
             raise ValueError(f"{where}: segment_ids must be non-negative; got {ids[0]}")
@@ -164,27 +174,8 @@ def spans(
 
 
 def one_index(key: Any) -> int | None:
-    """``key`` as one integer index, or None when it is not one.
-
-    A Python or numpy int, or a 0-d integer array or tensor; never a bool.
-    """
-    if integer_0d(key):
-        key = key.item()
-    if _checks.is_int(key):
-        return int(key)
-    return None
-
-
-def integer_0d(x: Any) -> bool:
-    """Whether ``x`` is a 0-d numpy array or tensor of integers (not booleans)."""
-    if isinstance(x, np.ndarray):
-        return x.ndim == 0 and x.dtype.kind in "iu"
-    if _backend.is_tensor(x):
-        dtype = x.dtype
-        return x.ndim == 0 and not (
-            dtype.is_floating_point or dtype.is_complex or x.dtype == _backend.torch_module().bool
-        )
-    return False
+    """``key`` as one integer index, or None when it is not one (``_checks.index_of``)."""
+    return _checks.index_of(key)
 
 
 def segment_index(key: Any, num_segments: int, where: str) -> np.ndarray:
@@ -200,6 +191,8 @@ def segment_index(key: Any, num_segments: int, where: str) -> np.ndarray:
     if _backend.is_tensor(key):
         _checks.dense_tensor(key, where, "an index tensor")
         if key.dtype.is_floating_point or key.dtype.is_complex:  # bfloat16 has no numpy twin
+            if key.ndim == 1 and not key.numel():  # none, as an empty list or array selects
+                return np.zeros(0, dtype=np.int64)
             raise IndexError(
                 f"{where}: segment indices must be integers or booleans; got dtype "
                 f"{_checks.dtype_name(key.dtype)}"
@@ -318,9 +311,8 @@ def subsample(
         ``(new_offsets, item_index)`` as ``gather`` does.
     """
     lengths = np.diff(offsets)
-    if integer_0d(k):
-        k = k.item()  # one count, as an int would be
-    if isinstance(k, (int, np.integer, np.bool_)):  # (read_int refuses bools and timedeltas)
+    if isinstance(k, (bool, np.bool_)) or _checks.index_of(k) is not None:  # one count
+        # (read_int refuses bools; a timedelta64 is no count, and no vector either)
         keep = np.minimum(lengths, _checks.read_int(k, "k", where))
     else:
         per_segment = _as_host_integer_vector(k, where, "k")

@@ -220,7 +220,9 @@ class RaggedArray(
 
         One output allocation; numpy arrays, torch tensors and nested lists may be mixed.
         The result is a torch tensor when any input is one or ``device`` is given, else a
-        numpy array. Dtypes are promoted as the backend promotes them; ``dtype`` overrides,
+        numpy array. Dtypes are promoted as the backend promotes them (a nested list is
+        read with ``np.asarray`` first, as float64 or int64, and promotes as such: beside
+        bfloat16 tensors, ``[1.0]`` makes the buffer float64); ``dtype`` overrides,
         converting as ``astype`` does (out-of-range integers wrap, as in numpy and torch);
         it casts real numbers, so items refused without it (objects, strings, dates, complex
         numbers) are refused with it.
@@ -248,13 +250,14 @@ class RaggedArray(
         """
         where = f"{cls.__name__}.from_list"
         image = cls._item_ndim == 3
+        shape = None if item_shape is None else _item_shape(item_shape, where)
+        if shape is not None and cls._item_ndim is not None and len(shape) != cls._item_ndim:
+            raise ValueError(
+                f"{where}: items must be {cls._item_ndim}-D (C, H, W), so item_shape must "
+                f"have {cls._item_ndim} dims; got item_shape={shape}"
+            )
         values, host = _construct.concat(
-            arrays,
-            dtype=dtype,
-            device=device,
-            where=where,
-            image=image,
-            item_shape=None if item_shape is None else _item_shape(item_shape, where),
+            arrays, dtype=dtype, device=device, where=where, image=image, item_shape=shape
         )
         # (one array passes through as it is: a refusal names it)
         what = "arrays[0]" if host.shape[0] == 2 else "the joined arrays"
@@ -303,12 +306,9 @@ class RaggedArray(
         """
         where = f"{cls.__name__}.from_segment_ids"
         _checks.check_values(values, where, cls._item_ndim)
-        host = _offsets.from_segment_ids(segment_ids, num_segments, where)
-        if host[-1] != values.shape[0]:
-            raise ValueError(
-                f"{where}: segment_ids must have one entry per item ({values.shape[0]}); "
-                f"got {host[-1]}"
-            )
+        host = _offsets.from_segment_ids(
+            segment_ids, num_segments, where, num_items=values.shape[0]
+        )
         built: RaggedArray[Any] = cls._make(values, None, host)  # of this class
         return built
 
@@ -340,7 +340,7 @@ class RaggedArray(
             True
         """
         where = f"{cls.__name__}.from_padded"
-        values, host = _construct.padded_values(padded, lengths, where)
+        values, host = _construct.padded_values(padded, lengths, where, cls._item_ndim)
         _checks.check_values(values, where, cls._item_ndim)
         built: RaggedArray[Any] = cls._make(values, None, host)  # of this class
         return built
@@ -476,6 +476,9 @@ class RaggedArray(
             _checks.dense_tensor(key, where, "an index tensor")
         if _backend.backend_of(key) is not None and key.ndim == 0:
             return self._getitem(key.item(), where)
+        index = _checks.index_of(key)  # a class of the user's own with __index__
+        if index is not None:
+            return self._getitem(index, where)
         if isinstance(
             key, (tuple, bool, np.bool_, float, str, type(None), type(Ellipsis), RaggedArray)
         ):

@@ -214,11 +214,12 @@ def topk_rows(host: np.ndarray, k: int, where: str) -> tuple[np.ndarray, np.ndar
 
     Also returns ``k`` capped at the longest length: any larger ``k`` keeps the same items.
     """
-    if not _checks.is_int(k):
+    count = _checks.index_of(k)
+    if count is None:
         raise TypeError(f"{where}: k must be an int; got {type(k).__name__}")
-    if k < 0:
-        raise ValueError(f"{where}: k must be >= 0; got {k}")
-    k = min(int(k), int(np.diff(host).max(initial=0)))
+    if count < 0:
+        raise ValueError(f"{where}: k must be >= 0; got {count}")
+    k = min(count, int(np.diff(host).max(initial=0)))
     keep = np.minimum(np.diff(host), k)
     new_offsets = np.zeros_like(host)
     np.cumsum(keep, out=new_offsets[1:])

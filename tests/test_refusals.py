@@ -920,3 +920,97 @@ def test_object_array_operands_are_refused_before_numpy_runs(reflected):
             getattr(x, name)(objects)  # 1 / 0 in Python raised ZeroDivisionError
     with pytest.raises(TypeError, match="array operands must hold"):
         np.add(x, objects)
+
+
+# ------------------------------------------------- checks before work, integer-likes
+
+
+def test_segment_ids_are_counted_before_the_offsets_are_built():
+    """3 ids for 2 items with a stray large id built 2e8 offsets (11 s, 1.5 GB) first."""
+    ids = np.array([0, 0, 10**15])
+    with pytest.raises(ValueError, match=r"one entry per item \(2\); got 3"):
+        ra.RaggedArray.from_segment_ids(np.ones(2), ids)
+    assert ids.tolist() == [0, 0, 10**15]
+
+
+def test_image_batches_check_item_dims_before_copying():
+    """from_padded copied the whole input, then named an internal (N, H, W) shape."""
+    padded = np.ones((2, 3, 4, 4), np.float32)  # (m, n_max, H, W): no channel axis
+    with pytest.raises(ValueError, match=r"padded must be 5-D .*shape \(2, 3, 4, 4\)"):
+        ra.RaggedImageBatch.from_padded(padded, [3, 1])
+    with pytest.raises(ValueError, match=r"item_shape must have 3 dims; got item_shape=\(4, 4\)"):
+        ra.RaggedImageBatch.from_list([], item_shape=(4, 4))
+    assert ra.RaggedImageBatch.from_list([], item_shape=(2, 4, 4)).item_shape == (2, 4, 4)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_empty_index_selects_no_segment_whatever_its_dtype(backend):
+    x = make(np.arange(5.0), [2, 1, 2], backend)
+    for key in ([], np.array([]), torch.tensor([]), torch.tensor([], dtype=torch.bfloat16)):
+        y = x[key]
+        assert type(y) is ra.RaggedArray and len(y) == 0 and y.backend == backend
+    for key in (torch.tensor([1.0]), torch.zeros(0, 2)):
+        with pytest.raises(IndexError, match="must be integers or booleans"):
+            x[key]
+
+
+class _Index:
+    """An integer by ``__index__``, as ``range`` and lists read it."""
+
+    def __init__(self, value=1):
+        self.value = value
+
+    def __index__(self):
+        return self.value
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_integers_by_index_are_indices_and_counts(backend):
+    """x[obj] for an object with __index__ was refused, though x[obj:] worked."""
+    x = make(np.arange(5.0), [2, 1, 2], backend)
+    assert host(x[_Index()]).tolist() == host(x[1]).tolist()
+    assert x.topk(_Index())[0].lengths.tolist() == [1, 1, 1]
+    assert x.subsample(_Index()).lengths.tolist() == [1, 1, 1]
+    for count in (np.array(4), torch.tensor(4), _Index(4)):
+        y = ra.RaggedArray.from_segment_ids(np.arange(3.0), [0, 0, 1], num_segments=count)
+        assert len(y) == int(operator.index(count))
+    for bad in (np.array(4.0), torch.tensor(True), np.array([4]), torch.tensor(4.0), 4.0):
+        with pytest.raises(TypeError, match="num_segments must be an int"):
+            ra.RaggedArray.from_segment_ids(np.arange(3.0), [0, 0, 1], num_segments=bad)
+        with pytest.raises(TypeError, match="k must be an int"):
+            x.topk(bad)
+
+
+def test_a_numpy_object_array_of_segments_is_a_list_of_them():
+    held = np.empty(2, dtype=object)
+    held[0], held[1] = np.ones((2, 3)), np.zeros((1, 3))
+    x = ra.RaggedArray.from_list(held)
+    assert x.equal(ra.RaggedArray.from_list(list(held)))
+    held[1] = "a"
+    with pytest.raises(TypeError, match=r"arrays\[1\] must be an array"):
+        ra.RaggedArray.from_list(held)
+
+
+def test_show_refuses_images_without_channels_and_takes_any_max_items():
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    no_channels = ra.RaggedImageBatch.from_lengths(np.zeros((2, 0, 4, 4)), [2])
+    with pytest.raises(ValueError, match="at least one pixel"):
+        no_channels.show()  # numpy's IndexError before
+    images = ra.RaggedImageBatch.from_lengths(np.zeros((3, 1, 4, 4)), [1, 2])
+    for many in (2**63, 2**70, _Index()):
+        assert images.show(max_items=many) is not None
+
+
+def test_integer_comparisons_take_tolerances_past_float64():
+    """atol=2**1024 on integers overflowed adding the default float rtol term."""
+    x = ra.RaggedArray.from_lengths(np.array([1, 5, 2**62 + 3]), [3])
+    y = ra.RaggedArray.from_lengths(np.array([1, 2, 2**62]), [3])
+    for tolerances in ({"atol": 2**1024}, {"rtol": 10**400}, {"atol": 3}, {"atol": 3.0}):
+        assert ra.allclose(x, y, **tolerances)
+        ra.testing.assert_ragged_equal(x, y, **tolerances)
+    assert not ra.allclose(x, y, atol=2)
+    with pytest.raises(AssertionError):
+        ra.testing.assert_ragged_equal(x, y, atol=2)
