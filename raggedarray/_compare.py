@@ -177,9 +177,13 @@ def _recheck_beyond_float64(
 def _close_integers(a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> np.ndarray:
     close = _equal_integers(a, b)
     if (rtol or atol) and not close.all():
+        if math.isinf(_as_float(rtol)) or math.isinf(_as_float(atol)):
+            close[...] = True  # (an int tolerance past float64 too: every pair is within it)
+            return close
         differ = ~close  # exact differences as Python ints, where the values differ
         da, db = a[differ].astype(object), b[differ].astype(object)
-        close[differ] = (abs(da - db) <= atol + rtol * abs(db)).astype(bool)
+        rtol_f, atol_f = _exact(rtol), _exact(atol)  # (a float plus a huge int overflowed)
+        close[differ] = (abs(da - db) <= atol_f + rtol_f * abs(db)).astype(bool)
     return close
 
 

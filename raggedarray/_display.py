@@ -113,10 +113,12 @@ class DisplayMethods(RaggedFields[ValuesT]):
                 f"{type(self).__name__} with item_shape {self.item_shape} (3-D items can be "
                 "wrapped with ra.RaggedImageBatch(x.values, x.offsets))"
             )
-        if not _checks.is_int(max_items):
+        count = _checks.index_of(max_items)
+        if count is None:
             raise TypeError(f"{where}: max_items must be an int; got {type(max_items).__name__}")
-        if max_items < 1:
-            raise ValueError(f"{where}: max_items must be >= 1; got {max_items}")
+        if count < 1:
+            raise ValueError(f"{where}: max_items must be >= 1; got {count}")
+        max_items = min(count, _checks.INT64_MAX)  # (any more shows every item there is)
         if ax is not None and not isinstance(ax, mpl.axes.Axes):
             raise TypeError(
                 f"{where}: ax must be a matplotlib Axes or None; got {type(ax).__name__}"
@@ -255,7 +257,7 @@ def _host_images(values: Any, starts: np.ndarray, counts: np.ndarray, where: str
     """The drawn images as host float64 ``(K, H, W)`` or ``(K, H, W, 3)`` in ``[0, 1]``."""
     _, index = _offsets.spans(starts, counts)
     channels, height, width = values.shape[1:]
-    if index.size and height * width == 0:
+    if index.size and channels * height * width == 0:
         raise ValueError(
             f"{where}: images must have at least one pixel; got shape {tuple(values.shape[1:])}"
         )
