@@ -45,6 +45,8 @@ def fspath(path: Any, where: str) -> str:
         text = None
     if not isinstance(text, str):
         raise TypeError(f"{where}: path must be a str or os.PathLike; got {type(path).__name__}")
+    if "\0" in text:  # (the OS would refuse it with a bare "embedded null byte")
+        raise ValueError(f"{where}: path must not contain a NUL character; got {text!r}")
     return text
 
 

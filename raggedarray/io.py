@@ -385,7 +385,8 @@ def _backend_name(spec: dict[str, Any], where: str) -> str:
 def _ragged_entry(
     key: str | None, spec: dict[str, Any], item_shape: Any, names: tuple[str, ...], where: str
 ) -> _Entry:
-    cls = _CLASSES.get(spec.get("class"))  # type: ignore[arg-type]
+    name = spec.get("class")
+    cls = _CLASSES.get(name) if isinstance(name, str) else None  # (a forged list: unhashable)
     if cls is None:
         raise ValueError(
             f"{where}: class must be one of {sorted(_CLASSES)}; got {spec.get('class')!r}"

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 __all__ = ["AttentionPool", "DeepSet", "SegmentPool"]
 
+# The dtypes torch.autocast casts to its own (float64, integers and bools it leaves alone).
+_AUTOCAST_FLOATS = (torch.float32, torch.float16, torch.bfloat16)
+
 
 def _check_ragged(x: Any, where: str) -> None:
     from .ragged import RaggedArray
@@ -150,8 +153,10 @@ class AttentionPool(nn.Module):
 
         Raises:
             TypeError: ``x`` is not ragged, or its dtype differs from the pool's weights
-                (outside ``torch.autocast``).
-            ValueError: the items are not ``(in_features,)`` vectors.
+                (under ``torch.autocast``, float32, float16 and bfloat16 may differ: autocast
+                casts them).
+            ValueError: the items are not ``(in_features,)`` vectors, or ``x`` is on
+                another device than the pool.
         """
         _check_ragged(x, "AttentionPool")
         x = _as_torch(x)
@@ -161,7 +166,16 @@ class AttentionPool(nn.Module):
                 f"got item_shape {x.item_shape}"
             )
         weight = self.attention.weight
-        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+        if x.device != weight.device:
+            raise ValueError(
+                f"AttentionPool: values must be on the device of the pool's weights "
+                f"({weight.device}); got {x.device} (move with x.to(device) or pool.to(device))"
+            )
+        if x.dtype != weight.dtype and not (  # autocast casts these floats, and no others
+            torch.is_autocast_enabled(x.device.type)
+            and x.dtype in _AUTOCAST_FLOATS
+            and weight.dtype in _AUTOCAST_FLOATS
+        ):
             raise TypeError(
                 f"AttentionPool: values must have the dtype of the pool's weights "
                 f"({dtype_name(weight.dtype)}); got {dtype_name(x.dtype)} (convert with "

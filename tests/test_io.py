@@ -167,6 +167,15 @@ def test_str_and_pathlike_paths(tmp_path):
     assert_loaded(ra.load(str(tmp_path / "b.safetensors"), mmap=True), x, segments)
 
 
+def test_a_path_with_a_nul_character_is_refused_by_name(tmp_path):
+    x = ra.RaggedArray.from_lengths(np.arange(3.0), [1, 2])
+    bad = str(tmp_path / "x\0.safetensors")
+    with pytest.raises(ValueError, match=r"^save: path must not contain a NUL"):
+        ra.save(bad, x)
+    with pytest.raises(ValueError, match=r"^load: path must not contain a NUL"):
+        ra.load(bad)
+
+
 @pytest.mark.parametrize("place", TORCH_PLACES)
 def test_values_requiring_grad_are_detached(tmp_path, place):
     segments, x = oracle_and_x(place, "float32")

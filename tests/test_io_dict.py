@@ -402,6 +402,10 @@ FORGED = [
     pytest.param(TENSORS, [{**RAGGED, "kind": "list"}], {}, "kind 'ragged' or 'array'", id="kind"),
     pytest.param(TENSORS, [{**RAGGED, "backend": "jax"}], {}, "got 'jax'", id="backend"),
     pytest.param(TENSORS, [{**RAGGED, "class": "Tensor"}], {}, "class must be", id="class"),
+    pytest.param(  # (a list was looked up as a key: TypeError, unhashable)
+        TENSORS, [{**RAGGED, "class": ["RaggedArray"]}], {}, "class must be", id="class-list"
+    ),
+    pytest.param(TENSORS, [{**RAGGED, "class": {}}], {}, "class must be", id="class-object"),
     pytest.param(TENSORS, [{**RAGGED, "item_shape": "[]"}], {}, "list of sizes", id="shape-str"),
     pytest.param(TENSORS, [{**RAGGED, "item_shape": [2]}], {}, r"item_shape=\(2,\)", id="shape"),
     pytest.param(

@@ -143,6 +143,25 @@ def test_attention_pool_checks_the_item_shape():
         ra.nn.AttentionPool(3, 4).double()(ragged([2, 1], features=5))
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.int64, torch.uint8, torch.bool])
+def test_attention_pool_under_autocast_refuses_what_autocast_does_not_cast(dtype):
+    """Under autocast the dtype check was waived for every dtype: float64 or integer items
+    failed inside torch (mat1 and mat2 must have the same dtype)."""
+    pool = ra.nn.AttentionPool(3, 2)
+    x = ra.RaggedArray.from_lengths(torch.ones(4, 3, dtype=dtype), [1, 3])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with pytest.raises(TypeError, match=r"^AttentionPool: values must have the dtype"):
+            pool(x)
+        assert pool(x.float()).shape == (2, 3)  # what autocast casts runs as before
+        assert pool(x.bfloat16()).shape == (2, 3)
+
+
+def test_attention_pool_refuses_values_on_another_device():
+    pool = ra.nn.AttentionPool(3, 2).to("meta")
+    with pytest.raises(ValueError, match=r"^AttentionPool: values must be on the device"):
+        pool(ragged([2, 1], features=3).float())
+
+
 @pytest.mark.parametrize("gated", ["no", "", 1, 0, None, "False"])
 def test_attention_pool_gated_must_be_a_bool(gated):
     with pytest.raises(TypeError, match=r"^AttentionPool: gated must be a bool; got "):
