@@ -43,7 +43,7 @@ from __future__ import annotations
 import numbers
 import operator
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 import numpy as np
 
@@ -55,6 +55,7 @@ from ._pointwise import (
     TorchWhere,
     backend_refusal,
     compare_beyond,
+    int_bounds,
     numpy_scalar_on_the_left,
     refuse_ufunc_outputs,
     torch_comparison,
@@ -407,12 +408,14 @@ def _binary(
     def method(self: E, other: object) -> E:
         if isinstance(other, _SCALARS):  # the common case, kept short
             values = self._values
-            if type(values) is not np.ndarray and not (_as_is(other) and not compare):
-                where = f"{type(self).__name__}.{name}"
-                other = torch_number(other, values, where, compare=compare)
-                if compare and type(other) is int:
-                    out = _compare_beyond(self, op, other, where)
-                    if out is not None:
+            if type(values) is not np.ndarray and type(other) is not float:
+                if not _as_is(other):  # torch misreads some numbers (see torch_number)
+                    where = f"{type(self).__name__}.{name}"
+                    other = torch_number(other, values, where, compare=compare)
+                if compare and type(other) is int:  # one torch would wrap: a constant
+                    bounds = int_bounds(values.dtype)
+                    if bounds is not None and not bounds[0] <= other <= bounds[1]:
+                        out = _compare_beyond(self, op, other, f"{type(self).__name__}.{name}")
                         return _wrap(self, out, name)
             try:
                 out = op(other, values) if reflected else op(values, other)
@@ -433,7 +436,7 @@ def _binary(
     return method
 
 
-def _compare_beyond(x: Any, op: Callable[[Any, Any], Any], other: int, where: str) -> Any:
+def _compare_beyond(x: Any, op: Callable[[Any, Any], Any], other: int, where: object) -> Any:
     """``compare_beyond`` of ``x``'s values, its refusal in the package's form."""
     try:
         return compare_beyond(op, x._values, other)
@@ -610,15 +613,15 @@ class ElementwiseMethods(RaggedFields[ValuesT]):
         stem = torch_comparison(func)
         if stem is not None and len(args) == 2 and not kwargs and isinstance(args[1], _SCALARS):
             x = args[0]  # torch.gt(x, 300): as x > 300, torch's wrapping of 300 caught
-            if _is_ragged(x) and x.backend == _backend.TORCH:
-                where = str(TorchWhere(func))
-                other = torch_number(args[1], x._values, where, compare=True)
-                out = (
-                    _compare_beyond(x, COMPARE[stem], other, where) if type(other) is int else None
-                )
-                if out is not None:
-                    return _result(x, out, where)
-                args = (x, other)
+            if _is_ragged(x) and x.backend == _backend.TORCH and type(args[1]) is not float:
+                values, other = x._values, cast(Any, args[1])
+                if not _as_is(other):
+                    other = torch_number(other, values, TorchWhere(func), compare=True)
+                    args = (x, other)
+                bounds = int_bounds(values.dtype) if type(other) is int else None
+                if bounds is not None and not bounds[0] <= other <= bounds[1]:
+                    out = _compare_beyond(x, COMPARE[stem], other, TorchWhere(func))
+                    return _result(x, out, TorchWhere(func))
         return elementwise(func, args, kwargs, TorchWhere(func), backend=_backend.TORCH)
 
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:

@@ -383,7 +383,7 @@ def compare_beyond(op: Any, values: Any, other: int) -> Any:
     constant; an empty comparison runs first, so a dtype torch cannot compare is refused
     as it is for numbers in range.
     """
-    bounds = _int_bounds(values.dtype)
+    bounds = int_bounds(values.dtype)
     if bounds is None or bounds[0] <= other <= bounds[1]:
         return None
     op(values[:0], 0)  # (torch's refusal for uint16 < 5 also for uint16 < 70000)
@@ -400,7 +400,7 @@ def compare_beyond(op: Any, values: Any, other: int) -> Any:
     return torch.full(values.shape, truth, dtype=torch.bool, device=values.device)
 
 
-def _int_bounds(dtype: Any) -> tuple[int, int] | None:
+def int_bounds(dtype: Any) -> tuple[int, int] | None:
     """(min, max) of a torch integer or bool dtype; None for the others."""
     try:
         return _bounds[dtype]
@@ -421,10 +421,10 @@ _bounds: dict[Any, tuple[int, int] | None] = {}
 
 
 # A constant to a graph (dynamo guards on the dtype), as the verdicts of _classify are.
-_int_bounds._dynamo_marked_constant = True  # type: ignore[attr-defined]
+int_bounds._dynamo_marked_constant = True  # type: ignore[attr-defined]
 
 
-def torch_number(other: Any, values: Any, where: str, *, compare: bool = False) -> Any:
+def torch_number(other: Any, values: Any, where: object, *, compare: bool = False) -> Any:
     """A number operand of torch ``values`` as the Python number torch reads correctly.
 
     torch reads numpy scalars by their Python value, but not always right: an ``np.bool_``
@@ -458,7 +458,7 @@ def torch_number(other: Any, values: Any, where: str, *, compare: bool = False) 
     return other
 
 
-def torch_scalar(other: int, values: Any, where: str) -> Any:
+def torch_scalar(other: int, values: Any, where: object) -> Any:
     """A Python int for torch values: torch wraps one beyond int64 silently.
 
     (``x < 2**63`` is all False on int64 values.) Such an int is a float against floating
