@@ -37,13 +37,30 @@ def compute_dtype(dtype: Any) -> Any:
 
 
 def _sum(flat: Any, part: Partition, options: dict[str, Any]) -> tuple[Any, Any]:
-    return _kernels().segment_sum(flat, part), part.empty(flat.device)
+    out = _kernels().segment_sum(flat, part)
+    if _blocks_overflowed(flat, part, out):
+        out = _kernels().segment_sum(flat.double(), part).to(flat.dtype)
+    return out, part.empty(flat.device)
 
 
 def _mean(flat: Any, part: Partition, options: dict[str, Any]) -> tuple[Any, Any]:
     out = _kernels().segment_sum(flat, part)
     counts = part.counts(flat.dtype, flat.device)
+    if _blocks_overflowed(flat, part, out):  # (a mean within range of a sum beyond it too)
+        wide = _kernels().segment_sum(flat.double(), part) / counts.double()
+        return wide.to(flat.dtype), part.empty(flat.device)
     return (out / counts if out.requires_grad else out.div_(counts)), part.empty(flat.device)
+
+
+def _blocks_overflowed(flat: Any, part: Partition, sums: Any) -> bool:
+    """Whether float32 sums of long segments must be taken again in float64.
+
+    Blocks of 64 items are summed in float32, so in one segment a block of large positive
+    values can give inf and one of large negative values -inf: their float64 combination
+    is NaN where every value is finite (torch.sum gives inf there). The sums (and means)
+    are then the float64 truth, rounded to float32: inf only beyond its range.
+    """
+    return part.blocked() and _overflowed(flat, part, sums, inf_overflows=False)
 
 
 def _extremum(op: str) -> Callable[..., tuple[Any, Any]]:
@@ -78,7 +95,7 @@ def _variance(root: bool) -> Callable[..., tuple[Any, Any]]:
     def kernel(flat: Any, part: Partition, options: dict[str, Any]) -> tuple[Any, Any]:
         correction = options["correction"]
         out, var = _spread(flat, part, correction, root=root)
-        if _overflowed(flat, part, var):
+        if _overflowed(flat, part, var, inf_overflows=True):
             # squares of float32 deviations beyond ~1.8e19 overflow where their float64
             # truth (torch.var's CPU accumulator) does not: take every segment again in
             # float64, so no inf or NaN of the float32 pass reaches the result or gradient
@@ -148,8 +165,13 @@ def _divisor(part: Partition, correction: Any, dtype: Any, device: Any) -> tuple
     return part._get(("var divisor", correction, dtype, str(device)), build)
 
 
-def _overflowed(flat: Any, part: Partition, var: Any) -> bool:
+def _overflowed(flat: Any, part: Partition, var: Any, *, inf_overflows: bool) -> bool:
     """Whether a float32 variance is inf or NaN where the segment's values are all finite.
+
+    (For a sum, ``var`` is the sums and ``inf_overflows`` False: a sum is beyond float32's
+    range where it is inf, or a running sum of a block overflowed where it is not; only
+    the values tell, and every inf or NaN of a segment without NaN gets the second pass,
+    where an infinite value adds to a finite float64 total as it should.)
 
     Checked on the CPU, where reading the result costs one small sum (a GPU is not
     synchronised: there float32 accumulates as in ``torch.var`` on CUDA), and never inside
@@ -166,12 +188,14 @@ def _overflowed(flat: Any, part: Partition, var: Any) -> bool:
         return False
     if math.isfinite(var.detach().sum().item()):  # every variance finite (one small sum)
         return False
-    if bool((var == math.inf).any()):
+    if inf_overflows and bool((var == math.inf).any()):
         return True
     if not part.blocked():
         return False
     largest = _kernels().raw_extremum(flat.detach().abs(), part, "amax")  # NaN where NaN
-    return bool((var.isnan() & torch.isfinite(largest)).any())
+    if inf_overflows:
+        return bool((var.isnan() & torch.isfinite(largest)).any())
+    return bool((~torch.isfinite(var) & ~largest.isnan()).any())  # (inf values sum in float64)
 
 
 # ---------------------------------------------------------------- the reduction table

@@ -92,6 +92,34 @@ def test_float32_var_and_std_of_every_magnitude_are_the_rounded_float64_truth(en
             torch.testing.assert_close(got, want.float(), rtol=2e-6, atol=0)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_float32_sums_whose_blocks_overflow_are_the_rounded_float64_truth(engine, backend):
+    """64-item blocks of 3e38 and -3e38 summed to inf and -inf in float32, and their float64
+    combination was NaN for finite values (torch.sum gives inf; the truth is finite)."""
+    big = np.float32(3e38)
+    segments = [
+        np.concatenate([np.full(64, big), np.full(64, -big)]),  # truth 0
+        np.concatenate([np.full(64, big), np.full(63, -big)]),  # truth 3e38
+        np.concatenate([np.full(70, big), [np.inf]]),  # an inf value: inf, as in float64
+        np.concatenate([np.full(64, big), np.full(64, -big), [np.nan]]),  # NaN stays NaN
+        np.concatenate([np.full(64, big), np.full(64, big)]),  # beyond float32: inf
+        np.ones(3, np.float32),
+    ]
+    flat = np.concatenate(segments).astype(np.float32)
+    offsets = np.concatenate([[0], np.cumsum([len(s) for s in segments])])
+    values = flat if backend == "numpy" else torch.from_numpy(flat)
+    for op in ("sum", "mean"):
+        with np.errstate(over="ignore", invalid="ignore"):  # (inf and NaN where they belong)
+            want = np.array([getattr(s.astype(np.float64), op)() for s in segments], np.float32)
+        with _kernels.force_engine(engine):
+            got = getattr(ra, f"segment_{op}")(values, offsets)
+        np.testing.assert_array_equal(np.asarray(got), want, err_msg=op)
+    with _kernels.force_engine(engine):  # half precision accumulates in float32 the same way
+        halves = ra.segment_sum(torch.from_numpy(flat).bfloat16(), offsets)
+    assert halves[0].item() == 0.0 and not halves[:3].isnan().any()
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("engine", ENGINES)
 def test_half_precision_mean_of_a_million_items_rounds_once(engine, dtype):
