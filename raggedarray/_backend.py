@@ -25,22 +25,42 @@ def torch_module() -> Any:
     return torch
 
 
+def loaded_torch() -> Any:
+    """The torch module when it has been imported, else None (never imports it).
+
+    A torch another thread is still importing is in ``sys.modules`` half built (no
+    ``torch.dtype`` yet): it counts as not imported, since no tensor exists before its
+    import ends. The checks run on every operation below catch that case as an
+    ``AttributeError`` instead, which costs nothing when torch is whole.
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None and getattr(torch.__spec__, "_initializing", False):
+        return None
+    return torch
+
+
 def compiling() -> bool:
     """Whether ``torch.compile`` is tracing the caller (no host reads, no caches, no numpy)."""
     torch = sys.modules.get("torch")
-    return torch is not None and torch.compiler.is_compiling()
+    try:
+        return torch is not None and torch.compiler.is_compiling()
+    except AttributeError:  # torch half imported by another thread (see loaded_torch)
+        return False
 
 
 def is_sym_int(x: Any) -> bool:
     """Whether ``x`` is a symbolic int of a ``torch.compile`` trace (a dynamic size)."""
-    torch = sys.modules.get("torch")
+    torch = loaded_torch()
     return torch is not None and isinstance(x, torch.SymInt)
 
 
 def is_tensor(x: Any) -> bool:
     """Whether ``x`` is a ``torch.Tensor`` (without importing torch)."""
     torch = sys.modules.get("torch")
-    return torch is not None and isinstance(x, torch.Tensor)
+    try:
+        return torch is not None and isinstance(x, torch.Tensor)
+    except AttributeError:  # torch half imported by another thread (see loaded_torch)
+        return False
 
 
 def backend_of(x: Any) -> str | None:
@@ -101,7 +121,7 @@ def to_torch_dtype(dtype: Any) -> Any:
 
 def to_numpy_dtype(dtype: Any) -> np.dtype:
     """The numpy dtype for a torch or numpy dtype."""
-    torch = sys.modules.get("torch")
+    torch = loaded_torch()
     if torch is not None and isinstance(dtype, torch.dtype):
         try:
             return torch.empty(0, dtype=dtype).numpy().dtype
@@ -118,7 +138,7 @@ def is_dtype(obj: Any) -> bool:
 
     Python's ``float``, ``int``, ``bool`` and ``complex`` count, as in ``Tensor.to(float)``.
     """
-    torch = sys.modules.get("torch")
+    torch = loaded_torch()
     if torch is not None and isinstance(obj, torch.dtype):
         return True
     if obj is float or obj is int or obj is bool or obj is complex:
@@ -136,7 +156,10 @@ def numeric_dtype(dtype: Any) -> bool:
 def is_tensor_dtype(dtype: Any) -> bool:
     """Whether ``dtype`` is a ``torch.dtype``."""
     torch = sys.modules.get("torch")
-    return torch is not None and isinstance(dtype, torch.dtype)
+    try:
+        return torch is not None and isinstance(dtype, torch.dtype)
+    except AttributeError:  # torch half imported by another thread (see loaded_torch)
+        return False
 
 
 def positive_strides(a: np.ndarray) -> np.ndarray:

@@ -69,7 +69,7 @@ def arrays_accepted(items: Sequence[Any]) -> bool:
     (a numpy subclass, a big-endian array or a 0-d one, say).
     """
     kinds = set(map(type, items))
-    torch = sys.modules.get("torch")  # (no tensor without it)
+    torch = _backend.loaded_torch()  # (no tensor without it)
     plain = {np.ndarray} if torch is None else {np.ndarray, torch.Tensor}
     if not kinds <= plain or 0 in set(map(_ndim_of, items)):
         return False
@@ -579,6 +579,8 @@ def check_fill(fill: Any, dtype: Any, where: str, what: str = "fill") -> bool | 
         if _backend.compiling():  # read in the graph, not on the host: dynamo holds a
             # numpy scalar a module keeps (np.float32(0.0)) as a 0-d array, a tensor inside
             return fill if _backend.is_tensor(fill) else _backend.torch_module().as_tensor(fill)
+        if _backend.is_tensor(fill) and fill.device.type == "meta":
+            raise ValueError(f"{where}: {what} must hold a value; got a tensor on the meta device")
         fill = fill.item()  # (a CUDA tensor's value is read once, here)
     if isinstance(fill, (complex, np.complexfloating)):
         raise TypeError(f"{where}: {what} must be a real number; got complex {fill!r}")

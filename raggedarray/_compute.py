@@ -7,7 +7,6 @@ and builds results with ``_rewrap``; it imports nothing from ``ragged.py``.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast, overload
 
@@ -388,7 +387,7 @@ def _random_keys(count: int, generator: Any, where: str) -> Any:
         return np.random.default_rng(generator).random(count)
     if isinstance(generator, np.random.Generator):
         return generator.random(count)
-    torch = sys.modules.get("torch")
+    torch = _backend.loaded_torch()
     if torch is not None and isinstance(generator, torch.Generator):
         keys = torch.rand(count, generator=generator, dtype=torch.float64, device=generator.device)
         return _backend.host_numpy(keys)

@@ -10,7 +10,6 @@ import contextlib
 import functools
 import math
 import operator
-import sys
 from collections.abc import Iterator, Mapping, Set
 from typing import Any
 
@@ -50,7 +49,7 @@ def _items(arrays: Any, where: str, image: bool) -> tuple[list[Any], list[int], 
             f"{_backend.describe(arrays)} (for one buffer use {way} or the constructor)"
         )
     items = _checks.listed(arrays, where, "a list of per-segment arrays")
-    torch = sys.modules.get("torch")
+    torch = _backend.loaded_torch()
     tensor_type = torch.Tensor if torch is not None else ()
     kinds = set(map(type, items))
     if len(kinds) == 1 and (np.ndarray in kinds or tensor_type in kinds):

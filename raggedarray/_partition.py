@@ -365,7 +365,7 @@ def _outside_inference(build: Any) -> Any:
     built as inference tensors, they would fail every later use under autograd (saved for
     backward, or a version counter read) once the inference block has ended.
     """
-    torch = sys.modules.get("torch")
+    torch = _backend.loaded_torch()
     if torch is not None and torch.is_inference_mode_enabled():
         with torch.inference_mode(False):
             return build()

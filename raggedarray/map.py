@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import sys
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
@@ -92,7 +91,7 @@ def map_lean(values: Any, fn: Callable[[Any], Any], owner: type) -> Any:
     # Whether a graph is traced is asked first, before any global bound below is read: a
     # graph guards on the globals it reads, and binding them later (an eager call after a
     # compiled one) would recompile every graph traced before.
-    torch = sys.modules.get("torch")
+    torch = _backend.loaded_torch()
     if torch is None or torch.compiler.is_compiling():
         return None  # torch is not loaded (values is not a tensor), or a graph is traced
     if _Tensor is None:  # torch's objects are bound once, eagerly (never while tracing:
@@ -129,7 +128,7 @@ _grad_enabled: Any = None
 def _bind_torch() -> bool:
     """Bind the torch objects ``map_lean`` reads; False while torch is not loaded."""
     global _Tensor, _strided, _grad_enabled, _real
-    torch = sys.modules.get("torch")
+    torch = _backend.loaded_torch()
     if torch is None:
         return False
     _real = _checks.torch_real_dtypes()
@@ -242,7 +241,7 @@ def _probe_aside(fn: Callable[[Any], Any], head: Any, target: Any) -> tuple[Any,
     the probe's torch function mode).
     """
     head = head.clone() if _backend.is_tensor(head) else np.array(head, copy=True)
-    torch = sys.modules.get("torch")  # not loaded: numpy values and a numpy function
+    torch = _backend.loaded_torch()  # not loaded: numpy values and a numpy function
     kept: Any = contextlib.nullcontext()
     module, buffers = _module_of(fn), []
     if torch is not None:
@@ -385,7 +384,7 @@ def _spans(stop: int, plan: _Plan) -> Iterator[tuple[int, int]]:
 
 
 def _is_module(fn: Any) -> bool:
-    torch = sys.modules.get("torch")
+    torch = _backend.loaded_torch()
     return torch is not None and isinstance(fn, torch.nn.Module)
 
 

@@ -50,6 +50,7 @@ Examples:
 from __future__ import annotations
 
 import math
+import threading
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
@@ -99,11 +100,7 @@ def partition_of(values: Any, offsets: Any, where: str, *, num_items: Any = None
                 f"{where}: offsets must be on the device of values ({values.device}); "
                 f"got offsets on {offsets.device}"
             )
-        if offsets.ndim != 1 or offsets.shape[0] == 0 or offsets.dtype.is_floating_point:
-            raise ValueError(
-                f"{where}: offsets must be a non-empty 1-D integer array; "
-                f"got {_backend.describe(offsets)}"
-            )
+        _check_trusted(offsets, where)
         # a copy: the backward reads the offsets again, after the caller may have reused them
         offsets = offsets.detach().to(torch.int64, copy=True)
         return Partition(None, offsets=offsets, num_items=count)
@@ -124,6 +121,7 @@ def partition_of(values: Any, offsets: Any, where: str, *, num_items: Any = None
 RECENT_PARTITIONS = 4
 RECENT_MAX_ITEMS = 1 << 20
 _recent: dict[bytes, Partition] = {}
+_recent_lock = threading.Lock()
 
 
 def _host_partition(
@@ -141,9 +139,10 @@ def _host_partition(
     _offsets.validate(host, num_items, where, items)
     part = Partition(host)
     if remember and num_items <= RECENT_MAX_ITEMS:
-        while len(_recent) >= RECENT_PARTITIONS:  # the oldest goes
-            _recent.pop(next(iter(_recent), b""), None)
-        _recent[key] = part
+        with _recent_lock:  # (threads calling at once changed the dict under next(iter))
+            while len(_recent) >= RECENT_PARTITIONS:  # the oldest goes
+                _recent.pop(next(iter(_recent)))
+            _recent[key] = part
     return part
 
 
@@ -157,13 +156,27 @@ def _graph_partition(values: Any, offsets: Any, where: str, num_items: Any) -> P
     torch = _torch()
     if not _backend.is_tensor(offsets):
         offsets = torch.tensor(offsets, device=values.device)
-    if offsets.ndim != 1 or offsets.shape[0] == 0 or offsets.dtype.is_floating_point:
+    _check_trusted(offsets, where)
+    offsets = offsets.to(device=values.device, dtype=torch.int64)
+    return Partition(None, offsets=offsets, num_items=num_items)
+
+
+def _check_trusted(offsets: Any, where: str) -> None:
+    """The kind and shape of offsets whose values are trusted (on a GPU, in a graph).
+
+    The same refusals as for host offsets: an integer dtype (``TypeError``; bools and
+    complex numbers were taken, a bool mask dropping items), one non-empty dimension.
+    """
+    dtype = offsets.dtype
+    if dtype.is_floating_point or dtype.is_complex or dtype == _torch().bool:
+        raise TypeError(
+            f"{where}: offsets must have an integer dtype; got {_checks.dtype_name(dtype)}"
+        )
+    if offsets.ndim != 1 or offsets.shape[0] == 0:
         raise ValueError(
             f"{where}: offsets must be a non-empty 1-D integer array; "
             f"got {_backend.describe(offsets)}"
         )
-    offsets = offsets.to(device=values.device, dtype=torch.int64)
-    return Partition(None, offsets=offsets, num_items=num_items)
 
 
 def _flat(values: Any) -> Any:

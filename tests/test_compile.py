@@ -172,6 +172,21 @@ def test_a_module_holding_a_numpy_fill_compiles_into_one_graph(fill):
     assert (explained.graph_count, explained.graph_break_count) == (1, 0)
 
 
+@pytest.mark.parametrize("dtype", [torch.bool, torch.complex64, torch.float32])
+def test_compiled_reductions_refuse_offsets_of_no_integer_dtype(dtype):
+    """In a graph the offsets' values are trusted, not their kind: bool offsets were taken,
+    and a mask [False, True, True] dropped an item (eager: TypeError)."""
+    values = torch.tensor([5.0, 7.0])
+    offsets = torch.tensor([0, 1, 2]).to(dtype)
+    compiled = torch.compile(lambda v, o: ra.segment_sum(v, o), backend="aot_eager", fullgraph=True)
+    with pytest.raises(TypeError, match="offsets must have an integer dtype"):
+        ra.segment_sum(values, offsets)
+    with pytest.raises(Exception) as caught:  # dynamo wraps the TypeError raised in a graph
+        compiled(values, offsets)
+    seen = f"{caught.value} {caught.value.__cause__!r}"  # (torch 2.6 drops its message)
+    assert OLD_TORCH or "TypeError('segment_sum: offsets must have an integer dtype" in seen
+
+
 _NUMBER = np.float32(1.5)  # a module-level numpy number, read by the graph below
 
 

@@ -1014,3 +1014,9 @@ def test_integer_comparisons_take_tolerances_past_float64():
     assert not ra.allclose(x, y, atol=2)
     with pytest.raises(AssertionError):
         ra.testing.assert_ragged_equal(x, y, atol=2)
+
+
+def test_a_fill_on_the_meta_device_is_refused_by_name():
+    values = torch.tensor([5.0, 7.0])
+    with pytest.raises(ValueError, match=r"^segment_sum: fill must hold a value; got a tensor on"):
+        ra.segment_sum(values, [0, 0, 2], fill=torch.tensor(1.0, device="meta"))
