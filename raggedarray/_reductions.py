@@ -60,7 +60,16 @@ def _blocks_overflowed(flat: Any, part: Partition, sums: Any) -> bool:
     is NaN where every value is finite (torch.sum gives inf there). The sums (and means)
     are then the float64 truth, rounded to float32: inf only beyond its range.
     """
-    return part.blocked() and _overflowed(flat, part, sums, inf_overflows=False)
+    if not part.blocked() or sums.dtype != _torch().float32 or not sums.is_cpu:
+        return False
+    if _backend.compiling():
+        return False
+    try:  # the common answer in one small sum (numpy's took 4x as long after the kernel)
+        if math.isfinite(sums.detach().sum().item()):
+            return False
+    except RuntimeError:  # (under torch.func nothing is read back)
+        return False
+    return _overflowed(flat, part, sums, inf_overflows=False)
 
 
 def _extremum(op: str) -> Callable[..., tuple[Any, Any]]:
