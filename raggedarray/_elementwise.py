@@ -611,6 +611,11 @@ class ElementwiseMethods(RaggedFields[ValuesT]):
                 "selects elementwise)"
             )
         stem = torch_comparison(func)
+        if stem is not None and kwargs and set(kwargs) <= {"input", "other", "out"}:
+            named = {k: v for k, v in kwargs.items() if k != "out"}  # (out= tensors: refused)
+            if len(args) + len(named) == 2 and ("input" not in named or not args):
+                args = (*args, *(named[k] for k in ("input", "other") if k in named))
+                kwargs = {}  # torch.lt(x, other=300) is torch.lt(x, 300): checked the same
         if stem is not None and len(args) == 2 and not kwargs and isinstance(args[1], _SCALARS):
             x = args[0]  # torch.gt(x, 300): as x > 300, torch's wrapping of 300 caught
             if _is_ragged(x) and x.backend == _backend.TORCH and type(args[1]) is not float:

@@ -1020,3 +1020,13 @@ def test_a_fill_on_the_meta_device_is_refused_by_name():
     values = torch.tensor([5.0, 7.0])
     with pytest.raises(ValueError, match=r"^segment_sum: fill must hold a value; got a tensor on"):
         ra.segment_sum(values, [0, 0, 2], fill=torch.tensor(1.0, device="meta"))
+
+
+def test_comparison_functions_check_a_number_given_by_keyword():
+    """torch.lt(x, other=300) skipped the range check torch.lt(x, 300) has: 300 became 44."""
+    x = make(np.array([0, 5, 200], dtype=np.uint8), [2, 1], "torch")
+    assert torch.lt(x, other=300).values.tolist() == [True, True, True]
+    assert torch.lt(input=x, other=300).values.tolist() == [True, True, True]
+    assert torch.gt(x, -3, out=None).values.tolist() == [True, True, True]
+    y = make(np.array([5], dtype=np.int16), [1], "torch")
+    assert torch.eq(y, other=65541).values.tolist() == [False]
