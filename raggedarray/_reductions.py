@@ -60,16 +60,18 @@ def _blocks_overflowed(flat: Any, part: Partition, sums: Any) -> bool:
     is NaN where every value is finite (torch.sum gives inf there). The sums (and means)
     are then the float64 truth, rounded to float32: inf only beyond its range.
     """
-    if not part.blocked() or sums.dtype != _torch().float32 or not sums.is_cpu:
+    if not part.blocked() or not _on_host(sums):
         return False
-    if _backend.compiling():
-        return False
-    try:  # the common answer in one small sum (numpy's took 4x as long after the kernel)
-        if math.isfinite(sums.detach().sum().item()):
+    try:  # the common answer first: _backend.transformed costs as much as the sum
+        if _all_finite(sums):
             return False
-    except RuntimeError:  # (under torch.func nothing is read back)
+    except RuntimeError:  # (vmap reads nothing back)
         return False
-    return _overflowed(flat, part, sums, inf_overflows=False)
+    if _backend.transformed(sums):  # (nor does torch.func otherwise: as on a GPU)
+        return False
+    # every inf or NaN of a segment without NaN: an inf value adds to a float64 total as
+    # it should, and a running block sum that overflowed is taken again
+    return bool((~_torch().isfinite(sums) & ~_largest(flat, part).isnan()).any())
 
 
 def _extremum(op: str) -> Callable[..., tuple[Any, Any]]:
@@ -104,7 +106,7 @@ def _variance(root: bool) -> Callable[..., tuple[Any, Any]]:
     def kernel(flat: Any, part: Partition, options: dict[str, Any]) -> tuple[Any, Any]:
         correction = options["correction"]
         out, var = _spread(flat, part, correction, root=root)
-        if _overflowed(flat, part, var, inf_overflows=True):
+        if _overflowed(flat, part, var):
             # squares of float32 deviations beyond ~1.8e19 overflow where their float64
             # truth (torch.var's CPU accumulator) does not: take every segment again in
             # float64, so no inf or NaN of the float32 pass reaches the result or gradient
@@ -174,13 +176,8 @@ def _divisor(part: Partition, correction: Any, dtype: Any, device: Any) -> tuple
     return part._get(("var divisor", correction, dtype, str(device)), build)
 
 
-def _overflowed(flat: Any, part: Partition, var: Any, *, inf_overflows: bool) -> bool:
+def _overflowed(flat: Any, part: Partition, var: Any) -> bool:
     """Whether a float32 variance is inf or NaN where the segment's values are all finite.
-
-    (For a sum, ``var`` is the sums and ``inf_overflows`` False: a sum is beyond float32's
-    range where it is inf, or a running sum of a block overflowed where it is not; only
-    the values tell, and every inf or NaN of a segment without NaN gets the second pass,
-    where an infinite value adds to a finite float64 total as it should.)
 
     Checked on the CPU, where reading the result costs one small sum (a GPU is not
     synchronised: there float32 accumulates as in ``torch.var`` on CUDA), and never inside
@@ -190,21 +187,31 @@ def _overflowed(flat: Any, part: Partition, var: Any, *, inf_overflows: bool) ->
     values looked at. A variance beyond float32's range is inf in float64 too: taking it
     again costs time only.
     """
-    torch = _torch()
-    if var.dtype != torch.float32 or not var.is_cpu:
+    if not _on_host(var) or _backend.transformed(var) or _all_finite(var):
         return False
-    if _backend.compiling() or _backend.transformed(var):  # nothing is read back: as on a GPU
-        return False
-    if math.isfinite(var.detach().sum().item()):  # every variance finite (one small sum)
-        return False
-    if inf_overflows and bool((var == math.inf).any()):
+    if bool((var == math.inf).any()):
         return True
     if not part.blocked():
         return False
-    largest = _kernels().raw_extremum(flat.detach().abs(), part, "amax")  # NaN where NaN
-    if inf_overflows:
-        return bool((var.isnan() & torch.isfinite(largest)).any())
-    return bool((~torch.isfinite(var) & ~largest.isnan()).any())  # (inf values sum in float64)
+    return bool((var.isnan() & _torch().isfinite(_largest(flat, part))).any())
+
+
+def _on_host(result: Any) -> bool:
+    """Whether a float32 result is checked: on the CPU and outside a compiled graph.
+
+    (A GPU is not synchronised, and nothing is read back in a graph.)
+    """
+    return result.dtype == _torch().float32 and result.is_cpu and not _backend.compiling()
+
+
+def _all_finite(result: Any) -> bool:
+    """Whether every entry of ``result`` is finite: one small sum, read back."""
+    return math.isfinite(result.detach().sum().item())
+
+
+def _largest(flat: Any, part: Partition) -> Any:
+    """Each segment's largest magnitude per feature; NaN where a value is NaN."""
+    return _kernels().raw_extremum(flat.detach().abs(), part, "amax")
 
 
 # ---------------------------------------------------------------- the reduction table
