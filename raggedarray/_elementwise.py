@@ -43,7 +43,7 @@ from __future__ import annotations
 import numbers
 import operator
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import numpy as np
 
@@ -56,6 +56,7 @@ from ._pointwise import (
     backend_refusal,
     compare_beyond,
     int_bounds,
+    not_a_number,
     numpy_scalar_on_the_left,
     refuse_ufunc_outputs,
     torch_comparison,
@@ -408,15 +409,14 @@ def _binary(
     def method(self: E, other: object) -> E:
         if isinstance(other, _SCALARS):  # the common case, kept short
             values = self._values
-            if type(values) is not np.ndarray and type(other) is not float:
-                if not _as_is(other):  # torch misreads some numbers (see torch_number)
-                    where = f"{type(self).__name__}.{name}"
-                    other = torch_number(other, values, where, compare=compare)
-                if compare and type(other) is int:  # one torch would wrap: a constant
-                    bounds = int_bounds(values.dtype)
-                    if bounds is not None and not bounds[0] <= other <= bounds[1]:
-                        out = _compare_beyond(self, op, other, f"{type(self).__name__}.{name}")
-                        return _wrap(self, out, name)
+            if (
+                type(values) is not np.ndarray
+                and type(other) is not float
+                and (compare or not _as_is(other))
+            ):
+                other, out = _torch_number(self, other, op if compare else None, name)
+                if out is not None:
+                    return _wrap(self, out, name)
             try:
                 out = op(other, values) if reflected else op(values, other)
             except BACKEND_ERRORS as err:
@@ -425,7 +425,7 @@ def _binary(
         where = f"{type(self).__name__}.{name}"
         if not _is_ragged(other) and _backend.backend_of(other) is None:
             if isinstance(other, numbers.Number):  # Fraction, Decimal: no backend reads them
-                raise _not_a_number(where, other)
+                raise not_a_number(where, other)
             if not isinstance(other, _SEQUENCES):
                 return NotImplemented
             other = _sequence_operand(other, self, where)
@@ -436,20 +436,43 @@ def _binary(
     return method
 
 
-def _compare_beyond(x: Any, op: Callable[[Any, Any], Any], other: int, where: object) -> Any:
-    """``compare_beyond`` of ``x``'s values, its refusal in the package's form."""
-    try:
-        return compare_beyond(op, x._values, other)
-    except BACKEND_ERRORS as err:
-        raise backend_refusal(err, x, where) or err from None
+def _torch_number(x: Any, other: Any, op: Any, where: object) -> tuple[Any, Any]:
+    """A number beside torch values ``x`` as torch must read it, and the answer if it is one.
+
+    ``op`` is the comparison asked (``operator.lt``), or None for other operations. The
+    answer is None, or for a comparison with an int beyond the values' dtype (which torch
+    would wrap) the constant result. ``where`` names the operation in messages: an
+    operator's dunder name (``"__lt__"``), formatted with ``x``'s class only when one is
+    raised, or a ``TorchWhere``.
+    """
+    values = x._values
+    if not _as_is(other):  # torch misreads some numbers (see torch_number)
+        other = torch_number(other, values, _label(x, where), compare=op is not None)
+    if op is not None and type(other) is int:
+        bounds = int_bounds(values.dtype)
+        if bounds is not None and not bounds[0] <= other <= bounds[1]:
+            try:
+                return other, compare_beyond(op, values, other)
+            except BACKEND_ERRORS as err:
+                raise backend_refusal(err, x, _label(x, where)) or err from None
+    return other, None
 
 
-def _not_a_number(where: str, other: Any) -> TypeError:
-    """The refusal of a number operand no backend reads as a number (Fraction, timedelta)."""
-    return TypeError(
-        f"{where}: number operands must be Python or numpy ints, floats or bools; "
-        f"got {type(other).__name__} {other!r:.40} (convert it, e.g. float(v))"
-    )
+def _label(x: Any, where: object) -> object:
+    """``where`` for a message: an operator's name is formatted with ``x``'s class."""
+    return _MethodWhere(x, where) if isinstance(where, str) else where
+
+
+class _MethodWhere:
+    """``RaggedArray.__lt__`` for messages, formatted only when one is raised."""
+
+    __slots__ = ("name", "x")
+
+    def __init__(self, x: Any, name: str) -> None:
+        self.x, self.name = x, name
+
+    def __str__(self) -> str:
+        return f"{type(self.x).__name__}.{self.name}"
 
 
 def _unary(stem: str, op: Callable[[Any], Any]) -> Callable[[E], E]:
@@ -619,14 +642,10 @@ class ElementwiseMethods(RaggedFields[ValuesT]):
         if stem is not None and len(args) == 2 and not kwargs and isinstance(args[1], _SCALARS):
             x = args[0]  # torch.gt(x, 300): as x > 300, torch's wrapping of 300 caught
             if _is_ragged(x) and x.backend == _backend.TORCH and type(args[1]) is not float:
-                values, other = x._values, cast(Any, args[1])
-                if not _as_is(other):
-                    other = torch_number(other, values, TorchWhere(func), compare=True)
-                    args = (x, other)
-                bounds = int_bounds(values.dtype) if type(other) is int else None
-                if bounds is not None and not bounds[0] <= other <= bounds[1]:
-                    out = _compare_beyond(x, COMPARE[stem], other, TorchWhere(func))
+                other, out = _torch_number(x, args[1], COMPARE[stem], TorchWhere(func))
+                if out is not None:
                     return _result(x, out, TorchWhere(func))
+                args = (x, other)
         return elementwise(func, args, kwargs, TorchWhere(func), backend=_backend.TORCH)
 
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:

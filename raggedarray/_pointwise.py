@@ -438,10 +438,7 @@ def torch_number(other: Any, values: Any, where: object, *, compare: bool = Fals
     if isinstance(other, (bool, np.bool_)):
         return bool(other)
     if isinstance(other, np.timedelta64):  # (a numpy int subclass)
-        raise TypeError(
-            f"{where}: number operands must be Python or numpy ints, floats or bools; "
-            f"got {type(other).__name__} {other!r:.40} (convert it, e.g. float(v))"
-        )
+        raise not_a_number(where, other)
     if isinstance(other, (int, np.integer)):
         other = int(other)
         if compare and _checks.INT64_MIN <= other <= _checks.INT64_MAX:
@@ -456,6 +453,14 @@ def torch_number(other: Any, values: Any, where: object, *, compare: bool = Fals
             )
         return complex(other) if isinstance(other, np.complexfloating) else float(other)
     return other
+
+
+def not_a_number(where: object, other: Any) -> TypeError:
+    """The refusal of a number operand no backend reads as a number (Fraction, timedelta)."""
+    return TypeError(
+        f"{where}: number operands must be Python or numpy ints, floats or bools; "
+        f"got {type(other).__name__} {other!r:.40} (convert it, e.g. float(v))"
+    )
 
 
 def torch_scalar(other: int, values: Any, where: object) -> Any:
