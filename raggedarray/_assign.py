@@ -28,14 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from . import _backend, _checks, _offsets
+from . import _backend, _checks
 
 _NUMBERS = (bool, int, float, np.bool_, np.integer, np.floating)
 
 
 def segment_key(key: Any, where: str) -> int:
     """The segment index of an assignment: an int (not a bool), else a TypeError."""
-    index = _offsets.one_index(key)
+    index = _checks.index_of(key)
     if index is not None:
         return index
     raise TypeError(

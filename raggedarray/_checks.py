@@ -316,13 +316,10 @@ def _names_a_dtype(text: Any) -> bool:
 
 def read_int(value: Any, name: str, where: str, *, low: int = 0, high: int = INT64_MAX) -> int:
     """An int argument (not a bool) in ``[low, high]`` (int64 by default), as a Python int."""
-    if is_int(value):
-        value = int(value)
-    else:
-        index = index_of(value)
-        if index is None:
-            raise TypeError(f"{where}: {name} must be an int; got {type(value).__name__}")
-        value = index
+    index = index_of(value)
+    if index is None:
+        raise TypeError(f"{where}: {name} must be an int; got {type(value).__name__}")
+    value = index
     if value < low:
         raise ValueError(f"{where}: {name} must be >= {low}; got {value}")
     if value > high:

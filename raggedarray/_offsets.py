@@ -173,11 +173,6 @@ def spans(
     return new_offsets, shift + np.arange(new_offsets[-1], dtype=np.int64)
 
 
-def one_index(key: Any) -> int | None:
-    """``key`` as one integer index, or None when it is not one (``_checks.index_of``)."""
-    return _checks.index_of(key)
-
-
 def segment_index(key: Any, num_segments: int, where: str) -> np.ndarray:
     """Host int64 segment indices (in range, negatives resolved) from an index array or mask.
 

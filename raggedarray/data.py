@@ -475,7 +475,7 @@ def _segment_index(i: Any, where: str) -> int:
     Python and numpy integers and 0-d integer arrays or tensors are indices; bools (and
     bool arrays), slices, lists and floats are refused.
     """
-    index = _offsets.one_index(i)
+    index = _checks.index_of(i)
     if index is not None:
         return index
     raise TypeError(
