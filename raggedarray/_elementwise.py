@@ -188,7 +188,7 @@ def _operand(a: Any, ref: Any, array: type, depth: int, operands: Any, where: ob
         backend = _backend.backend_of(a)
         if backend is None:
             if isinstance(a, _SCALARS) and ref.backend == _backend.TORCH and not _as_is(a):
-                return torch_number(a, ref._values, str(where))
+                return torch_number(a, ref._values, where)
             return a  # scalars, None, dtypes, strings: the backend's business
         if backend != ref.backend:
             if _backend.compiling() and a.ndim == 0:  # (a numpy number, traced)
