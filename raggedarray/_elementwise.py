@@ -161,6 +161,8 @@ def elementwise(
     args = [_operand(a, ref, array, depth, operands, where) for a in args]
     if kwargs:
         kwargs = {k: _operand(a, ref, array, depth, operands, where) for k, a in kwargs.items()}
+    if _compares(fn) and _backend.compiling() and any(map(_traced, everything)):
+        args = _exactly(args)  # (np.int64(256) traced: as eagerly, compared exactly)
     try:
         out = fn(*args, **kwargs)
     except BACKEND_ERRORS as err:  # name the shapes or devices that do not fit, or the dtype
@@ -240,6 +242,35 @@ def _traced_number(a: Any, values: Any) -> Any:
     if number.dtype.is_floating_point and not values.dtype.is_floating_point:
         number = number.to(torch.get_default_dtype())
     return number
+
+
+def _traced(a: Any) -> bool:
+    """Whether ``a`` is what dynamo makes of a numpy number: a 0-d array (see ``_operand``)."""
+    return isinstance(a, np.ndarray) and a.ndim == 0
+
+
+def _compares(fn: Any) -> bool:
+    """Whether ``fn`` is a comparison: an operator (``operator.lt``) or a torch one."""
+    return fn in _COMPARISONS or torch_comparison(fn) is not None
+
+
+_COMPARISONS = frozenset(COMPARE.values())
+
+
+def _exactly(args: list[Any]) -> list[Any]:
+    """Integer operands of a comparison widened to int64, where none of them wraps.
+
+    A numpy int traced by dynamo reaches the graph as a 0-d int64 tensor, which torch casts
+    to the values' dtype (``x == np.int64(256)`` on uint8 compares with 0). Eagerly it is
+    read as a Python int, compared exactly; in int64 it is compared exactly too, as a
+    narrower integer (or bool) is. (Not uint64 values: beyond int64 they would wrap.)
+    """
+    torch = _backend.torch_module()
+    narrow = {torch.bool, torch.uint8, torch.int8, torch.int16, torch.uint16, torch.int32}
+    narrow.add(torch.uint32)
+    if not all(a.dtype in narrow or a.dtype == torch.int64 for a in args if _backend.is_tensor(a)):
+        return args  # (floats read the number as a float, as eagerly)
+    return [a.long() if _backend.is_tensor(a) and a.dtype in narrow else a for a in args]
 
 
 def _as_is(number: object) -> bool:

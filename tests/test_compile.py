@@ -7,6 +7,8 @@ one test runs the default inductor backend on a reduction forward and backward.
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 import pytest
 
@@ -210,6 +212,30 @@ def test_numpy_numbers_in_a_compiled_function_give_the_eager_result(fn):
     got, want = compiled(x), fn(x)
     assert type(got) is type(want) and got.dtype == want.dtype
     assert torch.equal(got.values, want.values) and torch.equal(got.offsets, want.offsets)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int8, torch.bool])
+@pytest.mark.parametrize("number", [np.int64(256), np.int64(-1), np.int64(-129), np.int32(7)])
+@pytest.mark.parametrize(
+    "compare",
+    [
+        operator.eq,
+        operator.lt,
+        lambda x, n: n >= x,  # reflected
+        torch.gt,
+        lambda x, n: torch.le(x, other=n),
+    ],
+)
+def test_numpy_ints_beyond_the_dtype_compare_exactly_in_a_compiled_function(dtype, number, compare):
+    """dynamo reads a numpy int as a 0-d int64 tensor, which torch cast to the values'
+    dtype: x == np.int64(256) on uint8 compared with 0, x < np.int64(300) with 44."""
+    values = torch.tensor([0, 1, 5, 100, 127], dtype=torch.int64).to(dtype)
+    x = ra.RaggedArray.from_lengths(values, [2, 0, 3])
+    compiled = torch.compile(compare, backend="aot_eager", fullgraph=True)
+    got, want = compiled(x, number), compare(x, number)
+    truth = compare(values.long(), int(number))  # exact, in int64
+    assert torch.equal(want.values, truth)
+    assert got.dtype == torch.bool and torch.equal(got.values, truth)
 
 
 EAGER_AFTER_COMPILED_PROCESS = """
