@@ -115,12 +115,15 @@ class ComputeMethods(RaggedFields[ValuesT]):
         (running statistics, spectral norm's vectors) back; that output is not kept,
         so every call splits a batch the same way, a function that writes into its input
         changes each item once, and dropout draws as on any later call. Pass the same
-        function object again to reuse its plan (a new lambda is measured anew). A module
-        (or its bound ``forward``) whose batch normalisation uses the batch's statistics
-        (training mode, or ``track_running_stats=False``) is called once on the whole buffer
-        by default, so it sees the statistics it would see unchunked; an explicit
-        ``chunk_size`` makes each chunk a batch-norm batch. An explicit ``chunk_size``
-        always wins.
+        function object (or the same object's method) again to reuse its plan (a new lambda
+        is measured anew). A module (or its bound ``forward``) whose batch normalisation
+        uses the batch's statistics (training mode, or ``track_running_stats=False``) is
+        called once on the whole buffer by default, so it sees the statistics it would see
+        unchunked; an explicit ``chunk_size`` makes each chunk a batch-norm batch. So is a
+        module whose probe call changed its buffers (spectral norm's power iteration in
+        training mode, a quantization observer), which chunks would update once each, and a
+        function the probe cannot run (autograd inside it, a compiled part). An explicit
+        ``chunk_size`` always wins.
 
         Gradients flow through every chunk, and equal those of one unchunked call up to
         floating-point summation order. Works under ``torch.no_grad()`` (the chunks are then

@@ -5,7 +5,8 @@ operation: it records the largest tensor (a convolution counts its unfolded inpu
 ``kernel size`` times larger than its output), the bytes of all outputs, and the
 multiply-adds of convolutions and matrix products. ``map`` sizes its calls from these.
 A compiled function is measured through the one it compiles, and the buffers of a module
-the probe changed are put back afterwards.
+the probe changed are put back afterwards (``map`` then calls that module once per batch:
+chunks would update its state once each).
 """
 
 from __future__ import annotations
@@ -66,16 +67,38 @@ def buffers_of(module: Any, torch: Any) -> list[tuple[Any, str, Any, int | None,
     return kept
 
 
-def put_back(buffers: list[tuple[Any, str, Any, int | None, Any]]) -> None:
-    """Undo what the probe did to a module's buffers: only those it changed are touched."""
+def put_back(buffers: list[tuple[Any, str, Any, int | None, Any]]) -> bool:
+    """Undo what the probe did to a module's buffers; whether it changed any.
+
+    A buffer changed when ``fn`` put a new tensor in its place, wrote into it (its version
+    moved), or holds other bytes: torch's batch norm updates its running statistics
+    without moving their version. Only those are touched.
+    """
     if not buffers:
-        return
+        return False
+    changed = False
     with _backend.torch_module().no_grad():
         for owner, name, buffer, version, before in buffers:
             if getattr(owner, name, None) is not buffer:  # fn assigned a new tensor
                 setattr(owner, name, buffer)
-            if version is not None and buffer._version != version:
+                changed = True
+            if version is not None and (buffer._version != version or _differ(buffer, before)):
                 buffer.copy_(before)
+                changed = True
+    return changed
+
+
+def _differ(buffer: Any, before: Any) -> bool:
+    """Whether two tensors of one dtype and shape hold other bytes (NaN equals NaN there)."""
+    if buffer.numel() == 0:
+        return False
+    torch = _backend.torch_module()
+    try:
+        mine = buffer.detach().contiguous().reshape(-1).view(torch.uint8)
+        theirs = before.contiguous().reshape(-1).view(torch.uint8)
+    except (RuntimeError, TypeError):  # no bytes to view (a quantized tensor): by value
+        return not torch.equal(buffer, before)
+    return not torch.equal(mine, theirs)
 
 
 class Costs(NamedTuple):

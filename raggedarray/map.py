@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import sys
+import types
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
@@ -77,6 +79,10 @@ PROBE_ITEMS = 16
 GPU_MEMORY_FRACTION = 0.5
 
 _chosen: weakref.WeakKeyDictionary[Any, dict[Any, _Plan]] = weakref.WeakKeyDictionary()
+# Plans of callables that cannot be weakly referenced (numpy ufuncs, builtins), held strongly;
+# cleared when it reaches _KEPT_MAX (a bound builtin method holds its object).
+_kept: dict[Any, dict[Any, _Plan]] = {}
+_KEPT_MAX = 64
 
 
 def map_lean(values: Any, fn: Callable[[Any], Any], owner: type) -> Any:
@@ -108,6 +114,8 @@ def map_lean(values: Any, fn: Callable[[Any], Any], owner: type) -> Any:
     num_items = values.shape[0]
     if num_items > plan.measured < PROBE_ITEMS:  # (plan.covers, inline: measured on fewer
         return None  # items than this batch has, so map_values probes again)
+    if plan.training is not None and getattr(fn, "training", None) is not plan.training:
+        return None  # a module's mode changed since its probe (or a method's: map_values)
     if 0 < num_items <= plan.whole:
         output = fn(values)
         if not _usual_rows(output, num_items):
@@ -165,9 +173,12 @@ def map_values(
     if chunk_size is None and _batch_coupled(fn):
         chunk_size = max(num_items, 1)
     key = _cache_key(values, target)
-    plan = _cached_choice(fn, key) if chunk_size is None else _Plan(chunk_size, chunk_size, False)
-    if plan is not None and not plan.covers(num_items):
-        plan = None  # measured on fewer items than this batch has: probe again
+    if chunk_size is not None:
+        plan: _Plan | None = _Plan(chunk_size, chunk_size, False)
+    else:
+        plan = _cached_choice(fn, key)
+        if plan is not None and (not plan.covers(num_items) or plan.training != _training(fn)):
+            plan = None  # measured on fewer items than this batch has, or in the other mode
     if plan is not None and 0 < num_items <= plan.whole and not progress:
         return _whole(values, fn, target, where)  # one call: no slicing, no assembling
     return _chunks(values, fn, plan, where=where, target=target, key=key, progress=progress)
@@ -189,21 +200,9 @@ def _chunks(
     assembler = _Assembler(num_items, where)
     recast = _recasts_per_chunk(values, target)
     try:
+        unproven = plan is None
         if plan is None:  # probe on the first items, then size the chunks
-            stop = min(num_items, PROBE_ITEMS)
-            output, costs = _probe_aside(fn, values[:stop], target)
-            # key: (item shape, dtype, device, grad)
-            plan = _choose(costs, key[2], grad=key[-1])._replace(measured=stop)
-            if num_items:  # (no items measured nothing: a plan from them would be one call)
-                _remember(fn, key, plan)
-            _check_rows(output, stop, where)  # (a bad output fails before the batch runs)
-            # Dropped, even when those items are the whole batch: the batch runs in the
-            # plan's calls from its first item, the calls every later batch of this size
-            # makes, outside the probe's mode (under which a transformer leaves its fast
-            # path) and recorded by autograd as a recomputation (checkpoint) records them.
-            # Kept, the probe's output made the first call 16 items plus the rest, which
-            # differs for a function that looks across items (v - v.mean(0)).
-            del output
+            plan, unproven = _probe_plan(fn, values, target, key, where)
         for a, b in _spans(num_items, plan):
             if recast:
                 _backend.torch_module().clear_autocast_cache()
@@ -220,10 +219,53 @@ def _chunks(
     finally:
         if bar is not None:
             bar.close()
+    if unproven and num_items:  # the probe failed, and one call ran: remember that
+        _remember(fn, key, plan)
     return assembler.result()
 
 
-def _probe_aside(fn: Callable[[Any], Any], head: Any, target: Any) -> tuple[Any, Costs]:
+def _probe_plan(
+    fn: Callable[[Any], Any], values: Any, target: Any, key: tuple[Any, ...], where: str
+) -> tuple[_Plan, bool]:
+    """The plan for ``fn`` from a probe on the first items; whether it is still unproven.
+
+    A module whose call changed its state (running statistics, spectral norm's vectors, a
+    quantization observer) is called once: chunks would update it once each. A function
+    the probe cannot run (autograd inside it, which the probe's ``no_grad`` stops; a
+    compiled part, which cannot trace the probe's mode) is called once too, as it would be
+    by hand; that plan is remembered once the call has run (an error of ``fn`` itself is
+    raised by the call).
+    """
+    num_items = values.shape[0]
+    stop = min(num_items, PROBE_ITEMS)
+    training = _training(fn)
+    try:
+        output, costs, stateful = _probe_aside(fn, values[:stop], target)
+    except Exception:
+        return _Plan(_ALL, _ALL, True, stop, training), True
+    if stateful:
+        plan = _Plan(_ALL, _ALL, True, stop, training)
+    else:  # key: (item shape, dtype, device, grad)
+        plan = _choose(costs, key[2], grad=key[-1])._replace(measured=stop, training=training)
+    if num_items:  # (no items measured nothing: a plan from them would be one call)
+        _remember(fn, key, plan)
+    _check_rows(output, stop, where)  # (a bad output fails before the batch runs)
+    # Dropped, even when those items are the whole batch: the batch runs in the plan's
+    # calls from its first item, the calls every later batch of this size makes, outside
+    # the probe's mode (under which a transformer leaves its fast path) and recorded by
+    # autograd as a recomputation (checkpoint) records them. Kept, the probe's output made
+    # the first call 16 items plus the rest, which differs for a function that looks
+    # across items (v - v.mean(0)).
+    return plan, False
+
+
+def _training(fn: Any) -> bool | None:
+    """The training mode of the module ``fn`` is (or is a method of); None for the others."""
+    module = _module_of(fn)
+    return None if module is None else bool(module.training)
+
+
+def _probe_aside(fn: Callable[[Any], Any], head: Any, target: Any) -> tuple[Any, Costs, bool]:
     """``probe`` on a copy of the first items, leaving no trace the batch's calls could see.
 
     Its output is dropped and the batch then runs from its first item, so the probe must
@@ -233,7 +275,8 @@ def _probe_aside(fn: Callable[[Any], Any], head: Any, target: Any) -> tuple[Any,
     legacy global generator) is put back, so a function that draws (dropout) draws for the
     batch exactly as it would on a later call, and so are the buffers of a module (or of
     its bound method or a ``functools.partial`` of either): running statistics, spectral
-    norm's vectors. A plain function that changes state elsewhere sees one more call.
+    norm's vectors; whether any changed is returned. A plain function that changes state
+    elsewhere sees one more call.
 
     Autograd records nothing (the output is dropped; a checkpoint's recomputation, which
     finds the plan and skips the probe, must save what the first forward saved), and a
@@ -254,10 +297,11 @@ def _probe_aside(fn: Callable[[Any], Any], head: Any, target: Any) -> tuple[Any,
     numpy_state = np.random.get_state()
     try:
         with kept:
-            return probe(uncompiled(fn), _move(head, target))
+            output, costs = probe(uncompiled(fn), _move(head, target))
     finally:
         np.random.set_state(numpy_state)
-        put_back(buffers)
+        stateful = put_back(buffers)
+    return output, costs, stateful
 
 
 def _is_cuda(device: Any) -> bool:
@@ -340,13 +384,15 @@ class _Plan(NamedTuple):
     is a small remainder. ``measured``: the items its probe saw. A probe of fewer than
     ``PROBE_ITEMS`` (a first batch that small) counts a function's fixed temporaries (a
     weight it builds per call) as the cost of those few items, so a larger batch probes
-    again rather than run in the tiny chunks that plan gives.
+    again rather than run in the tiny chunks that plan gives. ``training``: the mode of the
+    module probed (None for a function); in the other mode it is probed again.
     """
 
     whole: int
     chunk: int
     equal: bool
     measured: int = PROBE_ITEMS
+    training: bool | None = None
 
     def covers(self, num_items: int) -> bool:
         """Whether the plan was measured on enough items for a batch of ``num_items``."""
@@ -354,6 +400,7 @@ class _Plan(NamedTuple):
 
 
 _NONE = _Plan(0, 0, False)  # nothing remembered: no batch is whole
+_ALL = sys.maxsize  # a plan's ``whole`` for a function called once whatever the batch
 # The last plan looked up for a tensor run in place: (weak reference to fn, weak reference to
 # the values, grad mode, key, plan). A call on the same tensor with the same fn skips building
 # the key; one on another tensor with an equal key skips the dictionaries. Replaced whole,
@@ -425,8 +472,8 @@ def _batch_coupled(fn: Any) -> bool:
 
 
 # The layers whose results (or running statistics) follow the batch they are called on,
-# by class name: a scripted or traced module is no instance of torch's class, but keeps
-# its name in ``original_name``.
+# by class (a subclass too) or by class name: a scripted or traced module is no instance
+# of torch's class, but keeps its name in ``original_name``.
 _BATCH_NORMS = frozenset(f"{lazy}BatchNorm{d}d" for lazy in ("", "Lazy") for d in (1, 2, 3)) | {
     "SyncBatchNorm"
 }
@@ -439,11 +486,13 @@ def _couples(layer: Any) -> bool:
     A batch norm using its batch's statistics, or an instance norm whose running statistics
     a call updates once (tracking them, in training mode).
     """
+    modules = _backend.torch_module().nn.modules
     name = getattr(layer, "original_name", None) or type(layer).__name__
     tracks = getattr(layer, "track_running_stats", True)
-    if name in _BATCH_NORMS:
-        return bool(layer.training or not tracks)
-    return name in _INSTANCE_NORMS and bool(layer.training and tracks)
+    if name in _BATCH_NORMS or isinstance(layer, modules.batchnorm._BatchNorm):
+        return bool(layer.training or not tracks)  # (SyncBatchNorm is a _BatchNorm)
+    instance = name in _INSTANCE_NORMS or isinstance(layer, modules.instancenorm._InstanceNorm)
+    return instance and bool(layer.training and tracks)
 
 
 def _module_of(fn: Any) -> Any:
@@ -485,28 +534,59 @@ def _remembered(fn: Any, values: Any, grad: bool) -> _Plan:
     if last[3] == key and last[0] is not None and last[0]() is fn:
         plan = last[4]
     else:
-        try:
-            plans = _chosen.get(fn)
-        except TypeError:  # not weakly referenceable
-            return _NONE
-        plan = _NONE if plans is None else plans.get(key, _NONE)
+        plan = _cached_choice(fn, key) or _NONE
         if plan is _NONE:
             return _NONE
-    _last = (weakref.ref(fn), weakref.ref(values), grad, key, plan)
+    with contextlib.suppress(TypeError):  # (not weakly referenceable: no memo)
+        _last = (weakref.ref(fn), weakref.ref(values), grad, key, plan)
     return plan
 
 
-def _cached_choice(fn: Any, key: tuple[Any, ...]) -> _Plan | None:
+def _slot(fn: Any, key: tuple[Any, ...]) -> tuple[Any, Any]:
+    """``(holder, slot)``: ``fn``'s plan for ``key`` is kept in the holder's plans, at slot.
+
+    A bound method (``model.forward``) is a new object at every access: its plans are kept
+    with its object, by its function and the key.
+    """
+    if type(fn) is types.MethodType:
+        return fn.__self__, (fn.__func__, key)
+    return fn, key
+
+
+def _plans_of(holder: Any, *, create: bool = False) -> dict[Any, _Plan] | None:
+    """The plans kept for ``holder`` (None if there are none, or it cannot hold any).
+
+    Weakly referenced, so that a function's plans go with it; one that cannot be (a numpy
+    ufunc, a builtin) is held in ``_kept``; an unhashable one keeps no plans.
+    """
+    table: Any = _chosen
     try:
-        return _chosen.get(fn, {}).get(key)
-    except TypeError:  # not weakly referenceable (a builtin function, say)
-        return None
+        plans = _chosen.get(holder)
+    except TypeError:  # not weakly referenceable
+        table = _kept
+        try:
+            plans = _kept.get(holder)
+        except TypeError:  # not hashable
+            return None
+    if plans is None and create:
+        if table is _kept and len(_kept) >= _KEPT_MAX:
+            _kept.clear()
+        plans = table.setdefault(holder, {})
+    return plans
+
+
+def _cached_choice(fn: Any, key: tuple[Any, ...]) -> _Plan | None:
+    holder, slot = _slot(fn, key)
+    plans = _plans_of(holder)
+    return None if plans is None else plans.get(slot)
 
 
 def _remember(fn: Any, key: tuple[Any, ...], plan: _Plan) -> None:
     global _last
-    with contextlib.suppress(TypeError):  # not weakly referenceable
-        _chosen.setdefault(fn, {})[key] = plan
+    holder, slot = _slot(fn, key)
+    plans = _plans_of(holder, create=True)
+    if plans is not None:
+        plans[slot] = plan
         _last = _NO_MEMO  # the memo may hold an older plan
 
 

@@ -186,4 +186,5 @@ def set_budgets(monkeypatch, *, call, chunk, grad, bound=math.inf):
     monkeypatch.setattr(mapping, "CPU_CHUNK_BYTES_GRAD", grad)
     monkeypatch.setattr(mapping, "CPU_COMPUTE_BOUND", bound)
     monkeypatch.setattr(mapping, "_chosen", type(mapping._chosen)())
+    monkeypatch.setattr(mapping, "_kept", {})
     monkeypatch.setattr(mapping, "_last", mapping._NO_MEMO)
