@@ -151,6 +151,8 @@ class BudgetBatchSampler:
     def __setattr__(self, name: str, value: object) -> None:
         if name in _FIXED and name in self.__dict__:  # (set once, by __init__)
             raise self._fixed(name, f"an assignment of {value!r}")
+        if name == "epoch":  # (set_epoch's check, for an assignment too)
+            value = _int(value, "epoch", 0, f"{type(self).__name__}.epoch")
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name: str) -> None:
@@ -173,7 +175,9 @@ class BudgetBatchSampler:
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose plan ``len`` and iteration give (call it on every rank)."""
-        self.epoch = _int(epoch, "epoch", 0, f"{type(self).__name__}.set_epoch")
+        object.__setattr__(
+            self, "epoch", _int(epoch, "epoch", 0, f"{type(self).__name__}.set_epoch")
+        )
 
     def __len__(self) -> int:
         return int(self._plan()[3].shape[0])

@@ -290,8 +290,10 @@ def _join_field(items: Sequence[Any], where: str) -> RaggedArray:
                 )
             _checks.check_array(item, where, f"the array of sample {i}")
     cls = RaggedImageBatch if items[0].ndim == 4 else RaggedArray
-    if get_worker_info() is not None and _shareable(items):
-        return cls._make(*_join_shared(items, where))
+    if get_worker_info() is not None:
+        _refuse_graphs(items, where)
+        if _shareable(items):
+            return cls._make(*_join_shared(items, where))
     values, host = _construct.concat(
         items, dtype=None, device=None, where=where, image=False, item_shape=None
     )
@@ -299,16 +301,29 @@ def _join_field(items: Sequence[Any], where: str) -> RaggedArray:
     return x if x.backend == "torch" else x.torch()
 
 
+def _refuse_graphs(items: Sequence[Any], where: str) -> None:
+    """Refuse, in a DataLoader worker, items that require grad.
+
+    Joined, they make a tensor recording autograd, which torch cannot send to the main
+    process: its queue's feeder thread fails and the loader waits for ever.
+    """
+    for i, a in enumerate(items):
+        if not isinstance(a, np.ndarray) and _backend.needs_grad(a):
+            raise ValueError(
+                f"{where}: ragged fields in a DataLoader worker must not require grad (torch "
+                "cannot send a tensor that records autograd to the main process); got "
+                f"{_backend.describe(a)} requiring grad in sample {i} (detach it in the "
+                "dataset, or load with num_workers=0)"
+            )
+
+
 def _shareable(items: Sequence[Any]) -> bool:
     """Whether a worker can join ``items`` straight into shared memory.
 
-    That takes host arrays, none of them recording an autograd graph (``out=`` refuses
-    those). Other batches (on a GPU, or needing grad) take the main process's path.
+    That takes host arrays (none requires grad: ``_refuse_graphs``). Other batches (on a
+    GPU) take the main process's path.
     """
-    return all(
-        isinstance(a, np.ndarray) or (a.device.type == "cpu" and not _backend.needs_grad(a))
-        for a in items
-    )
+    return all(isinstance(a, np.ndarray) or a.device.type == "cpu" for a in items)
 
 
 def _join_shared(items: Sequence[Any], where: str) -> tuple[torch.Tensor, None, np.ndarray]:

@@ -356,6 +356,29 @@ def test_set_epoch_errors(epoch, error, message):
     assert sampler.epoch == 0
 
 
+@pytest.mark.parametrize(
+    ("epoch", "error", "message"),
+    [
+        (-1, ValueError, "must be >= 0; got -1"),
+        (1.5, TypeError, "must be an int; got float"),
+        (None, TypeError, "must be an int; got NoneType"),
+        ("3", TypeError, "must be an int; got str"),
+        (True, TypeError, "must be an int; got bool"),
+    ],
+)
+def test_an_assigned_epoch_is_checked_as_set_epoch_checks_it(epoch, error, message):
+    """``sampler.epoch = -1`` was taken, and failed later inside numpy (``"3"`` and True
+    were read as 3 and 1)."""
+    sampler = BudgetBatchSampler([1, 2, 3], max_items=3)
+    with pytest.raises(error, match=f"^{W}.epoch: epoch {message}$"):
+        sampler.epoch = epoch
+    assert sampler.epoch == 0
+    sampler.epoch = np.int64(2)
+    twin = BudgetBatchSampler([1, 2, 3], max_items=3)
+    twin.set_epoch(2)
+    assert type(sampler.epoch) is int and list(sampler) == list(twin) and len(sampler) == len(twin)
+
+
 # ---------------------------------------------------------------------------- DataLoader
 
 
