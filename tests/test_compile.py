@@ -238,6 +238,26 @@ def test_numpy_ints_beyond_the_dtype_compare_exactly_in_a_compiled_function(dtyp
     assert got.dtype == torch.bool and torch.equal(got.values, truth)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.uint16, torch.uint64])
+@pytest.mark.parametrize("op", ["argmax", "argmin", "median"])
+def test_segment_ops_fill_empty_segments_without_a_host_read(op, dtype):
+    """The fill of empty segments was read back with ``.item()`` in the graph: a graph
+    break, and dynamo warned of ``Tensor.masked_fill`` in a user's compiled module."""
+    values = torch.tensor([[3], [1], [2], [7], [5]]).to(dtype)
+    x = ra.RaggedArray.from_lengths(values, [2, 0, 3])
+    fill = 65_535 if op == "median" and dtype == torch.uint16 else 7
+    torch._dynamo.reset()
+    counters = torch._dynamo.utils.counters
+    counters.clear()
+    compiled = torch.compile(lambda x: getattr(x, op)(fill=fill), backend="aot_eager")
+    got, want = compiled(x), getattr(x, op)(fill=fill)
+    assert got.dtype == want.dtype and torch.equal(got, want)
+    assert want[1].tolist() == [fill]
+    breaks = " ".join(counters["graph_break"])
+    assert "masked_fill" not in breaks
+    assert op == "median" or "item()" not in breaks  # (median's sorted path reads positions)
+
+
 EAGER_AFTER_COMPILED_PROCESS = """
 import torch, raggedarray as ra
 from torch._dynamo.utils import counters
