@@ -43,6 +43,7 @@ Torch is imported by this module; import it lazily.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -301,6 +302,19 @@ def _hits(values: Any, top: Any) -> Any:
     return ((values == top) | (values.isnan() & top.isnan())).to(values.dtype)
 
 
+def _differences_normal(out: Any) -> bool:
+    """Whether every extremum is finite, and 0 or far enough from 0 for ``x - out`` to be normal.
+
+    Far enough: ``x - out`` is then 0 or a multiple of ``out``'s unit in the last place,
+    for every item ``x``. A subnormal difference is 0 under
+    ``torch.set_flush_denormal(True)``: the sign of ``x - max`` would then count ``x`` as
+    a tie of the max.
+    """
+    info = torch.finfo(out.dtype)
+    size = out.abs()
+    return bool((((size >= info.tiny / info.eps) & (size < math.inf)) | (size == 0)).all())
+
+
 class SegmentExtremum(torch.autograd.Function):
     """Differentiable segment max/min: the gradient goes to the extrema of each segment.
 
@@ -327,8 +341,7 @@ class SegmentExtremum(torch.autograd.Function):
                 return fused, None, None
         if _jit.shares(values, part):  # CPU with numba: counts and shares, segment by segment
             return _jit.extremum_grad(values, out, grad, part), None, None
-        exact = values.device.type == "cpu" and bool(torch.isfinite(out).all())
-        if exact:
+        if values.device.type == "cpu" and _differences_normal(out):
             # 1 at the extrema and 0 elsewhere, from float ops done in place: x - max is 0
             # or negative, so sign + 1 is 1 or 0. Measured 2-3x cheaper than ``==`` and a
             # bool-by-float product, which are slow paths on CPU.

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import _backend, _offsets
-from ._partition import Partition
+from ._partition import BLOCK, Partition
 
 
 def _torch() -> Any:
@@ -39,7 +39,8 @@ def compute_dtype(dtype: Any) -> Any:
 def _sum(flat: Any, part: Partition, options: dict[str, Any]) -> tuple[Any, Any]:
     out = _kernels().segment_sum(flat, part)
     if _blocks_overflowed(flat, part, out):
-        out = _kernels().segment_sum(flat.double(), part).to(flat.dtype)
+        wide = _kernels().segment_sum(flat.double(), part).to(flat.dtype)
+        out = _where_blocked(part, wide, out)
     return out, part.empty(flat.device)
 
 
@@ -48,8 +49,18 @@ def _mean(flat: Any, part: Partition, options: dict[str, Any]) -> tuple[Any, Any
     counts = part.counts(flat.dtype, flat.device)
     if _blocks_overflowed(flat, part, out):  # (a mean within range of a sum beyond it too)
         wide = _kernels().segment_sum(flat.double(), part) / counts.double()
-        return wide.to(flat.dtype), part.empty(flat.device)
+        return _where_blocked(part, wide.to(flat.dtype), out / counts), part.empty(flat.device)
     return (out / counts if out.requires_grad else out.div_(counts)), part.empty(flat.device)
+
+
+def _where_blocked(part: Partition, wide: Any, out: Any) -> Any:
+    """``wide`` for the segments summed in blocks (longer than ``BLOCK``), ``out`` for the rest.
+
+    A segment of at most ``BLOCK`` items is one float32 block, as ``torch.sum`` would add
+    it: its result must not depend on whether another segment of the batch is long.
+    """
+    long = part.lengths(out.device) > BLOCK
+    return _torch().where(long.unsqueeze(1), wide, out)
 
 
 def _blocks_overflowed(flat: Any, part: Partition, sums: Any) -> bool:

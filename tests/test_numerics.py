@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import raggedarray as ra
-from raggedarray import _kernels, _partition
+from raggedarray import _jit, _kernels, _partition
 from raggedarray.reduce import REDUCTIONS
 
 ENGINES = list(_kernels.ENGINES)
@@ -524,3 +524,42 @@ def test_attention_pool_builds_one_partition_per_batch():
     keys = set(x._part._cache)
     pool(x)
     assert set(x._part._cache) == keys  # the second call reuses every index
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("op", ["sum", "mean"])
+def test_a_short_segments_sum_does_not_depend_on_its_neighbours(engine, op):
+    """The float64 second pass, meant for blocks of long segments, also took short
+    segments again whenever one segment of the batch was long: [3e38, 3e38, -3e38] gave
+    3e38 beside a segment of 65 items, and inf alone."""
+    short = torch.tensor([3e38, 3e38, -3e38])
+    blocks = torch.cat([torch.full((64,), 3e38), torch.full((64,), -3e38)])
+    x = ra.RaggedArray.from_lengths(torch.cat([short, torch.ones(65), blocks]), [3, 65, 128])
+    with _kernels.force_engine(engine):
+        together = getattr(x, op)()
+        alone = [getattr(x[i : i + 1], op)()[0] for i in range(3)]
+    alone_short = getattr(short, op)(0)  # one float32 block, as torch adds it
+    assert torch.equal(together, torch.stack(alone))
+    assert torch.equal(together[0], alone_short) and together[2].item() == 0  # (truth: 0)
+
+
+@pytest.mark.parametrize("numba", [False, True])
+@pytest.mark.parametrize("op", ["max", "min"])
+def test_flushed_subnormals_make_no_ties_in_the_extremum_gradient(op, numba, monkeypatch):
+    """x - max was 0 for nearly equal normal values under set_flush_denormal(True): the
+    sign trick of the backward counted them as ties."""
+    monkeypatch.setattr(_jit, "ENABLED", numba)
+    monkeypatch.setattr(_jit, "MIN_VALUES", 0)  # (numba's kernel even for a few values)
+    values = torch.tensor([1.2e-38, 1.3e-38, 5.0, -2.5e-38, -2.4e-38], requires_grad=True)
+    offsets = [0, 2, 3, 5]
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush subnormals")
+    try:
+        (grad,) = torch.autograd.grad(getattr(ra, f"segment_{op}")(values, offsets).sum(), values)
+        want = [
+            torch.autograd.grad(getattr(values[a:b], f"a{op}")(0), values)[0]
+            for a, b in itertools.pairwise(offsets)
+        ]
+    finally:
+        torch.set_flush_denormal(False)
+    assert torch.equal(grad, sum(want))
