@@ -39,8 +39,7 @@ def compute_dtype(dtype: Any) -> Any:
 def _sum(flat: Any, part: Partition, options: dict[str, Any]) -> tuple[Any, Any]:
     out = _kernels().segment_sum(flat, part)
     if _blocks_overflowed(flat, part, out):
-        wide = _kernels().segment_sum(flat.double(), part).to(flat.dtype)
-        out = _where_blocked(part, wide, out)
+        out = _where_blocked(part, _wide_sum(flat, part, 1.0), out)
     return out, part.empty(flat.device)
 
 
@@ -48,9 +47,30 @@ def _mean(flat: Any, part: Partition, options: dict[str, Any]) -> tuple[Any, Any
     out = _kernels().segment_sum(flat, part)
     counts = part.counts(flat.dtype, flat.device)
     if _blocks_overflowed(flat, part, out):  # (a mean within range of a sum beyond it too)
-        wide = _kernels().segment_sum(flat.double(), part) / counts.double()
-        return _where_blocked(part, wide.to(flat.dtype), out / counts), part.empty(flat.device)
+        wide = _wide_sum(flat, part, counts)
+        return _where_blocked(part, wide, out / counts), part.empty(flat.device)
     return (out / counts if out.requires_grad else out.div_(counts)), part.empty(flat.device)
+
+
+# float64 sums taken again are scaled by this power of two (exact): blocks of 64 values
+# below float64's largest then stay finite, and so does their total unless the truth is not.
+_FLOAT64_SCALE = 2.0**-64
+
+
+def _wide_sum(flat: Any, part: Partition, divisor: Any) -> Any:
+    """Sums (divided by ``divisor``) taken again where float32 or float64 blocks overflowed.
+
+    float32 values are summed in float64 and rounded once. float64 has no wider type: its
+    values are scaled down by a power of two, summed and scaled back (values below ~1e-289
+    beside ones near 1e308 are lost, as they would be in the unscaled sum).
+    """
+    if flat.dtype == _torch().float64:
+        total = _kernels().segment_sum(flat * _FLOAT64_SCALE, part) / divisor
+        return total / _FLOAT64_SCALE
+    wide = _kernels().segment_sum(flat.double(), part)
+    if not isinstance(divisor, float):
+        wide = wide / divisor.double()
+    return wide.to(flat.dtype)
 
 
 def _where_blocked(part: Partition, wide: Any, out: Any) -> Any:
@@ -64,14 +84,14 @@ def _where_blocked(part: Partition, wide: Any, out: Any) -> Any:
 
 
 def _blocks_overflowed(flat: Any, part: Partition, sums: Any) -> bool:
-    """Whether float32 sums of long segments must be taken again in float64.
+    """Whether float32 or float64 sums of long segments must be taken again (``_wide_sum``).
 
-    Blocks of 64 items are summed in float32, so in one segment a block of large positive
-    values can give inf and one of large negative values -inf: their float64 combination
+    Blocks of 64 items are summed in the values' dtype, so in one segment a block of large
+    positive values can give inf and one of large negative values -inf: their combination
     is NaN where every value is finite (torch.sum gives inf there). The sums (and means)
-    are then the float64 truth, rounded to float32: inf only beyond its range.
+    are then the truth, rounded once: inf only beyond the dtype's range.
     """
-    if not part.blocked() or not _on_host(sums):
+    if not part.blocked() or not _on_host(sums, wide=True):
         return False
     try:  # the common answer first: _backend.transformed costs as much as the sum
         if _all_finite(sums):
@@ -207,12 +227,14 @@ def _overflowed(flat: Any, part: Partition, var: Any) -> bool:
     return bool((var.isnan() & _torch().isfinite(_largest(flat, part))).any())
 
 
-def _on_host(result: Any) -> bool:
-    """Whether a float32 result is checked: on the CPU and outside a compiled graph.
+def _on_host(result: Any, *, wide: bool = False) -> bool:
+    """Whether a float32 (or, ``wide``, float64) result is checked: on the CPU, eagerly.
 
     (A GPU is not synchronised, and nothing is read back in a graph.)
     """
-    return result.dtype == _torch().float32 and result.is_cpu and not _backend.compiling()
+    torch = _torch()
+    checked = result.dtype == torch.float32 or (wide and result.dtype == torch.float64)
+    return checked and result.is_cpu and not _backend.compiling()
 
 
 def _all_finite(result: Any) -> bool:

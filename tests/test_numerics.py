@@ -8,6 +8,7 @@ items with a zero-size dimension; every dtype a constructor accepts; autocast.
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -563,3 +564,18 @@ def test_flushed_subnormals_make_no_ties_in_the_extremum_gradient(op, numba, mon
     finally:
         torch.set_flush_denormal(False)
     assert torch.equal(grad, sum(want))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_float64_blocks_that_overflow_give_the_truth(engine):
+    """float64 has no wider type to take the sums again in: blocks of 1e308 and -1e308 met
+    as inf and -inf, and the sum, mean and var were NaN from finite values."""
+    big = torch.full((64,), 1e308, dtype=torch.float64)
+    values = torch.cat([big, -big, big, big, big[:3]])
+    offsets = [0, 128, 256, 259]
+    with _kernels.force_engine(engine):
+        sums = ra.segment_sum(values, offsets)
+        means = ra.segment_mean(values, offsets)
+    assert sums.tolist() == [0.0, math.inf, math.inf]  # (beyond float64, as the truth is)
+    assert means[0].item() == 0.0 and means[1].item() == pytest.approx(1e308, rel=1e-15)
+    assert means[2].item() == math.inf  # one block, as torch.mean adds it
