@@ -521,14 +521,6 @@ def _unary(stem: str, op: Callable[[Any], Any]) -> Callable[[E], E]:
     return method
 
 
-def _caster(dtype: str, doc: str) -> Callable[[E], E]:
-    def method(self: E) -> E:
-        return self._cast(dtype)
-
-    method.__doc__ = doc
-    return method
-
-
 # -------------------------------------------------------------------------- numpy ufuncs
 
 
@@ -784,10 +776,31 @@ class ElementwiseMethods(RaggedFields[ValuesT]):
             )
         return self.to(dtype=np.dtype(name))
 
-    float = _caster("float32", "Values as float32 (``x.to(dtype=float32)``).")
-    double = _caster("float64", "Values as float64.")
-    half = _caster("float16", "Values as float16.")
-    bfloat16 = _caster("bfloat16", "Values as bfloat16 (torch values only: numpy has none).")
-    int = _caster("int32", "Values as int32, as ``Tensor.int``.")
-    long = _caster("int64", "Values as int64.")
-    bool = _caster("bool", "Values as bool.")
+    # The dtype shortcuts of Tensor, last in the class: their names hide the builtins.
+    def float(self) -> Self:
+        """Values as float32: ``x.to(dtype=float32)`` (``x`` itself when they are)."""
+        return self._cast("float32")
+
+    def double(self) -> Self:
+        """Values as float64."""
+        return self._cast("float64")
+
+    def half(self) -> Self:
+        """Values as float16."""
+        return self._cast("float16")
+
+    def bfloat16(self) -> Self:
+        """Values as bfloat16 (torch values only: numpy has no bfloat16)."""
+        return self._cast("bfloat16")
+
+    def int(self) -> Self:
+        """Values as int32, as ``Tensor.int``."""
+        return self._cast("int32")
+
+    def long(self) -> Self:
+        """Values as int64."""
+        return self._cast("int64")
+
+    def bool(self) -> Self:
+        """Values as bool."""
+        return self._cast("bool")

@@ -69,12 +69,13 @@ def collate(samples: Sequence[Any], *, ragged: Any = None) -> Batch:
             samples.
 
     Returns:
-        A [`RaggedImageBatch`][raggedarray.RaggedImageBatch] for ``(n_i, C, H, W)`` fields,
-        else a [`RaggedArray`][raggedarray.RaggedArray], with torch values (numpy samples
-        are converted, as ``default_collate`` does); tuples (named tuples too) and dicts keep
-        their structure, their other fields collated by ``default_collate``. Dict samples
-        may list their keys in any order; the batch follows the first sample's order. Inside
-        a DataLoader worker the result is the same, its buffer born in shared memory.
+        A [`RaggedImageBatch`][raggedarray.RaggedImageBatch] for ``(n_i, C, H, W)``
+            fields, else a [`RaggedArray`][raggedarray.RaggedArray], with torch values
+            (numpy samples are converted, as ``default_collate`` does); tuples (named tuples
+            too) and dicts keep their structure, their other fields collated by
+            ``default_collate``. Dict samples may list their keys in any order; the batch
+            follows the first sample's order. Inside a DataLoader worker the result is the
+            same, its buffer born in shared memory.
 
     Raises:
         TypeError: tuple or dict samples without ``ragged=``, samples of mixed kinds, or a

@@ -57,8 +57,7 @@ class SegmentPool(nn.Module):
     """Pool the items of each segment with a segment reduction: ``(m, *item_shape)``.
 
     Args:
-        op: ``"sum"``, ``"mean"``, ``"max"``, ``"min"`` or ``"logsumexp"`` (the reductions
-            marked as pools in ``raggedarray._reductions.REDUCTIONS``).
+        op: ``"sum"``, ``"mean"``, ``"max"``, ``"min"`` or ``"logsumexp"``.
         fill: result for segments with no items (their gradient is zero).
 
     Examples:

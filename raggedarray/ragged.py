@@ -440,11 +440,44 @@ class RaggedArray(
     @overload
     def __getitem__(self, key: slice | IndexArrayLike) -> Self: ...
     def __getitem__(self, key: Any) -> ValuesT | Self:
-        """``x[i]``: segment view; ``x[a:b]``: ragged view; arrays, masks, steps: a copy."""
+        """``x[i]``: segment view; ``x[a:b]``: ragged view; arrays, masks, steps: a copy.
+
+        ``x[i]`` is the ``(n_i, *item_shape)`` view ``values[offsets[i]:offsets[i + 1]]``
+        (``i`` may be negative). ``x[a:b]`` is a ragged array over the same buffer. An
+        index array (a list, a numpy array or a CPU tensor of ints, whatever the backend of
+        ``x``), a boolean mask of ``m`` entries, or a slice with another step gathers the
+        segments in the order asked into a new buffer, in one allocation.
+
+        Raises:
+            TypeError: an index of another kind (a float, a string, ``None``, a tuple).
+            IndexError: an integer out of range, or an index array that is not 1-D
+                integers or booleans (as numpy says), or a mask of another length.
+
+        Examples:
+            >>> import numpy as np
+            >>> import raggedarray as ra
+            >>> x = ra.RaggedArray.from_lengths(np.arange(6.0), [2, 0, 4])
+            >>> x[0], x[-1].shape
+            (array([0., 1.]), (4,))
+            >>> x[1:].lengths, x[[2, 0]].lengths, x[np.array([True, False, True])].lengths
+            (array([0, 4]), array([4, 2]), array([2, 4]))
+        """
         return self._getitem(key, f"{type(self).__name__}.__getitem__")
 
     def __setitem__(self, key: IntIndex, value: ArrayLike) -> None:
-        """``x[i] = value``: write into segment ``i`` (its length stays; see ``_assign``).
+        """``x[i] = value``: write into segment ``i``, whose length stays.
+
+        ``value`` is a number, which fills the segment, or an array of the values' backend
+        (and device) that broadcasts to the segment's shape. It must cast to the values'
+        dtype by numpy's ``same_kind`` rule and be representable there (300 into uint8 is
+        refused, on both backends). Everything is checked before anything is written.
+        ``x[i] += v`` works in place.
+
+        Raises:
+            TypeError: a key that is not an int (slices and arrays cannot be assigned: the
+                structure is immutable), or a value of another kind or backend.
+            ValueError: a value that does not broadcast to the segment, or does not fit its
+                dtype.
 
         Examples:
             >>> import numpy as np
