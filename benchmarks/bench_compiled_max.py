@@ -31,6 +31,24 @@ def _torch_derivative(values, part, op):
 _eager = _kernels.extremum
 
 
+def _with_derivative(compiled):
+    """``compiled`` called with torch's derivative in place, as it was traced."""
+
+    def call(*args):
+        _kernels.extremum = _torch_derivative
+        try:
+            return compiled(*args)
+        finally:
+            _kernels.extremum = _eager
+
+    return call
+
+
+def _grad(fn, values, offsets):
+    (grad,) = torch.autograd.grad(fn(values, offsets).sum(), values)
+    return grad
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -38,7 +56,9 @@ def main() -> None:
     rng = np.random.default_rng(0)
     lengths = rng.integers(20, 41, 1000)
     offsets = torch.tensor(np.concatenate([[0], np.cumsum(lengths)]))
-    values = torch.relu(torch.randn(int(offsets[-1]), 64)).requires_grad_()
+    values = torch.relu(torch.randn(int(offsets[-1]), 64))
+    values[: lengths[0], 0] = 0  # one all-zero ReLU feature: where the two rules differ
+    values.requires_grad_()
     weights = torch.randn(len(lengths), 64)
 
     def step(fn):
@@ -49,17 +69,27 @@ def main() -> None:
         return run
 
     eager_rule = torch.compile(lambda v, o: ra.segment_max(v, o), fullgraph=True)
-    step(eager_rule)()  # compiled with the package's rule
-    _kernels.extremum = _torch_derivative
-    try:
-        derivative = torch.compile(lambda v, o: ra.segment_max(v, o), fullgraph=True)
-        step(derivative)()  # compiled with torch's derivative
-    finally:
-        _kernels.extremum = _eager
-    times = median_times(
-        {"eager rule (GraphExtremum)": step(eager_rule), "torch's derivative": step(derivative)},
-        repeats=41,
+    derivative = _with_derivative(torch.compile(lambda v, o: ra.segment_max(v, o), fullgraph=True))
+    rule_grad, derivative_grad = (
+        _grad(eager_rule, values, offsets),
+        _grad(derivative, values, offsets),
     )
+    # The graph guards on the kernel it traced: each candidate runs with its own, and a
+    # recompile (which would time the other rule) fails the run.
+    if torch.equal(rule_grad, derivative_grad):
+        raise SystemExit("the two candidates gave one gradient: they are not the two rules")
+    print(
+        "gradients differ where a location's max is a tie of zeros: "
+        f"{int((rule_grad != derivative_grad).sum())} of {rule_grad.numel()} items"
+    )
+    with torch.compiler.set_stance("fail_on_recompile"):
+        times = median_times(
+            {
+                "eager rule (GraphExtremum)": step(eager_rule),
+                "torch's derivative": step(derivative),
+            },
+            repeats=41,
+        )
     for name, seconds in times.items():
         print(f"{name:28s} {fmt(seconds)}")
     ratio = times["eager rule (GraphExtremum)"] / times["torch's derivative"]
