@@ -475,6 +475,10 @@ def main(argv: list[str] | None = None) -> int:
     if not cuda and not args.allow_cpu:
         print(f"gpu_check: no CUDA device here (torch {torch.__version__}); nothing to check.")
         return 0
+    out = args.out or default_out()
+    problem = _folder_problem(out.parent) or _demo.write_problem(out)
+    if problem is not None:  # found now, not after minutes of device time
+        parser.error(f"--out: {problem}")
     device = torch.device("cuda" if cuda else "cpu")
     tiny = not cuda
     quick = args.quick or tiny
@@ -523,12 +527,20 @@ def main(argv: list[str] | None = None) -> int:
     total = f"{time.perf_counter() - started:.0f}"
     sections.append("## Time\n\n" + md_table(["part", "seconds"], [*seconds, ["total", total]]))
     report = "\n\n".join(sections) + "\n"
-    out = args.out or default_out()
+    print(report, flush=True)  # (first: a report that cannot be written is still seen)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report)
-    print(report)
     print(f"gpu_check: report written to {out}", file=sys.stderr)
     return 0
+
+
+def _folder_problem(folder: Path) -> str | None:
+    """Why the report's ``folder`` cannot be made, or None (it is made now, if missing)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        return f"cannot make the folder {str(folder)!r}: {err.strerror or err}"
+    return None
 
 
 if __name__ == "__main__":

@@ -185,6 +185,14 @@ def plot_path_problem(path: str) -> str | None:
         return (
             f"the file name must end in a format matplotlib writes (.png, .pdf, ...); got {path!r}"
         )
+    existed = os.path.lexists(path)  # tried now, not after minutes of training
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as err:
+        return f"cannot write {path!r}: {err.strerror or err}"
+    if not existed:
+        os.remove(path)
     return None
 
 

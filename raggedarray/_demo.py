@@ -311,6 +311,24 @@ def plot_path_problem(path: str) -> str | None:
     if suffix not in formats:
         names = ", ".join(f".{f}" for f in sorted(formats))
         return f"the file name must end in a format matplotlib writes ({names}); got {path!r}"
+    return write_problem(path)
+
+
+def write_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` cannot be written, or None: tried before any work.
+
+    The file is opened for appending (an existing one is left as it was; one made for the
+    try is removed), so a folder without write permission, a read-only file system or a
+    file used as a folder is found before minutes of measuring, not after.
+    """
+    existed = os.path.lexists(path)
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as err:
+        return f"cannot write {os.fspath(path)!r}: {err.strerror or err}"
+    if not existed:
+        os.remove(path)
     return None
 
 

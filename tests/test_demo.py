@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -121,6 +122,25 @@ def test_a_plot_file_matplotlib_cannot_write_fails_before_any_work(
     with pytest.raises(SystemExit):
         cli.main(["--grid", "--plot", name])
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_a_plot_file_that_cannot_be_written_fails_before_any_work(monkeypatch, capsys):
+    """The folder existed but took no files: the figure failed after the whole sweep."""
+    pytest.importorskip("matplotlib")
+    monkeypatch.setattr(_demo, "run_grid", _must_not_run)
+    with pytest.raises(SystemExit):
+        cli.main(["--grid", "--plot", "/proc/speedups.png"])
+    assert "--plot: cannot write '/proc/speedups.png'" in capsys.readouterr().err
+
+
+def test_the_write_check_leaves_files_as_they_were(tmp_path):
+    kept = tmp_path / "kept.png"
+    kept.write_bytes(b"figure")
+    assert _demo.write_problem(kept) is None and kept.read_bytes() == b"figure"
+    new = tmp_path / "new.png"
+    assert _demo.write_problem(new) is None and not new.exists()
+    assert "Is a directory" in _demo.write_problem(tmp_path)
 
 
 def _must_not_run(*args, **kwargs):

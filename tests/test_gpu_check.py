@@ -48,6 +48,19 @@ def test_without_cuda_says_so_and_exits_zero(tmp_path):
     assert not out.exists()
 
 
+def test_a_report_that_cannot_be_written_is_refused_before_any_part(tmp_path):
+    """The report was written after every part had run: a folder given as --out (or a
+    file in the way of its folder) lost minutes of device time to a traceback."""
+    (tmp_path / "afile").write_text("")
+    for out, message in (
+        (tmp_path, "Is a directory"),
+        (tmp_path / "afile" / "report.md", "cannot make the folder"),
+    ):
+        done = run_check("--allow-cpu", "--quick", "--out", str(out))
+        assert done.returncode == 2 and "--out: " in done.stderr and message in done.stderr
+        assert "done (" not in done.stderr  # no part ran
+
+
 def test_cpu_dry_run_writes_every_section(tmp_path):
     out = tmp_path / "sub" / "report.md"
     done = run_check("--allow-cpu", "--quick", "--out", str(out))
