@@ -26,7 +26,7 @@ from raggedarray import _demo
 def _ratio_table(title: str, times: dict[str, float], base: str = "loop") -> None:
     print(f"\n{title}")
     for name, t in times.items():
-        print(f"  {name:<26}{1e3 * t:>10.2f} ms {times[base] / t:>8.2f}x faster than {base}")
+        print(f"  {name:<26}{1e3 * t:>10.2f} ms   speed-up over {base} {times[base] / t:>6.2f}x")
 
 
 def seed(device: torch.device) -> None:
@@ -126,8 +126,13 @@ def memory(device: torch.device) -> None:
             output = 4 * 12 * 12 * 4 * num_items / 2**20
             peak = _demo.peak_memory_mib(lambda b=batch: b.map(conv), device)
             dense = _demo.peak_memory_mib(lambda b=batch: conv(b.values), device)
-        print(f"  {num_items:>8}{output:>10.1f}{peak:>10.1f}{dense:>12.1f}")
+        print(f"  {num_items:>8}{output:>10.1f}{_mib(peak):>10}{_mib(dense):>12}")
         del batch
+
+
+def _mib(peak: float | None) -> str:
+    """A peak in MiB, or n/a where it cannot be measured (no /proc/self/clear_refs)."""
+    return "n/a" if peak is None else f"{peak:.1f}"
 
 
 def main() -> None:

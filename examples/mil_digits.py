@@ -15,6 +15,7 @@ Run: python examples/mil_digits.py      (needs scikit-learn: pip install 'ragged
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import tempfile
 import time
@@ -78,7 +79,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=12, help="passes over the bags (default 12)")
     parser.add_argument(
         "--max-items", type=int, default=256,
-        help="images per training step, at most (default 256)",
+        help="images per training step, at most (default 256); a longer bag is a step alone",
     )  # fmt: skip
     parser.add_argument(
         "--workers", type=int, default=2,
@@ -135,7 +136,8 @@ def main(argv=None):
             pin_memory=device.type == "cuda",  # pinning needs a GPU to copy to
             collate_fn=ra.data.RaggedCollate(ragged=0),
         )
-        fill = np.mean([dataset.lengths[b].sum() / args.max_items for b in sampler])
+        # (a bag longer than --max-items is a step of its own: it counts as full)
+        fill = np.mean([min(1.0, dataset.lengths[b].sum() / args.max_items) for b in sampler])
         print(
             f"train: {len(dataset)} bags, {train_x.num_items} images; test: {len(test_x)} bags; "
             f"{len(sampler)} steps per epoch, mean fill {fill:.3f}"
@@ -168,11 +170,16 @@ def main(argv=None):
     with torch.no_grad():
         weights = model.pool.weights(test_x.to(device).map(model.psi)).cpu()
     top = [int(np.argmax(w)) for w in weights.numpy()]
-    found = np.mean([test_digits[test_x.host_offsets[i] + top[i]] == NINE
-                     for i in np.flatnonzero(test_y > 0.5)])  # fmt: skip
+    positive = np.flatnonzero(test_y > 0.5)
+    hits = [test_digits[test_x.host_offsets[i] + top[i]] == NINE for i in positive]
+    found = float(np.mean(hits)) if hits else math.nan
+    where = (
+        f"in {found:.0%} of positive bags the most attended image is a 9"
+        if hits
+        else "no positive bag among the test bags to look into"
+    )
     print(
-        f"held-out bag accuracy {accuracy:.3f}; in {found:.0%} of positive bags the most "
-        f"attended image is a 9; {time.perf_counter() - start:.0f} s in all"
+        f"held-out bag accuracy {accuracy:.3f}; {where}; {time.perf_counter() - start:.0f} s in all"
     )
     return accuracy, found
 

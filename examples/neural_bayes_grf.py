@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict[int, float]:
     parser.add_argument("--epochs", type=int, default=15, help="passes over the draws (default 15)")
     parser.add_argument(
         "--max-items", type=int, default=1024,
-        help="fields per training step, at most (default 1024)",
+        help="fields per training step, at most (default 1024); a longer draw is a step alone",
     )  # fmt: skip
     parser.add_argument(
         "--test-draws", type=int, default=300,

@@ -75,8 +75,9 @@ def test_peak_memory_sees_a_large_allocation():
         (["--repeats", "-1"], "--repeats: must be at least 1; got -1"),
         (["--device", "gpu0"], "--device: expected cpu, cuda or cuda:N; got 'gpu0'"),
         (["--device", "meta"], "--device: expected cpu, cuda or cuda:N; got 'meta'"),
-        (["--locations", "9" * 20], "--locations: must be at most 100,000; got 9999"),
+        (["--locations", "9" * 20], "--locations: must be at most 10,000; got 9999"),
         (["--grid", "--locations", "5"], "--locations sizes the default comparison"),
+        (["--grid", "--locations", "1000"], "--locations sizes the default comparison"),
         (["--plot", "x.png"], "--plot draws the sweep: add --grid"),
     ],
 )
