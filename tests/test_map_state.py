@@ -190,3 +190,32 @@ def test_plans_held_strongly_are_bounded():
     assert len(mapping._kept) <= mapping._KEPT_MAX
     assert mapping._cached_choice(3 * mapping._KEPT_MAX - 1, key) == mapping._Plan(5, 5, True)
     mapping._kept.clear()
+
+
+QUANTIZED_BUFFER = """
+import warnings
+import torch, raggedarray as ra
+warnings.simplefilter("ignore")
+class Quantized(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        scale = torch.quantize_per_tensor(torch.ones(3), 0.1, 0, torch.quint8)
+        self.register_buffer("scale", scale)
+    def forward(self, v):
+        return v * 2
+x = ra.RaggedArray.from_lengths(torch.randn(50, 4), [20, 30])
+print(torch.equal(x.map(Quantized()).values, x.values * 2))
+"""
+
+
+def test_a_module_with_a_quantized_buffer_maps():
+    """The probe's check of its buffers viewed a quantized one as bytes: the process
+    crashed (exit 139)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", QUANTIZED_BUFFER], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "True"

@@ -551,19 +551,26 @@ def test_flushed_subnormals_make_no_ties_in_the_extremum_gradient(op, numba, mon
     sign trick of the backward counted them as ties."""
     monkeypatch.setattr(_jit, "ENABLED", numba)
     monkeypatch.setattr(_jit, "MIN_VALUES", 0)  # (numba's kernel even for a few values)
-    values = torch.tensor([1.2e-38, 1.3e-38, 5.0, -2.5e-38, -2.4e-38], requires_grad=True)
-    offsets = [0, 2, 3, 5]
+    edge = 2.0**-103  # float32 tiny / eps: the binade below differs from it by tiny / 2
+    below = float(np.nextafter(np.float32(edge), np.float32(0)))
+    cases = [  # (a batch's extrema decide which backward runs: the edge alone)
+        ([1.2e-38, 1.3e-38, 5.0, -2.5e-38, -2.4e-38], [0, 2, 3, 5]),
+        ([edge, below, 5.0] if op == "max" else [-edge, -below, 5.0], [0, 2, 3]),
+    ]
     if not torch.set_flush_denormal(True):
         pytest.skip("this CPU cannot flush subnormals")
     try:
-        (grad,) = torch.autograd.grad(getattr(ra, f"segment_{op}")(values, offsets).sum(), values)
-        want = [
-            torch.autograd.grad(getattr(values[a:b], f"a{op}")(0), values)[0]
-            for a, b in itertools.pairwise(offsets)
-        ]
+        for numbers, offsets in cases:
+            values = torch.tensor(numbers, requires_grad=True)
+            reduced = getattr(ra, f"segment_{op}")(values, offsets)
+            (grad,) = torch.autograd.grad(reduced.sum(), values)
+            want = [
+                torch.autograd.grad(getattr(values[a:b], f"a{op}")(0), values)[0]
+                for a, b in itertools.pairwise(offsets)
+            ]
+            assert torch.equal(grad, sum(want)), numbers
     finally:
         torch.set_flush_denormal(False)
-    assert torch.equal(grad, sum(want))
 
 
 @pytest.mark.parametrize("engine", ENGINES)
