@@ -78,7 +78,49 @@ PROBE_ITEMS = 16
 # Fraction of free GPU memory the outputs of one call may take.
 GPU_MEMORY_FRACTION = 0.5
 
-_chosen: weakref.WeakKeyDictionary[Any, dict[Any, _Plan]] = weakref.WeakKeyDictionary()
+
+class _ByIdentity:
+    """Plans by holder: found by identity, dropped when the holder dies (a weak reference).
+
+    Not a ``WeakKeyDictionary``, which compares keys with ``==``: a plan kept with an array
+    (``x.map(t.mul)``) would compare arrays elementwise.
+    """
+
+    def __init__(self) -> None:
+        self._table: dict[int, tuple[weakref.ref[Any], dict[Any, _Plan]]] = {}
+
+    def get(self, holder: Any) -> dict[Any, _Plan] | None:
+        entry = self._table.get(id(holder))
+        return entry[1] if entry is not None and entry[0]() is holder else None
+
+    def setdefault(self, holder: Any) -> dict[Any, _Plan]:
+        """The plans of ``holder``, new if none; ``TypeError`` if it cannot be weakly held."""
+        plans = self.get(holder)
+        if plans is None:
+            key, table = id(holder), self._table
+
+            def drop(ref: weakref.ref[Any]) -> None:
+                if table.get(key, (None,))[0] is ref:
+                    del table[key]
+
+            plans = {}
+            table[key] = (weakref.ref(holder, drop), plans)
+        return plans
+
+    def __getitem__(self, holder: Any) -> dict[Any, _Plan]:
+        plans = self.get(holder)
+        if plans is None:
+            raise KeyError(holder)
+        return plans
+
+    def __contains__(self, holder: Any) -> bool:
+        return self.get(holder) is not None
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+
+_chosen = _ByIdentity()
 # Plans of callables that cannot be weakly referenced (numpy ufuncs, builtins), held strongly;
 # cleared when it reaches _KEPT_MAX (a bound builtin method holds its object).
 _kept: dict[Any, dict[Any, _Plan]] = {}
@@ -545,12 +587,23 @@ def _remembered(fn: Any, values: Any, grad: bool) -> _Plan:
 def _slot(fn: Any, key: tuple[Any, ...]) -> tuple[Any, Any]:
     """``(holder, slot)``: ``fn``'s plan for ``key`` is kept in the holder's plans, at slot.
 
-    A bound method (``model.forward``) is a new object at every access: its plans are kept
-    with its object, by its function and the key.
+    A bound method (``model.forward``, ``array.__mul__``, ``tensor.mul``) is a new object
+    at every access: its plans are kept with its object (weakly, so a plan never keeps an
+    array alive), by its function or name and the key. A builtin of a module (``len``) is
+    bound to the module: it is kept as itself.
     """
-    if type(fn) is types.MethodType:
+    kind = type(fn)
+    if kind is types.MethodType:
         return fn.__self__, (fn.__func__, key)
+    if kind in _BOUND_BUILTINS:
+        owner = fn.__self__
+        if owner is not None and not isinstance(owner, (types.ModuleType, type)):
+            return owner, (fn.__name__, key)
     return fn, key
+
+
+# Bound methods of builtin types: ``np.ones(3).__mul__``, ``torch.ones(3).mul``.
+_BOUND_BUILTINS = (types.BuiltinMethodType, types.MethodWrapperType)
 
 
 def _plans_of(holder: Any, *, create: bool = False) -> dict[Any, _Plan] | None:
@@ -559,19 +612,20 @@ def _plans_of(holder: Any, *, create: bool = False) -> dict[Any, _Plan] | None:
     Weakly referenced, so that a function's plans go with it; one that cannot be (a numpy
     ufunc, a builtin) is held in ``_kept``; an unhashable one keeps no plans.
     """
-    table: Any = _chosen
-    try:
-        plans = _chosen.get(holder)
-    except TypeError:  # not weakly referenceable
-        table = _kept
-        try:
+    plans = _chosen.get(holder)
+    if plans is None:
+        with contextlib.suppress(TypeError):  # (not hashable: never in _kept)
             plans = _kept.get(holder)
-        except TypeError:  # not hashable
-            return None
     if plans is None and create:
-        if table is _kept and len(_kept) >= _KEPT_MAX:
-            _kept.clear()
-        plans = table.setdefault(holder, {})
+        try:
+            plans = _chosen.setdefault(holder)
+        except TypeError:  # not weakly referenceable
+            if len(_kept) >= _KEPT_MAX:
+                _kept.clear()
+            try:
+                plans = _kept.setdefault(holder, {})
+            except TypeError:  # nor hashable
+                return None
     return plans
 
 

@@ -219,3 +219,28 @@ def test_a_module_with_a_quantized_buffer_maps():
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "True"
+
+
+def test_plans_of_bound_builtins_keep_no_array_alive_and_are_reused(monkeypatch):
+    """numpy's bound builtins cannot be weakly referenced: their plans were held strongly,
+    keeping each array alive; torch's were keyed by the method object, which dies at once,
+    so every call probed again (and keys compared elementwise when kept by the array)."""
+    import gc
+    import weakref
+
+    probes = []
+    probe = mapping._probe_aside
+    monkeypatch.setattr(mapping, "_probe_aside", lambda *a: probes.append(1) or probe(*a))
+    for module in (np, torch):
+        values, weights = module.ones((50, 8)), module.arange(8.0)
+        probes.clear()
+        x = ra.RaggedArray.from_lengths(values, [20, 30])
+        alive = weakref.ref(weights)
+        multiply = weights.__mul__ if isinstance(weights, np.ndarray) else weights.mul
+        for _ in range(3):
+            y = x.map(multiply)
+            multiply = weights.__mul__ if isinstance(weights, np.ndarray) else weights.mul
+        assert probes == [1] and (y.values == values * weights).all()
+        del weights, multiply
+        gc.collect()
+        assert alive() is None
