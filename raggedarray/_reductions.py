@@ -74,13 +74,13 @@ def _wide_sum(flat: Any, part: Partition, divisor: Any) -> Any:
 
 
 def _where_blocked(part: Partition, wide: Any, out: Any) -> Any:
-    """``wide`` for the segments summed in blocks (longer than ``BLOCK``), ``out`` for the rest.
+    """``wide`` where a segment summed in blocks (longer than ``BLOCK``) overflowed, else ``out``.
 
-    A segment of at most ``BLOCK`` items is one float32 block, as ``torch.sum`` would add
-    it: its result must not depend on whether another segment of the batch is long.
+    A segment of at most ``BLOCK`` items is one block, as ``torch.sum`` would add it, and a
+    finite result stays as it was: no segment's result depends on another segment's.
     """
-    long = part.lengths(out.device) > BLOCK
-    return _torch().where(long.unsqueeze(1), wide, out)
+    long = (part.lengths(out.device) > BLOCK).unsqueeze(1)
+    return _torch().where(long & ~out.isfinite(), wide, out)
 
 
 def _blocks_overflowed(flat: Any, part: Partition, sums: Any) -> bool:
@@ -137,25 +137,31 @@ def _variance(root: bool) -> Callable[..., tuple[Any, Any]]:
     def kernel(flat: Any, part: Partition, options: dict[str, Any]) -> tuple[Any, Any]:
         correction = options["correction"]
         out, var = _spread(flat, part, correction, root=root)
+        bad = _underflowed(flat, part, var)  # (m, F) entries to take again, or None
         if _overflowed(flat, part, var):
-            # squares of float32 deviations beyond ~1.8e19 overflow where their float64
-            # truth (torch.var's CPU accumulator) does not: take every segment again in
-            # float64, so no inf or NaN of the float32 pass reaches the result or gradient
-            out = _spread(flat.double(), part, correction, root=root)[0].to(flat.dtype)
+            bad = ~var.isfinite() if bad is None else bad | ~var.isfinite()
+        if bad is not None:
+            out = _spread_again(flat, part, correction, root, bad, out)
         return out, _divisor(part, correction, flat.dtype, flat.device)[0]
 
     return kernel
 
 
-def _spread(flat: Any, part: Partition, correction: Any, *, root: bool) -> tuple[Any, Any]:
+def _spread(
+    flat: Any, part: Partition, correction: Any, *, root: bool, scaled_mean: bool = False
+) -> tuple[Any, Any]:
     """``(var or std, var)``, both ``(m, F)`` in ``flat``'s dtype.
 
     Two passes: the mean first, then the squared deviations from it, which stays accurate
-    when the mean is large compared with the spread.
+    when the mean is large compared with the spread. ``scaled_mean``: the mean is summed
+    from values scaled down by 2^64, whose blocks cannot overflow (``_spread_again``).
     """
     kernels = _kernels()
     counts = part.counts(flat.dtype, flat.device)
-    mean = kernels.segment_sum(flat, part) / counts
+    if scaled_mean:
+        mean = kernels.segment_sum(flat * _FLOAT64_SCALE, part) / counts / _FLOAT64_SCALE
+    else:
+        mean = kernels.segment_sum(flat, part) / counts
     centred = flat - kernels.broadcast(mean, part)
     short, divisor = _divisor(part, correction, flat.dtype, flat.device)
     if _backend.needs_grad(centred):
@@ -169,6 +175,31 @@ def _spread(flat: Any, part: Partition, correction: Any, *, root: bool) -> tuple
     flat_spread = (var <= 0) | short.unsqueeze(1)
     root_var = var.masked_fill(flat_spread, 1.0).sqrt()
     return root_var.masked_fill(flat_spread, 0.0), var
+
+
+def _spread_again(
+    flat: Any, part: Partition, correction: Any, root: bool, bad: Any, out: Any
+) -> Any:
+    """``out`` with its ``bad`` entries taken again: squares that overflowed or underflowed.
+
+    Squares of float32 deviations beyond ~1.8e19 overflow, and below ~1e-19 underflow,
+    where their float64 truth (torch.var's CPU accumulator) does not: float32 is taken
+    again in float64 and rounded once. float64 has no wider type: where its blocks met
+    as inf and -inf the mean is taken again from values scaled down by 2^64 (exact), so
+    the variance is its truth, inf where that is beyond float64, not NaN.
+    Only the bad entries change, so no segment's result depends on another's; under
+    autograd the others are taken again with the bad entries' items set to 0, so that no
+    inf or NaN of the first pass reaches the gradient.
+    """
+    torch = _torch()
+    if flat.dtype == torch.float64:  # (the squares of a variance this large are inf anyway)
+        wide = _spread(flat, part, correction, root=root, scaled_mean=True)[0]
+    else:
+        wide = _spread(flat.double(), part, correction, root=root)[0].to(flat.dtype)
+    if _backend.needs_grad(out):
+        quiet = flat.masked_fill(_kernels().raw_broadcast(bad, part), 0)
+        out = _spread(quiet, part, correction, root=root)[0]
+    return torch.where(bad, wide, out)
 
 
 def _quiet_short_items(centred: Any, short: Any, part: Partition, correction: float) -> Any:
@@ -208,7 +239,7 @@ def _divisor(part: Partition, correction: Any, dtype: Any, device: Any) -> tuple
 
 
 def _overflowed(flat: Any, part: Partition, var: Any) -> bool:
-    """Whether a float32 variance is inf or NaN where the segment's values are all finite.
+    """Whether a float32 or float64 variance is inf or NaN where the values are all finite.
 
     Checked on the CPU, where reading the result costs one small sum (a GPU is not
     synchronised: there float32 accumulates as in ``torch.var`` on CUDA), and never inside
@@ -218,13 +249,39 @@ def _overflowed(flat: Any, part: Partition, var: Any) -> bool:
     values looked at. A variance beyond float32's range is inf in float64 too: taking it
     again costs time only.
     """
-    if not _on_host(var) or _backend.transformed(var) or _all_finite(var):
+    if not _on_host(var, wide=True) or _backend.transformed(var) or _all_finite(var):
         return False
     if bool((var == math.inf).any()):
         return True
     if not part.blocked():
         return False
     return bool((var.isnan() & _torch().isfinite(_largest(flat, part))).any())
+
+
+# A float32 variance below this may have lost digits to squares below float32's normal range;
+# items of magnitude at least _NORMAL_ITEMS differ from a mean by 0 or by enough that their
+# squares are normal (multiples of their unit in the last place, at least 2^-63).
+_SMALL_VARIANCE = 2.0**-100
+_NORMAL_ITEMS = 2.0**-40
+
+
+def _underflowed(flat: Any, part: Partition, var: Any) -> Any:
+    """The ``(m, F)`` float32 variances whose squares underflowed, or None if there are none.
+
+    Deviations below ~1e-19 square to subnormals or 0 in float32, where torch.var's float64
+    accumulator keeps them: a std of values near 1e-27 came out 0, one near 1e-22 28 % off.
+    Those entries are taken again in float64 (``_spread_again``). Only entries whose
+    variance is below ``_SMALL_VARIANCE`` are looked at, and of those only the ones whose
+    items are all below ``_NORMAL_ITEMS`` and not all 0 (a dead ReLU feature is 0 exactly).
+    """
+    if var.dtype != _torch().float32 or not _on_host(var) or _backend.transformed(var):
+        return None
+    small = var < _SMALL_VARIANCE
+    if not bool(small.any()):
+        return None
+    largest = _largest(flat, part)
+    tiny = small & (largest < _NORMAL_ITEMS) & (largest > 0)
+    return tiny if bool(tiny.any()) else None
 
 
 def _on_host(result: Any, *, wide: bool = False) -> bool:

@@ -586,3 +586,55 @@ def test_float64_blocks_that_overflow_give_the_truth(engine):
     assert sums.tolist() == [0.0, math.inf, math.inf]  # (beyond float64, as the truth is)
     assert means[0].item() == 0.0 and means[1].item() == pytest.approx(1e308, rel=1e-15)
     assert means[2].item() == math.inf  # one block, as torch.mean adds it
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_segment_taken_again_leaves_its_neighbours_as_they_are(engine, dtype):
+    """The second pass for blocks that overflowed replaced every long segment's result:
+    a float64 neighbour of 100 values of 1e-305 summed to 0 (scaled with the overflowed
+    one), and float32 neighbours changed in their last bit; the float64 variance of the
+    overflowed segment was NaN (torch: inf)."""
+    huge = 1e308 if dtype == torch.float64 else 3e38
+    big = torch.full((64,), huge, dtype=dtype)
+    small = 1e-305 if dtype == torch.float64 else 1e-30
+    generator = torch.Generator().manual_seed(0)
+    neighbours = [
+        torch.full((100,), small, dtype=dtype),
+        (torch.randn(300, generator=generator) * 1000).to(dtype),
+    ]
+    values = torch.cat([big, -big, *neighbours]).requires_grad_()
+    quiet = torch.cat([torch.zeros(128, dtype=dtype), *neighbours])  # (same places: blocks
+    offsets = [0, 128, 228, 528]  # are aligned to the buffer, so a sum follows its place)
+    with _kernels.force_engine(engine):
+        for op in ("sum", "mean", "var", "std"):
+            together = getattr(ra, f"segment_{op}")(values, offsets)
+            expected = getattr(ra, f"segment_{op}")(quiet, offsets)
+            assert torch.equal(together[1:], expected[1:]), op
+            first = together[0].item()
+            if op in ("sum", "mean"):
+                assert first == 0.0, op
+            elif dtype == torch.float32:  # the float64 truth, rounded once
+                truth = getattr(values[:128].detach().double(), op)().float().item()
+                assert first == pytest.approx(truth, rel=1e-6), op
+            else:  # beyond float64 (the std too: it is the root of the variance)
+                assert first == math.inf, op
+        (grad,) = torch.autograd.grad(ra.segment_var(values, offsets).sum(), values)
+    assert torch.isfinite(grad).all()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("scale", [1e-18, 1e-22, 1e-27, 1e-35])
+def test_float32_std_of_tiny_values_is_the_rounded_float64_truth(engine, scale):
+    """Deviations below ~1e-19 square to subnormals or 0 in float32: the std of values
+    near 1e-27 was 0, near 1e-22 28 % off (torch.std keeps them: it accumulates in
+    float64). A feature that is 0 throughout stays 0."""
+    generator = torch.Generator().manual_seed(1)
+    values = torch.rand(103, 2, generator=generator) * scale
+    values[:, 1] = 0  # a dead feature
+    truth = values.double().std(0)
+    with _kernels.force_engine(engine):
+        std = ra.segment_std(values, [0, 103])[0]
+        var = ra.segment_var(values, [0, 103])[0]
+    torch.testing.assert_close(std, truth.float(), rtol=2e-6, atol=0)
+    assert var[1].item() == 0 and var[0].item() == truth[0].square().float().item()
