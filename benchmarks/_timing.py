@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import random
 import statistics
 import time
@@ -110,3 +111,88 @@ def fmt(seconds: float) -> str:
         if seconds >= scale:
             return f"{seconds / scale:.3g} {unit}"
     return f"{seconds / 1e-9:.3g} ns"
+
+
+# ----------------------------------------------------------------------------- command lines
+# ``type=`` helpers for argparse: a bad value becomes a one-line usage error (exit 2) before
+# any work starts, never a traceback from deep inside a timing.
+
+
+def positive_int(text: str) -> int:
+    """A whole number of at least 1 (counts: threads, rounds, images, locations)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
+    return value
+
+
+def positive_ints(text: str) -> list[int]:
+    """A comma-separated list of whole numbers of at least 1, such as ``16,32,64``."""
+    values = []
+    for item in text.split(","):
+        try:
+            values.append(positive_int(item.strip()))
+        except argparse.ArgumentTypeError as error:
+            if item == text:  # one value: its own message says it all
+                raise
+            raise argparse.ArgumentTypeError(
+                f"expected whole numbers of at least 1, separated by commas; got {text!r} ({error})"
+            ) from None
+    return values
+
+
+def positive_floats(text: str) -> list[float]:
+    """A comma-separated list of numbers above 0, such as ``4,8,12.5``."""
+    values = []
+    for item in text.split(","):
+        try:
+            value = float(item)
+        except ValueError:
+            value = float("nan")
+        if not value > 0 or value == float("inf"):
+            what = "a number above 0" if item == text else "numbers above 0, separated by commas"
+            raise argparse.ArgumentTypeError(f"expected {what}; got {text!r}")
+        values.append(value)
+    return values
+
+
+def names_of(choices: list[str]) -> Callable[[str], list[str]]:
+    """A ``type=`` for a comma-separated list of names, each one of ``choices``."""
+
+    def parse(text: str) -> list[str]:
+        names = [name.strip() for name in text.split(",")]
+        unknown = [name for name in names if name not in choices]
+        if unknown:
+            raise argparse.ArgumentTypeError(
+                f"expected {', '.join(choices)} (or several, separated by commas); "
+                f"got {', '.join(map(repr, unknown))}"
+            )
+        return names
+
+    return parse
+
+
+def existing_device(text: str) -> Any:
+    """A ``torch.device`` that this machine has: ``cpu``, ``cuda`` or ``cuda:N``."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N; got {text!r}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: torch sees no CUDA device here (use --device cpu)"
+            )
+        count = torch.cuda.device_count()
+        if (device.index or 0) >= count:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: torch sees {count} CUDA device{'s' if count != 1 else ''}"
+            )
+    return device

@@ -2,7 +2,8 @@
 ``map``'s chunk budgets (``CPU_CALL_BYTES``, ``CPU_CHUNK_BYTES``, ``CPU_CHUNK_BYTES_GRAD``).
 
 Run: PYTHONPATH=. python benchmarks/bench_chunks.py --network small [--grad] [--threads 1]
-     [--images 12800] [--chunks 256,384,512,768,1024 | --budgets 4,8,16,24] [--reps 9]
+     [--images 12800] [--chunks 128,256,384,512,768,1024,1536,2048 | --budgets 4,8,16,24]
+     [--reps 9]
 
 Networks: ``small`` and ``large`` are the grid's CNNs (``raggedarray._demo``), ``A`` and ``B``
 the two psi networks of ``benchmarks/bench_train.py``. Without ``--grad`` each chunk's output
@@ -10,9 +11,10 @@ is copied into one preallocated result (what ``map`` does under ``torch.no_grad(
 ``--grad`` the outputs are concatenated and a sum is backpropagated (what a training step
 does). A chunk size at or above ``--images`` is one call with no copy. Sizes run in a fresh
 random order each round; the table gives the median per image and its ratio to the best, and
-the largest tensor per image that ``map``'s probe measures, so that a budget in bytes can be
-read off the sweep (``--budgets`` gives the sizes as such budgets, in MiB), and the network's
-multiply-adds per byte written. Like ``map``, the script first settles glibc's heap
+the largest tensor of one call of that size (for the images it holds: at most ``--images``)
+as ``map``'s probe measures it, so that a budget in bytes can be read off the sweep
+(``--budgets`` gives the sizes as such budgets, in MiB), and the network's multiply-adds per
+byte written. Like ``map``, the script first settles glibc's heap
 (``raggedarray._allocator``), so that no size is timed in another allocator state.
 """
 
@@ -23,7 +25,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from _timing import shuffled_times
+from _timing import positive_floats, positive_int, positive_ints, shuffled_times
 from bench_train import network_a
 from torch import nn
 
@@ -72,16 +74,35 @@ def step(net: nn.Module, images: torch.Tensor, size: int, *, grad: bool) -> Call
     return run
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--network", choices=list(NETWORKS), default="small")
     parser.add_argument("--grad", action="store_true", help="forward+backward")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--images", type=int, default=12800)
-    parser.add_argument("--chunks", default="128,256,384,512,768,1024,1536,2048")
-    parser.add_argument("--budgets", default=None, help="sizes as MiB of largest tensor")
-    parser.add_argument("--reps", type=int, default=9)
-    args = parser.parse_args()
+    parser.add_argument(
+        "--threads", type=positive_int, default=None, metavar="N", help="torch CPU threads"
+    )
+    parser.add_argument(
+        "--images", type=positive_int, default=12800, metavar="N", help="images in the buffer"
+    )
+    sizes_as = parser.add_mutually_exclusive_group()
+    sizes_as.add_argument(
+        "--chunks",
+        type=positive_ints,
+        default="128,256,384,512,768,1024,1536,2048",
+        metavar="K,K,...",
+        help="chunk sizes in images (default %(default)s)",
+    )
+    sizes_as.add_argument(
+        "--budgets",
+        type=positive_floats,
+        default=None,
+        metavar="MIB,MIB,...",
+        help="chunk sizes as MiB of largest tensor, instead of --chunks",
+    )
+    parser.add_argument(
+        "--reps", type=positive_int, default=9, metavar="N", help="rounds (default %(default)s)"
+    )
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -91,9 +112,15 @@ def main() -> None:
     costs = costs_per_image(net, images)
     largest = costs.largest
     if args.budgets:
-        sizes = [int(float(b) * 2**20 // largest) for b in args.budgets.split(",")]
+        sizes = [int(b * 2**20 // largest) for b in args.budgets]
+        if min(sizes) < 1:
+            small = [f"{b:g}" for b, size in zip(args.budgets, sizes, strict=True) if size < 1]
+            parser.error(
+                f"argument --budgets: {', '.join(small)} MiB holds no image of network "
+                f"{args.network} (its largest tensor is {largest / 2**20:.3g} MiB per image)"
+            )
     else:
-        sizes = [int(c) for c in args.chunks.split(",")]
+        sizes = args.chunks
     fns = {c: step(net, images, c, grad=args.grad) for c in sizes}
     medians, _ = shuffled_times(fns, repeats=args.reps)
     best = min(medians.values())
@@ -105,8 +132,9 @@ def main() -> None:
     print("\n| chunk | largest tensor | µs per image | / best |")
     print("|---|---|---|---|")
     for c, t in medians.items():
+        held = min(c, args.images)  # a chunk of the whole buffer or more is one call of it
         print(
-            f"| {c} | {c * largest / 2**20:.1f} MiB | {1e6 * t / args.images:.2f} | "
+            f"| {c} | {held * largest / 2**20:.1f} MiB | {1e6 * t / args.images:.2f} | "
             f"{t / best:.2f} |"
         )
 

@@ -13,6 +13,7 @@ Run: python benchmarks/bench_construct.py
 
 from __future__ import annotations
 
+import argparse
 import platform
 
 import numpy as np
@@ -106,7 +107,8 @@ def bench_batch_copies() -> None:
             print(f"    {cell}")
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)  # no options
     print(
         f"python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads"
@@ -114,3 +116,7 @@ if __name__ == "__main__":
     bench_from_list()
     bench_indexing()
     bench_batch_copies()
+
+
+if __name__ == "__main__":
+    main()

@@ -11,6 +11,7 @@ interleaved rounds in one process.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 
 import numpy as np
@@ -37,7 +38,8 @@ def one_by_one(fn: Callable[[], object]) -> Callable[[], object]:
     return run
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)  # no options
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     for m, low, high in ((64, 1, 100), (32, 20, 40), (256, 20, 40)):
         rng = np.random.default_rng(0)

@@ -11,6 +11,7 @@ relative to real work.
 
 from __future__ import annotations
 
+import argparse
 import platform
 
 import numpy as np
@@ -49,7 +50,8 @@ def pairs(x: ra.RaggedArray) -> dict[str, tuple]:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)  # no options
     torch.set_num_threads(torch.get_num_threads())
     print(
         f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "

@@ -16,16 +16,22 @@ import argparse
 
 import numpy as np
 import torch
-from _timing import median_times
+from _timing import median_times, positive_int
 
 import raggedarray as ra
 from raggedarray import reduce
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
-    torch.set_num_threads(parser.parse_args().threads)
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=2,
+        metavar="N",
+        help="torch CPU threads (default %(default)s)",
+    )
+    torch.set_num_threads(parser.parse_args(argv).threads)
     rng = np.random.default_rng(0)
     print("| m | F | op | method | functional, remembered | functional, none | none / remembered |")
     print("|---|---|---|---|---|---|---|")

@@ -213,10 +213,15 @@ def accuracy(device: torch.device, num_items: int) -> None:
     print(f"| torch.sum | {abs(float(values.sum()) - truth) / truth:.1e} |")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cpu", action="store_true", help="tiny sizes on the CPU")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if not args.cpu and not torch.cuda.is_available():
+        parser.error(
+            "torch sees no CUDA device here; run it on a CUDA machine, or add --cpu for tiny "
+            "sizes on the CPU (to test the script)"
+        )
     warnings.simplefilter("ignore", UserWarning)  # sparse CSR is "beta"
     device = torch.device("cpu" if args.cpu else "cuda")
     print(f"torch {torch.__version__} on {torch.cuda.get_device_name() if not args.cpu else 'cpu'}")

@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from _timing import paired_ratio, shuffled_samples, summary
+from _timing import names_of, paired_ratio, positive_int, positive_ints, shuffled_samples, summary
 
 from raggedarray import _demo
 
@@ -99,18 +99,50 @@ def page_faults(fn: Callable[[], object], calls: int = 3) -> float | None:
     return statistics.median(counts)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--models", default="small,large", help="small, large or both")
-    parser.add_argument("--m", default=",".join(map(str, _demo.GRID_M)))
-    parser.add_argument("--n", default=",".join(map(str, _demo.GRID_N)))
-    parser.add_argument("--chunks", default="64,128,256,512,1024", help="hand chunk sizes")
-    parser.add_argument("--reps", type=int, default=11, help="rounds per cell (at least)")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--threads", type=positive_int, default=None, metavar="N", help="torch CPU threads"
+    )
+    parser.add_argument(
+        "--models",
+        type=names_of(list(MODELS)),
+        default="small,large",
+        metavar="NAME,...",
+        help="small, large or both (default %(default)s)",
+    )
+    parser.add_argument(
+        "--m",
+        type=positive_ints,
+        default=",".join(map(str, _demo.GRID_M)),
+        metavar="M,M,...",
+        help="locations per cell (default %(default)s)",
+    )
+    parser.add_argument(
+        "--n",
+        type=positive_ints,
+        default=",".join(map(str, _demo.GRID_N)),
+        metavar="N,N,...",
+        help="images per location (default %(default)s)",
+    )
+    parser.add_argument(
+        "--chunks",
+        type=positive_ints,
+        default="64,128,256,512,1024",
+        metavar="C,C,...",
+        help="hand chunk sizes (default %(default)s)",
+    )
+    parser.add_argument(
+        "--reps",
+        type=positive_int,
+        default=11,
+        metavar="K",
+        help="rounds per cell, at least (default %(default)s)",
+    )
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    chunks = [int(c) for c in args.chunks.split(",")]
+    chunks = args.chunks
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"Python {platform.python_version()}"
@@ -121,12 +153,12 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     within = within_paired = total = unresolved = 0
-    for key in args.models.split(","):
+    for key in args.models:
         name, make = MODELS[key]
         torch.manual_seed(0)
         model = make()
-        for m in map(int, args.m.split(",")):
-            for n in map(int, args.n.split(",")):
+        for m in args.m:
+            for n in args.n:
                 row = cell(model, m, n, chunks=chunks, repeats=args.reps)
                 total += 1
                 within += row["ratio"] <= TARGET

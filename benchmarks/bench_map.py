@@ -18,6 +18,7 @@ import argparse
 
 import numpy as np
 import torch
+from _timing import existing_device
 
 import raggedarray as ra
 from raggedarray import _demo
@@ -135,10 +136,12 @@ def _mib(peak: float | None) -> str:
     return "n/a" if peak is None else f"{peak:.1f}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--device", default="cpu")
-    device = torch.device(parser.parse_args().device)
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--device", type=existing_device, default="cpu", help="cpu (default), cuda or cuda:N"
+    )
+    device = parser.parse_args(argv).device
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
     seed(device)
     single_images(device)

@@ -4,10 +4,12 @@ Run: PYTHONPATH=. python benchmarks/bench_map_costs.py [--threads N] [--rounds 6
 
 1. Fixed cost: ``batch.map(cnn)`` against ``cnn(batch.values)`` on batches that are one call
    (16-128 images), in µs over the dense call.
-2. Joining: at 1 200-4 800 images ``map`` splits the batch into equal chunks and, without
-   autograd, copies each chunk's output into one preallocated result (peak memory: the
-   output plus one chunk); against it, the same equal split by hand, joined by one
-   ``torch.cat`` at the end (peak: twice the output).
+2. Joining, at 1 200, 1 600, 2 400 and 4 800 images. A batch within ``map``'s one-call
+   budget (``CPU_CALL_BYTES``: 1 200 and 1 600 images of this CNN) is one call, for ``map``
+   and by hand alike (the "chunks" column says 1). Past it (2 400 and 4 800) ``map`` splits
+   the batch into equal chunks and, without autograd, copies each chunk's output into one
+   preallocated result (peak memory: the output plus one chunk); against it, the same equal
+   split by hand, joined by one ``torch.cat`` at the end (peak: twice the output).
 
 Candidates run in rounds of random order in one process (``_timing.shuffled_times``);
 the table gives medians.
@@ -20,7 +22,7 @@ import itertools
 
 import numpy as np
 import torch
-from _timing import shuffled_times
+from _timing import positive_int, shuffled_times
 
 from raggedarray import _demo
 from raggedarray import map as mapping
@@ -67,11 +69,19 @@ def joining(model: torch.nn.Module, rounds: int) -> None:
         print(f"| {n} | {parts} | {ms['map']} | {ms['hand']} | {ratio:.3f} |")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--rounds", type=int, default=61, help="rounds per joining case")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--threads", type=positive_int, default=None, metavar="N", help="torch CPU threads"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=positive_int,
+        default=61,
+        metavar="K",
+        help="rounds per joining case; the fixed-cost cases run 8x as many (default %(default)s)",
+    )
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -1,6 +1,6 @@
 """Segment reductions against the floor (``values.sum(0)``) and the usual alternatives.
 
-Run: python benchmarks/bench_reduce.py [--accuracy | --speed]
+Run: python benchmarks/bench_reduce.py [--accuracy | --speed]   (neither: both parts)
 
 Accuracy (``--accuracy``): relative error of one float32 segment sum against float64 truth,
 at 10^4, 10^5 and 10^6 items per segment, for raggedarray (both engines), a per-segment
@@ -19,6 +19,7 @@ its gradient switched off (where numba is installed).
 
 from __future__ import annotations
 
+import argparse
 import platform
 import warnings
 
@@ -174,13 +175,16 @@ def accuracy() -> None:
             print(f"  {kind:<16}{n:>9}" + "".join(f"{e:>16}" for e in row.values()))
 
 
-def main() -> None:
-    import sys
-
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--accuracy", action="store_true", help="only the accuracy table")
+    only.add_argument("--speed", action="store_true", help="only the timings")
+    args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
-    if "--speed" not in sys.argv:
+    if not args.speed:
         accuracy()
-    if "--accuracy" in sys.argv:
+    if args.accuracy:
         return
     machine = platform.processor() or platform.machine()
     print(

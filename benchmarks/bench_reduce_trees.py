@@ -13,6 +13,7 @@ thread.
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -63,12 +64,46 @@ def one_case(x, torch) -> str:
     )
 
 
-def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == "--one":
-        one_tree(sys.argv[2])
+def source_tree(text: str) -> str:
+    """A ``type=`` for PATH: a directory holding the ``raggedarray`` package."""
+    if not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a directory")
+    if not os.path.isfile(os.path.join(text, "raggedarray", "__init__.py")):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} holds no raggedarray/__init__.py (give a checkout's root)"
+        )
+    return text
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], usage="%(prog)s [-h] PATH [PATH ...]"
+    )
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        type=source_tree,
+        metavar="PATH",
+        help="a source tree (checkout) to import raggedarray from; each runs in its own "
+        "process, in the order given (repeat paths to alternate them)",
+    )
+    # Internal: the child process that times one tree.
+    parser.add_argument("--one", type=source_tree, metavar="PATH", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    threads = os.environ.get("T", "2")
+    if not threads.isdigit() or int(threads) < 1:
+        parser.error(f"T in the environment must be a thread count of at least 1; got {threads!r}")
+    if args.one is not None:
+        if args.paths:
+            parser.error("--one takes one PATH and no others")
+        one_tree(args.one)
         return
-    for path in sys.argv[1:]:
-        subprocess.run([sys.executable, __file__, "--one", path], check=True)
+    if not args.paths:
+        parser.error("give at least one PATH (a checkout to time), e.g. . /tmp/old")
+    for path in args.paths:
+        result = subprocess.run([sys.executable, __file__, "--one", path])
+        if result.returncode:
+            raise SystemExit(f"timing {path} failed (exit status {result.returncode})")
 
 
 if __name__ == "__main__":

@@ -15,13 +15,13 @@ what writing any fresh ``(N, F)`` result costs here (cumsum writes one; the floo
 
 from __future__ import annotations
 
+import argparse
 import platform
-import sys
 import warnings
 
 import numpy as np
 import torch
-from _timing import fmt, median_times, switched_off
+from _timing import fmt, median_times, positive_int, switched_off
 from bench_reduce import _batch  # the same random-cut batches as the reductions
 
 import raggedarray as ra
@@ -139,12 +139,26 @@ def ordering(x: ra.RaggedArray, repeats: int) -> None:
     report("alternatives", median_times(fns, repeats=repeats))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="N = 30 000, m = 1 000 instead of 300 000, 10 000"
+    )
+    parser.add_argument(
+        "--linear", action="store_true", help="skip sort/topk/median (they take minutes)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="torch CPU threads (torch's default)",
+    )
+    args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
-    quick = "--quick" in sys.argv
-    if "--threads" in sys.argv:  # e.g. one thread pinned to a core beside other work
-        torch.set_num_threads(int(sys.argv[sys.argv.index("--threads") + 1]))
-    num_items, m, features = (30_000, 1_000, 64) if quick else (300_000, 10_000, 64)
+    if args.threads:  # e.g. one thread pinned to a core beside other work
+        torch.set_num_threads(args.threads)
+    num_items, m, features = (30_000, 1_000, 64) if args.quick else (300_000, 10_000, 64)
     machine = platform.processor() or platform.machine()
     print(
         f"torch {torch.__version__}, numpy {np.__version__}, {machine}, "
@@ -154,7 +168,7 @@ def main() -> None:
     print(f"\nN={num_items}, m={m}, F={features} float32 (ratio to the first row)")
     linear(x, repeats=7)
     pairs(x, repeats=15)
-    if "--linear" not in sys.argv:  # the sorts take minutes
+    if not args.linear:  # the sorts take minutes
         ordering(x, repeats=3)
 
 

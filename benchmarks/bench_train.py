@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _timing import existing_device, positive_int
 from torch import nn
 
 import raggedarray as ra
@@ -252,17 +253,32 @@ def summary(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=None, help="interleaved rounds (11; quick 3)")
+    parser.add_argument(
+        "--reps",
+        type=positive_int,
+        default=None,
+        metavar="K",
+        help="interleaved rounds (11; quick 3)",
+    )
     parser.add_argument("--quick", action="store_true", help="few rounds, no torch.compile")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--m", type=int, default=300, help="locations per batch (300)")
+    parser.add_argument(
+        "--device",
+        type=existing_device,
+        default="cpu",
+        help="cpu (default), cuda or cuda:N",
+    )
+    parser.add_argument(
+        "--m", type=positive_int, default=300, metavar="M", help="locations per batch (300)"
+    )
     parser.add_argument("--optimizer", action="store_true", help="include an SGD step")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--threads", type=positive_int, default=None, metavar="N", help="torch CPU threads"
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    reps = args.reps or (3 if args.quick else 11)
+    reps = args.reps if args.reps is not None else (3 if args.quick else 11)
     warnings.filterwarnings("ignore")
     machine = platform.processor() or platform.machine()
     print(
