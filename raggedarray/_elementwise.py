@@ -256,6 +256,10 @@ def _compares(fn: Any) -> bool:
 
 _COMPARISONS = frozenset(COMPARE.values())
 
+# A constant to a graph, as the verdicts of _classify are (torch 2.6's dynamo cannot look a
+# function up in a frozenset).
+_compares._dynamo_marked_constant = True  # type: ignore[attr-defined]
+
 
 def _exactly(args: list[Any]) -> list[Any]:
     """Integer operands of a comparison widened to int64, where none of them wraps.
