@@ -122,9 +122,8 @@ class ComputeMethods(RaggedFields[ValuesT]):
         unchunked; an explicit ``chunk_size`` makes each chunk a batch-norm batch. So is a
         module whose probe call changed its buffers (spectral norm's power iteration in
         training mode, a quantization observer), which chunks would update once each, and a
-        function the probe cannot run (autograd inside it, a compiled part; its own errors
-        are raised from a plain call on the first items). An explicit ``chunk_size``
-        always wins.
+        function the probe cannot run (autograd inside it, a compiled part). An explicit
+        ``chunk_size`` always wins.
 
         Gradients flow through every chunk, and equal those of one unchunked call up to
         floating-point summation order. Works under ``torch.no_grad()`` (the chunks are then

@@ -242,8 +242,9 @@ def _chunks(
     assembler = _Assembler(num_items, where)
     recast = _recasts_per_chunk(values, target)
     try:
+        unproven = plan is None
         if plan is None:  # probe on the first items, then size the chunks
-            plan = _probe_plan(fn, values, target, key, where)
+            plan, unproven = _probe_plan(fn, values, target, key, where)
         for a, b in _spans(num_items, plan):
             if recast:
                 _backend.torch_module().clear_autocast_cache()
@@ -260,20 +261,22 @@ def _chunks(
     finally:
         if bar is not None:
             bar.close()
+    if unproven and num_items:  # the probe failed, and one call ran: remember that
+        _remember(fn, key, plan)
     return assembler.result()
 
 
 def _probe_plan(
     fn: Callable[[Any], Any], values: Any, target: Any, key: tuple[Any, ...], where: str
-) -> _Plan:
-    """The plan for ``fn`` from a probe on the first items (remembered for later calls).
+) -> tuple[_Plan, bool]:
+    """The plan for ``fn`` from a probe on the first items; whether it is still unproven.
 
     A module whose call changed its state (running statistics, spectral norm's vectors, a
     quantization observer) is called once: chunks would update it once each. A function
     the probe cannot run (autograd inside it, which the probe's ``no_grad`` stops; a
-    compiled part, which cannot trace the probe's mode) is run on the same items again
-    plainly: an error there is ``fn``'s own, raised as it is, before the batch runs;
-    otherwise ``fn`` is called once per batch, as by hand.
+    compiled part, which cannot trace the probe's mode) is called once too, as it would be
+    by hand; that plan is remembered once the call has run (an error of ``fn`` itself is
+    raised by the call).
     """
     num_items = values.shape[0]
     stop = min(num_items, PROBE_ITEMS)
@@ -281,9 +284,8 @@ def _probe_plan(
     try:
         output, costs, stateful = _probe_aside(fn, values[:stop], target)
     except Exception:
-        output, _, stateful = _probe_aside(fn, values[:stop], target, measure=False)
-        costs = None
-    if stateful or costs is None:
+        return _Plan(_ALL, _ALL, True, stop, training), True
+    if stateful:
         plan = _Plan(_ALL, _ALL, True, stop, training)
     else:  # key: (item shape, dtype, device, grad)
         plan = _choose(costs, key[2], grad=key[-1])._replace(measured=stop, training=training)
@@ -296,7 +298,7 @@ def _probe_plan(
     # autograd as a recomputation (checkpoint) records them. Kept, the probe's output made
     # the first call 16 items plus the rest, which differs for a function that looks
     # across items (v - v.mean(0)).
-    return plan
+    return plan, False
 
 
 def _training(fn: Any) -> bool | None:
@@ -305,9 +307,7 @@ def _training(fn: Any) -> bool | None:
     return None if module is None else bool(module.training)
 
 
-def _probe_aside(
-    fn: Callable[[Any], Any], head: Any, target: Any, *, measure: bool = True
-) -> tuple[Any, Costs | None, bool]:
+def _probe_aside(fn: Callable[[Any], Any], head: Any, target: Any) -> tuple[Any, Costs, bool]:
     """``probe`` on a copy of the first items, leaving no trace the batch's calls could see.
 
     Its output is dropped and the batch then runs from its first item, so the probe must
@@ -323,8 +323,7 @@ def _probe_aside(
     Autograd records nothing (the output is dropped; a checkpoint's recomputation, which
     finds the plan and skips the probe, must save what the first forward saved), and a
     compiled function is measured through the function it compiles (dynamo cannot trace
-    the probe's torch function mode). Without ``measure`` the call is a plain one, in the
-    caller's grad mode, with the same state put back (for a function the probe failed).
+    the probe's torch function mode).
     """
     head = head.clone() if _backend.is_tensor(head) else np.array(head, copy=True)
     torch = _backend.loaded_torch()  # not loaded: numpy values and a numpy function
@@ -334,17 +333,13 @@ def _probe_aside(
         device = target if target is not None else getattr(head, "device", None)
         kept = contextlib.ExitStack()
         kept.enter_context(torch.random.fork_rng(devices=[device] if _is_cuda(device) else []))
-        if measure:
-            kept.enter_context(torch.no_grad())
+        kept.enter_context(torch.no_grad())
         if module is not None:  # running statistics, spectral norm's vectors, counters
             buffers = buffers_of(module, torch)
     numpy_state = np.random.get_state()
     try:
         with kept:
-            if measure:
-                output, costs = probe(uncompiled(fn), _move(head, target))
-            else:  # (a plain call, in the caller's grad mode: nothing measured)
-                output, costs = fn(_move(head, target)), None
+            output, costs = probe(uncompiled(fn), _move(head, target))
     finally:
         np.random.set_state(numpy_state)
         stateful = put_back(buffers)
