@@ -196,3 +196,25 @@ def existing_device(text: str) -> Any:
                 f"{text!r}: torch sees {count} CUDA device{'s' if count != 1 else ''}"
             )
     return device
+
+
+def add_threads(parser: argparse.ArgumentParser, *, default: int | None = None) -> None:
+    """Add ``--threads N``, torch's CPU threads (torch's own default when ``default`` is None)."""
+    shown = "default %(default)s" if default is not None else "torch's default"
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=default,
+        metavar="N",
+        help=f"torch CPU threads ({shown})",
+    )
+
+
+def parse_with_threads(parser: argparse.ArgumentParser, argv: list[str] | None) -> Any:
+    """``parser.parse_args(argv)``, with torch set to the ``--threads`` asked for, if any."""
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return args

@@ -25,7 +25,14 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from _timing import positive_floats, positive_int, positive_ints, shuffled_times
+from _timing import (
+    add_threads,
+    parse_with_threads,
+    positive_floats,
+    positive_int,
+    positive_ints,
+    shuffled_times,
+)
 from bench_train import network_a
 from torch import nn
 
@@ -78,9 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--network", choices=list(NETWORKS), default="small")
     parser.add_argument("--grad", action="store_true", help="forward+backward")
-    parser.add_argument(
-        "--threads", type=positive_int, default=None, metavar="N", help="torch CPU threads"
-    )
+    add_threads(parser)
     parser.add_argument(
         "--images", type=positive_int, default=12800, metavar="N", help="images in the buffer"
     )
@@ -102,9 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--reps", type=positive_int, default=9, metavar="N", help="rounds (default %(default)s)"
     )
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_with_threads(parser, argv)
     torch.manual_seed(0)
     net = NETWORKS[args.network]()
     images = _demo.images(np.full(1, args.images), seed=1).values

@@ -15,7 +15,7 @@ import argparse
 
 import numpy as np
 import torch
-from _timing import fmt, median_times, positive_int
+from _timing import add_threads, fmt, median_times, parse_with_threads
 
 import raggedarray as ra
 from raggedarray import _kernels
@@ -51,14 +51,8 @@ def _grad(fn, values, offsets):
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--threads",
-        type=positive_int,
-        default=2,
-        metavar="N",
-        help="torch CPU threads (default %(default)s)",
-    )
-    torch.set_num_threads(parser.parse_args(argv).threads)
+    add_threads(parser, default=2)
+    parse_with_threads(parser, argv)
     rng = np.random.default_rng(0)
     lengths = rng.integers(20, 41, 1000)
     offsets = torch.tensor(np.concatenate([[0], np.cumsum(lengths)]))

@@ -16,7 +16,7 @@ import argparse
 
 import numpy as np
 import torch
-from _timing import median_times, positive_int
+from _timing import add_threads, median_times, parse_with_threads
 
 import raggedarray as ra
 from raggedarray import reduce
@@ -24,14 +24,8 @@ from raggedarray import reduce
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--threads",
-        type=positive_int,
-        default=2,
-        metavar="N",
-        help="torch CPU threads (default %(default)s)",
-    )
-    torch.set_num_threads(parser.parse_args(argv).threads)
+    add_threads(parser, default=2)
+    parse_with_threads(parser, argv)
     rng = np.random.default_rng(0)
     print("| m | F | op | method | functional, remembered | functional, none | none / remembered |")
     print("|---|---|---|---|---|---|---|")

@@ -29,7 +29,16 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from _timing import names_of, paired_ratio, positive_int, positive_ints, shuffled_samples, summary
+from _timing import (
+    add_threads,
+    names_of,
+    paired_ratio,
+    parse_with_threads,
+    positive_int,
+    positive_ints,
+    shuffled_samples,
+    summary,
+)
 
 from raggedarray import _demo
 
@@ -101,9 +110,7 @@ def page_faults(fn: Callable[[], object], calls: int = 3) -> float | None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--threads", type=positive_int, default=None, metavar="N", help="torch CPU threads"
-    )
+    add_threads(parser)
     parser.add_argument(
         "--models",
         type=names_of(list(MODELS)),
@@ -139,9 +146,7 @@ def main(argv: list[str] | None = None) -> None:
         metavar="K",
         help="rounds per cell, at least (default %(default)s)",
     )
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_with_threads(parser, argv)
     chunks = args.chunks
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "

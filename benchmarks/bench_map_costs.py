@@ -22,7 +22,7 @@ import itertools
 
 import numpy as np
 import torch
-from _timing import positive_int, shuffled_times
+from _timing import add_threads, parse_with_threads, positive_int, shuffled_times
 
 from raggedarray import _demo
 from raggedarray import map as mapping
@@ -71,9 +71,7 @@ def joining(model: torch.nn.Module, rounds: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--threads", type=positive_int, default=None, metavar="N", help="torch CPU threads"
-    )
+    add_threads(parser)
     parser.add_argument(
         "--rounds",
         type=positive_int,
@@ -81,9 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         metavar="K",
         help="rounds per joining case; the fixed-cost cases run 8x as many (default %(default)s)",
     )
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_with_threads(parser, argv)
     torch.manual_seed(0)
     model = _demo.GRID_MODELS[0][1]()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")

@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 import torch
-from _timing import fmt, median_times, positive_int, switched_off
+from _timing import add_threads, fmt, median_times, parse_with_threads, switched_off
 from bench_reduce import _batch  # the same random-cut batches as the reductions
 
 import raggedarray as ra
@@ -147,17 +147,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--linear", action="store_true", help="skip sort/topk/median (they take minutes)"
     )
-    parser.add_argument(
-        "--threads",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="torch CPU threads (torch's default)",
-    )
-    args = parser.parse_args(argv)
+    add_threads(parser)  # e.g. one thread pinned to a core beside other work
+    args = parse_with_threads(parser, argv)
     warnings.filterwarnings("ignore")
-    if args.threads:  # e.g. one thread pinned to a core beside other work
-        torch.set_num_threads(args.threads)
     num_items, m, features = (30_000, 1_000, 64) if args.quick else (300_000, 10_000, 64)
     machine = platform.processor() or platform.machine()
     print(

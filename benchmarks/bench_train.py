@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _timing import existing_device, positive_int
+from _timing import add_threads, existing_device, parse_with_threads, positive_int
 from torch import nn
 
 import raggedarray as ra
@@ -272,12 +272,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--optimizer", action="store_true", help="include an SGD step")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
-    parser.add_argument(
-        "--threads", type=positive_int, default=None, metavar="N", help="torch CPU threads"
-    )
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    add_threads(parser)
+    args = parse_with_threads(parser, argv)
     reps = args.reps if args.reps is not None else (3 if args.quick else 11)
     warnings.filterwarnings("ignore")
     machine = platform.processor() or platform.machine()
