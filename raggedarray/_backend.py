@@ -340,9 +340,28 @@ def signed_view(t: Any) -> Any:
     """
     if not is_tensor(t):
         return t
+    twin = _signed_twin(t.dtype)
+    return t if twin is None else t.view(twin)
+
+
+def signed_number(value: Any, dtype: Any) -> Any:
+    """An int ``value`` of unsigned 16-64 bit ``dtype`` as ``signed_view`` holds its bits.
+
+    Computed on the host (a tensor's ``item()`` would break a compiled graph); ``value``
+    itself for the other dtypes.
+    """
+    twin = _signed_twin(dtype)
+    if twin is None:
+        return value
+    bits = 8 * twin.itemsize
+    return int(value) - (1 << bits) if value >= 1 << (bits - 1) else value
+
+
+def _signed_twin(dtype: Any) -> Any:
+    """The signed dtype of the same width as unsigned 16-64 bit ``dtype``; else None."""
     torch = torch_module()
     twins = {torch.uint16: torch.int16, torch.uint32: torch.int32, torch.uint64: torch.int64}
-    return t.view(twins[t.dtype]) if t.dtype in twins else t
+    return twins.get(dtype)
 
 
 def needs_grad(*tensors: Any) -> bool:

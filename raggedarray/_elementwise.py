@@ -269,12 +269,15 @@ def _exactly(args: list[Any]) -> list[Any]:
     read as a Python int, compared exactly; in int64 it is compared exactly too, as a
     narrower integer (or bool) is. (Not uint64 values: beyond int64 they would wrap.)
     """
-    torch = _backend.torch_module()
-    narrow = {torch.bool, torch.uint8, torch.int8, torch.int16, torch.uint16, torch.int32}
-    narrow.add(torch.uint32)
-    if not all(a.dtype in narrow or a.dtype == torch.int64 for a in args if _backend.is_tensor(a)):
+    tensors = [a for a in args if _backend.is_tensor(a)]
+    if not all(_within_int64(int_bounds(a.dtype)) for a in tensors):
         return args  # (floats read the number as a float, as eagerly)
-    return [a.long() if _backend.is_tensor(a) and a.dtype in narrow else a for a in args]
+    return [a.long() if _backend.is_tensor(a) else a for a in args]
+
+
+def _within_int64(bounds: tuple[int, int] | None) -> bool:
+    """Whether an integer (or bool) dtype of these bounds widens to int64 exactly."""
+    return bounds is not None and bounds[1] <= _checks.INT64_MAX
 
 
 def _as_is(number: object) -> bool:

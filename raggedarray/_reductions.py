@@ -153,13 +153,14 @@ def _spread(
     """``(var or std, var)``, both ``(m, F)`` in ``flat``'s dtype.
 
     Two passes: the mean first, then the squared deviations from it, which stays accurate
-    when the mean is large compared with the spread. ``scaled_mean``: the mean is summed
-    from values scaled down by 2^64, whose blocks cannot overflow (``_spread_again``).
+    when the mean is large compared with the spread. ``scaled_mean``: the float64 mean is
+    ``_wide_sum``'s, from values scaled down by 2^64, whose blocks cannot overflow
+    (``_spread_again``).
     """
     kernels = _kernels()
     counts = part.counts(flat.dtype, flat.device)
     if scaled_mean:
-        mean = kernels.segment_sum(flat * _FLOAT64_SCALE, part) / counts / _FLOAT64_SCALE
+        mean = _wide_sum(flat, part, counts)
     else:
         mean = kernels.segment_sum(flat, part) / counts
     centred = flat - kernels.broadcast(mean, part)
@@ -274,7 +275,7 @@ def _underflowed(flat: Any, part: Partition, var: Any) -> Any:
     variance is below ``_SMALL_VARIANCE`` are looked at, and of those only the ones whose
     items are all below ``_NORMAL_ITEMS`` and not all 0 (a dead ReLU feature is 0 exactly).
     """
-    if var.dtype != _torch().float32 or not _on_host(var) or _backend.transformed(var):
+    if not _on_host(var) or _backend.transformed(var):  # (float32 only: not wide)
         return None
     small = var < _SMALL_VARIANCE
     if not bool(small.any()):

@@ -281,12 +281,13 @@ def _probe_plan(
     num_items = values.shape[0]
     stop = min(num_items, PROBE_ITEMS)
     training = _training(fn)
+    once = _Plan(_ALL, _ALL, True, stop, training)  # one call, whatever the batch
     try:
         output, costs, stateful = _probe_aside(fn, values[:stop], target)
     except Exception:
-        return _Plan(_ALL, _ALL, True, stop, training), True
+        return once, True
     if stateful:
-        plan = _Plan(_ALL, _ALL, True, stop, training)
+        plan = once
     else:  # key: (item shape, dtype, device, grad)
         plan = _choose(costs, key[2], grad=key[-1])._replace(measured=stop, training=training)
     if num_items:  # (no items measured nothing: a plan from them would be one call)

@@ -147,21 +147,10 @@ def segment_op(
     if learned is not None and empty is not None:  # its gradient, as in reduce.reduce
         out = out.masked_fill(empty.unsqueeze(1), learned.to(out.device, out.dtype))
     elif spec.default_fill is not None and empty is not None:
-        out = _backend.signed_view(out).masked_fill(empty.unsqueeze(1), _signed(fill, dtype))
+        fill_bits = _backend.signed_number(fill, dtype)
+        out = _backend.signed_view(out).masked_fill(empty.unsqueeze(1), fill_bits)
         out = out.view(dtype) if out.dtype != dtype else out
     return out.reshape(shape)
-
-
-def _signed(fill: Any, dtype: Any) -> Any:
-    """A checked ``fill`` as the signed twin of an unsigned ``dtype`` holds its bits.
-
-    (``signed_view``'s, computed on the host: a tensor's ``item()`` would break a graph.)
-    """
-    torch = _backend.torch_module()
-    bits = {torch.uint16: 16, torch.uint32: 32, torch.uint64: 64}.get(dtype)
-    if bits is not None and fill >= 1 << (bits - 1):
-        return int(fill) - (1 << bits)
-    return fill
 
 
 def cumsum(values: Any, part: Partition, *, where: str) -> Any:
